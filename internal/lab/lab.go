@@ -1,0 +1,241 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/dial"
+)
+
+// firstFakeAddr is the first address NextAddr hands out; 127.0.0.1 to
+// 127.0.0.9 are left alone for real listeners.
+var firstFakeAddr = netip.AddrFrom4([4]byte{127, 0, 0, 10})
+
+// lastFakeAddr is the last address NextAddr hands out.
+var lastFakeAddr = netip.AddrFrom4([4]byte{127, 255, 255, 254})
+
+// Lab is a hermetic stand-in for the internet: a DNS server, two CAs (one
+// trusted, one not) and a shared virtual-host HTTPS server, plus connect-to
+// rules that make fake public addresses reach the lab's listeners. A Lab is
+// safe for concurrent use.
+type Lab struct {
+	DNS       *DNS
+	CA        *CA // the CA clients are told to trust
+	Untrusted *CA // a CA no client trusts
+	HTTPS     *HTTPS
+
+	closeOnce sync.Once
+
+	mu    sync.Mutex
+	rules []dial.Rule
+	next  netip.Addr // the next address NextAddr returns
+}
+
+// Start starts a lab. Call Close to stop it.
+func Start() (*Lab, error) {
+	l := &Lab{next: firstFakeAddr}
+	var err error
+	if l.CA, err = NewCA("mailtls lab"); err != nil {
+		return nil, err
+	}
+	if l.Untrusted, err = NewCA("mailtls untrusted"); err != nil {
+		return nil, err
+	}
+	if l.DNS, err = StartDNS(); err != nil {
+		return nil, err
+	}
+	if l.HTTPS, err = StartHTTPS(""); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// New is Start for tests: it fails t on error, and when the test ends it
+// closes the lab and fails t if a lab server recovered a panic.
+func New(t testing.TB) *Lab {
+	t.Helper()
+	l, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.Close()
+		if n := l.DNS.Panics(); n > 0 {
+			t.Errorf("lab: dns handler panicked %d times", n)
+		}
+	})
+	return l
+}
+
+// Close stops every server of the lab. It is safe to call more than once.
+func (l *Lab) Close() {
+	l.closeOnce.Do(func() {
+		if l.HTTPS != nil {
+			l.HTTPS.Close()
+		}
+		if l.DNS != nil {
+			l.DNS.Close()
+		}
+	})
+}
+
+// NextAddr allocates a fake address for a host: 127.0.0.10, 127.0.0.11, …
+// Nothing listens on it; MapAddr sends connections to it to a lab
+// listener. After 127.255.255.254 it returns the zero Addr.
+func (l *Lab) NextAddr() netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.next
+	if !a.IsValid() {
+		return netip.Addr{}
+	}
+	if a == lastFakeAddr {
+		l.next = netip.Addr{}
+	} else {
+		l.next = a.Next()
+	}
+	return a
+}
+
+// NextAddr6 returns ::1, the only IPv6 loopback address: a lab has one
+// IPv6 address, so MapAddr can map each port of it only once. Map ::1:443
+// to the shared HTTPS server, which tells hosts apart by SNI.
+func (l *Lab) NextAddr6() netip.Addr {
+	return netip.IPv6Loopback()
+}
+
+// MapAddr adds a connect-to rule sending connections for fake:port to
+// listener ("127.0.0.1:PORT" or "[::1]:PORT"). A rule for the same fake
+// address and port is replaced.
+func (l *Lab) MapAddr(listener string, fake netip.Addr, port int) error {
+	host, p, err := net.SplitHostPort(listener)
+	if err != nil {
+		return fmt.Errorf("lab: map %s:%d: listener: %w", fake, port, err)
+	}
+	toPort, err := strconv.Atoi(p)
+	if err != nil || toPort < 1 || toPort > 65535 {
+		return fmt.Errorf("lab: map %s:%d: listener %q: bad port", fake, port, listener)
+	}
+	if !fake.IsValid() {
+		return errors.New("lab: map: invalid fake address")
+	}
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("lab: map %s: bad port %d", fake, port)
+	}
+	r := dial.Rule{Host: fake.Unmap().String(), Port: port, ToHost: host, ToPort: toPort}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, old := range l.rules {
+		if old.Host == r.Host && old.Port == r.Port {
+			l.rules[i] = r
+			return nil
+		}
+	}
+	l.rules = append(l.rules, r)
+	return nil
+}
+
+// Rules returns a copy of the lab's connect-to rules.
+func (l *Lab) Rules() []dial.Rule {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]dial.Rule(nil), l.rules...)
+}
+
+// Dialer returns a dialer applying the lab's current rules; it dials for
+// real. Rules added later need a new Dialer.
+func (l *Lab) Dialer() *dial.Dialer {
+	return &dial.Dialer{Rules: l.Rules()}
+}
+
+// ConnectToFlags returns the rules as --connect-to flag values.
+func (l *Lab) ConnectToFlags() []string {
+	rules := l.Rules()
+	flags := make([]string, len(rules))
+	for i, r := range rules {
+		flags[i] = r.String()
+	}
+	return flags
+}
+
+// SlowNet returns a dial function that waits latency (or until ctx is done)
+// before each connection, to emulate a distant server.
+func (l *Lab) SlowNet(latency time.Duration) dial.NetDial {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		t := time.NewTimer(latency)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+}
+
+// PolicyHostOptions configures Lab.PolicyHost.
+type PolicyHostOptions struct {
+	// Body is the policy served (200, text/plain) at every path when
+	// Handler is nil.
+	Body string
+	// Handler, if set, serves every request instead of Body.
+	Handler http.Handler
+	// Cert is the server certificate; if it is the zero value a good one
+	// for mta-sts.<domain> is issued by the lab CA.
+	Cert tls.Certificate
+	// TLS bounds the TLS versions offered.
+	TLS HostOptions
+}
+
+// PolicyHost sets up the MTA-STS policy host of domain (RFC 8461 §3.3): it
+// allocates an address, publishes "mta-sts.<domain>. 300 IN A <addr>",
+// serves the host on the lab's HTTPS server and maps <addr>:443 to it. It
+// returns the address.
+func (l *Lab) PolicyHost(domain string, o PolicyHostOptions) (netip.Addr, error) {
+	host := "mta-sts." + strings.TrimSuffix(strings.ToLower(domain), ".")
+	addr := l.NextAddr()
+	if !addr.IsValid() {
+		return netip.Addr{}, errors.New("lab: policy host: out of fake addresses")
+	}
+	if err := l.DNS.Add(fmt.Sprintf("%s. 300 IN A %s", host, addr)); err != nil {
+		return netip.Addr{}, fmt.Errorf("lab: policy host %s: %w", host, err)
+	}
+	cert := o.Cert
+	if len(cert.Certificate) == 0 {
+		var err error
+		if cert, err = l.CA.Issue(LeafOptions{DNSNames: []string{host}}); err != nil {
+			return netip.Addr{}, fmt.Errorf("lab: policy host %s: %w", host, err)
+		}
+	}
+	h := o.Handler
+	if h == nil {
+		h = Static(http.StatusOK, "text/plain", o.Body)
+	}
+	l.HTTPS.HostWith(host, cert, h, o.TLS)
+	if err := l.MapAddr(l.HTTPS.Addr(), addr, 443); err != nil {
+		return netip.Addr{}, err
+	}
+	return addr, nil
+}
+
+// MustPolicyHost is PolicyHost for tests: it fails t on error.
+func (l *Lab) MustPolicyHost(t testing.TB, domain string, o PolicyHostOptions) netip.Addr {
+	t.Helper()
+	addr, err := l.PolicyHost(domain, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
