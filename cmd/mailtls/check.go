@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/report"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+)
+
+const checkUsage = `Usage: mailtls check [flags] DOMAIN...
+
+Scans each domain's MTA-STS record, policy host and policy, MX coverage and
+TLS-RPT record, and prints a grade, every problem in plain words and the exact
+records and policy file that fix them. A domain may be given as
+"Example.COM.", "bücher.example", "https://example.com/" or "user@example.com".
+
+Exit status: 0 when no finding has severity error, 1 when at least one does,
+2 when mailtls could not run (bad flag, unusable resolver, invalid domain).
+
+Flags:
+`
+
+// netConfig is what the network-facing commands share: where to ask DNS,
+// which roots to trust, where connections really go, and the budget.
+type netConfig struct {
+	resolvers multiFlag
+	caFile    string
+	connectTo multiFlag
+	timeout   time.Duration
+}
+
+func (c *netConfig) register(fs *flag.FlagSet) {
+	fs.Var(&c.resolvers, "resolver", "DNS server `HOST:PORT` to ask (repeatable; default: the servers in /etc/resolv.conf)")
+	fs.StringVar(&c.caFile, "ca-file", "", "trust the PEM root certificates in `FILE` instead of the system roots")
+	fs.Var(&c.connectTo, "connect-to", "connect to ADDR:PORT whenever the scan would connect to HOST:PORT, keeping HOST for SNI and certificate checks (`HOST:PORT:ADDR:PORT`, repeatable; HOST may also be an IP address)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "the whole time budget for one domain")
+}
+
+// tools builds the resolver, fetcher and dialer from the flags.
+func (c *netConfig) tools(env Env) (*resolve.Client, *fetch.Fetcher, *dial.Dialer, error) {
+	servers := []string(c.resolvers)
+	if len(servers) == 0 {
+		s, err := resolve.SystemServers(env.ResolvConf)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("no usable resolver: %v (name one with --resolver HOST:PORT)", err)
+		}
+		servers = s
+	}
+	for i, s := range servers {
+		norm, err := normResolver(s)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		servers[i] = norm
+	}
+	d := &dial.Dialer{}
+	for _, r := range c.connectTo {
+		rule, err := dial.ParseRule(r)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--connect-to: %v", strings.TrimPrefix(err.Error(), "dial: "))
+		}
+		d.Rules = append(d.Rules, rule)
+	}
+	var roots *x509.CertPool
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--ca-file: %v", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, nil, nil, fmt.Errorf("--ca-file %s: no PEM certificates in it", c.caFile)
+		}
+	}
+	if c.timeout <= 0 {
+		return nil, nil, nil, fmt.Errorf("--timeout must be positive")
+	}
+	res := &resolve.Client{Servers: servers}
+	f := &fetch.Fetcher{Dialer: d, Roots: roots, Now: env.Now, UserAgent: "mailtls/" + version()}
+	return res, f, d, nil
+}
+
+// normResolver checks a --resolver value and adds port 53 when missing.
+func normResolver(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || port == "" || domain.CheckHostname(strings.TrimSuffix(host, ".")) != nil {
+		return "", fmt.Errorf("--resolver %q: want an address such as 127.0.0.1:53 or [::1]:53", s)
+	}
+	return s, nil
+}
+
+func runCheck(ctx context.Context, args []string, env Env) int {
+	fs := flag.NewFlagSet("mailtls check", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), checkUsage); fs.PrintDefaults() }
+	var (
+		nc       netConfig
+		jsonOut  bool
+		format   string
+		color    string
+		parallel int
+	)
+	nc.register(fs)
+	fs.BoolVar(&jsonOut, "json", false, "print one JSON document per domain (JSON Lines); same as --format json")
+	fs.StringVar(&format, "format", "text", "output `format`: text or json")
+	fs.StringVar(&color, "color", "auto", "colour the text report: auto (on a terminal, unless NO_COLOR is set), always or never")
+	fs.IntVar(&parallel, "parallel", 4, "scan up to `N` domains at once (output stays in input order)")
+	inputs, code, ok := parseInterleaved(fs, args, env)
+	if !ok {
+		return code
+	}
+	if jsonOut {
+		format = "json"
+	}
+	if format != "text" && format != "json" {
+		fmt.Fprintf(env.Stderr, "mailtls check: --format must be text or json, not %q\n", format)
+		return ExitUsage
+	}
+	if color != "auto" && color != "always" && color != "never" {
+		fmt.Fprintf(env.Stderr, "mailtls check: --color must be auto, always or never, not %q\n", color)
+		return ExitUsage
+	}
+	if len(inputs) == 0 {
+		fmt.Fprintln(env.Stderr, "mailtls check: name at least one domain")
+		fs.Usage()
+		return ExitUsage
+	}
+	type job struct {
+		input, name string
+		notes       []string
+	}
+	var jobs []job
+	bad := false
+	for _, in := range inputs {
+		name, notes, err := domain.Parse(in)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailtls check: %v\n", err)
+			bad = true
+			continue
+		}
+		jobs = append(jobs, job{in, name, notes})
+	}
+	if bad {
+		return ExitUsage
+	}
+	res, fetcher, dialer, err := nc.tools(env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "mailtls check: %v\n", err)
+		return ExitUsage
+	}
+	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now}
+	useColor := color == "always" || color == "auto" && env.Getenv("NO_COLOR") == "" && env.IsTerminal(env.Stdout)
+
+	// Scan in parallel, print in input order as soon as possible.
+	results := make([]chan *check.Report, len(jobs))
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		results[i] = make(chan *check.Report, 1)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, nc.timeout)
+			defer cancel()
+			o := scanner.Scan(dctx, j.name)
+			r := check.Evaluate(o, env.Now())
+			r.Notes = j.notes
+			results[i] <- r
+		})
+	}
+	exit := ExitOK
+	for i, j := range jobs {
+		r := <-results[i]
+		var err error
+		if format == "json" {
+			err = report.WriteJSON(env.Stdout, report.NewDocument(r, j.input))
+		} else {
+			if i > 0 {
+				fmt.Fprintln(env.Stdout)
+			}
+			err = report.WriteText(env.Stdout, r, report.TextOptions{Color: useColor})
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailtls check: writing the report: %v\n", err)
+			exit = ExitUsage
+		}
+		if finding.Worst(r.Findings) == finding.Error && exit == ExitOK {
+			exit = ExitFindings
+		}
+	}
+	wg.Wait()
+	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+		fmt.Fprintln(env.Stderr, "mailtls check: interrupted")
+		return ExitUsage
+	}
+	return exit
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments ("--" ends the flags).
+func parseInterleaved(fs *flag.FlagSet, args []string, env Env) (pos []string, code int, ok bool) {
+	for {
+		if ok, code := parseFlags(fs, args, env); !ok {
+			return nil, code, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, true
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), 0, true
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -1,0 +1,252 @@
+package check
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+)
+
+// RecordTTL is the TTL suggested for the TXT records: short enough that a
+// new id propagates within an hour (STS-TXT-21).
+const RecordTTL = 3600
+
+// TLSRPTPlaceholder is the report address suggested when the domain has
+// none; the fix says it must be edited.
+const TLSRPTPlaceholder = "tlsrpt@"
+
+// fixes builds the steps that repair what was found: the exact records to
+// publish or delete, the policy file built from the live MX set, and notes
+// for what is not a record. Publishing them clears the record, policy and
+// TLS-RPT errors (tested in check_test.go and the end-to-end tests).
+func (e *evaluator) fixes() {
+	if !e.receivesMail() {
+		return
+	}
+	d := e.o.Domain
+	id := e.newID()
+	var dnsFixes []Fix
+
+	policy, changed := e.policyFix()
+	if changed {
+		e.r.Fixes = append(e.r.Fixes, Fix{
+			Kind: FixPolicy, URL: "https://" + e.o.PolicyHost + fetch.Path, Content: policy.String(),
+			ContentType: "text/plain; charset=utf-8",
+			Text:        "Serve this file (CRLF line endings, no byte-order mark) before you publish the TXT record with the new id.",
+		})
+	}
+
+	// The _mta-sts record: a new one when it is missing or broken, or when
+	// the policy content changes (a new id makes senders refetch).
+	stsName := "_mta-sts." + d
+	switch {
+	case e.recState == recUndetermined:
+	case changed || e.recState != recValid || e.hasComponentProblem(finding.ComponentRecord,
+		finding.STSRecordUnrelatedTXT, finding.STSRecordAtApex, finding.STSRecordDraftName, finding.STSPolicyNotAdvertised):
+		// Replace whatever is there with one clean record.
+		dnsFixes = append(dnsFixes, e.deletions(stsName, e.o.DNS.STS, func(string) bool { return true })...)
+		f := Fix{Kind: FixDNS, Action: "publish", Name: stsName, Type: "TXT", TTL: RecordTTL, Value: mtasts.VersionTag + "; id=" + id}
+		if changed {
+			f.Text = "Publish this record after the policy file is online: the new id makes senders fetch it."
+		}
+		dnsFixes = append(dnsFixes, f)
+	default:
+		// The record is fine; only what sits beside it goes (STS-TXT-3).
+		dnsFixes = append(dnsFixes, e.deletions(stsName, e.o.DNS.STS, func(t string) bool { return !mtasts.IsCandidate(t) })...)
+	}
+	dnsFixes = append(dnsFixes, e.deletions(d, e.o.DNS.Apex, mtasts.LooksLikeRecord)...)
+	dnsFixes = append(dnsFixes, e.deletions("_mta_sts."+d, e.o.DNS.STSDraft, mtasts.LooksLikeRecord)...)
+
+	// The TLS-RPT record.
+	rptName := "_smtp._tls." + d
+	rptBroken := e.rptState == recInvalid || e.hasComponentProblem(finding.ComponentTLSRPT) || e.has(finding.TLSRPTDraftName)
+	if e.rptState != recUndetermined && (rptBroken || e.rptState == recAbsent && e.r.Status != StatusNone) {
+		uris := e.reportURIs()
+		placeholder := len(uris) == 0
+		if placeholder {
+			uris = []string{"mailto:" + TLSRPTPlaceholder + d}
+		}
+		dnsFixes = append(dnsFixes, e.deletions(rptName, e.o.DNS.TLSRPT, func(string) bool { return true })...)
+		f := Fix{Kind: FixDNS, Action: "publish", Name: rptName, Type: "TXT", TTL: RecordTTL, Value: tlsrpt.VersionTag + "; rua=" + strings.Join(uris, ",")}
+		if placeholder {
+			f.Text = "mailto:" + TLSRPTPlaceholder + d + " is a placeholder: replace it with a mailbox (or https: endpoint) that reads TLS reports."
+		}
+		dnsFixes = append(dnsFixes, f)
+	}
+	dnsFixes = append(dnsFixes, e.deletions("_smtp-tlsrpt."+d, e.o.DNS.TLSRPTDraft, tlsrpt.LooksLikeRecord)...)
+	dnsFixes = append(dnsFixes, e.deletions("_smtp_tlsrpt."+d, e.o.DNS.TLSRPTDraftUnder, tlsrpt.LooksLikeRecord)...)
+	e.r.Fixes = append(e.r.Fixes, dnsFixes...)
+
+	// What is not a record: the web server of the policy host.
+	var notes []string
+	if changed && (e.hostState == hostNoAddress || e.recState == recAbsent && e.hostState != hostResolved) {
+		notes = append(notes, fmt.Sprintf("Point %s at a web server (A/AAAA records, or a CNAME to your policy-hosting provider) that has a publicly trusted certificate for %s and serves the policy file above at https://%s%s.", e.o.PolicyHost, e.o.PolicyHost, e.o.PolicyHost, fetch.Path))
+	}
+	for _, f := range e.r.Findings {
+		if f.Component == finding.ComponentPolicyHost && f.Severity >= finding.Warning && f.ID != finding.PolicyHostNoAddress && f.ID != finding.PolicyHostUndetermined && !slices.Contains(notes, f.Fix) {
+			notes = append(notes, f.Fix)
+		}
+	}
+	for _, n := range notes {
+		e.r.Fixes = append(e.r.Fixes, Fix{Kind: FixNote, Text: n})
+	}
+}
+
+// receivesMail reports whether the domain takes mail at all: MTA-STS fixes
+// make no sense for a domain that does not exist or has a null MX.
+func (e *evaluator) receivesMail() bool {
+	a := e.o.DNS.MX
+	if a == nil {
+		return false
+	}
+	if a.Status == resolve.StatusNXDomain || scan.IsNullMX(a) {
+		return false
+	}
+	if a.Status == resolve.StatusNoData {
+		for _, h := range e.o.MXHosts {
+			if len(h.Addrs()) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// hasComponentProblem reports whether a finding of at least warning
+// severity exists in component c, ignoring the listed IDs.
+func (e *evaluator) hasComponentProblem(c finding.Component, ignore ...finding.ID) bool {
+	for _, f := range e.r.Findings {
+		if f.Component == c && f.Severity >= finding.Warning && !slices.Contains(ignore, f.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// policyFix returns the policy to serve and whether it differs from what is
+// served now (or nothing valid is served). It keeps the current mode (testing
+// for a new policy), keeps existing patterns that cover an MX host, adds the
+// MX hosts nothing covers and drops stale patterns; max_age is raised to the
+// recommended minimum for the mode (MISC-17).
+func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
+	if e.recState == recUndetermined || e.hostState == hostUndetermined || e.o.DNS.MX == nil || e.o.DNS.MX.Status.Temporary() {
+		return nil, false
+	}
+	var cur *mtasts.Policy
+	if e.parsed != nil && e.parsed.Policy != nil && len(e.usable) > 0 {
+		cur = e.parsed.Policy
+	}
+	base := mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting}
+	if e.parsed != nil {
+		d := e.parsed.Draft
+		if d.Mode != "" {
+			base.Mode = d.Mode
+		}
+		base.MaxAge = d.MaxAge
+		for _, x := range d.Extensions {
+			if !strings.Contains(x.Value, ":") {
+				base.Extensions = append(base.Extensions, x)
+			}
+		}
+	}
+	want := base
+	want.MX = e.wantedPatterns()
+	if len(want.MX) == 0 && want.Mode != mtasts.ModeNone {
+		return nil, false
+	}
+	switch {
+	case want.Mode == mtasts.ModeEnforce && want.MaxAge < minMaxAgeEnforce:
+		want.MaxAge = minMaxAgeEnforce
+	case want.Mode == mtasts.ModeTesting && want.MaxAge < minMaxAgeTesting:
+		want.MaxAge = minMaxAgeTesting
+	case want.Mode == mtasts.ModeNone && want.MaxAge == 0:
+		want.MaxAge = minMaxAgeTesting
+	}
+	if cur == nil {
+		return &want, true
+	}
+	problems := e.hasComponentProblem(finding.ComponentPolicy, finding.PolicySenderDivergence) || e.has(finding.MXNotCovered)
+	if !problems || want.Equal(cur) {
+		return cur, false
+	}
+	return &want, true
+}
+
+// wantedPatterns builds the mx patterns from the live MX set: an existing
+// pattern that covers a host is kept, otherwise the host itself is listed
+// (or a one-label wildcard when the host name cannot be a pattern).
+func (e *evaluator) wantedPatterns() []string {
+	old := e.coveragePolicy()
+	var out []string
+	add := func(p string) {
+		if !slices.ContainsFunc(out, func(x string) bool { return strings.EqualFold(x, p) }) {
+			out = append(out, p)
+		}
+	}
+	for _, h := range e.o.MXHosts {
+		if h.Implicit && len(h.Addrs()) == 0 {
+			continue
+		}
+		if old != nil {
+			if pat, ok := old.Match(h.Host); ok && mtasts.CheckPattern(pat) == nil {
+				add(strings.ToLower(pat))
+				continue
+			}
+		}
+		if domain.CheckHostname(h.Host) == nil {
+			add(h.Host)
+		} else if i := strings.Index(h.Host, "."); i > 0 {
+			add("*." + h.Host[i+1:])
+		}
+	}
+	return out
+}
+
+// deletions lists the TXT records at name that match del, as delete fixes.
+func (e *evaluator) deletions(name string, a *resolve.Answer, del func(string) bool) []Fix {
+	if a == nil || a.Status != resolve.StatusOK {
+		return nil
+	}
+	var out []Fix
+	for _, t := range a.TXT() {
+		if del(t) {
+			out = append(out, Fix{Kind: FixDNS, Action: "delete", Name: name, Type: "TXT", TTL: int(a.MinTTL()), Value: t})
+		}
+	}
+	return out
+}
+
+// reportURIs returns the usable report URIs already published, to keep
+// them in a repaired record.
+func (e *evaluator) reportURIs() []string {
+	if e.r.TLSRPT != nil {
+		return e.r.TLSRPT.Usable
+	}
+	a := e.o.DNS.TLSRPT
+	if a == nil || a.Status != resolve.StatusOK {
+		return nil
+	}
+	var out []string
+	for _, t := range a.TXT() {
+		if !tlsrpt.LooksLikeRecord(t) {
+			continue
+		}
+		// Salvage the usable URIs of a broken record: a record of its own
+		// made from each candidate field parses or it does not.
+		for _, part := range strings.FieldsFunc(t, func(r rune) bool { return r == ';' || r == ',' || r == ' ' || r == '\t' }) {
+			u := strings.TrimPrefix(part, "rua=")
+			if rec, _ := tlsrpt.ParseRecord(tlsrpt.VersionTag + "; rua=" + u); rec != nil && len(rec.Usable) == 1 && !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,98 @@
+package check
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/mtasts"
+)
+
+// senders compares how real senders read the domain's record and policy
+// with RFC 8461 (spec-checklist §H). Only a response a sender would accept
+// is compared: transport failures are the same for every sender.
+func (e *evaluator) senders() {
+	v := e.primary
+	sts := e.o.DNS.STS
+	if v == nil || !v.usable || v.r.Status != 200 || sts == nil || e.recState == recAbsent || e.recState == recUndetermined || !e.bodyOK {
+		return
+	}
+	ct, has := v.r.Header["Content-Type"]
+	views := mtasts.SenderViews(mtasts.SenderInput{TXT: sts.TXT(), ContentType: ct, HasContentType: has, Body: v.r.Body, TooLarge: v.r.TooLarge})
+	e.r.Senders = views
+	rfc := views[0]
+	var diffs []string
+	for _, s := range views[1:] {
+		if s.Same(rfc) {
+			continue
+		}
+		diffs = append(diffs, s.Sender+": "+describeDiff(s, rfc))
+	}
+	if len(diffs) > 0 {
+		e.add(finding.PolicySenderDivergence, finding.Warning, e.o.PolicyHost,
+			"Not every sender reads this policy as RFC 8461 does. "+strings.Join(diffs, "; ")+".",
+			e.fixText(finding.PolicySenderDivergence))
+	}
+}
+
+func describeDiff(s, rfc mtasts.SenderView) string {
+	switch {
+	case !s.Applies && rfc.Applies:
+		return "no policy, because " + s.Reason
+	case s.Applies && !rfc.Applies:
+		return fmt.Sprintf("applies mode %s although RFC 8461 senders ignore the policy", s.Mode)
+	}
+	var parts []string
+	if s.Mode != rfc.Mode {
+		parts = append(parts, fmt.Sprintf("mode %s instead of %s", s.Mode, rfc.Mode))
+	}
+	if s.MaxAge != rfc.MaxAge {
+		parts = append(parts, fmt.Sprintf("max_age %d instead of %d", s.MaxAge, rfc.MaxAge))
+	}
+	if !slices.EqualFunc(s.MX, rfc.MX, strings.EqualFold) {
+		parts = append(parts, fmt.Sprintf("mx %s instead of %s", quoteList(s.MX, 4), quoteList(rfc.MX, 4)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// grade assigns the letter grade (docs/grading.md): the policy status sets
+// the ceiling, the TLS-RPT record is needed for A, and each finding may cap
+// the grade further (finding.Def.Caps).
+func (e *evaluator) grade() {
+	r := e.r
+	var g finding.Grade
+	switch r.Status {
+	case StatusUndetermined:
+		r.Grade = ""
+		r.GradeReasons = []string{"no grade: the scan could not determine the policy (" + r.StatusReason + "); retry"}
+		return
+	case StatusAbsent, StatusInvalid, StatusUnreachable, StatusNone:
+		r.Grade = finding.GradeF
+		r.GradeReasons = []string{"F: no MTA-STS policy is in effect (" + string(r.Status) + ": " + r.StatusReason + ")"}
+		return
+	case StatusTesting:
+		g = finding.GradeB
+		r.GradeReasons = append(r.GradeReasons, "at most B: mode testing gives no protection, senders only report failures")
+	case StatusEnforce:
+		g = finding.GradeA
+		r.GradeReasons = append(r.GradeReasons, "at most A: A+ also needs every address of every MX host to pass STARTTLS and certificate checks, which this scan does not probe")
+	}
+	if e.rptState != recValid {
+		g = finding.Worse(g, finding.GradeB)
+		r.GradeReasons = append(r.GradeReasons, "at most B: no working TLS-RPT record, so failures go unreported")
+	}
+	seen := map[finding.ID]bool{}
+	for _, f := range r.Findings {
+		c := f.Cap()
+		if c == "" || seen[f.ID] {
+			continue
+		}
+		seen[f.ID] = true
+		if finding.Worse(g, c) != g || c == g {
+			r.GradeReasons = append(r.GradeReasons, fmt.Sprintf("at most %s: %s (%s)", c, finding.Lookup(f.ID).Title, f.ID))
+		}
+		g = finding.Worse(g, c)
+	}
+	r.Grade = g
+}

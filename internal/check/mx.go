@@ -1,0 +1,149 @@
+package check
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+)
+
+// coveragePolicy returns the policy MX hosts are matched against: the
+// effective one, or the best-effort draft of an invalid policy so that
+// coverage problems show up together with the syntax problems.
+func (e *evaluator) coveragePolicy() *mtasts.Policy {
+	if e.r.Policy != nil {
+		return e.r.Policy
+	}
+	if e.recState == recValid && e.parsed != nil && len(e.parsed.Draft.MX) > 0 {
+		d := e.parsed.Draft
+		return &d
+	}
+	return nil
+}
+
+// mxCoverage matches every MX host against the policy patterns (RFC 8461
+// §4.1, MISC-9, MISC-10, STS-POL-21) and checks the MX hosts' addresses.
+func (e *evaluator) mxCoverage() {
+	d := e.o.Domain
+	a := e.o.DNS.MX
+	switch {
+	case a == nil || a.Status.Temporary():
+		e.add(finding.MXUndetermined, finding.Warning, d,
+			fmt.Sprintf("Could not look up the MX records of %s: %s; retry.", d, temporaryWhy(a)), e.fixText(finding.MXUndetermined))
+		return
+	case a.Status == resolve.StatusNXDomain:
+		e.add(finding.MXDomainNXDomain, finding.Error, d, fmt.Sprintf("%s does not exist (NXDOMAIN).", d), e.fixText(finding.MXDomainNXDomain))
+		return
+	case scan.IsNullMX(a):
+		if e.recState != recAbsent {
+			e.add(finding.MXNull, finding.Info, d, fmt.Sprintf("%s publishes a null MX (\"0 .\"): it accepts no mail, so MTA-STS has no effect.", d), e.fixText(finding.MXNull))
+		}
+		return
+	}
+
+	pol := e.coveragePolicy()
+	mode := mtasts.Mode("")
+	if pol != nil {
+		mode = pol.Mode
+	}
+	used := map[string]bool{}
+	for _, h := range e.o.MXHosts {
+		m := MX{Host: h.Host, Preference: h.Preference, Implicit: h.Implicit}
+		if h.Implicit {
+			if len(h.Addrs()) == 0 && h.A != nil && h.AAAA != nil && !h.A.Status.Temporary() && !h.AAAA.Status.Temporary() {
+				continue // no MX and no address: the domain receives no mail
+			}
+			e.add(finding.MXImplicit, finding.Info, d,
+				fmt.Sprintf("%s has no MX records; senders deliver to its own address, so the policy must list \"mx: %s\".", d, d), e.fixText(finding.MXImplicit))
+		}
+		if pol != nil {
+			pat, ok := pol.Match(h.Host)
+			m.Pattern, m.Covered = pat, &ok
+			if ok {
+				used[strings.ToLower(pat)] = true
+			} else if mode == mtasts.ModeEnforce || mode == mtasts.ModeTesting {
+				e.notCovered(h, pol)
+			}
+		}
+		e.r.MX = append(e.r.MX, m)
+		e.mxAddresses(h)
+	}
+	if pol != nil && len(e.o.MXHosts) > 0 {
+		for _, pat := range pol.MX {
+			if !used[strings.ToLower(pat)] {
+				e.add(finding.MXPatternStale, finding.Info, pat,
+					fmt.Sprintf("The mx pattern %q matches none of the MX hosts (%s).", pat, hostList(e.o.MXHosts)), e.fixText(finding.MXPatternStale))
+			}
+		}
+	}
+}
+
+// notCovered reports an MX host that no pattern matches.
+func (e *evaluator) notCovered(h *scan.MXHost, pol *mtasts.Policy) {
+	sev, effect := finding.Warning, "in testing mode senders deliver anyway but report a failure"
+	if pol.Mode == mtasts.ModeEnforce {
+		sev, effect = finding.Error, "senders that honour the enforce policy will not deliver to it"
+	}
+	msg := fmt.Sprintf("The MX host %s matches none of the policy's mx patterns (%s); %s.", h.Host, quoteList(pol.MX, 5), effect)
+	for _, pat := range pol.MX {
+		parent, ok := strings.CutPrefix(strings.ToLower(pat), "*.")
+		switch {
+		case !ok:
+		case h.Host == parent:
+			msg += fmt.Sprintf(" %q matches exactly one label below %s, not %s itself.", pat, parent, parent)
+		case domain.IsSubdomainOf(h.Host, parent):
+			msg += fmt.Sprintf(" %q matches exactly one label below %s, not the %d labels of %s.", pat, parent, strings.Count(strings.TrimSuffix(h.Host, parent), "."), h.Host)
+		}
+	}
+	fix := e.fixText(finding.MXNotCovered, "<mx>", h.Host)
+	if domain.CheckHostname(h.Host) != nil {
+		parent := h.Host[strings.Index(h.Host, ".")+1:]
+		fix = fmt.Sprintf("%s cannot be listed as an mx pattern (it is not a valid host name); add \"mx: *.%s\" and publish a new id in the TXT record.", h.Host, parent)
+	}
+	e.add(finding.MXNotCovered, sev, h.Host, msg, fix)
+}
+
+// mxAddresses checks that an MX host resolves and is not an alias
+// (MISC-39).
+func (e *evaluator) mxAddresses(h *scan.MXHost) {
+	if h.A == nil || h.AAAA == nil {
+		return
+	}
+	for _, ans := range []*resolve.Answer{h.A, h.AAAA} {
+		if len(ans.CNAMEs) > 0 && !h.Implicit {
+			e.add(finding.MXCNAME, finding.Warning, h.Host,
+				fmt.Sprintf("The MX host %s is a CNAME to %s.", h.Host, ans.Target()), e.fixText(finding.MXCNAME, "<mx>", h.Host))
+			break
+		}
+	}
+	if len(h.Addrs()) > 0 || h.Implicit {
+		return
+	}
+	if h.A.Status.Temporary() || h.AAAA.Status.Temporary() {
+		why := temporaryWhy(h.A)
+		if !h.A.Status.Temporary() {
+			why = temporaryWhy(h.AAAA)
+		}
+		e.add(finding.MXAddressUndetermined, finding.Warning, h.Host,
+			fmt.Sprintf("Could not look up the addresses of the MX host %s: %s; retry.", h.Host, why), e.fixText(finding.MXAddressUndetermined, "<mx>", h.Host))
+		return
+	}
+	sev := finding.Warning
+	if len(e.o.MXHosts) == 1 {
+		sev = finding.Error
+	}
+	e.add(finding.MXNoAddress, sev, h.Host,
+		fmt.Sprintf("The MX host %s has no A or AAAA record (%s); senders cannot deliver to it.", h.Host, h.A.Status), e.fixText(finding.MXNoAddress, "<mx>", h.Host))
+}
+
+func hostList(hosts []*scan.MXHost) string {
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Host)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,198 @@
+package check
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/resolve"
+)
+
+// recordCodes maps MTA-STS record problems to findings (RFC 8461 §3.1).
+var recordCodes = map[mtasts.Code]finding.ID{
+	mtasts.RecordNonASCII:             finding.STSRecordNonASCII,
+	mtasts.RecordQuoted:               finding.STSRecordQuoted,
+	mtasts.RecordVersion:              finding.STSRecordVersion,
+	mtasts.RecordSpaceBeforeSemicolon: finding.STSRecordSpaceBeforeSemicolon,
+	mtasts.RecordSpaceAroundEquals:    finding.STSRecordSpaceAroundEquals,
+	mtasts.RecordSyntax:               finding.STSRecordSyntax,
+	mtasts.RecordTrailingSpace:        finding.STSRecordTrailingSpace,
+	mtasts.RecordIDMissing:            finding.STSRecordIDMissing,
+	mtasts.RecordIDInvalid:            finding.STSRecordIDInvalid,
+	mtasts.RecordIDDuplicate:          finding.STSRecordIDDuplicate,
+	mtasts.RecordExtension:            finding.STSRecordExtension,
+}
+
+// temporaryWhy describes a failed lookup for messages.
+func temporaryWhy(a *resolve.Answer) string {
+	if a == nil {
+		return "the lookup was not made"
+	}
+	why := string(a.Status)
+	if a.Rcode != "" && a.Status != resolve.StatusTimeout {
+		why = a.Rcode
+	}
+	if a.Server != "" {
+		why += " from " + a.Server
+	}
+	return why
+}
+
+// record judges the _mta-sts TXT record (RFC 8461 §3.1, spec-checklist §A).
+func (e *evaluator) record() {
+	d := e.o.Domain
+	name := "_mta-sts." + d
+	a := e.o.DNS.STS
+	if a == nil || a.Status.Temporary() {
+		e.recState = recUndetermined
+		e.recWhy = "the lookup of " + name + " TXT failed (" + temporaryWhy(a) + ")"
+		e.add(finding.STSRecordUndetermined, finding.Warning, name,
+			fmt.Sprintf("Could not look up %s TXT: %s. This says nothing about whether the record exists; retry.", name, temporaryWhy(a)),
+			e.fixText(finding.STSRecordUndetermined))
+		return
+	}
+	if len(a.CNAMEs) > 0 {
+		target := a.Target()
+		if a.Status == resolve.StatusNXDomain || a.Status == resolve.StatusNoData {
+			e.add(finding.STSRecordDanglingCNAME, finding.Error, name,
+				fmt.Sprintf("%s is a CNAME to %s, which has no TXT record (%s).", name, target, a.Status),
+				e.fixText(finding.STSRecordDanglingCNAME))
+		} else {
+			e.add(finding.STSRecordDelegated, finding.Info, name,
+				fmt.Sprintf("%s is a CNAME to %s; senders follow it.", name, target), e.fixText(finding.STSRecordDelegated))
+		}
+	}
+
+	var cands, loose, other []string
+	for _, t := range a.TXT() {
+		switch {
+		case mtasts.IsCandidate(t):
+			cands = append(cands, t)
+		case mtasts.LooksLikeRecord(t):
+			loose = append(loose, t)
+		default:
+			other = append(other, t)
+		}
+	}
+	switch {
+	case len(cands) > 1:
+		e.recState = recInvalid
+		e.recWhy = fmt.Sprintf("%s has %d MTA-STS records", name, len(cands))
+		e.add(finding.STSRecordMultiple, finding.Error, name,
+			fmt.Sprintf("%s has %d TXT records starting with \"v=STSv1;\" (%s); senders must then assume there is no policy.", name, len(cands), quoteList(cands, 3)),
+			e.fixText(finding.STSRecordMultiple))
+	case len(cands) == 1:
+		e.parseRecord(name, cands[0])
+	case len(loose) > 0:
+		// No record passes the sender's filter; say why the intended one fails.
+		e.recState = recInvalid
+		for _, t := range loose {
+			e.parseRecord(name, t)
+		}
+		e.recState = recInvalid
+		e.recWhy = fmt.Sprintf("the TXT record at %s does not begin with \"v=STSv1;\"", name)
+	default:
+		e.recState = recAbsent
+		e.recWhy = "there is no MTA-STS TXT record at " + name
+	}
+	if len(cands) == 1 && len(loose) > 0 {
+		e.add(finding.STSRecordUnrelatedTXT, finding.Warning, name,
+			fmt.Sprintf("Besides the MTA-STS record, %s has %s %s that looks like a broken MTA-STS record; RFC 8461 senders ignore it, go-mtasts (maddy) sees more than one record and ignores the policy.", name, plural(len(loose), "a TXT record", "TXT records"), quoteList(loose, 3)),
+			e.fixText(finding.STSRecordUnrelatedTXT))
+	}
+	if len(other) > 0 {
+		e.unrelatedTXT(name, other, len(cands)+len(loose) > 0)
+	}
+	if e.recState == recValid && a.MinTTL() > 3600 {
+		e.add(finding.STSRecordTTL, finding.Info, name,
+			fmt.Sprintf("The TTL of %s is %d seconds; a new id becomes visible to senders only after the TTL.", name, a.MinTTL()),
+			e.fixText(finding.STSRecordTTL))
+	}
+	e.misplacedRecords()
+}
+
+// parseRecord parses one candidate record and reports its problems.
+func (e *evaluator) parseRecord(name, txt string) {
+	rec, probs := mtasts.ParseRecord(txt)
+	for _, p := range probs {
+		id := recordCodes[p.Code]
+		sev := finding.Error
+		switch {
+		case p.Code == mtasts.RecordExtension:
+			sev = finding.Info
+		case p.Code == mtasts.RecordIDDuplicate:
+			sev = finding.Warning
+		}
+		e.add(id, sev, name, fmt.Sprintf("%s TXT %q: %s.", name, txt, p.Detail), e.fixText(id))
+	}
+	if rec != nil {
+		e.recState, e.rec = recValid, rec
+		e.r.PolicyID = rec.ID
+		return
+	}
+	e.recState = recInvalid
+	e.recWhy = fmt.Sprintf("the TXT record %q at %s is invalid", txt, name)
+}
+
+// unrelatedTXT reports TXT records at _mta-sts that are not MTA-STS
+// records (STS-TXT-3) or that a zone wildcard put there (STS-TXT-18).
+func (e *evaluator) unrelatedTXT(name string, other []string, haveRecord bool) {
+	probe := e.o.DNS.WildcardProbe
+	if !haveRecord && probe != nil && probe.Status == resolve.StatusOK && sameSet(probe.TXT(), other) {
+		e.add(finding.STSRecordWildcard, finding.Warning, name,
+			fmt.Sprintf("A zone wildcard answers %s with %s (the same answer comes for any name under %s); there is no MTA-STS record.", name, quoteList(other, 3), e.o.Domain),
+			e.fixText(finding.STSRecordWildcard))
+		return
+	}
+	what := "unrelated TXT " + plural(len(other), "record", "records") + " " + quoteList(other, 3)
+	if slices.ContainsFunc(other, func(t string) bool { return strings.HasPrefix(strings.ToLower(t), "v=spf1") }) {
+		what = "an SPF record (" + quoteList(other, 3) + "), which belongs at " + e.o.Domain
+	}
+	if haveRecord {
+		e.add(finding.STSRecordUnrelatedTXT, finding.Warning, name,
+			fmt.Sprintf("%s also has %s. RFC 8461 senders ignore it, but go-mtasts (maddy) then finds no policy and checkdmarc reports an error.", name, what),
+			e.fixText(finding.STSRecordUnrelatedTXT))
+		return
+	}
+	e.add(finding.STSRecordUnrelatedTXT, finding.Warning, name,
+		fmt.Sprintf("%s has %s but no MTA-STS record.", name, what), e.fixText(finding.STSRecordUnrelatedTXT))
+}
+
+// misplacedRecords reports MTA-STS records at the apex or at the draft-era
+// name _mta_sts (STS-TXT-1, MISC-32).
+func (e *evaluator) misplacedRecords() {
+	sev := finding.Error
+	if e.recState == recValid {
+		sev = finding.Warning
+	}
+	if a := e.o.DNS.Apex; a != nil && a.Status == resolve.StatusOK {
+		for _, t := range a.TXT() {
+			if mtasts.LooksLikeRecord(t) {
+				e.add(finding.STSRecordAtApex, sev, e.o.Domain,
+					fmt.Sprintf("%s itself has the TXT record %q; senders only look at _mta-sts.%s, so this record is never used.", e.o.Domain, t, e.o.Domain),
+					e.fixText(finding.STSRecordAtApex))
+			}
+		}
+	}
+	if a := e.o.DNS.STSDraft; a != nil && a.Status == resolve.StatusOK {
+		for _, t := range a.TXT() {
+			if mtasts.LooksLikeRecord(t) {
+				e.add(finding.STSRecordDraftName, sev, "_mta_sts."+e.o.Domain,
+					fmt.Sprintf("_mta_sts.%s (underscore) has the TXT record %q; senders only look at _mta-sts.%s (hyphen).", e.o.Domain, t, e.o.Domain),
+					e.fixText(finding.STSRecordDraftName))
+			}
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}

@@ -1,0 +1,144 @@
+package check
+
+import (
+	"fmt"
+
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+)
+
+// tlsrptCodes maps TLS-RPT record problems to findings (RFC 8460 §3).
+var tlsrptCodes = map[tlsrpt.Code]finding.ID{
+	tlsrpt.RecordNonASCII:             finding.TLSRPTSyntax,
+	tlsrpt.RecordQuoted:               finding.TLSRPTVersion,
+	tlsrpt.RecordVersion:              finding.TLSRPTVersion,
+	tlsrpt.RecordSpaceBeforeSemicolon: finding.TLSRPTSyntax,
+	tlsrpt.RecordSpaceAroundEquals:    finding.TLSRPTSyntax,
+	tlsrpt.RecordSyntax:               finding.TLSRPTSyntax,
+	tlsrpt.RecordTrailingSpace:        finding.TLSRPTSyntax,
+	tlsrpt.RUAMissing:                 finding.TLSRPTRUAMissing,
+	tlsrpt.RUAInvalid:                 finding.TLSRPTRUAInvalid,
+	tlsrpt.RUAUnsupported:             finding.TLSRPTRUAInvalid,
+	tlsrpt.RUARepeated:                finding.TLSRPTRUARepeated,
+	tlsrpt.Extension:                  finding.TLSRPTExtension,
+}
+
+// tlsrptRecord judges the _smtp._tls TXT record (RFC 8460 §3, spec-checklist
+// §E1). Whether a missing record matters depends on the policy, so that
+// advice comes later (tlsrptAdvice).
+func (e *evaluator) tlsrptRecord() {
+	name := "_smtp._tls." + e.o.Domain
+	a := e.o.DNS.TLSRPT
+	if a == nil || a.Status.Temporary() {
+		e.rptState = recUndetermined
+		e.add(finding.TLSRPTUndetermined, finding.Warning, name,
+			fmt.Sprintf("Could not look up %s TXT: %s. This says nothing about whether the record exists; retry.", name, temporaryWhy(a)),
+			e.fixText(finding.TLSRPTUndetermined))
+		return
+	}
+	var cands, loose, other []string
+	for _, t := range a.TXT() {
+		switch {
+		case tlsrpt.IsCandidate(t):
+			cands = append(cands, t)
+		case tlsrpt.LooksLikeRecord(t):
+			loose = append(loose, t)
+		default:
+			other = append(other, t)
+		}
+	}
+	switch {
+	case len(cands) > 1:
+		e.rptState = recInvalid
+		e.add(finding.TLSRPTMultiple, finding.Error, name,
+			fmt.Sprintf("%s has %d TXT records starting with \"v=TLSRPTv1;\" (%s); senders then send no reports.", name, len(cands), quoteList(cands, 3)),
+			e.fixText(finding.TLSRPTMultiple))
+	case len(cands) == 1:
+		e.parseTLSRPT(name, cands[0])
+	case len(loose) > 0:
+		for _, t := range loose {
+			e.parseTLSRPT(name, t)
+		}
+		e.rptState = recInvalid
+	default:
+		e.rptState = recAbsent
+	}
+	if len(other) > 0 {
+		e.add(finding.TLSRPTUnrelatedTXT, finding.Info, name,
+			fmt.Sprintf("%s also has %s, which senders ignore.", name, quoteList(other, 3)), e.fixText(finding.TLSRPTUnrelatedTXT))
+	}
+	e.tlsrptDraftNames()
+}
+
+func (e *evaluator) parseTLSRPT(name, txt string) {
+	rec, probs := tlsrpt.ParseRecord(txt)
+	usable := rec != nil && len(rec.Usable) > 0
+	for _, p := range probs {
+		id := tlsrptCodes[p.Code]
+		sev := finding.Error
+		switch p.Code {
+		case tlsrpt.Extension:
+			sev = finding.Info
+		case tlsrpt.RUARepeated:
+			sev = finding.Warning
+		case tlsrpt.RUAUnsupported:
+			if usable {
+				sev = finding.Warning
+			}
+		}
+		e.add(id, sev, name, fmt.Sprintf("%s TXT %q: %s.", name, txt, p.Detail), e.fixText(id))
+	}
+	switch {
+	case usable:
+		e.rptState = recValid
+		e.r.TLSRPT = rec
+	default:
+		e.rptState = recInvalid
+		if rec != nil {
+			e.r.TLSRPT = rec
+		}
+	}
+}
+
+// tlsrptDraftNames reports records at draft-era names (RPT-TXT-1).
+func (e *evaluator) tlsrptDraftNames() {
+	sev := finding.Error
+	if e.rptState == recValid {
+		sev = finding.Warning
+	}
+	for _, x := range []struct {
+		name string
+		a    *resolve.Answer
+	}{{"_smtp-tlsrpt." + e.o.Domain, e.o.DNS.TLSRPTDraft}, {"_smtp_tlsrpt." + e.o.Domain, e.o.DNS.TLSRPTDraftUnder}} {
+		if x.a == nil || x.a.Status != resolve.StatusOK {
+			continue
+		}
+		for _, t := range x.a.TXT() {
+			if tlsrpt.LooksLikeRecord(t) {
+				e.add(finding.TLSRPTDraftName, sev, x.name,
+					fmt.Sprintf("%s has the TXT record %q; senders only look at _smtp._tls.%s.", x.name, t, e.o.Domain),
+					e.fixText(finding.TLSRPTDraftName))
+			}
+		}
+	}
+}
+
+// tlsrptAdvice reports a missing TLS-RPT record: a warning while MTA-STS is
+// deployed (RPT-TXT-11, MISC-19, MISC-20), otherwise advice.
+func (e *evaluator) tlsrptAdvice() {
+	if e.rptState != recAbsent || e.has(finding.TLSRPTDraftName) {
+		return
+	}
+	name := "_smtp._tls." + e.o.Domain
+	switch e.r.Status {
+	case StatusEnforce, StatusTesting:
+		e.add(finding.TLSRPTMissing, finding.Warning, name,
+			fmt.Sprintf("%s has an MTA-STS policy in %s mode but no TLS-RPT record at %s, so no sender reports failed TLS connections to you.", e.o.Domain, e.r.Status, name),
+			e.fixText(finding.TLSRPTMissing))
+	default:
+		e.add(finding.TLSRPTMissing, finding.Info, name,
+			fmt.Sprintf("There is no TLS-RPT record at %s; publish one with MTA-STS to receive reports.", name),
+			e.fixText(finding.TLSRPTMissing))
+	}
+}
