@@ -50,7 +50,12 @@ func (e *evaluator) fixes() {
 	case e.recState == recUndetermined:
 	case changed || e.recState != recValid || e.hasComponentProblem(finding.ComponentRecord,
 		finding.STSRecordUnrelatedTXT, finding.STSRecordAtApex, finding.STSRecordDraftName, finding.STSPolicyNotAdvertised):
-		// Replace whatever is there with one clean record.
+		// Replace whatever is there with one clean record; a CNAME that
+		// leads nowhere has to go first.
+		if a := e.o.DNS.STS; a != nil && len(a.CNAMEs) > 0 {
+			c := a.CNAMEs[0]
+			dnsFixes = append(dnsFixes, Fix{Kind: FixDNS, Action: "delete", Name: stsName, Type: "CNAME", TTL: int(c.TTL), Value: c.Host + "."})
+		}
 		dnsFixes = append(dnsFixes, e.deletions(stsName, e.o.DNS.STS, func(string) bool { return true })...)
 		f := Fix{Kind: FixDNS, Action: "publish", Name: stsName, Type: "TXT", TTL: RecordTTL, Value: mtasts.VersionTag + "; id=" + id}
 		if changed {
@@ -173,8 +178,11 @@ func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
 	if cur == nil {
 		return &want, true
 	}
+	// A problem in the file means rewriting it, even when RFC 8461 senders
+	// would read the same policy: other senders may not (duplicates), and
+	// the new bytes need a new id.
 	problems := e.hasComponentProblem(finding.ComponentPolicy, finding.PolicySenderDivergence) || e.has(finding.MXNotCovered)
-	if !problems || want.Equal(cur) {
+	if !problems || want.String() == string(e.primary.r.Body) {
 		return cur, false
 	}
 	return &want, true

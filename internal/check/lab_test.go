@@ -2,40 +2,715 @@ package check_test
 
 import (
 	"context"
-	"os"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 )
 
+// now is the clock of every evaluation in these tests.
+var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+const goodPolicy = "version: STSv1\r\nmode: enforce\r\nmx: mx1.%[1]s\r\nmx: *.mail.%[1]s\r\nmax_age: 604800\r\n"
+
 // scanLab scans domain in the lab and evaluates it.
 func scanLab(t *testing.T, l *lab.Lab, domain string) *check.Report {
 	t.Helper()
 	d := l.Dialer()
 	s := &scan.Scanner{
-		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 500 * time.Millisecond, Attempts: 2},
-		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second, HandshakeTimeout: time.Second, ResponseTimeout: 2 * time.Second},
+		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 400 * time.Millisecond, Attempts: 2},
+		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second, HandshakeTimeout: time.Second, ResponseTimeout: 6 * time.Second},
 		Dialer:   d,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return check.Evaluate(s.Scan(ctx, domain), time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	return check.Evaluate(s.Scan(ctx, domain), now)
 }
 
-func TestSmoke(t *testing.T) {
+// world is a domain in the lab, built up by the scenario.
+type world struct {
+	t *testing.T
+	l *lab.Lab
+	d string
+}
+
+func (w world) dns(lines ...string) {
+	w.t.Helper()
+	for i, s := range lines {
+		lines[i] = strings.ReplaceAll(s, "$D", w.d)
+	}
+	w.l.DNS.MustAdd(w.t, lines...)
+}
+
+// mail publishes two MX hosts: mx1.$D and b.mail.$D.
+func (w world) mail() {
+	w.dns("$D. 300 IN MX 10 mx1.$D.", "$D. 300 IN MX 20 b.mail.$D.", "mx1.$D. 300 IN A 192.0.2.25", "b.mail.$D. 300 IN A 192.0.2.26")
+}
+
+func (w world) sts(txt ...string) {
+	for _, t := range txt {
+		w.dns(`_mta-sts.$D. 300 IN TXT ` + t)
+	}
+}
+
+func (w world) tlsrpt() { w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@$D"`) }
+
+// policy serves body (with %[1]s replaced by the domain) as text/plain.
+func (w world) policy(body string) {
+	w.serve(lab.Static(200, "text/plain; charset=utf-8", w.body(body)))
+}
+
+// body fills the domain into a policy template.
+func (w world) body(tmpl string) string { return strings.ReplaceAll(tmpl, "%[1]s", w.d) }
+
+func (w world) serve(h http.Handler) { w.l.MustPolicyHost(w.t, w.d, lab.PolicyHostOptions{Handler: h}) }
+
+func (w world) serveWith(cert tls.Certificate, h http.Handler, o lab.HostOptions) {
+	w.l.MustPolicyHost(w.t, w.d, lab.PolicyHostOptions{Handler: h, Cert: cert, TLS: o})
+}
+
+// good builds a domain that deserves an A.
+func (w world) good() {
+	w.mail()
+	w.sts(`"v=STSv1; id=20261101"`)
+	w.tlsrpt()
+	w.policy(goodPolicy)
+}
+
+type want struct {
+	id  finding.ID
+	sev finding.Severity
+}
+
+type scenario struct {
+	name   string // checklist ID and case
+	setup  func(w world)
+	status check.Status
+	grade  finding.Grade // "" = no grade (undetermined); "*" = do not check
+	want   []want
+	not    []finding.ID // must not be reported
+	check  func(t *testing.T, r *check.Report)
+	// fixable: applying the report's fixes (records, policy file, and the
+	// notes about the web server) must clear every problem.
+	fixable bool
+}
+
+func TestScenarios(t *testing.T) {
 	l := lab.New(t)
-	l.DNS.MustAdd(t, `_mta-sts.example.test. 300 IN TXT "v=STSv1; id=1"`,
-		`example.test. 300 IN MX 10 mx1.example.test.`,
-		`example.test. 300 IN MX 20 mx2.example.test.`,
-		`mx1.example.test. 300 IN A 192.0.2.25`,
-		`mx2.example.test. 300 IN A 192.0.2.26`)
-	l.MustPolicyHost(t, "example.test", lab.PolicyHostOptions{Body: "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 86400\n"})
-	r := scanLab(t, l, "example.test")
-	report.WriteText(os.Stdout, r, report.TextOptions{})
+	for i, sc := range scenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, l, i, sc)
+			sc.setup(w)
+			r := scanLab(t, l, w.d)
+			if r.Status != sc.status {
+				t.Errorf("status %s (%s), want %s", r.Status, r.StatusReason, sc.status)
+			}
+			if sc.grade != "*" && r.Grade != sc.grade {
+				t.Errorf("grade %q, want %q; reasons %q", r.Grade, sc.grade, r.GradeReasons)
+			}
+			for _, wnt := range sc.want {
+				if !slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == wnt.id && f.Severity == wnt.sev }) {
+					t.Errorf("missing %s %s; got:\n%s", wnt.sev, wnt.id, dump(r))
+				}
+			}
+			for _, id := range sc.not {
+				if slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == id }) {
+					t.Errorf("unexpected %s; got:\n%s", id, dump(r))
+				}
+			}
+			for _, f := range r.Findings {
+				if f.Message == "" || f.Ref == "" || (f.Severity >= finding.Warning && f.Fix == "") {
+					t.Errorf("incomplete finding %+v", f)
+				}
+				if strings.Contains(f.Fix, "<id>") || strings.Contains(f.Fix, "<domain>") {
+					t.Errorf("unfilled placeholder in %s fix: %s", f.ID, f.Fix)
+				}
+			}
+			if sc.check != nil {
+				sc.check(t, r)
+			}
+		})
+	}
+}
+
+func newWorld(t *testing.T, l *lab.Lab, i int, sc scenario) world {
+	d := fmt.Sprintf("s%d.test", i)
+	if strings.Contains(sc.name, "subdomain") {
+		d = fmt.Sprintf("mail.s%d.example.com", i)
+	}
+	return world{t: t, l: l, d: d}
+}
+
+func scenarios() []scenario {
+	return []scenario{
+		{name: "good enforce policy", setup: func(w world) { w.good() }, status: check.StatusEnforce, grade: finding.GradeA,
+			check: func(t *testing.T, r *check.Report) {
+				for _, f := range r.Findings {
+					if f.Severity >= finding.Warning {
+						t.Errorf("unexpected %s %s: %s", f.Severity, f.ID, f.Message)
+					}
+				}
+				if len(r.Fixes) != 0 {
+					t.Errorf("a good domain needs no fixes, got %+v", r.Fixes)
+				}
+				if r.Policy == nil || r.PolicyID != "20261101" || len(r.MX) != 2 || !*r.MX[0].Covered || !*r.MX[1].Covered {
+					t.Errorf("policy %+v id %q mx %+v", r.Policy, r.PolicyID, r.MX)
+				}
+			}},
+		{name: "no MTA-STS at all", fixable: true, setup: func(w world) { w.mail() }, status: check.StatusAbsent, grade: finding.GradeF,
+			want: []want{{finding.STSRecordMissing, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				kinds := fixKinds(r)
+				if !slices.Contains(kinds, "policy") || !slices.Contains(kinds, "dns:publish:_mta-sts") || !slices.Contains(kinds, "dns:publish:_smtp._tls") || !slices.Contains(kinds, "note") {
+					t.Errorf("want a complete setup as fixes, got %v", kinds)
+				}
+			}},
+
+		// §A: the _mta-sts TXT record.
+		{name: "STS-TXT-1 record at the apex", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.dns(`$D. 300 IN TXT "v=STSv1; id=1"`); w.policy(goodPolicy) },
+			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordAtApex, finding.Error}, {finding.STSPolicyNotAdvertised, finding.Error}}},
+		{name: "STS-TXT-2 multi-string record", setup: func(w world) {
+			w.good()
+			w.l.DNS.RemoveName("_mta-sts." + w.d)
+			w.sts(`"v=STSv1; id=2024" "0101"`)
+		}, status: check.StatusEnforce, grade: finding.GradeA, check: func(t *testing.T, r *check.Report) {
+			if r.PolicyID != "20240101" {
+				t.Errorf("id %q, want the strings joined", r.PolicyID)
+			}
+		}},
+		{name: "STS-TXT-3 unrelated TXT beside the record", fixable: true, setup: func(w world) { w.good(); w.sts(`"google-site-verification=abc"`) },
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.STSRecordUnrelatedTXT, finding.Warning}, {finding.PolicySenderDivergence, finding.Warning}}},
+		{name: "STS-TXT-4 two records", fixable: true, setup: func(w world) { w.good(); w.sts(`"v=STSv1; id=2"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordMultiple, finding.Error}}},
+		{name: "STS-TXT-5 no id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1;"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSyntax, finding.Error}, {finding.STSRecordIDMissing, finding.Error}}},
+		{name: "STS-TXT-6 literal quotes", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"\"v=STSv1; id=1\""`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordQuoted, finding.Error}}},
+		{name: "STS-TXT-6 wrong case", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"V=STSv1; id=1"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordVersion, finding.Error}}},
+		{name: "STS-TXT-7 space before semicolon", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1 ; id=1"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
+		{name: "STS-TXT-8 space around equals", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id = 1"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceAroundEquals, finding.Error}}},
+		{name: "STS-TXT-9 hyphenated id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=2024-01-01"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordIDInvalid, finding.Error}}},
+		{name: "STS-TXT-10 duplicate id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1; id=2"`) },
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordIDDuplicate, finding.Warning}}},
+		{name: "STS-TXT-12 extension field", setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1; foo=bar"`) },
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordExtension, finding.Info}}},
+		{name: "STS-TXT-13 non-breaking space", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1;\194\160id=1"`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordNonASCII, finding.Error}}},
+		{name: "STS-TXT-14 trailing space", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1 "`) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordTrailingSpace, finding.Error}}},
+		{name: "STS-TXT-15 delegated by CNAME", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.policy(goodPolicy)
+			w.dns(`_mta-sts.$D. 300 IN CNAME _mta-sts.provider.test.`, `_mta-sts.provider.test. 300 IN TXT "v=STSv1; id=9"`)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordDelegated, finding.Info}}},
+		{name: "STS-TXT-15 dangling CNAME", fixable: true, setup: func(w world) {
+			w.mail()
+			w.policy(goodPolicy)
+			w.dns(`_mta-sts.$D. 300 IN CNAME _mta-sts.gone.test.`)
+		}, status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDanglingCNAME, finding.Error}}},
+		{name: "STS-TXT-16 SERVFAIL is not absence", setup: func(w world) {
+			w.good()
+			w.l.DNS.SetRcode("_mta-sts."+w.d, dns.TypeTXT, dns.RcodeServerFailure)
+		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
+			not: []finding.ID{finding.STSRecordMissing, finding.STSPolicyNotAdvertised}},
+		{name: "STS-TXT-16 timeout is not absence", setup: func(w world) {
+			w.good()
+			w.l.DNS.Drop("_mta-sts."+w.d, dns.TypeTXT)
+		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
+			not: []finding.ID{finding.STSRecordMissing}},
+		{name: "STS-TXT-17 policy online without a record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy) },
+			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSPolicyNotAdvertised, finding.Error}}},
+		{name: "STS-TXT-18 zone wildcard answers _mta-sts", fixable: true, setup: func(w world) { w.mail(); w.dns(`*.$D. 300 IN TXT "v=spf1 -all"`) },
+			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordWildcard, finding.Warning}},
+			not: []finding.ID{finding.STSRecordUnrelatedTXT}},
+		{name: "STS-TXT-19 subdomain does not inherit", setup: func(w world) { w.mail() },
+			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSSubdomain, finding.Info}}},
+		{name: "STS-TXT-21 long TTL", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.policy(goodPolicy)
+			w.dns(`_mta-sts.$D. 86400 IN TXT "v=STSv1; id=1"`)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordTTL, finding.Info}}},
+		{name: "MISC-32 draft-era record name", fixable: true, setup: func(w world) { w.mail(); w.dns(`_mta_sts.$D. 300 IN TXT "v=STSv1; id=1"`); w.policy(goodPolicy) },
+			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDraftName, finding.Error}}},
+
+		// §B: the policy host and the fetch.
+		{name: "STS-FETCH-16 policy host does not resolve", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.sts(`"v=STSv1; id=1"`) },
+			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHostNoAddress, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				if !slices.Contains(fixKinds(r), "note") || !slices.Contains(fixKinds(r), "policy") {
+					t.Errorf("want a policy and a note about the host, got %v", fixKinds(r))
+				}
+			}},
+		{name: "STS-FETCH-16 policy host lookup fails", setup: func(w world) {
+			w.good()
+			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeANY, dns.RcodeServerFailure)
+		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.PolicyHostUndetermined, finding.Warning}},
+			not: []finding.ID{finding.PolicyHostNoAddress}},
+		{name: "STS-FETCH-16 only one of two addresses works", setup: func(w world) {
+			w.good()
+			w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`) // nothing listens: refused
+		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.PolicyFetchPartial, finding.Warning}}},
+		{name: "STS-FETCH-2 connection refused", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`)
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyFetchFailed, finding.Error}}},
+		{name: "STS-FETCH-3 TLS 1.1 only", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(tls.Certificate{}, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTLSVersion, finding.Error}}},
+		{name: "STS-FETCH-6 certificate for the wrong name", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts.provider.test"}}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertNameMismatch, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				// The body is still linted: the policy itself is fine.
+				for _, f := range r.Findings {
+					if f.Component == finding.ComponentPolicy && f.Severity == finding.Error {
+						t.Errorf("policy error reported for a good body: %s", f.Message)
+					}
+				}
+			}},
+		{name: "NAME-2 CN-only certificate", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{CommonName: "mta-sts." + w.d}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertNameMismatch, finding.Error}}},
+		{name: "STS-FETCH-6 wildcard certificate", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"*." + w.d}}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusEnforce, grade: finding.GradeA},
+		{name: "STS-FETCH-5 self-signed", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, SelfSigned: true}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertUntrusted, finding.Error}}},
+		{name: "STS-FETCH-5 untrusted CA", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.Untrusted.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertUntrusted, finding.Error}}},
+		{name: "STS-FETCH-5 expired", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			c := w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, NotBefore: time.Now().Add(-90 * 24 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+			w.serveWith(c, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertExpired, finding.Error}}},
+		{name: "STS-FETCH-5 incomplete chain", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, OmitIntermediate: true}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertIncompleteChain, finding.Error}}},
+		{name: "STS-FETCH-5 certificate expires soon", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, NotAfter: time.Now().Add(5 * 24 * time.Hour)}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCertExpiring, finding.Warning}}},
+		{name: "STS-FETCH-7 404", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(404, "text/html", "<h1>Not Found</h1>"))
+		},
+			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHTTPStatus, finding.Error}}},
+		{name: "STS-HOST-1 403 bot challenge", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(403, "text/html", "<html>checking your browser</html>"))
+		},
+			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHTTPStatus, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyHTTPStatus, "bot check") }},
+		{name: "STS-FETCH-7 204", setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Static(204, "text/plain", "")) },
+			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHTTPStatus, finding.Error}}},
+		{name: "STS-FETCH-8 redirect is not followed", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Redirect(301, "https://www."+w.d+"/.well-known/mta-sts.txt"))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHTTPRedirect, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyHTTPRedirect, "https://www.") }},
+		{name: "STS-FETCH-10 text/html content type", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(200, "text/html", w.body(goodPolicy)))
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.PolicyContentType, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.PolicySenderDivergence, "postfix-mta-sts-resolver")
+			}},
+		{name: "STS-FETCH-10 no content type", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(200, "", w.body(goodPolicy)))
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.PolicyContentType, finding.Error}}},
+		{name: "STS-FETCH-10 Text/Plain with charset is fine", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(200, "Text/Plain; charset=UTF-8", w.body(goodPolicy)))
+		}, status: check.StatusEnforce, grade: finding.GradeA, not: []finding.ID{finding.PolicyContentType, finding.PolicyCharset}},
+		{name: "STS-FETCH-11 other charset", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(200, "text/plain; charset=iso-8859-1", w.body(goodPolicy)))
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCharset, finding.Warning}}},
+		{name: "STS-FETCH-12 endless body", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Endless()) },
+			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}}},
+		{name: "STS-FETCH-13 slow policy host", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Slow(4200*time.Millisecond, lab.Static(200, "text/plain", w.body(goodPolicy))))
+		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.PolicySlow, finding.Warning}}},
+		{name: "STS-HOST-5 long edge caching", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			body := w.body(goodPolicy)
+			w.serve(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+				rw.Header().Set("Content-Type", "text/plain")
+				rw.Header().Set("Cache-Control", "public, max-age=31536000")
+				rw.Write([]byte(body))
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCaching, finding.Warning}}},
+		{name: "MISC-8 HTML page with 200", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Static(200, "text/html", "<!DOCTYPE html><html><head><title>Welcome</title></head><body>hi</body></html>"))
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyHTML, finding.Error}},
+			not: []finding.ID{finding.PolicyNotKeyValue}},
+
+		// §C: the policy file, through a full scan.
+		{name: "STS-POL-17 BOM", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.policy("\ufeff" + goodPolicy) },
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyBOM, finding.Error}}},
+		{name: "STS-POL-3 blank line", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\n\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 604800\n")
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyBlankLine, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
+		{name: "STS-POL-2 LF endings are fine", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(strings.ReplaceAll(goodPolicy, "\r\n", "\n"))
+		}, status: check.StatusEnforce, grade: finding.GradeA, not: []finding.ID{finding.PolicyLineEndings}},
+		{name: "STS-POL-14 conflicting duplicate mode", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: testing\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmode: enforce\nmax_age: 604800\n")
+		}, status: check.StatusTesting, grade: finding.GradeD, want: []want{{finding.PolicyDuplicateKey, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
+		{name: "STS-POL-5 Mode in the wrong case", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nMode: enforce\nmx: mx1.%[1]s\nmax_age: 604800\n")
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyKeyCase, finding.Error}, {finding.PolicyMode, finding.Error}}},
+		{name: "STS-POL-9 mx with trailing dot", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s.\nmax_age: 604800\n")
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMXInvalid, finding.Error}}},
+		{name: "STS-POL-8 max_age above a year", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 31557601\n")
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMaxAge, finding.Error}}},
+		{name: "MISC-17 short max_age in enforce", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 86400\n")
+		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.PolicyMaxAgeLow, finding.Warning}}},
+		{name: "STS-POL-20 wildcard under a public suffix", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmx: *.co.uk\nmax_age: 604800\n")
+		}, status: check.StatusEnforce, grade: finding.GradeC, want: []want{{finding.PolicyMXPublicSuffix, finding.Warning}, {finding.MXPatternStale, finding.Info}}},
+		{name: "MISC-19 testing mode", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: testing\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 86400\n")
+		}, status: check.StatusTesting, grade: finding.GradeB, want: []want{{finding.PolicyTesting, finding.Info}}},
+		{name: "mode none", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: none\nmax_age: 86400\n")
+		}, status: check.StatusNone, grade: finding.GradeF, want: []want{{finding.PolicyModeNone, finding.Info}}, not: []finding.ID{finding.TLSRPTMissing}},
+
+		// MX coverage (RFC 8461 §4.1).
+		{name: "MISC-9 MX not covered in enforce", fixable: true, setup: func(w world) {
+			w.good()
+			w.dns("$D. 300 IN MX 30 backup.other.test.", "backup.other.test. 300 IN A 192.0.2.27")
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.MXNotCovered, finding.Error}}},
+		{name: "MISC-9 MX not covered in testing", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: testing\nmx: mx1.%[1]s\nmax_age: 86400\n")
+		}, status: check.StatusTesting, grade: finding.GradeB, want: []want{{finding.MXNotCovered, finding.Warning}}},
+		{name: "MISC-10 wildcard at the wrong depth", fixable: true, setup: func(w world) {
+			w.dns("$D. 300 IN MX 10 a.b.mail.$D.", "a.b.mail.$D. 300 IN A 192.0.2.25")
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\nmx: *.mail.%[1]s\nmax_age: 604800\n")
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.MXNotCovered, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.MXNotCovered, "exactly one label") }},
+		{name: "STS-POL-21 stale pattern", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy + "mx: old-mx.%[1]s\r\n")
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXPatternStale, finding.Info}}},
+		{name: "MISC-38 null MX", setup: func(w world) {
+			w.dns(`$D. 300 IN MX 0 .`)
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: none\nmax_age: 86400\n")
+		},
+			status: check.StatusNone, grade: finding.GradeF, want: []want{{finding.MXNull, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				if len(r.Fixes) != 0 {
+					t.Errorf("no fixes for a domain without mail, got %+v", r.Fixes)
+				}
+			}},
+		{name: "implicit MX", fixable: true, setup: func(w world) {
+			w.dns("$D. 300 IN A 192.0.2.30")
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmax_age: 604800\n")
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.MXImplicit, finding.Info}, {finding.MXNotCovered, finding.Error}}},
+		{name: "MISC-39 MX target is a CNAME", setup: func(w world) {
+			w.good()
+			w.dns("$D. 300 IN MX 30 alias.mail.$D.", "alias.mail.$D. 300 IN CNAME mx1.$D.")
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXCNAME, finding.Warning}}},
+		{name: "MX host without address", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 30 c.mail.$D.") },
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXNoAddress, finding.Warning}}},
+		{name: "MX lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode(w.d, dns.TypeMX, dns.RcodeServerFailure) },
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXUndetermined, finding.Warning}},
+			not: []finding.ID{finding.MXNotCovered, finding.MXImplicit}},
+
+		// §E1: the TLS-RPT record.
+		{name: "RPT-TXT-11 no TLS-RPT with enforce", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.policy(goodPolicy) },
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTMissing, finding.Warning}}},
+		{name: "RPT-TXT-3 two TLS-RPT records", fixable: true, setup: func(w world) { w.good(); w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:b@$D"`) },
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTMultiple, finding.Error}}},
+		{name: "RPT-TXT-4 lower-case version", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=tlsrptv1; rua=mailto:a@$D"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTVersion, finding.Error}}},
+		{name: "RPT-TXT-6 address without mailto:", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=tlsrpt@$D"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTRUAInvalid, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.TLSRPTRUAInvalid, "mailto:tlsrpt@") }},
+		{name: "RPT-TXT-7 DMARC size suffix", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:a@$D!10m"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTRUAInvalid, finding.Error}}},
+		{name: "RPT-TXT-6 http beside mailto", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=http://r.test/x,mailto:a@$D"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.TLSRPTRUAInvalid, finding.Warning}}},
+		{name: "RPT-TXT-8 two rua fields", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:a@$D; rua=mailto:b@$D"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.TLSRPTRUARepeated, finding.Warning}}},
+		{name: "RPT-TXT-9 ruf extension", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:a@$D; ruf=mailto:b@$D"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.TLSRPTExtension, finding.Info}}},
+		{name: "RPT-TXT-1 draft-era name", fixable: true, setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp-tlsrpt.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:a@$D"`)
+		},
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTDraftName, finding.Error}}, not: []finding.ID{finding.TLSRPTMissing}},
+		{name: "RPT-TXT-12 TLS-RPT lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode("_smtp._tls."+w.d, dns.TypeTXT, dns.RcodeServerFailure) },
+			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTUndetermined, finding.Warning}}, not: []finding.ID{finding.TLSRPTMissing}},
+	}
+}
+
+func dump(r *check.Report) string {
+	var b strings.Builder
+	for _, f := range r.Findings {
+		fmt.Fprintf(&b, "  %s %s: %s\n", f.Severity, f.ID, f.Message)
+	}
+	return b.String()
+}
+
+func mustMention(t *testing.T, r *check.Report, id finding.ID, text string) {
+	t.Helper()
+	for _, f := range r.Findings {
+		if f.ID == id && strings.Contains(f.Message, text) {
+			return
+		}
+	}
+	t.Errorf("no %s finding mentions %q:\n%s", id, text, dump(r))
+}
+
+// fixKinds lists the fixes as "policy", "note" or "dns:<action>:<first label(s)>".
+func fixKinds(r *check.Report) []string {
+	var out []string
+	for _, f := range r.Fixes {
+		switch f.Kind {
+		case check.FixDNS:
+			label := strings.TrimSuffix(f.Name, "."+r.Domain)
+			out = append(out, "dns:"+f.Action+":"+label)
+		default:
+			out = append(out, f.Kind)
+		}
+	}
+	return out
+}
+
+// TestFixesClearProblems applies the fixes of every fixable scenario to the
+// lab (DNS changes, the policy file, and what the notes ask of the web
+// server) and scans again: no error or warning may remain.
+func TestFixesClearProblems(t *testing.T) {
+	l := lab.New(t)
+	for i, sc := range scenarios() {
+		if !sc.fixable {
+			continue
+		}
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, l, i, sc)
+			sc.setup(w)
+			before := scanLab(t, l, w.d)
+			if len(before.Fixes) == 0 {
+				t.Fatalf("no fixes offered for:\n%s", dump(before))
+			}
+			applyFixes(t, w, before)
+			after := scanLab(t, l, w.d)
+			for _, f := range after.Findings {
+				if f.Severity >= finding.Warning {
+					t.Errorf("after the fixes: %s %s: %s", f.Severity, f.ID, f.Message)
+				}
+			}
+			if after.Grade != finding.GradeA && after.Grade != finding.GradeB {
+				t.Errorf("grade after the fixes %q (%q)", after.Grade, after.GradeReasons)
+			}
+			if len(after.Fixes) != 0 {
+				t.Errorf("still fixes after applying them: %v", fixKinds(after))
+			}
+		})
+	}
+}
+
+// applyFixes does what the fixes say: DNS deletions and publications, the
+// policy file served as text/plain, and (for the notes) a web server with a
+// good certificate at the policy host.
+func applyFixes(t *testing.T, w world, r *check.Report) {
+	t.Helper()
+	type key struct{ name, typ string }
+	current := map[key][]string{}
+	record := func(name string, a *resolve.Answer) {
+		if a != nil && a.Status == resolve.StatusOK && len(a.CNAMEs) == 0 {
+			current[key{name, "TXT"}] = a.TXT()
+		}
+	}
+	ev := r.Evidence
+	record("_mta-sts."+w.d, ev.DNS.STS)
+	record(w.d, ev.DNS.Apex)
+	record("_mta_sts."+w.d, ev.DNS.STSDraft)
+	record("_smtp._tls."+w.d, ev.DNS.TLSRPT)
+	record("_smtp-tlsrpt."+w.d, ev.DNS.TLSRPTDraft)
+	touched := map[key]bool{}
+	policy, notes := "", false
+	for _, f := range r.Fixes {
+		switch f.Kind {
+		case check.FixDNS:
+			k := key{f.Name, f.Type}
+			touched[k] = true
+			if f.Type == "CNAME" {
+				w.l.DNS.Remove(f.Name, dns.TypeCNAME)
+				continue
+			}
+			if f.Action == "delete" {
+				current[k] = slices.DeleteFunc(current[k], func(v string) bool { return v == f.Value })
+			} else {
+				current[k] = append(current[k], f.Value)
+			}
+		case check.FixPolicy:
+			policy = f.Content
+		case check.FixNote:
+			notes = true
+		}
+	}
+	for k := range touched {
+		if k.typ != "TXT" {
+			continue
+		}
+		w.l.DNS.Remove(k.name, dns.TypeTXT)
+		for _, v := range current[k] {
+			w.l.DNS.MustAdd(w.t, fmt.Sprintf("%s. 300 IN TXT %s", k.name, report.QuoteTXT(v)))
+		}
+	}
+	if policy == "" && !notes {
+		return
+	}
+	if policy == "" {
+		for _, f := range ev.Fetches {
+			if f.Status == 200 {
+				policy = string(f.Body)
+			}
+		}
+	}
+	host := "mta-sts." + w.d
+	h := lab.Static(200, "text/plain; charset=utf-8", policy)
+	cert := w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{host}})
+	if a := ev.DNS.PolicyHostA; a != nil && len(a.Addrs()) > 0 {
+		w.l.HTTPS.Host(host, cert, h)
+		return
+	}
+	w.l.MustPolicyHost(w.t, w.d, lab.PolicyHostOptions{Handler: h, Cert: cert})
 }

@@ -21,6 +21,11 @@ func (e *evaluator) consistency() {
 		r.Status, r.StatusReason = StatusUndetermined, e.recWhy
 	case recAbsent:
 		r.Status, r.StatusReason = StatusAbsent, e.recWhy
+		if !policyValid && !e.has(finding.STSRecordAtApex) && !e.has(finding.STSRecordDraftName) && !e.has(finding.STSRecordWildcard) && !e.has(finding.STSRecordDanglingCNAME) {
+			e.add(finding.STSRecordMissing, finding.Info, "_mta-sts."+e.o.Domain,
+				fmt.Sprintf("%s does not publish MTA-STS (no TXT record at _mta-sts.%s): senders deliver with opportunistic TLS only, which an attacker can strip.", e.o.Domain, e.o.Domain),
+				e.fixText(finding.STSRecordMissing))
+		}
 		if policyValid {
 			e.add(finding.STSPolicyNotAdvertised, finding.Error, "_mta-sts."+e.o.Domain,
 				fmt.Sprintf("%s serves a valid %s policy, but there is no MTA-STS TXT record at _mta-sts.%s, so senders never fetch it.", e.o.PolicyHost, e.parsed.Policy.Mode, e.o.Domain),

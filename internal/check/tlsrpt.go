@@ -127,7 +127,7 @@ func (e *evaluator) tlsrptDraftNames() {
 // tlsrptAdvice reports a missing TLS-RPT record: a warning while MTA-STS is
 // deployed (RPT-TXT-11, MISC-19, MISC-20), otherwise advice.
 func (e *evaluator) tlsrptAdvice() {
-	if e.rptState != recAbsent || e.has(finding.TLSRPTDraftName) {
+	if e.rptState != recAbsent || e.has(finding.TLSRPTDraftName) || e.r.Status == StatusNone {
 		return
 	}
 	name := "_smtp._tls." + e.o.Domain

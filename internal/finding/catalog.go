@@ -765,6 +765,7 @@ var (
 		Fix:       "Move the record to _smtp._tls.<domain> and delete the draft-era one.",
 		Ref:       "RFC 8460 §3",
 		Checklist: []string{"RPT-TXT-1", "MISC-32"},
+		Caps:      map[Severity]Grade{Error: GradeB},
 	})
 	TLSRPTUnrelatedTXT = def(Def{
 		ID: "tlsrpt-unrelated-txt", Component: ComponentTLSRPT, Severities: onlyInfo,

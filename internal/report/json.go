@@ -191,7 +191,11 @@ func ZoneLine(f check.Fix) string {
 	b.WriteString("IN ")
 	b.WriteString(f.Type)
 	b.WriteString(" ")
-	b.WriteString(QuoteTXT(f.Value))
+	if f.Type == "TXT" {
+		b.WriteString(QuoteTXT(f.Value))
+	} else {
+		b.WriteString(f.Value)
+	}
 	return b.String()
 }
 
