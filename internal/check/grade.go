@@ -78,11 +78,8 @@ func (e *evaluator) grade() {
 		g = finding.GradeA
 		r.GradeReasons = append(r.GradeReasons, "at most A: A+ also needs every address of every MX host to pass STARTTLS and certificate checks, which this scan does not probe")
 	}
-	if e.rptState != recValid {
-		g = finding.Worse(g, finding.GradeB)
-		r.GradeReasons = append(r.GradeReasons, "at most B: no working TLS-RPT record, so failures go unreported")
-	}
 	seen := map[finding.ID]bool{}
+	rptCapped := false
 	for _, f := range r.Findings {
 		c := f.Cap()
 		if c == "" || seen[f.ID] {
@@ -93,6 +90,11 @@ func (e *evaluator) grade() {
 			r.GradeReasons = append(r.GradeReasons, fmt.Sprintf("at most %s: %s (%s)", c, finding.Lookup(f.ID).Title, f.ID))
 		}
 		g = finding.Worse(g, c)
+		rptCapped = rptCapped || f.Component == finding.ComponentTLSRPT
+	}
+	if e.rptState != recValid && !rptCapped {
+		g = finding.Worse(g, finding.GradeB)
+		r.GradeReasons = append(r.GradeReasons, "at most B: no working TLS-RPT record, so failures go unreported")
 	}
 	r.Grade = g
 }

@@ -99,9 +99,12 @@ func (e *evaluator) notCovered(h *scan.MXHost, pol *mtasts.Policy) {
 			msg += fmt.Sprintf(" %q matches exactly one label below %s, not the %d labels of %s.", pat, parent, strings.Count(strings.TrimSuffix(h.Host, parent), "."), h.Host)
 		}
 	}
-	fix := e.fixText(finding.MXNotCovered, "<mx>", h.Host)
+	parent := h.Host
+	if i := strings.Index(h.Host, "."); i > 0 {
+		parent = h.Host[i+1:]
+	}
+	fix := e.fixText(finding.MXNotCovered, "<mx>", h.Host, "<parent>", parent)
 	if domain.CheckHostname(h.Host) != nil {
-		parent := h.Host[strings.Index(h.Host, ".")+1:]
 		fix = fmt.Sprintf("%s cannot be listed as an mx pattern (it is not a valid host name); add \"mx: *.%s\" and publish a new id in the TXT record.", h.Host, parent)
 	}
 	e.add(finding.MXNotCovered, sev, h.Host, msg, fix)

@@ -84,7 +84,10 @@ func (e *evaluator) policyFile() {
 		if p.Line > 0 {
 			subject = "line " + strconv.Itoa(p.Line)
 		}
-		msg := "mta-sts.txt " + p.String() + "."
+		msg := "mta-sts.txt: " + p.Detail + "."
+		if p.Line > 0 {
+			msg = fmt.Sprintf("mta-sts.txt line %d: %s.", p.Line, p.Detail)
+		}
 		if n == maxRepeats {
 			if more := countCode(pp.Problems, p.Code) - maxRepeats; more > 0 {
 				msg += fmt.Sprintf(" (%d more %s like this)", more, plural(more, "line", "lines"))
