@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailtls/mailtls/internal/lab"
+)
+
+// binary is the mailtls binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mailtls-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binary = filepath.Join(dir, "mailtls")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building mailtls: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const policy = "version: STSv1\r\nmode: enforce\r\nmx: mx1.%s\r\nmax_age: 604800\r\n"
+
+// newLab builds a lab with a good domain (good.test), a broken one
+// (broken.test: MX not covered by its enforce policy) and one whose DNS
+// never answers (silent.test).
+func newLab(t *testing.T) (*lab.Lab, []string) {
+	t.Helper()
+	l := lab.New(t)
+	for _, d := range []string{"good.test", "broken.test"} {
+		l.DNS.MustAdd(t,
+			fmt.Sprintf(`_mta-sts.%s. 300 IN TXT "v=STSv1; id=20261101"`, d),
+			fmt.Sprintf(`_smtp._tls.%s. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@%s"`, d, d),
+			fmt.Sprintf(`%s. 300 IN MX 10 mx1.%s.`, d, d),
+			fmt.Sprintf(`mx1.%s. 300 IN A 192.0.2.25`, d))
+		l.MustPolicyHost(t, d, lab.PolicyHostOptions{Body: fmt.Sprintf(policy, d)})
+	}
+	l.DNS.MustAdd(t, `broken.test. 300 IN MX 20 backup.elsewhere.test.`, `backup.elsewhere.test. 300 IN A 192.0.2.26`)
+	l.DNS.Drop("silent.test", dns.TypeANY)
+	for _, n := range []string{"_mta-sts", "_mta_sts", "_smtp._tls", "_smtp-tlsrpt", "_smtp_tlsrpt", "mta-sts"} {
+		l.DNS.Drop(n+".silent.test", dns.TypeANY)
+	}
+	ca, err := l.CA.WriteRootPEM(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--resolver", l.DNS.Addr(), "--ca-file", ca}
+	for _, c := range l.ConnectToFlags() {
+		args = append(args, "--connect-to", c)
+	}
+	return l, args
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running mailtls: %v", err)
+	}
+	return r
+}
+
+func TestCheckEndToEnd(t *testing.T) {
+	_, labArgs := newLab(t)
+	check := func(extra ...string) []string { return append(append([]string{"check"}, labArgs...), extra...) }
+
+	t.Run("good domain: text report, exit 0", func(t *testing.T) {
+		r := run(t, check("Good.TEST.")...)
+		if r.code != ExitOK {
+			t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, want := range []string{"good.test", "Grade A", "policy enforce", `normalised "Good.TEST." to "good.test"`, "covered by mx1.good.test", "How senders read it"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("output lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		if strings.Contains(r.stdout, "\x1b[") {
+			t.Error("colour with NO_COLOR set and no terminal")
+		}
+	})
+
+	t.Run("broken domain: exit 1 and a fix", func(t *testing.T) {
+		r := run(t, check("broken.test")...)
+		if r.code != ExitFindings {
+			t.Fatalf("exit %d, want 1\n%s", r.code, r.stdout)
+		}
+		if !strings.Contains(r.stdout, "mx-not-covered") || !strings.Contains(r.stdout, "mx: backup.elsewhere.test") {
+			t.Errorf("want the finding and the fixed policy:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("JSON Lines in input order", func(t *testing.T) {
+		r := run(t, check("--json", "broken.test", "user@good.test", "https://broken.test/")...)
+		if r.code != ExitFindings {
+			t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("want 3 JSON lines, got %d:\n%s", len(lines), r.stdout)
+		}
+		wantDomains := []string{"broken.test", "good.test", "broken.test"}
+		wantGrades := []string{"D", "A", "D"}
+		for i, line := range lines {
+			var doc struct {
+				SchemaVersion int     `json:"schema_version"`
+				Domain        string  `json:"domain"`
+				Input         string  `json:"input"`
+				Grade         *string `json:"grade"`
+				Findings      []struct {
+					ID string `json:"id"`
+				} `json:"findings"`
+			}
+			if err := json.Unmarshal([]byte(line), &doc); err != nil {
+				t.Fatalf("line %d is not JSON: %v", i+1, err)
+			}
+			if doc.SchemaVersion != 1 || doc.Domain != wantDomains[i] || doc.Grade == nil || *doc.Grade != wantGrades[i] {
+				t.Errorf("line %d: schema %d domain %q grade %v, want %q %q", i+1, doc.SchemaVersion, doc.Domain, doc.Grade, wantDomains[i], wantGrades[i])
+			}
+		}
+	})
+
+	t.Run("--format json equals --json", func(t *testing.T) {
+		a, b := run(t, check("--format", "json", "good.test")...), run(t, check("--json", "good.test")...)
+		if a.code != 0 || b.code != 0 || !strings.HasPrefix(a.stdout, `{"schema_version":1,"domain":"good.test"`) {
+			t.Errorf("--format json: exit %d %q", a.code, a.stdout[:min(60, len(a.stdout))])
+		}
+	})
+
+	t.Run("silent DNS: bounded by --timeout, not reported as missing", func(t *testing.T) {
+		r := run(t, check("--json", "--timeout", "3s", "silent.test")...)
+		if r.took > 8*time.Second {
+			t.Errorf("took %v with --timeout 3s", r.took)
+		}
+		if !strings.Contains(r.stdout, `"policy_status":"undetermined"`) || !strings.Contains(r.stdout, `"grade":null`) || strings.Contains(r.stdout, "sts-record-missing") {
+			t.Errorf("want undetermined, null grade and no sts-record-missing:\n%s", r.stdout)
+		}
+	})
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "Usage"},
+		{"unknown command", []string{"scan", "example.com"}, "unknown command"},
+		{"no domain", []string{"check"}, "name at least one domain"},
+		{"bad flag", []string{"check", "--bogus", "example.com"}, "flag provided but not defined"},
+		{"IP address", []string{"check", "192.0.2.1"}, "IP address"},
+		{"single label", []string{"check", "localhost"}, "single label"},
+		{"bad format", []string{"check", "--format", "xml", "example.com"}, "--format"},
+		{"bad resolver", []string{"check", "--resolver", "not a resolver", "example.com"}, "--resolver"},
+		{"bad connect-to", []string{"check", "--connect-to", "a:b", "example.com"}, "--connect-to"},
+		{"missing CA file", []string{"check", "--ca-file", "/nonexistent.pem", "example.com"}, "--ca-file"},
+		{"bad timeout", []string{"check", "--timeout", "0s", "example.com"}, "--timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, tt.args...)
+			if r.code != ExitUsage {
+				t.Errorf("exit %d, want 2", r.code)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr lacks %q:\n%s", tt.want, r.stderr)
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	r := run(t, "check", "--help")
+	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "Exit status"} {
+		if !strings.Contains(r.stderr, strings.TrimPrefix(flag, "-")) {
+			t.Errorf("check --help lacks %s", flag)
+		}
+	}
+	if r.code != ExitOK {
+		t.Errorf("--help exit %d", r.code)
+	}
+	if v := run(t, "version"); v.code != 0 || !strings.HasPrefix(v.stdout, "mailtls ") {
+		t.Errorf("version: %d %q", v.code, v.stdout)
+	}
+}
+
+func TestUnusableSystemResolver(t *testing.T) {
+	env := DefaultEnv()
+	var stderr bytes.Buffer
+	env.Stderr, env.Stdout = &stderr, &bytes.Buffer{}
+	env.ResolvConf = filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(env.ResolvConf, []byte("# no nameservers\n"), 0o644)
+	if code := Run(context.Background(), []string{"check", "example.com"}, env); code != ExitUsage {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "no usable resolver") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
