@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Prints the performance figures of mailtls, measured side by side in one
+# run (machines are noisy; compare the ratios, not the absolute times).
+#   bench/run.sh            all benchmarks
+#   bench/run.sh Scan       only those matching a pattern
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pattern=${1:-.}
+out=$(go test -run '^$' -bench "$pattern" -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/)
+echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu)' || true
+echo
+echo "$out" | awk '
+/^BenchmarkScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") c=$i; if ($(i+1)=="allocs/op") a=$i; if ($(i+1)=="B/op") m=$i } }
+/^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
+END {
+  if (c != "") {
+    printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
+    printf "  concurrent scan: %.2fx   (target <= 1.3x)\n", c
+    if (s != "") printf "  naive serial scan: %.2fx   (concurrent is %.1fx faster)\n", s, s/c
+    printf "  allocations per scan: %s (%s bytes)\n", a, m
+  }
+}'
