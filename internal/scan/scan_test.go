@@ -1,0 +1,150 @@
+package scan_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strconv"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+)
+
+func scanner(l *lab.Lab) *scan.Scanner {
+	d := l.Dialer()
+	return &scan.Scanner{
+		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 300 * time.Millisecond, Attempts: 2},
+		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool()},
+		Dialer:   d,
+	}
+}
+
+func queried(l *lab.Lab, name string, qtype uint16) bool {
+	for _, q := range l.DNS.Queries() {
+		if q.Name == dns.Fqdn(name) && q.Type == qtype {
+			return true
+		}
+	}
+	return false
+}
+
+func TestScanGathersEvidence(t *testing.T) {
+	l := lab.New(t)
+	l.DNS.MustAdd(t,
+		`_mta-sts.a.test. 300 IN TXT "v=STSv1; id=1"`,
+		`a.test. 300 IN MX 20 MX2.a.test.`, `a.test. 300 IN MX 10 mx1.a.test.`, `a.test. 300 IN MX 30 mx1.a.test.`,
+		`mx1.a.test. 300 IN A 192.0.2.1`, `mx2.a.test. 300 IN AAAA 2001:db8::2`)
+	l.MustPolicyHost(t, "a.test", lab.PolicyHostOptions{Body: "version: STSv1\n"})
+	v6 := l.NextAddr6()
+	l.DNS.MustAdd(t, "mta-sts.a.test. 300 IN AAAA "+v6.String())
+	if err := l.MapAddr(l.HTTPS.Addr(), v6, 443); err != nil {
+		t.Fatal(err)
+	}
+	o := scanner(l).Scan(context.Background(), "a.test")
+
+	if len(o.MXHosts) != 2 || o.MXHosts[0].Host != "mx1.a.test" || o.MXHosts[1].Host != "mx2.a.test" {
+		t.Fatalf("MX hosts %+v: want mx1 then mx2 (sorted, lower-cased, deduplicated)", o.MXHosts)
+	}
+	if len(o.MXHosts[0].Addrs()) != 1 || len(o.MXHosts[1].Addrs()) != 1 || !o.MXHosts[1].Addrs()[0].Is6() {
+		t.Errorf("MX addresses not gathered: %v %v", o.MXHosts[0].Addrs(), o.MXHosts[1].Addrs())
+	}
+	if len(o.Fetches) != 2 || o.Fetches[0].Address != "127.0.0.10:443" || o.Fetches[1].Address != "[::1]:443" {
+		t.Errorf("want one fetch per address, IPv4 first: %+v", o.Fetches)
+	}
+	for _, a := range []*resolve.Answer{o.DNS.STS, o.DNS.STSDraft, o.DNS.Apex, o.DNS.TLSRPT, o.DNS.TLSRPTDraft, o.DNS.TLSRPTDraftUnder, o.DNS.MX, o.DNS.PolicyHostA, o.DNS.PolicyHostAAAA} {
+		if a == nil {
+			t.Fatal("a lookup is missing from the evidence")
+		}
+	}
+	if o.DNS.WildcardProbe != nil || queried(l, scan.WildcardProbeLabel+".a.test", dns.TypeTXT) {
+		t.Error("the wildcard probe is only for _mta-sts answers without an MTA-STS record")
+	}
+	// Evidence is data: it survives JSON.
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back scan.Observations
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.DNS.MX.MX(), o.DNS.MX.MX()) || string(back.Fetches[1].Body) != string(o.Fetches[1].Body) {
+		t.Error("observations do not round-trip through JSON")
+	}
+}
+
+func TestImplicitAndNullMX(t *testing.T) {
+	l := lab.New(t)
+	l.DNS.MustAdd(t, `implicit.test. 300 IN A 192.0.2.9`, `null.test. 300 IN MX 0 .`, `null.test. 300 IN A 192.0.2.10`)
+	s := scanner(l)
+	o := s.Scan(context.Background(), "implicit.test")
+	if len(o.MXHosts) != 1 || !o.MXHosts[0].Implicit || o.MXHosts[0].Host != "implicit.test" || len(o.MXHosts[0].Addrs()) != 1 {
+		t.Errorf("implicit MX: %+v", o.MXHosts)
+	}
+	o = s.Scan(context.Background(), "null.test")
+	if len(o.MXHosts) != 0 || !scan.IsNullMX(o.DNS.MX) {
+		t.Errorf("null MX: hosts %+v", o.MXHosts)
+	}
+}
+
+func TestWildcardProbe(t *testing.T) {
+	l := lab.New(t)
+	l.DNS.MustAdd(t, `*.w.test. 300 IN TXT "v=spf1 -all"`)
+	o := scanner(l).Scan(context.Background(), "w.test")
+	if o.DNS.WildcardProbe == nil || len(o.DNS.WildcardProbe.TXT()) != 1 {
+		t.Errorf("want the wildcard probe answered: %+v", o.DNS.WildcardProbe)
+	}
+}
+
+func TestHostOverrideFetchesOnce(t *testing.T) {
+	l := lab.New(t)
+	l.MustPolicyHost(t, "o.test", lab.PolicyHostOptions{Body: "version: STSv1\n"})
+	s := scanner(l)
+	s.Dialer = &dial.Dialer{Rules: append(l.Rules(), dial.Rule{Host: "mta-sts.o.test", Port: 443, ToHost: "127.0.0.1", ToPort: portOf(t, l.HTTPS.Addr())})}
+	s.Fetcher.(*fetch.Fetcher).Dialer = s.Dialer
+	o := s.Scan(context.Background(), "o.test")
+	if o.PolicyHostOverride == "" || len(o.Fetches) != 1 || o.Fetches[0].Status != 200 {
+		t.Errorf("override %q fetches %+v", o.PolicyHostOverride, o.Fetches)
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// TestBudget: a domain whose DNS never answers finishes within the ctx
+// budget with every lookup recorded as a timeout (temporary, not absent).
+func TestBudget(t *testing.T) {
+	l := lab.New(t)
+	for _, n := range []string{"silent.test", "_mta-sts.silent.test", "_mta_sts.silent.test", "mta-sts.silent.test", "_smtp._tls.silent.test", "_smtp-tlsrpt.silent.test", "_smtp_tlsrpt.silent.test"} {
+		l.DNS.Drop(n, dns.TypeANY)
+	}
+	s := scanner(l)
+	s.Resolver = &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	o := s.Scan(ctx, "silent.test")
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("scan took %v with a 500 ms budget", d)
+	}
+	if !o.DNS.STS.Status.Temporary() || !o.DNS.MX.Status.Temporary() {
+		t.Errorf("want temporary statuses, got %s and %s", o.DNS.STS.Status, o.DNS.MX.Status)
+	}
+}
