@@ -120,6 +120,9 @@ func NewDocument(r *check.Report, input string) *Document {
 		Fixes:         []Fix{},
 		Evidence:      r.Evidence,
 	}
+	if input == r.Domain {
+		d.Input = ""
+	}
 	if r.Evidence != nil {
 		d.ScannedAt = r.Evidence.StartedAt.UTC().Format(time.RFC3339)
 		d.DurationMS = r.Evidence.DurationMS

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"strconv"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 

@@ -94,7 +94,7 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("accepted %q without rua", txt)
 		}
 		for _, u := range rec.Usable {
-			if !strings.HasPrefix(u, "mailto:") && !strings.HasPrefix(u, "https:") {
+			if l := strings.ToLower(u); !strings.HasPrefix(l, "mailto:") && !strings.HasPrefix(l, "https:") {
 				t.Fatalf("usable URI %q is neither mailto: nor https:", u)
 			}
 			again, _ := ParseRecord(VersionTag + "; rua=" + u)
