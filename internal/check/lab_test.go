@@ -192,13 +192,13 @@ func scenarios() []scenario {
 				t.Errorf("id %q, want the strings joined", r.PolicyID)
 			}
 		}},
-		{name: "STS-TXT-3 unrelated TXT beside the record", fixable: true, setup: func(w world) { w.good(); w.sts(`"google-site-verification=abc"`) },
+		{name: "STS-TXT-3 MISC-23 unrelated TXT beside the record", fixable: true, setup: func(w world) { w.good(); w.sts(`"google-site-verification=abc"`) },
 			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.STSRecordUnrelatedTXT, finding.Warning}, {finding.PolicySenderDivergence, finding.Warning}}},
-		{name: "STS-TXT-4 two records", fixable: true, setup: func(w world) { w.good(); w.sts(`"v=STSv1; id=2"`) },
+		{name: "STS-TXT-4 MISC-22 two records", fixable: true, setup: func(w world) { w.good(); w.sts(`"v=STSv1; id=2"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordMultiple, finding.Error}}},
 		{name: "STS-TXT-5 no id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1;"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSyntax, finding.Error}, {finding.STSRecordIDMissing, finding.Error}}},
-		{name: "STS-TXT-6 literal quotes", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"\"v=STSv1; id=1\""`) },
+		{name: "STS-TXT-6 MISC-31 literal quotes", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"\"v=STSv1; id=1\""`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordQuoted, finding.Error}}},
 		{name: "STS-TXT-6 wrong case", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"V=STSv1; id=1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordVersion, finding.Error}}},
@@ -206,7 +206,7 @@ func scenarios() []scenario {
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
 		{name: "STS-TXT-8 space around equals", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id = 1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceAroundEquals, finding.Error}}},
-		{name: "STS-TXT-9 hyphenated id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=2024-01-01"`) },
+		{name: "STS-TXT-9 MISC-16 hyphenated id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=2024-01-01"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordIDInvalid, finding.Error}}},
 		{name: "STS-TXT-10 duplicate id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1; id=2"`) },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordIDDuplicate, finding.Warning}}},
@@ -237,12 +237,12 @@ func scenarios() []scenario {
 			w.l.DNS.Drop("_mta-sts."+w.d, dns.TypeTXT)
 		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
 			not: []finding.ID{finding.STSRecordMissing}},
-		{name: "STS-TXT-17 policy online without a record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy) },
+		{name: "STS-TXT-17 MISC-2 policy online without a record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy) },
 			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSPolicyNotAdvertised, finding.Error}}},
 		{name: "STS-TXT-18 zone wildcard answers _mta-sts", fixable: true, setup: func(w world) { w.mail(); w.dns(`*.$D. 300 IN TXT "v=spf1 -all"`) },
 			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordWildcard, finding.Warning}},
 			not: []finding.ID{finding.STSRecordUnrelatedTXT}},
-		{name: "STS-TXT-19 subdomain does not inherit", setup: func(w world) { w.mail() },
+		{name: "STS-TXT-19 MISC-33 subdomain does not inherit", setup: func(w world) { w.mail() },
 			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSSubdomain, finding.Info}}},
 		{name: "STS-TXT-21 long TTL", setup: func(w world) {
 			w.mail()
@@ -254,7 +254,7 @@ func scenarios() []scenario {
 			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDraftName, finding.Error}}},
 
 		// §B: the policy host and the fetch.
-		{name: "STS-FETCH-16 policy host does not resolve", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.sts(`"v=STSv1; id=1"`) },
+		{name: "STS-FETCH-16 MISC-1 policy host does not resolve", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.sts(`"v=STSv1; id=1"`) },
 			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHostNoAddress, finding.Error}},
 			check: func(t *testing.T, r *check.Report) {
 				if !slices.Contains(fixKinds(r), "note") || !slices.Contains(fixKinds(r), "policy") {
@@ -266,11 +266,11 @@ func scenarios() []scenario {
 			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeANY, dns.RcodeServerFailure)
 		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.PolicyHostUndetermined, finding.Warning}},
 			not: []finding.ID{finding.PolicyHostNoAddress}},
-		{name: "STS-FETCH-16 only one of two addresses works", setup: func(w world) {
+		{name: "STS-FETCH-16 MISC-34 only one of two addresses works", setup: func(w world) {
 			w.good()
 			w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`) // nothing listens: refused
 		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.PolicyFetchPartial, finding.Warning}}},
-		{name: "STS-FETCH-2 connection refused", setup: func(w world) {
+		{name: "STS-FETCH-2 MISC-1 connection refused", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
@@ -282,7 +282,7 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(tls.Certificate{}, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTLSVersion, finding.Error}}},
-		{name: "STS-FETCH-6 certificate for the wrong name", fixable: true, setup: func(w world) {
+		{name: "STS-FETCH-6 MISC-3 certificate for the wrong name", fixable: true, setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
@@ -312,18 +312,18 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, SelfSigned: true}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertUntrusted, finding.Error}}},
-		{name: "STS-FETCH-5 untrusted CA", setup: func(w world) {
+		{name: "STS-FETCH-5 MISC-4 untrusted CA", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(w.l.Untrusted.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertUntrusted, finding.Error}}},
-		{name: "STS-FETCH-5 expired", fixable: true, setup: func(w world) {
+		{name: "STS-FETCH-5 MISC-4 expired", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			c := w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, NotBefore: time.Now().Add(-90 * 24 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
 			w.serveWith(c, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyCertExpired, finding.Error}}},
-		{name: "STS-FETCH-5 incomplete chain", setup: func(w world) {
+		{name: "STS-FETCH-5 MISC-4 incomplete chain", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, OmitIntermediate: true}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
@@ -334,7 +334,7 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, NotAfter: time.Now().Add(5 * 24 * time.Hour)}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCertExpiring, finding.Warning}}},
-		{name: "STS-FETCH-7 404", fixable: true, setup: func(w world) {
+		{name: "STS-FETCH-7 MISC-7 404", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Static(404, "text/html", "<h1>Not Found</h1>"))
@@ -349,13 +349,13 @@ func scenarios() []scenario {
 			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyHTTPStatus, "bot check") }},
 		{name: "STS-FETCH-7 204", setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Static(204, "text/plain", "")) },
 			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHTTPStatus, finding.Error}}},
-		{name: "STS-FETCH-8 redirect is not followed", fixable: true, setup: func(w world) {
+		{name: "STS-FETCH-8 MISC-6 redirect is not followed", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Redirect(301, "https://www."+w.d+"/.well-known/mta-sts.txt"))
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyHTTPRedirect, finding.Error}},
 			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyHTTPRedirect, "https://www.") }},
-		{name: "STS-FETCH-10 text/html content type", fixable: true, setup: func(w world) {
+		{name: "STS-FETCH-10 MISC-5 text/html content type", fixable: true, setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
@@ -382,15 +382,15 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Static(200, "text/plain; charset=iso-8859-1", w.body(goodPolicy)))
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCharset, finding.Warning}}},
-		{name: "STS-FETCH-12 endless body", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Endless()) },
+		{name: "STS-FETCH-12 MISC-36 endless body", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Endless()) },
 			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}}},
-		{name: "STS-FETCH-13 slow policy host", setup: func(w world) {
+		{name: "STS-FETCH-13 MISC-35 slow policy host", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Slow(4200*time.Millisecond, lab.Static(200, "text/plain", w.body(goodPolicy))))
 		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.PolicySlow, finding.Warning}}},
-		{name: "STS-HOST-5 long edge caching", setup: func(w world) {
+		{name: "STS-HOST-5 MISC-37 long edge caching", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
@@ -409,9 +409,9 @@ func scenarios() []scenario {
 			not: []finding.ID{finding.PolicyNotKeyValue}},
 
 		// §C: the policy file, through a full scan.
-		{name: "STS-POL-17 BOM", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.policy("\ufeff" + goodPolicy) },
+		{name: "STS-POL-17 MISC-25 BOM", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.policy("\ufeff" + goodPolicy) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyBOM, finding.Error}}},
-		{name: "STS-POL-3 blank line", fixable: true, setup: func(w world) {
+		{name: "STS-POL-3 MISC-26 blank line", fixable: true, setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
@@ -429,17 +429,31 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("version: STSv1\nmode: testing\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmode: enforce\nmax_age: 604800\n")
 		}, status: check.StatusTesting, grade: finding.GradeD, want: []want{{finding.PolicyDuplicateKey, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
-		{name: "STS-POL-5 Mode in the wrong case", fixable: true, setup: func(w world) {
+		{name: "STS-POL-5 MISC-28 Mode in the wrong case", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("version: STSv1\nMode: enforce\nmx: mx1.%[1]s\nmax_age: 604800\n")
 		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyKeyCase, finding.Error}, {finding.PolicyMode, finding.Error}}},
-		{name: "STS-POL-9 mx with trailing dot", fixable: true, setup: func(w world) {
+		{name: "STS-POL-15 MISC-27 comments in the policy", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("# MTA-STS policy, see: https://example.com/help\nversion: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 604800\n")
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyNotKeyValue, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyNotKeyValue, "comments are not allowed") }},
+		{name: "STS-POL-7 MISC-29 mode enforced", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy("version: STSv1\nmode: enforced\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 604800\n")
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMode, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyMode, `write "enforce"`) }},
+		{name: "STS-POL-9 MISC-30 mx with trailing dot", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s.\nmax_age: 604800\n")
 		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMXInvalid, finding.Error}}},
-		{name: "STS-POL-8 max_age above a year", fixable: true, setup: func(w world) {
+		{name: "STS-POL-8 MISC-18 max_age above a year", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 31557601\n")
@@ -520,9 +534,9 @@ func scenarios() []scenario {
 			not: []finding.ID{finding.MXNotCovered, finding.MXImplicit}},
 
 		// §E1: the TLS-RPT record.
-		{name: "RPT-TXT-11 no TLS-RPT with enforce", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.policy(goodPolicy) },
+		{name: "RPT-TXT-11 MISC-20 no TLS-RPT with enforce", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.policy(goodPolicy) },
 			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTMissing, finding.Warning}}},
-		{name: "RPT-TXT-3 two TLS-RPT records", fixable: true, setup: func(w world) { w.good(); w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:b@$D"`) },
+		{name: "RPT-TXT-3 MISC-24 two TLS-RPT records", fixable: true, setup: func(w world) { w.good(); w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:b@$D"`) },
 			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTMultiple, finding.Error}}},
 		{name: "RPT-TXT-4 lower-case version", fixable: true, setup: func(w world) {
 			w.mail()
@@ -531,7 +545,7 @@ func scenarios() []scenario {
 			w.dns(`_smtp._tls.$D. 300 IN TXT "v=tlsrptv1; rua=mailto:a@$D"`)
 		},
 			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTVersion, finding.Error}}},
-		{name: "RPT-TXT-6 address without mailto:", fixable: true, setup: func(w world) {
+		{name: "RPT-TXT-6 MISC-21 address without mailto:", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy(goodPolicy)
@@ -539,7 +553,7 @@ func scenarios() []scenario {
 		},
 			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTRUAInvalid, finding.Error}},
 			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.TLSRPTRUAInvalid, "mailto:tlsrpt@") }},
-		{name: "RPT-TXT-7 DMARC size suffix", fixable: true, setup: func(w world) {
+		{name: "RPT-TXT-7 MISC-21 DMARC size suffix", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy(goodPolicy)
@@ -560,6 +574,18 @@ func scenarios() []scenario {
 			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:a@$D; rua=mailto:b@$D"`)
 		},
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.TLSRPTRUARepeated, finding.Warning}}},
+		{name: "RPT-TXT-10 report address in another domain needs no authorisation", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.policy(goodPolicy)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:reports@tlsrpt-collector.test"`)
+		}, status: check.StatusEnforce, grade: finding.GradeA, check: func(t *testing.T, r *check.Report) {
+			for _, f := range r.Findings {
+				if f.Component == finding.ComponentTLSRPT {
+					t.Errorf("unexpected TLS-RPT finding %s: %s", f.ID, f.Message)
+				}
+			}
+		}},
 		{name: "RPT-TXT-9 ruf extension", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)

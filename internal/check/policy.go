@@ -108,8 +108,13 @@ func (e *evaluator) policyFile() {
 func (e *evaluator) policyAdvice(p *mtasts.Policy) {
 	switch p.Mode {
 	case mtasts.ModeNone:
-		e.add(finding.PolicyModeNone, finding.Info, e.o.PolicyHost,
-			fmt.Sprintf("The policy's mode is none: senders treat %s as having no policy.", e.o.Domain), e.fixText(finding.PolicyModeNone))
+		msg := fmt.Sprintf("The policy's mode is none: senders treat %s as having no policy.", e.o.Domain)
+		if p.MaxAge < minMaxAgeTesting {
+			// The max_age of a "none" policy says nothing about when the
+			// records may go: senders may still cache the policy it replaced.
+			msg += fmt.Sprintf(" Its max_age is only %s; when withdrawing MTA-STS, keep serving it and the TXT record until the max_age of the policy it replaced has passed, not just %s.", humanDuration(p.MaxAge), humanDuration(p.MaxAge))
+		}
+		e.add(finding.PolicyModeNone, finding.Info, e.o.PolicyHost, msg, e.fixText(finding.PolicyModeNone))
 	case mtasts.ModeTesting:
 		e.add(finding.PolicyTesting, finding.Info, e.o.PolicyHost,
 			"The policy is in testing mode: senders deliver as before and only report failures.", e.fixText(finding.PolicyTesting))
