@@ -440,7 +440,9 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("# MTA-STS policy, see: https://example.com/help\nversion: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 604800\n")
 		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyNotKeyValue, finding.Error}},
-			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.PolicyNotKeyValue, "comments are not allowed") }},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.PolicyNotKeyValue, "comments are not allowed")
+			}},
 		{name: "STS-POL-7 MISC-29 mode enforced", fixable: true, setup: func(w world) {
 			w.mail()
 			w.tlsrpt()

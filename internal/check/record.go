@@ -65,17 +65,7 @@ func (e *evaluator) record() {
 		}
 	}
 
-	var cands, loose, other []string
-	for _, t := range a.TXT() {
-		switch {
-		case mtasts.IsCandidate(t):
-			cands = append(cands, t)
-		case mtasts.LooksLikeRecord(t):
-			loose = append(loose, t)
-		default:
-			other = append(other, t)
-		}
-	}
+	cands, loose, other := sortTXT(a.TXT(), mtasts.IsCandidate, mtasts.LooksLikeRecord)
 	switch {
 	case len(cands) > 1:
 		e.recState = recInvalid
@@ -185,6 +175,22 @@ func (e *evaluator) misplacedRecords() {
 			}
 		}
 	}
+}
+
+// sortTXT splits the TXT records at a name into those that pass the
+// sender's filter, those meant as such a record but broken, and the others.
+func sortTXT(txts []string, isCandidate, looksLike func(string) bool) (cands, loose, other []string) {
+	for _, t := range txts {
+		switch {
+		case isCandidate(t):
+			cands = append(cands, t)
+		case looksLike(t):
+			loose = append(loose, t)
+		default:
+			other = append(other, t)
+		}
+	}
+	return cands, loose, other
 }
 
 func sameSet(a, b []string) bool {

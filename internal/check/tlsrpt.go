@@ -37,17 +37,7 @@ func (e *evaluator) tlsrptRecord() {
 			e.fixText(finding.TLSRPTUndetermined))
 		return
 	}
-	var cands, loose, other []string
-	for _, t := range a.TXT() {
-		switch {
-		case tlsrpt.IsCandidate(t):
-			cands = append(cands, t)
-		case tlsrpt.LooksLikeRecord(t):
-			loose = append(loose, t)
-		default:
-			other = append(other, t)
-		}
-	}
+	cands, loose, other := sortTXT(a.TXT(), tlsrpt.IsCandidate, tlsrpt.LooksLikeRecord)
 	switch {
 	case len(cands) > 1:
 		e.rptState = recInvalid

@@ -96,23 +96,9 @@ func ParseRecord(txt string) (*Record, []Problem) {
 	return rec, probs
 }
 
-func recordCode(c txtrec.Code) Code {
-	switch c {
-	case txtrec.NonASCII:
-		return RecordNonASCII
-	case txtrec.Quoted:
-		return RecordQuoted
-	case txtrec.Version:
-		return RecordVersion
-	case txtrec.SpaceBeforeSemicolon:
-		return RecordSpaceBeforeSemicolon
-	case txtrec.SpaceAroundEquals:
-		return RecordSpaceAroundEquals
-	case txtrec.TrailingSpace:
-		return RecordTrailingSpace
-	}
-	return RecordSyntax
-}
+// recordCode names a tokeniser problem in this package's vocabulary:
+// "record-" plus its class.
+func recordCode(c txtrec.Code) Code { return Code("record-" + c.Class()) }
 
 // validID reports whether id matches 1*32(ALPHA / DIGIT) (RFC 8461 §3.1).
 func validID(id string) bool {

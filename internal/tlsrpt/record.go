@@ -187,23 +187,9 @@ func checkURI(u string) (usable, fatal bool, why string) {
 	return false, false, fmt.Sprintf("%q uses the scheme %q; only mailto: and https: are supported", u, parsed.Scheme+":")
 }
 
-func recordCode(c txtrec.Code) Code {
-	switch c {
-	case txtrec.NonASCII:
-		return RecordNonASCII
-	case txtrec.Quoted:
-		return RecordQuoted
-	case txtrec.Version:
-		return RecordVersion
-	case txtrec.SpaceBeforeSemicolon:
-		return RecordSpaceBeforeSemicolon
-	case txtrec.SpaceAroundEquals:
-		return RecordSpaceAroundEquals
-	case txtrec.TrailingSpace:
-		return RecordTrailingSpace
-	}
-	return RecordSyntax
-}
+// recordCode names a tokeniser problem in this package's vocabulary:
+// "record-" plus its class.
+func recordCode(c txtrec.Code) Code { return Code("record-" + c.Class()) }
 
 func hasCode(ps []Problem, c Code) bool {
 	for _, p := range ps {

@@ -31,6 +31,16 @@ const (
 	NoFields             Code = "no-fields"              // the version alone
 )
 
+// Class groups the codes the way the record parsers report them: the
+// codes with a fix of their own keep their name, the rest are "syntax".
+func (c Code) Class() string {
+	switch c {
+	case NonASCII, Quoted, Version, SpaceBeforeSemicolon, SpaceAroundEquals, TrailingSpace:
+		return string(c)
+	}
+	return "syntax"
+}
+
 // Problem is one tokenising problem.
 type Problem struct {
 	Code   Code
