@@ -55,6 +55,8 @@ type MX struct {
 	Implicit   bool
 	Pattern    string // the first matching mx pattern
 	Covered    *bool  // nil when there is no policy to match against
+	Addresses  []Address
+	DANE       *DANEHost // nil for the implicit MX
 }
 
 // Fix kinds.
@@ -90,6 +92,8 @@ func Evaluate(o *scan.Observations, now time.Time) *Report {
 	e.policyFile()
 	e.consistency()
 	e.mxCoverage()
+	e.smtp()
+	e.daneFindings()
 	e.tlsrptAdvice()
 	e.senders()
 	e.grade()
@@ -128,6 +132,10 @@ type evaluator struct {
 	bodyOK    bool // a 200 response with a body that is a policy (valid or not), not HTML
 	// TLS-RPT.
 	rptState recState
+	// SMTP and DANE.
+	dane        map[*scan.MXHost]*daneState
+	danePending []daneMiss
+	tlsaFixes   []Fix
 }
 
 type recState int

@@ -87,15 +87,19 @@ func (e *evaluator) fixes() {
 	}
 	dnsFixes = append(dnsFixes, e.deletions("_smtp-tlsrpt."+d, e.o.DNS.TLSRPTDraft, tlsrpt.LooksLikeRecord)...)
 	dnsFixes = append(dnsFixes, e.deletions("_smtp_tlsrpt."+d, e.o.DNS.TLSRPTDraftUnder, tlsrpt.LooksLikeRecord)...)
+	dnsFixes = append(dnsFixes, e.tlsaFixes...)
 	e.r.Fixes = append(e.r.Fixes, dnsFixes...)
 
-	// What is not a record: the web server of the policy host.
+	// What is not a record: the web server of the policy host, the MX
+	// hosts' TLS.
 	var notes []string
 	if changed && (e.hostState == hostNoAddress || e.recState == recAbsent && e.hostState != hostResolved) {
 		notes = append(notes, fmt.Sprintf("Point %s at a web server (A/AAAA records, or a CNAME to your policy-hosting provider) that has a publicly trusted certificate for %s and serves the policy file above at https://%s%s.", e.o.PolicyHost, e.o.PolicyHost, e.o.PolicyHost, fetch.Path))
 	}
 	for _, f := range e.r.Findings {
-		if f.Component == finding.ComponentPolicyHost && f.Severity >= finding.Warning && f.ID != finding.PolicyHostNoAddress && f.ID != finding.PolicyHostUndetermined && !slices.Contains(notes, f.Fix) {
+		hostNote := f.Component == finding.ComponentPolicyHost && f.ID != finding.PolicyHostNoAddress && f.ID != finding.PolicyHostUndetermined
+		smtpNote := f.Component == finding.ComponentSMTP && f.ID != finding.SMTPUnreachable && f.ID != finding.SMTPBannerRefused && f.ID != finding.SMTPNoBanner
+		if (hostNote || smtpNote) && f.Severity >= finding.Warning && !slices.Contains(notes, f.Fix) {
 			notes = append(notes, f.Fix)
 		}
 	}

@@ -75,8 +75,15 @@ func (e *evaluator) grade() {
 		g = finding.GradeB
 		r.GradeReasons = append(r.GradeReasons, "at most B: mode testing gives no protection, senders only report failures")
 	case StatusEnforce:
-		g = finding.GradeA
-		r.GradeReasons = append(r.GradeReasons, "at most A: A+ also needs every address of every MX host to pass STARTTLS and certificate checks, which this scan does not probe")
+		g = finding.GradeAPlus
+		switch ok, why := e.allPass(); {
+		case !e.probed():
+			g = finding.GradeA
+			r.GradeReasons = append(r.GradeReasons, "at most A: A+ needs every address of every MX host to pass STARTTLS and certificate checks, and this scan did not probe them (--no-smtp)")
+		case !ok:
+			g = finding.GradeA
+			r.GradeReasons = append(r.GradeReasons, "at most A: A+ needs every address of every MX host to pass STARTTLS and certificate checks (or DANE); "+why)
+		}
 	}
 	seen := map[finding.ID]bool{}
 	rptCapped := false
@@ -97,4 +104,14 @@ func (e *evaluator) grade() {
 		r.GradeReasons = append(r.GradeReasons, "at most B: no working TLS-RPT record, so failures go unreported")
 	}
 	r.Grade = g
+}
+
+// probed reports whether the scan probed the MX hosts over SMTP.
+func (e *evaluator) probed() bool {
+	for _, h := range e.o.MXHosts {
+		if len(h.Probes) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -776,3 +776,270 @@ var (
 		Checklist: []string{"RPT-TXT-3"},
 	})
 )
+
+// Severities of findings whose weight follows the policy mode: an error
+// under enforce (senders refuse the host), a warning under testing, and
+// advice when no policy applies.
+var byMode = []Severity{Error, Warning, Info}
+
+// STARTTLS and certificates of every MX address (RFC 8461 §4, RFC 3207).
+var (
+	SMTPUnreachable = def(Def{
+		ID: "smtp-unreachable", Component: ComponentSMTP, Severities: onlyWarning,
+		Title:     "MX address not reachable on port 25",
+		Explain:   "The scan could not connect to this MX address. It may be down, or port 25 may be filtered: many networks (and many cloud providers) block outgoing port 25, so check from a mail server before you conclude the host is at fault.",
+		Fix:       "Check that <mx> accepts connections on port 25 from the internet; if the scan ran from a network that blocks port 25, run it again from one that does not.",
+		Ref:       "RFC 5321 §5.1",
+		Checklist: []string{"STS-SND-6", "DANE-DNS-3"},
+	})
+	SMTPBannerRefused = def(Def{
+		ID: "smtp-banner-refused", Component: ComponentSMTP, Severities: onlyWarning,
+		Title:     "MX address refuses the session in its banner",
+		Explain:   "The server answered the connection with a 4xx or 5xx code instead of 220. Servers do this to greylist new clients or to turn away scanners, so this is not proof of a fault, but the scan could not check STARTTLS here.",
+		Fix:       "If <mx> should accept mail from anyone, check its connection limits and blocklists; otherwise this scan cannot verify its TLS.",
+		Ref:       "RFC 5321 §4.3.1",
+		Checklist: []string{"STS-SND-8"},
+	})
+	SMTPNoBanner = def(Def{
+		ID: "smtp-no-banner", Component: ComponentSMTP, Severities: onlyWarning,
+		Title:     "MX address does not complete the SMTP greeting",
+		Explain:   "The server accepted the connection but sent no banner, an endless or malformed one, or stopped answering after it (a tarpit or an overloaded server). Senders time out in the same way.",
+		Fix:       "Check that <mx> sends a 220 banner promptly and answers EHLO.",
+		Ref:       "RFC 5321 §4.3.1, §4.5.3.2",
+		Checklist: []string{"STS-SND-8"},
+	})
+	SMTPSTARTTLSMissing = def(Def{
+		ID: "smtp-starttls-missing", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX address does not offer STARTTLS",
+		Explain:   "The EHLO reply has no STARTTLS. Under an enforce policy, or with DANE, senders will not deliver to this host at all; otherwise mail to it travels in clear text.",
+		Fix:       "Enable STARTTLS with TLS 1.2 or newer on <mx>:25 for all clients; until it works, publish \"mode: testing\" and a new id.",
+		Ref:       "RFC 3207; RFC 8461 §4, §5; RFC 7672 §2.2",
+		Checklist: []string{"STS-SND-8", "MISC-14", "DANE-REC-7", "MISC-48"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPSTARTTLSFailed = def(Def{
+		ID: "smtp-starttls-failed", Component: ComponentSMTP, Severities: byMode,
+		Title:     "STARTTLS fails on an MX address",
+		Explain:   "The server offers STARTTLS but refuses the command, or the TLS handshake fails or stalls. Senders that require TLS cannot deliver to this host.",
+		Fix:       "Fix TLS on <mx>:25 (certificate and key configured, TLS 1.2 or newer enabled) so that the handshake completes for every client.",
+		Ref:       "RFC 3207 §4; RFC 8461 §4",
+		Checklist: []string{"STS-SND-8", "MISC-14"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPTLSVersion = def(Def{
+		ID: "smtp-tls-version", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX address negotiates TLS older than 1.2",
+		Explain:   "MTA-STS senders require TLS 1.2 or newer (Google's MX delivery requires it too); a server that offers only TLS 1.0 or 1.1 fails the policy.",
+		Fix:       "Enable STARTTLS with TLS 1.2 or newer on <mx>:25 for all clients; until it works, publish \"mode: testing\" and a new id.",
+		Ref:       "RFC 8461 §7.2",
+		Checklist: []string{"STS-SND-8", "MISC-14"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertUntrusted = def(Def{
+		ID: "smtp-cert-untrusted", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX certificate is not publicly trusted",
+		Explain:   "The certificate is self-signed or from a CA senders do not trust (common with DANE \"3 1 1\" setups). MTA-STS senders require a publicly trusted certificate; under an enforce policy they will not deliver to this host, whatever DANE says.",
+		Fix:       "Install a publicly trusted certificate on <mx>:25 (keep your TLSA records updated for its key), or switch the MTA-STS policy to \"mode: testing\" or \"mode: none\".",
+		Ref:       "RFC 8461 §4.2; RFC 7672 §3.1.1",
+		Checklist: []string{"STS-SND-9", "MISC-12", "MISC-13", "STS-DANE-6"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertIncompleteChain = def(Def{
+		ID: "smtp-cert-incomplete-chain", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX address does not send the intermediate certificates",
+		Explain:   "The server sends only its own certificate; MTAs do not fetch missing intermediates, so they cannot verify it.",
+		Fix:       "Renew the certificate on <mx> and configure the full chain (leaf followed by intermediates).",
+		Ref:       "RFC 8461 §4.2",
+		Checklist: []string{"STS-SND-9", "MISC-13"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertExpired = def(Def{
+		ID: "smtp-cert-expired", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX certificate has expired",
+		Explain:   "MTA-STS senders refuse expired certificates; under an enforce policy they will not deliver to this host.",
+		Fix:       "Renew the certificate on <mx> and configure the full chain (leaf followed by intermediates).",
+		Ref:       "RFC 8461 §4.2",
+		Checklist: []string{"STS-SND-9", "MISC-13"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertNotYetValid = def(Def{
+		ID: "smtp-cert-not-yet-valid", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX certificate is not valid yet",
+		Explain:   "The certificate's validity starts in the future (or the server clock is wrong); senders refuse it.",
+		Fix:       "Serve a certificate on <mx> that is valid now.",
+		Ref:       "RFC 8461 §4.2",
+		Checklist: []string{"STS-SND-9"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertNameMismatch = def(Def{
+		ID: "smtp-cert-name-mismatch", Component: ComponentSMTP, Severities: byMode,
+		Title:     "MX certificate does not name the MX host",
+		Explain:   "MTA-STS senders check the certificate's subjectAltName DNS names against the host name in the MX record (never the CN, never the policy domain); a wildcard covers exactly one label.",
+		Fix:       "Install a publicly trusted certificate on <mx>:25 whose subjectAltName contains <mx> (the exact name in the MX record), or point the MX record at a name the certificate covers.",
+		Ref:       "RFC 8461 §4.2; RFC 6125 §6.4",
+		Checklist: []string{"STS-SND-9", "MISC-11", "NAME-1", "NAME-2", "NAME-4"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertExpiring = def(Def{
+		ID: "smtp-cert-expiring", Component: ComponentSMTP, Severities: onlyWarning,
+		Title:     "MX certificate expires soon",
+		Explain:   "The certificate expires within 14 days; after that, MTA-STS senders under an enforce policy stop delivering to this host.",
+		Fix:       "Renew the certificate on <mx> now and check that automatic renewal works (and, with DANE, that the TLSA records match the new key before it is deployed).",
+		Ref:       "RFC 8461 §4.2",
+		Checklist: []string{"STS-SND-9", "MISC-13"},
+	})
+)
+
+// DANE for SMTP (RFC 7672; RFC 6698, 7671).
+var (
+	DANEValid = def(Def{
+		ID: "dane-valid", Component: ComponentDANE, Severities: onlyInfo,
+		Title:     "DANE authenticates the MX host",
+		Explain:   "The TLSA records are DNSSEC-signed and match the certificate presented on every probed address. Senders that support DANE (Postfix, Exim, Exchange Online, mox) use it before MTA-STS (RFC 8461 §2).",
+		Fix:       "Nothing to do; publish the TLSA record for a new key before you deploy the key.",
+		Ref:       "RFC 7672 §3; RFC 8461 §2",
+		Checklist: []string{"STS-DANE-2", "DANE-VER-6"},
+	})
+	DANEAbsent = def(Def{
+		ID: "dane-absent", Component: ComponentDANE, Severities: onlyInfo,
+		Title:     "No TLSA records for a DNSSEC-signed MX host",
+		Explain:   "The MX host's addresses are DNSSEC-signed, so DANE is possible: a TLSA record would let DANE senders authenticate it without trusting any CA.",
+		Fix:       "Publish _25._tcp.<mx> TLSA 3 1 1 <SHA-256 of the server's public key> (and a record for the next key before a rollover).",
+		Ref:       "RFC 7672 §2.2",
+		Checklist: []string{"DANE-REC-4"},
+	})
+	DANEDNSSECUnknown = def(Def{
+		ID: "dane-dnssec-unknown", Component: ComponentDANE, Severities: onlyInfo,
+		Title:     "DNSSEC status unknown: the resolver is not trusted to validate",
+		Explain:   "The AD bit is believed only from a validating resolver on a trusted path: a loopback resolver or one named with --trust-ad, and only if it sets AD on the signed root zone. Without one, the scan cannot tell secure from insecure TLSA records.",
+		Fix:       "Run the scan with a validating resolver on this machine (e.g. unbound on 127.0.0.1, --resolver 127.0.0.1:53), or name a validating resolver you trust with --trust-ad.",
+		Ref:       "RFC 7672 §2.1.1; RFC 6698 §4.1",
+		Checklist: []string{"DANE-DNS-1"},
+	})
+	DANETLSAInsecure = def(Def{
+		ID: "dane-tlsa-insecure", Component: ComponentDANE, Severities: onlyWarning,
+		Title:     "TLSA records in an unsigned zone",
+		Explain:   "TLSA records without DNSSEC are ignored by every sender: they protect nothing.",
+		Fix:       "Sign the zone of <mx> with DNSSEC and publish its DS record; unsigned TLSA records are ignored.",
+		Ref:       "RFC 6698 §4.1; RFC 7672 §2.1.1",
+		Checklist: []string{"DANE-DNS-13", "MISC-49"},
+	})
+	DANEAddressInsecure = def(Def{
+		ID: "dane-address-insecure", Component: ComponentDANE, Severities: onlyWarning,
+		Title:     "MX addresses unsigned while TLSA records are signed",
+		Explain:   "Senders look up TLSA records only when the MX host's A/AAAA records are DNSSEC-secure; here they are not, so the TLSA records are never used.",
+		Fix:       "Sign the zone that holds the A/AAAA records of <mx>, or move the host into a signed zone.",
+		Ref:       "RFC 7672 §2.2.2",
+		Checklist: []string{"DANE-DNS-5"},
+	})
+	DANEMXInsecure = def(Def{
+		ID: "dane-mx-insecure", Component: ComponentDANE, Severities: onlyWarning,
+		Title:     "The domain's MX records are not DNSSEC-signed",
+		Explain:   "The MX host has secure TLSA records, but the MX RRset of the domain is unsigned: DANE protects against certificate substitution, not against a forged MX record, and mandatory-DANE senders defer mail.",
+		Fix:       "Sign the zone of <domain> with DNSSEC and publish its DS record at the registrar.",
+		Ref:       "RFC 7672 §2.2.1",
+		Checklist: []string{"DANE-DNS-4"},
+	})
+	DANELookupFailed = def(Def{
+		ID: "dane-lookup-failed", Component: ComponentDANE, Severities: errorOrWarning,
+		Title:     "TLSA lookup fails",
+		Explain:   "The TLSA lookup for the MX host failed (SERVFAIL, timeout, or a DNSSEC validation failure). DANE senders treat that MX host as unreachable and never fall back to MTA-STS or plain TLS; an error when a validating resolver answered SERVFAIL (likely bogus DNSSEC), a warning otherwise.",
+		Fix:       "Fix the authoritative name servers for <mx> so TLSA queries get a proper (signed) answer, and repair DNSSEC for its zone if validation fails.",
+		Ref:       "RFC 7672 §2.1.1, §2.1.2, §2.2.2",
+		Checklist: []string{"DANE-DNS-2", "DANE-DNS-3", "STS-DANE-3", "MISC-42", "MISC-43"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	DANETCPNXDomain = def(Def{
+		ID: "dane-tcp-nxdomain", Component: ComponentDANE, Severities: onlyError,
+		Title:     "_tcp.<mx> is NXDOMAIN although TLSA records exist below it",
+		Explain:   "Some authoritative servers answer NXDOMAIN for the empty non-terminal _tcp.<mx>; resolvers that minimise queries then conclude _25._tcp.<mx> does not exist, and DANE lookups fail.",
+		Fix:       "Fix the authoritative name servers for <mx> so TLSA queries get a proper (signed) answer, and so _tcp.<mx> is not reported as non-existent.",
+		Ref:       "RFC 7672 §2.2.2",
+		Checklist: []string{"DANE-DNS-9", "MISC-43"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	DANEUnusable = def(Def{
+		ID: "dane-unusable", Component: ComponentDANE, Severities: errorOrWarning,
+		Title:     "TLSA records that SMTP senders cannot use",
+		Explain:   "SMTP senders use only usages 2 (DANE-TA) and 3 (DANE-EE); usages 0 and 1 (PKIX-TA, PKIX-EE) and unknown parameters are ignored. If no usable record is left, senders only require encryption.",
+		Fix:       "SMTP clients ignore usages 0 and 1; publish \"_25._tcp.<mx> TLSA 3 1 1 <sha256 of SPKI>\".",
+		Ref:       "RFC 7672 §3.1.3; RFC 6698 §4.1",
+		Checklist: []string{"DANE-REC-2", "DANE-REC-3", "MISC-44"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	DANEMalformed = def(Def{
+		ID: "dane-malformed", Component: ComponentDANE, Severities: onlyError,
+		Title:     "Malformed TLSA record",
+		Explain:   "The association data has the wrong length for its matching type, or a full certificate or key does not parse. Such a record matches nothing.",
+		Fix:       "Regenerate the TLSA record: usage 3, selector 1, type 1, followed by the 64-hex-digit SHA-256 of the certificate's public key.",
+		Ref:       "RFC 6698 §2.1, §4.1",
+		Checklist: []string{"DANE-REC-2", "MISC-45"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	DANEMismatch = def(Def{
+		ID: "dane-mismatch", Component: ComponentDANE, Severities: onlyError,
+		Title:     "TLSA records do not match the certificate the MX presents",
+		Explain:   "No usable TLSA record matches the chain this address presents (typically after a certificate renewal with a new key). DANE senders will not deliver to it, and MTA-STS cannot compensate: a DANE failure is never overridden.",
+		Fix:       "Publish a TLSA record for the new key before deploying it (keep the old one until it is retired); with ACME clients reuse the key (e.g. certbot --reuse-key) or pre-publish the next key (\"current + next\").",
+		Ref:       "RFC 7672 §3.2; RFC 7671 §8.1; RFC 8461 §2",
+		Checklist: []string{"MISC-40", "MISC-47", "MISC-50", "DANE-VER-12", "DANE-REC-5", "DANE-REC-6", "STS-DANE-1"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	DANETAInvalid = def(Def{
+		ID: "dane-ta-invalid", Component: ComponentDANE, Severities: onlyError,
+		Title:     "DANE-TA record does not authenticate the chain",
+		Explain:   "A usage 2 record must match a CA certificate the server sends, the chain from the leaf to it must verify, and the leaf must name the MX host. The server omits the trust anchor, or the path or names do not check out.",
+		Fix:       "Add the trust-anchor certificate to the chain served on <mx>:25, or publish a \"3 1 1\" record for the server key instead.",
+		Ref:       "RFC 7672 §3.1.2, §3.2.2; RFC 7671 §5.2",
+		Checklist: []string{"MISC-41", "DANE-REC-9", "DANE-VER-4", "DANE-VER-5", "NAME-6"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	DANEDigest = def(Def{
+		ID: "dane-digest", Component: ComponentDANE, Severities: onlyWarning,
+		Title:     "TLSA record matches only through a weaker digest",
+		Explain:   "With digest agility, senders use only the strongest matching type present per usage and selector: a certificate that matches only the SHA-256 record while a SHA-512 record exists is not authenticated by them.",
+		Fix:       "Make every TLSA record for the current key match it, or remove the records of the other digest type.",
+		Ref:       "RFC 7671 §9; RFC 7672 §5",
+		Checklist: []string{"DANE-VER-2", "DANE-REC-4"},
+	})
+	DANENoRollover = def(Def{
+		ID: "dane-no-rollover", Component: ComponentDANE, Severities: onlyWarning,
+		Title:     "No TLSA record for a key rollover",
+		Explain:   "Only the current key is published. When the certificate is renewed with a new key, DANE senders stop delivering until a new TLSA record has propagated. A second record for the next key (\"3 1 1 + 3 1 1\") or for the issuing CA (\"3 1 1 + 2 1 1\") avoids the outage.",
+		Fix:       "Publish a second TLSA record now: \"3 1 1\" of the next key (generate it ahead, or reuse the key on renewal), or \"2 1 1\" of the issuing CA's key.",
+		Ref:       "RFC 7671 §8.1, §8.4; RFC 7672 §4",
+		Checklist: []string{"DANE-REC-5"},
+	})
+	DANEStale = def(Def{
+		ID: "dane-stale-record", Component: ComponentDANE, Severities: onlyInfo,
+		Title:     "TLSA record matches no presented certificate",
+		Explain:   "Beside records that match, one record matches no certificate any address presents: a pre-published next key, or a retired one left behind.",
+		Fix:       "Keep it if it is the next key; remove it two TTLs after a key is retired.",
+		Ref:       "RFC 7671 §8",
+		Checklist: []string{"DANE-REC-5"},
+	})
+	DANEPartial = def(Def{
+		ID: "dane-partial", Component: ComponentDANE, Severities: onlyWarning,
+		Title:     "Only some MX hosts have DANE",
+		Explain:   "Mail routed to the MX hosts without secure TLSA records has no DANE protection, and an attacker who can block the protected hosts pushes mail to the others.",
+		Fix:       "Publish TLSA records for every MX host, otherwise mail routed to them has no DANE protection.",
+		Ref:       "RFC 7672 §2.2.1",
+		Checklist: []string{"MISC-46"},
+	})
+	DANERecordStyle = def(Def{
+		ID: "dane-record-style", Component: ComponentDANE, Severities: onlyInfo,
+		Title:     "Discouraged TLSA parameters",
+		Explain:   "Matching type 0 (the full certificate or key) is large and brittle, SHA-512-only sets leave out the mandatory SHA-256, and \"2 1 x\" leaves the trust anchor's constraints mutable; \"3 1 1\" plus \"2 0 1\" or a second \"3 1 1\" is the recommended set.",
+		Fix:       "Prefer \"3 1 1\" records (plus one for the next key or \"2 0 1\" for the issuing CA).",
+		Ref:       "RFC 7672 §3.1; RFC 7671 §10.1.2",
+		Checklist: []string{"DANE-REC-4"},
+	})
+	DANEHostTLSRPT = def(Def{
+		ID: "dane-host-tlsrpt", Component: ComponentDANE, Severities: onlyInfo,
+		Title:     "No TLS-RPT record for the MX host",
+		Explain:   "For DANE, the policy domain of a report is the MX host, so reporters such as mox send DANE results to _smtp._tls.<mx>; Postfix reports per recipient domain. Publishing both gets every report.",
+		Fix:       "Publish TXT _smtp._tls.<mx> \"v=TLSRPTv1; rua=mailto:tlsrpt@<domain>\" as well.",
+		Ref:       "RFC 8460 §1.1, §3",
+		Checklist: []string{"RPT-TXT-1", "AMB-10"},
+	})
+)

@@ -63,11 +63,13 @@ const (
 	ComponentPolicyHost Component = "policy-host"    // mta-sts.<domain>: DNS, HTTPS, certificate
 	ComponentPolicy     Component = "policy"         // the policy file
 	ComponentMX         Component = "mx"             // MX hosts and policy coverage
+	ComponentSMTP       Component = "smtp"           // STARTTLS and certificates of every MX address
+	ComponentDANE       Component = "dane"           // TLSA records, DNSSEC, DANE verification
 	ComponentTLSRPT     Component = "tls-rpt"        // the _smtp._tls TXT record
 )
 
 // Components lists every component in report order.
-var Components = []Component{ComponentRecord, ComponentPolicyHost, ComponentPolicy, ComponentMX, ComponentTLSRPT}
+var Components = []Component{ComponentRecord, ComponentPolicyHost, ComponentPolicy, ComponentMX, ComponentSMTP, ComponentDANE, ComponentTLSRPT}
 
 // Title is the heading reports use for the component.
 func (c Component) Title() string {
@@ -80,6 +82,10 @@ func (c Component) Title() string {
 		return "Policy file"
 	case ComponentMX:
 		return "MX hosts"
+	case ComponentSMTP:
+		return "STARTTLS on the MX hosts"
+	case ComponentDANE:
+		return "DANE"
 	case ComponentTLSRPT:
 		return "TLS-RPT"
 	}

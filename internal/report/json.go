@@ -54,11 +54,44 @@ type Policy struct {
 
 // MX is one MX host.
 type MX struct {
-	Host        string `json:"host"`
-	Preference  uint16 `json:"preference"`
-	Implicit    bool   `json:"implicit,omitempty"`
-	PolicyMatch *bool  `json:"policy_match"`              // null when there is no policy
-	Pattern     string `json:"matched_pattern,omitempty"` // the first pattern that matches
+	Host        string    `json:"host"`
+	Preference  uint16    `json:"preference"`
+	Implicit    bool      `json:"implicit,omitempty"`
+	PolicyMatch *bool     `json:"policy_match"`              // null when there is no policy
+	Pattern     string    `json:"matched_pattern,omitempty"` // the first pattern that matches
+	Addresses   []Address `json:"addresses"`                 // one per probed address (empty with --no-smtp)
+	DANE        *MXDANE   `json:"dane"`                      // null for the implicit MX
+}
+
+// Address is one probed address of an MX host.
+type Address struct {
+	IP           string       `json:"ip"`
+	STARTTLS     bool         `json:"starttls"`
+	TLSVersion   *string      `json:"tls_version"`    // null without a TLS session
+	CertValid    bool         `json:"cert_valid"`     // publicly trusted, in date, and valid for the MX host name
+	CertError    *string      `json:"cert_error"`     // why not
+	CertNotAfter *string      `json:"cert_not_after"` // RFC 3339
+	PolicyMatch  *bool        `json:"policy_match"`   // a certificate name matches a policy mx pattern; null without policy or certificate
+	DANE         *AddressDANE `json:"dane"`
+	ResultType   *string      `json:"result_type"`       // RFC 8460 result type of the failure, null when none
+	Failure      string       `json:"failure,omitempty"` // where the probe stopped
+	Error        string       `json:"error,omitempty"`
+	Pass         bool         `json:"pass"` // passes as senders see it (STARTTLS, TLS 1.2+, certificate valid for the name and a pattern, or valid DANE)
+}
+
+// AddressDANE is the DANE verdict for one address.
+type AddressDANE struct {
+	Status        string `json:"status"` // valid, mismatch, unverified, or not-applicable
+	MatchedRecord string `json:"matched_record,omitempty"`
+}
+
+// MXDANE is the DANE state of an MX host.
+type MXDANE struct {
+	Status   string   `json:"status"` // none, unknown, insecure, lookup-failed, unusable, valid, invalid, unverified
+	DNSSEC   string   `json:"dnssec"` // of the TLSA RRset: secure, insecure, unknown, failed
+	Owner    string   `json:"owner"`
+	Records  []string `json:"records"`
+	Rollover string   `json:"rollover,omitempty"`
 }
 
 // TLSRPT is the TLS-RPT record.
@@ -135,7 +168,14 @@ func NewDocument(r *check.Report, input string) *Document {
 		d.Policy = &Policy{ID: r.PolicyID, Mode: string(p.Mode), MX: nonNil(p.MX), MaxAge: p.MaxAge, Extensions: p.Extensions}
 	}
 	for _, m := range r.MX {
-		d.MX = append(d.MX, MX{Host: m.Host, Preference: m.Preference, Implicit: m.Implicit, PolicyMatch: m.Covered, Pattern: m.Pattern})
+		wm := MX{Host: m.Host, Preference: m.Preference, Implicit: m.Implicit, PolicyMatch: m.Covered, Pattern: m.Pattern, Addresses: []Address{}}
+		for _, a := range m.Addresses {
+			wm.Addresses = append(wm.Addresses, wireAddress(a))
+		}
+		if x := m.DANE; x != nil {
+			wm.DANE = &MXDANE{Status: x.Status, DNSSEC: x.DNSSEC, Owner: x.Owner, Records: nonNil(x.Records), Rollover: x.Rollover}
+		}
+		d.MX = append(d.MX, wm)
 	}
 	if t := r.TLSRPT; t != nil {
 		d.TLSRPT = &TLSRPT{RUA: nonNil(t.RUA), UsableRUA: nonNil(t.Usable)}
@@ -160,6 +200,29 @@ func NewDocument(r *check.Report, input string) *Document {
 		d.Fixes = append(d.Fixes, wf)
 	}
 	return d
+}
+
+func wireAddress(a check.Address) Address {
+	w := Address{IP: a.IP, STARTTLS: a.STARTTLS, CertValid: a.CertValid, PolicyMatch: a.PolicyMatch, Pass: a.Pass}
+	str := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	w.TLSVersion, w.CertError, w.ResultType = str(a.TLSVersion), str(a.CertError), str(string(a.ResultType))
+	if !a.CertNotAfter.IsZero() {
+		w.CertNotAfter = str(a.CertNotAfter.UTC().Format(time.RFC3339))
+	}
+	status := a.DANE
+	if status == "" {
+		status = "not-applicable"
+	}
+	w.DANE = &AddressDANE{Status: status, MatchedRecord: a.DANERecord}
+	if a.Probe != nil {
+		w.Failure, w.Error = string(a.Probe.Class), a.Probe.Error
+	}
+	return w
 }
 
 func wireFinding(f finding.Finding) Finding {

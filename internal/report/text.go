@@ -191,7 +191,27 @@ func observed(r *check.Report, c finding.Component) []string {
 			if m.Implicit {
 				pref = "(implicit)"
 			}
+			if len(m.Addresses) > 0 {
+				out = append(out, fmt.Sprintf("%s %-32s %s", pref, m.Host, cov))
+				for _, a := range m.Addresses {
+					out = append(out, "           "+addressLine(a))
+				}
+				continue
+			}
 			out = append(out, fmt.Sprintf("%s %-32s %s%s", pref, m.Host, cov, addrSummary(o, m.Host)))
+		}
+		return out
+	case finding.ComponentSMTP:
+		if len(r.MX) > 0 && !probed(r) {
+			return []string{"not probed (--no-smtp)"}
+		}
+	case finding.ComponentDANE:
+		var out []string
+		for _, m := range r.MX {
+			if m.DANE == nil || len(m.DANE.Records) == 0 {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s (%s): %s", m.DANE.Owner, m.DANE.DNSSEC, strings.Join(m.DANE.Records, ", ")))
 		}
 		return out
 	case finding.ComponentTLSRPT:
@@ -237,6 +257,52 @@ func fetchLine(f *fetch.Result) string {
 		}
 	}
 	return fmt.Sprintf("%s  %s, %s, %s, %s", where, f.TLS.Version, cert, status, ms(f.Timings.Total))
+}
+
+// addressLine summarises one probed MX address.
+func addressLine(a check.Address) string {
+	parts := []string{fmt.Sprintf("%-15s", a.IP)}
+	switch {
+	case a.Probe != nil && a.Probe.Class != "" && a.TLSVersion == "":
+		parts = append(parts, "NO TLS: "+a.Probe.Error)
+	default:
+		parts = append(parts, "STARTTLS "+a.TLSVersion)
+		switch {
+		case a.CertValid:
+			parts = append(parts, "certificate valid until "+a.CertNotAfter.Format(time.DateOnly))
+		default:
+			parts = append(parts, "certificate NOT valid: "+a.CertError)
+		}
+		if a.PolicyMatch != nil {
+			if *a.PolicyMatch {
+				parts = append(parts, "names a policy pattern")
+			} else {
+				parts = append(parts, "names no policy pattern")
+			}
+		}
+	}
+	switch a.DANE {
+	case check.DANEAddrValid:
+		parts = append(parts, "DANE valid ("+a.DANERecord+")")
+	case check.DANEAddrMismatch:
+		parts = append(parts, "DANE MISMATCH")
+	case check.DANEAddrUnverified:
+		parts = append(parts, "DANE not verified")
+	}
+	mark := "✗"
+	if a.Pass {
+		mark = "✓"
+	}
+	return mark + " " + strings.Join(parts, ", ")
+}
+
+func probed(r *check.Report) bool {
+	for _, m := range r.MX {
+		if len(m.Addresses) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func addrSummary(o *scan.Observations, host string) string {

@@ -160,7 +160,7 @@ func (c *Client) lookup(ctx context.Context, a *Answer, qtype uint16) {
 	}
 	seen := map[string]bool{a.Name: true}
 	cur := a.Name
-	ad, auth := true, true
+	ad, auth, validating := true, true, true
 	for {
 		res := c.query(ctx, cur, qtype)
 		a.Server = res.server
@@ -168,13 +168,14 @@ func (c *Client) lookup(ctx context.Context, a *Answer, qtype uint16) {
 		if res.msg == nil {
 			// No reply at all: nothing vouches for the outcome.
 			a.Status, a.Error = res.status, res.detail
-			a.Rcode, a.AD, a.Authenticated = "", false, false
+			a.Rcode, a.AD, a.Authenticated, a.Validating = "", false, false, false
 			return
 		}
 		msg := res.msg
 		ad = ad && msg.AuthenticatedData
-		auth = auth && msg.AuthenticatedData && c.trustAD(res.server)
-		a.AD, a.Authenticated = ad, auth
+		validating = validating && c.trustAD(res.server)
+		auth = auth && msg.AuthenticatedData && validating
+		a.AD, a.Authenticated, a.Validating = ad, auth, validating
 		a.Rcode = rcodeString(msg.Rcode)
 		if !res.final {
 			a.Status, a.Error = res.status, res.detail

@@ -853,7 +853,6 @@ func TestInvalidNames(t *testing.T) {
 		qname string
 	}{
 		{"empty", ""},
-		{"root", "."},
 		{"empty label", "a..example"},
 		{"leading dot", ".example"},
 		{"label of 64 octets", strings.Repeat("a", 64) + ".example"},

@@ -18,7 +18,7 @@ const (
 // single escaping convention, so that names from callers and names from the
 // wire compare equal as strings.
 //
-// It refuses the empty name and the root, empty labels, labels longer than 63
+// The root is returned as ".". It refuses the empty name, empty labels, labels longer than 63
 // octets, names longer than 255 octets on the wire (253 characters), and
 // unescaped spaces, control characters or non-ASCII bytes (use A-labels).
 func canonicalName(s string) (string, error) {
@@ -26,7 +26,7 @@ func canonicalName(s string) (string, error) {
 		return "", errors.New("empty name")
 	}
 	if s == "." {
-		return "", errors.New("root name not allowed")
+		return ".", nil // the root zone, e.g. to learn whether a resolver validates
 	}
 	var (
 		labels [][]byte

@@ -111,6 +111,10 @@ type Answer struct {
 	// Authenticated is AD from servers trusted to validate (see
 	// [Client.TrustAD]), ANDed over every reply used like AD.
 	Authenticated bool `json:"authenticated"`
+	// Validating is true when every reply used came from a server trusted
+	// to validate DNSSEC: then a clear AD bit means "insecure", while from
+	// any other server the DNSSEC status is unknown.
+	Validating bool `json:"validating"`
 
 	Server string `json:"server,omitempty"` // the server that gave the final answer (or the reported failure)
 	TCP    bool   `json:"tcp,omitempty"`    // the final answer came over TCP (after TC)

@@ -23,6 +23,7 @@ import (
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 // Resolver answers DNS questions; *resolve.Client is the real one.
@@ -35,10 +36,19 @@ type Fetcher interface {
 	Fetch(ctx context.Context, host string, ip netip.Addr) *fetch.Result
 }
 
+// Prober probes one address of an MX host over SMTP; *smtpprobe.Prober is
+// the real one.
+type Prober interface {
+	Probe(ctx context.Context, host string, ip netip.Addr) *smtpprobe.Result
+}
+
 // Limits on how much one scan looks at.
 const (
 	DefaultMaxAddrs = 4  // addresses per host and family that are fetched or probed
 	DefaultMaxMX    = 16 // MX hosts whose addresses are looked up
+	// DefaultMaxProbes bounds the SMTP probes in flight; probes of one
+	// address never overlap (one connection at a time per IP address).
+	DefaultMaxProbes = 8
 )
 
 // WildcardProbeLabel is the label queried to tell whether a zone wildcard
@@ -55,6 +65,10 @@ type Scanner struct {
 	Now      func() time.Time
 	MaxAddrs int
 	MaxMX    int
+	// Prober probes every address of every MX host; nil skips the SMTP
+	// probes (DNS and HTTPS only).
+	Prober    Prober
+	MaxProbes int
 }
 
 // Observations is the evidence of one scan.
@@ -83,6 +97,9 @@ type DNS struct {
 	MX               *resolve.Answer `json:"mx"`
 	PolicyHostA      *resolve.Answer `json:"policy_host_a"`
 	PolicyHostAAAA   *resolve.Answer `json:"policy_host_aaaa"`
+	// Root is ". SOA": a resolver that validates DNSSEC sets AD on it (the
+	// root zone is signed), so it tells whether AD bits mean anything.
+	Root *resolve.Answer `json:"root_soa"`
 }
 
 // MXHost is one MX host (or the domain itself as implicit MX) and its
@@ -93,6 +110,20 @@ type MXHost struct {
 	Implicit   bool            `json:"implicit,omitempty"` // no MX records: the domain's own addresses (RFC 5321 §5.1)
 	A          *resolve.Answer `json:"a"`
 	AAAA       *resolve.Answer `json:"aaaa"`
+	// Probes has one SMTP probe per address, IPv4 first (absent with
+	// --no-smtp).
+	Probes []*smtpprobe.Result `json:"probes,omitempty"`
+	// TLSA is _25._tcp.<host> (RFC 7672 §2.2.3); TLSAExpanded the same at
+	// the CNAME target when the host is an alias (RFC 7672 §2.2.3 tries the
+	// expanded name first).
+	TLSA         *resolve.Answer `json:"tlsa"`
+	TLSAExpanded *resolve.Answer `json:"tlsa_expanded,omitempty"`
+	// TCPNode is _tcp.<host>, asked when TLSA records exist: NXDOMAIN there
+	// breaks resolvers that minimise queries (DANE-DNS-9).
+	TCPNode *resolve.Answer `json:"tcp_node,omitempty"`
+	// TLSRPT is _smtp._tls.<host>, where DANE reports go (RFC 8460 §1.1),
+	// asked when TLSA records exist.
+	TLSRPT *resolve.Answer `json:"tlsrpt,omitempty"`
 }
 
 // Addrs returns the host's addresses, IPv4 first.
@@ -137,6 +168,35 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 	}
 	// set returns a callback that stores an answer; callers hold mu.
 	set := func(dst **resolve.Answer) func(*resolve.Answer) { return func(a *resolve.Answer) { *dst = a } }
+	// SMTP probes: every address, different addresses in parallel up to a
+	// bound, one connection at a time per address.
+	sem := make(chan struct{}, cmp.Or(s.MaxProbes, DefaultMaxProbes))
+	perIP := map[netip.Addr]*sync.Mutex{}
+	probe := func(h *MXHost, a *resolve.Answer) {
+		if s.Prober == nil {
+			return
+		}
+		for _, ip := range limit(a.Addrs(), s.maxAddrs()) {
+			lock, ok := perIP[ip]
+			if !ok {
+				lock = &sync.Mutex{}
+				perIP[ip] = lock
+			}
+			wg.Go(func() {
+				lock.Lock()
+				defer lock.Unlock()
+				select {
+				case sem <- struct{}{}:
+					defer func() { <-sem }()
+				case <-ctx.Done(): // probe anyway: it fails at once and says so
+				}
+				r := s.Prober.Probe(ctx, h.Host, ip)
+				mu.Lock()
+				h.Probes = append(h.Probes, r)
+				mu.Unlock()
+			})
+		}
+	}
 	fetchFrom := func(ip netip.Addr) {
 		wg.Go(func() {
 			r := s.Fetcher.Fetch(ctx, o.PolicyHost, ip)
@@ -175,6 +235,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		}
 	})
 	lookup("_mta_sts."+domain, dns.TypeTXT, set(&o.DNS.STSDraft))
+	lookup(".", dns.TypeSOA, set(&o.DNS.Root))
 	lookup(domain, dns.TypeTXT, set(&o.DNS.Apex))
 	lookup("_smtp._tls."+domain, dns.TypeTXT, set(&o.DNS.TLSRPT))
 	lookup("_smtp-tlsrpt."+domain, dns.TypeTXT, set(&o.DNS.TLSRPTDraft))
@@ -201,12 +262,34 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		}
 		o.MXHosts = hosts
 		for _, h := range hosts {
-			lookup(h.Host, dns.TypeA, set(&h.A))
-			lookup(h.Host, dns.TypeAAAA, set(&h.AAAA))
+			lookup(h.Host, dns.TypeA, func(a *resolve.Answer) {
+				h.A = a
+				probe(h, a)
+				if len(a.CNAMEs) > 0 && a.Status == resolve.StatusOK {
+					lookup("_25._tcp."+a.Target(), dns.TypeTLSA, set(&h.TLSAExpanded))
+				}
+			})
+			lookup(h.Host, dns.TypeAAAA, func(a *resolve.Answer) {
+				h.AAAA = a
+				probe(h, a)
+			})
+			if h.Implicit {
+				continue // DANE applies to MX hosts (RFC 7672 §2.2)
+			}
+			lookup("_25._tcp."+h.Host, dns.TypeTLSA, func(a *resolve.Answer) {
+				h.TLSA = a
+				if a.Status == resolve.StatusOK {
+					lookup("_tcp."+h.Host, dns.TypeTXT, set(&h.TCPNode))
+					lookup("_smtp._tls."+h.Host, dns.TypeTXT, set(&h.TLSRPT))
+				}
+			})
 		}
 	})
 
 	wg.Wait()
+	for _, h := range o.MXHosts {
+		slices.SortFunc(h.Probes, func(x, y *smtpprobe.Result) int { return compareAddr(x.Address, y.Address) })
+	}
 	slices.SortFunc(o.Fetches, func(x, y *fetch.Result) int { return compareAddr(x.Address, y.Address) })
 	o.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	return o

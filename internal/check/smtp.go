@@ -1,0 +1,244 @@
+package check
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/webpki"
+)
+
+// Address is one probed address of an MX host, as senders see it.
+type Address struct {
+	IP           string
+	Probe        *smtpprobe.Result
+	STARTTLS     bool      // STARTTLS offered
+	TLSVersion   string    // negotiated version, "" without TLS
+	CertValid    bool      // WebPKI-valid for the MX host name (RFC 8461 §4.2)
+	CertError    string    // why not, in plain words
+	CertNotAfter time.Time // of the leaf
+	// PolicyMatch reports whether a certificate DNS-ID matches a policy mx
+	// pattern, which is what Postfix checks when it enforces MTA-STS with
+	// "secure match=" (nil when there is no policy or no certificate).
+	PolicyMatch *bool
+	DANE        string // DANE verdict for this address (see DANE* constants)
+	DANERecord  string // the TLSA record that matched
+	// ResultType is the RFC 8460 result type a reporting sender would use
+	// for a failed session here ("" when the session succeeds or never
+	// reached TLS).
+	ResultType tlsrpt.ResultType
+	// Pass: the address passes as senders see it: STARTTLS with TLS 1.2+
+	// and a certificate valid for the MX name and a policy pattern, or
+	// valid DANE.
+	Pass bool
+}
+
+var smtpCertCodes = map[webpki.Code]finding.ID{
+	webpki.NoCertificate:   finding.SMTPCertUntrusted,
+	webpki.Expired:         finding.SMTPCertExpired,
+	webpki.NotYetValid:     finding.SMTPCertNotYetValid,
+	webpki.SelfSigned:      finding.SMTPCertUntrusted,
+	webpki.IncompleteChain: finding.SMTPCertIncompleteChain,
+	webpki.Untrusted:       finding.SMTPCertUntrusted,
+	webpki.Invalid:         finding.SMTPCertUntrusted,
+	webpki.NameMismatch:    finding.SMTPCertNameMismatch,
+	webpki.ExpiresSoon:     finding.SMTPCertExpiring,
+}
+
+// modeSeverity is the weight of an MX failure: senders refuse the host
+// under enforce (and with DANE), report it under testing, and otherwise it
+// only blocks a future enforce policy.
+func (e *evaluator) modeSeverity(daneApplies bool) (finding.Severity, string) {
+	switch {
+	case e.r.Policy != nil && e.r.Policy.Mode == mtasts.ModeEnforce:
+		return finding.Error, "senders that honour your enforce policy will not deliver to this host"
+	case daneApplies:
+		return finding.Error, "DANE senders will not deliver to this host"
+	case e.r.Policy != nil && e.r.Policy.Mode == mtasts.ModeTesting:
+		return finding.Warning, "under your testing policy senders deliver anyway but report the failure; it must be fixed before enforce"
+	}
+	return finding.Info, "senders fall back to opportunistic TLS today, but an enforce policy would make them refuse this host"
+}
+
+// smtp judges the probes of every MX address (RFC 8461 §4, §5; RFC 3207).
+func (e *evaluator) smtp() {
+	pol := e.coveragePolicy()
+	var all, unreachable int
+	for _, h := range e.o.MXHosts {
+		m := e.mxFor(h.Host)
+		if m == nil {
+			continue
+		}
+		daneApplies := e.daneApplies(h)
+		sev, effect := e.modeSeverity(daneApplies)
+		var pend []addrProblem
+		for _, p := range h.Probes {
+			all++
+			a := Address{IP: p.Address, Probe: p, STARTTLS: p.STARTTLS}
+			if ap, err := netip.ParseAddrPort(p.Address); err == nil {
+				a.IP = ap.Addr().String()
+			}
+			add := func(id finding.ID, s finding.Severity, format string, args ...any) {
+				pend = append(pend, addrProblem{id: id, sev: s, ip: a.IP, detail: fmt.Sprintf(format, args...)})
+			}
+			switch p.Class {
+			case smtpprobe.ConnectRefused, smtpprobe.ConnectTimeout, smtpprobe.ConnectError:
+				unreachable++
+				add(finding.SMTPUnreachable, finding.Warning, "%s", p.Error)
+			case smtpprobe.BannerTemporary, smtpprobe.BannerPermanent:
+				add(finding.SMTPBannerRefused, finding.Warning, "%s", p.Error)
+			case smtpprobe.BannerTimeout, smtpprobe.BannerClosed, smtpprobe.BannerMalformed, smtpprobe.EHLOFailed:
+				add(finding.SMTPNoBanner, finding.Warning, "%s", p.Error)
+			case smtpprobe.STARTTLSNotOffered:
+				a.ResultType = tlsrpt.STARTTLSNotSupported
+				add(finding.SMTPSTARTTLSMissing, sev, "%s; %s", p.Error, effect)
+			case smtpprobe.STARTTLSRefused:
+				a.ResultType = tlsrpt.STARTTLSNotSupported
+				add(finding.SMTPSTARTTLSFailed, sev, "%s; %s", p.Error, effect)
+			case smtpprobe.TLSHandshake, smtpprobe.TLSTimeout:
+				a.ResultType = tlsrpt.ValidationFailure
+				add(finding.SMTPSTARTTLSFailed, sev, "%s; %s", p.Error, effect)
+			}
+			if t := p.TLS; t != nil {
+				a.TLSVersion = t.Version
+				a.CertValid = t.Verdict.OK()
+				a.CertNotAfter = t.Verdict.NotAfter
+				if tlsOld(t.Version) {
+					a.ResultType = tlsrpt.ValidationFailure
+					add(finding.SMTPTLSVersion, sev, "it negotiated %s; %s", t.Version, effect)
+				}
+				var errs []string
+				for _, q := range t.Verdict.Problems {
+					if q.Code == webpki.ExpiresSoon {
+						add(finding.SMTPCertExpiring, finding.Warning, "%s", q.Detail)
+						continue
+					}
+					errs = append(errs, q.Detail)
+					if a.ResultType == "" {
+						a.ResultType = certResultType(q.Code)
+					}
+					detail := q.Detail
+					if q.Code == webpki.NameMismatch && pol != nil && certMatchesPatterns(t.Chain, pol.MX) {
+						detail += " (Postfix before 3.10.5, which checks certificate names against the policy patterns instead, would accept it)"
+					}
+					add(smtpCertCodes[q.Code], sev, "%s; %s", detail, effect)
+				}
+				a.CertError = strings.Join(errs, "; ")
+				if pol != nil {
+					match := certMatchesPatterns(t.Chain, pol.MX)
+					a.PolicyMatch = &match
+				}
+			}
+			e.daneAddress(h, &a)
+			tlsOK := a.TLSVersion != "" && !tlsOld(a.TLSVersion)
+			a.Pass = tlsOK && (a.CertValid && (a.PolicyMatch == nil || *a.PolicyMatch) || a.DANE == DANEAddrValid)
+			m.Addresses = append(m.Addresses, a)
+		}
+		e.addAddressProblems(h, pend)
+	}
+	if all > 0 && unreachable == all {
+		e.add(finding.SMTPUnreachable, finding.Warning, e.o.Domain,
+			fmt.Sprintf("No MX address of %s accepted a connection on port 25. When every host fails like this, the scanner's own network most likely blocks outgoing port 25.", e.o.Domain),
+			e.fixText(finding.SMTPUnreachable, "<mx>", "the MX hosts"))
+	}
+}
+
+// mxFor returns the report entry of an MX host.
+func (e *evaluator) mxFor(host string) *MX {
+	for i := range e.r.MX {
+		if e.r.MX[i].Host == host {
+			return &e.r.MX[i]
+		}
+	}
+	return nil
+}
+
+// addrProblem is a problem at one address, merged per host before it
+// becomes a finding.
+type addrProblem struct {
+	id     finding.ID
+	sev    finding.Severity
+	ip     string
+	detail string
+}
+
+// addAddressProblems reports a problem once per host when every address of
+// the host has it, else once per address.
+func (e *evaluator) addAddressProblems(h *scan.MXHost, ps []addrProblem) {
+	type key struct {
+		id     finding.ID
+		sev    finding.Severity
+		detail string
+	}
+	var order []key
+	ips := map[key][]string{}
+	for _, p := range ps {
+		k := key{p.id, p.sev, p.detail}
+		if _, ok := ips[k]; !ok {
+			order = append(order, k)
+		}
+		ips[k] = append(ips[k], p.ip)
+	}
+	for _, k := range order {
+		where := strings.Join(ips[k], ", ")
+		subject := h.Host
+		if len(ips[k]) < len(h.Probes) {
+			subject = h.Host + " (" + where + ")"
+		}
+		msg := fmt.Sprintf("%s at %s: %s.", h.Host, where, k.detail)
+		e.add(k.id, k.sev, subject, msg, e.fixText(k.id, "<mx>", h.Host))
+	}
+}
+
+func certResultType(c webpki.Code) tlsrpt.ResultType {
+	switch c {
+	case webpki.NameMismatch:
+		return tlsrpt.CertificateHostMismatch
+	case webpki.Expired, webpki.NotYetValid:
+		return tlsrpt.CertificateExpired
+	}
+	return tlsrpt.CertificateNotTrusted
+}
+
+// certMatchesPatterns reports whether any DNS-ID of the leaf matches any
+// policy pattern: a concrete name through the pattern rule of RFC 8461
+// §4.1, a wildcard name only an identical wildcard pattern (Postfix's
+// "secure match=" semantics, STS-SND-15).
+func certMatchesPatterns(chain []webpki.Cert, patterns []string) bool {
+	if len(chain) == 0 {
+		return false
+	}
+	for _, name := range chain[0].DNSNames {
+		for _, p := range patterns {
+			if strings.HasPrefix(name, "*.") && strings.EqualFold(name, p) || mtasts.MatchMX(p, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// allPass reports whether every MX host has probes and every probed address
+// passes (the A+ condition).
+func (e *evaluator) allPass() (bool, string) {
+	if len(e.o.MXHosts) == 0 {
+		return false, "there are no MX hosts to check"
+	}
+	for _, m := range e.r.MX {
+		if len(m.Addresses) == 0 {
+			return false, fmt.Sprintf("%s was not probed over SMTP", m.Host)
+		}
+		for _, a := range m.Addresses {
+			if !a.Pass {
+				return false, fmt.Sprintf("%s (%s) does not pass STARTTLS and certificate checks", m.Host, a.IP)
+			}
+		}
+	}
+	return true, ""
+}

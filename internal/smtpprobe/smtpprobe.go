@@ -1,0 +1,404 @@
+// Package smtpprobe connects to an MX host on port 25 the way a sending MTA
+// does before it hands over mail (RFC 5321, RFC 3207): it reads the banner,
+// says EHLO, asks for STARTTLS, completes the TLS handshake with SNI set to
+// the MX host name, and says QUIT. It never sends MAIL, RCPT or DATA. The
+// result is evidence: the transcript, what failed and in which phase, the
+// TLS version and cipher, the presented chain (DER) and its WebPKI verdict
+// for the MX host name (RFC 8461 §4.2).
+//
+// Each phase has its own deadline (connect, banner, command, handshake) and
+// everything read from the server is capped, so a hostile server (no
+// banner, an endless banner, a stalled handshake) costs bounded time and
+// memory. The client is written on net/textproto rather than
+// github.com/emersion/go-smtp because go-smtp reads the greeting and EHLO
+// under one timeout and performs the TLS handshake lazily inside the next
+// command, so a probe could neither time nor classify those phases apart.
+package smtpprobe
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/webpki"
+)
+
+// Default phase timeouts. A sender waits minutes (RFC 5321 §4.5.3.2); a
+// scanner that probes many hosts waits less and says so.
+const (
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultBannerTimeout    = 20 * time.Second
+	DefaultCommandTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	// MaxRead caps everything read from one server, TLS handshake included.
+	MaxRead = 256 << 10
+	// maxTranscript caps the lines kept, and each line's length.
+	maxTranscript     = 60
+	maxTranscriptLine = 200
+)
+
+// Class says where a probe stopped.
+type Class string
+
+// Failure classes, in the order of the phases.
+const (
+	ConnectRefused     Class = "connect-refused"
+	ConnectTimeout     Class = "connect-timeout"
+	ConnectError       Class = "connect-error"
+	BannerTimeout      Class = "banner-timeout"   // connected, no banner
+	BannerClosed       Class = "banner-closed"    // closed before or during the banner
+	BannerTemporary    Class = "banner-temporary" // 4xx banner: greylisting, rate limits, scanner blocking
+	BannerPermanent    Class = "banner-permanent" // 5xx banner
+	BannerMalformed    Class = "banner-malformed" // not an SMTP reply, or too long
+	EHLOFailed         Class = "ehlo-failed"      // EHLO and HELO refused, or the server stalled after the banner
+	STARTTLSNotOffered Class = "starttls-not-offered"
+	STARTTLSRefused    Class = "starttls-refused"
+	TLSHandshake       Class = "tls-handshake"
+	TLSTimeout         Class = "tls-timeout"
+)
+
+// Result is everything observed probing one address of an MX host.
+type Result struct {
+	Host       string    `json:"host"`
+	Address    string    `json:"address"`          // ip:25
+	Dialed     string    `json:"dialed,omitempty"` // where the connection really went (connect-to)
+	Class      Class     `json:"failure,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	BannerCode int       `json:"banner_code,omitempty"`
+	Banner     string    `json:"banner,omitempty"`
+	EHLOName   string    `json:"ehlo_name,omitempty"`
+	Extensions []string  `json:"extensions,omitempty"` // EHLO keywords before STARTTLS
+	STARTTLS   bool      `json:"starttls"`             // offered in the EHLO reply
+	TLS        *TLS      `json:"tls,omitempty"`
+	Transcript []string  `json:"transcript"`
+	Timings    Timings   `json:"timings_ms"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+// TLS is the TLS evidence of a probe.
+type TLS struct {
+	Version string         `json:"version"`
+	Cipher  string         `json:"cipher"`
+	Chain   []webpki.Cert  `json:"chain"`
+	DER     [][]byte       `json:"der"`     // the presented certificates, for DANE checks and replay
+	Verdict webpki.Verdict `json:"verdict"` // WebPKI verdict for the MX host name
+}
+
+// Certificates parses the presented chain.
+func (t *TLS) Certificates() ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, der := range t.DER {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Timings are milliseconds from the start of the probe.
+type Timings struct {
+	Connect   float64 `json:"connect"`
+	Banner    float64 `json:"banner"`
+	EHLO      float64 `json:"ehlo"`
+	Handshake float64 `json:"handshake"`
+	Total     float64 `json:"total"`
+}
+
+// Prober probes MX hosts. The zero value works with system roots and the
+// default timeouts.
+type Prober struct {
+	Dialer *dial.Dialer
+	Roots  *x509.CertPool // nil: system roots
+	Now    func() time.Time
+	// EHLO is the name to greet with; "" means the address literal of the
+	// local end of the connection (RFC 5321 §4.1.4), which needs no DNS.
+	EHLO             string
+	ConnectTimeout   time.Duration
+	BannerTimeout    time.Duration
+	CommandTimeout   time.Duration
+	HandshakeTimeout time.Duration
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (p *Prober) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// probe is the state of one probe.
+type probe struct {
+	*Prober
+	r     *Result
+	ctx   context.Context
+	conn  net.Conn
+	text  *textproto.Reader
+	start time.Time
+}
+
+func (s *probe) ms() float64 { return float64(time.Since(s.start).Microseconds()) / 1000 }
+
+func (s *probe) fail(c Class, format string, args ...any) *Result {
+	s.r.Class, s.r.Error = c, fmt.Sprintf(format, args...)
+	return s.r
+}
+
+func (s *probe) log(dir, line string) {
+	if len(s.r.Transcript) >= maxTranscript {
+		return
+	}
+	if len(line) > maxTranscriptLine {
+		line = line[:maxTranscriptLine] + "…"
+	}
+	s.r.Transcript = append(s.r.Transcript, dir+line)
+}
+
+// deadline sets the connection deadline for a phase, within ctx's.
+func (s *probe) deadline(d time.Duration) {
+	t := time.Now().Add(d)
+	if cd, ok := s.ctx.Deadline(); ok && cd.Before(t) {
+		t = cd
+	}
+	_ = s.conn.SetDeadline(t)
+}
+
+// Probe probes host at ip:25. It never returns nil and never panics on
+// hostile input.
+func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result {
+	s := &probe{Prober: p, ctx: ctx, start: time.Now(),
+		r: &Result{Host: host, Address: netip.AddrPortFrom(ip, 25).String(), StartedAt: p.now().UTC(), Transcript: []string{}}}
+	defer func() { s.r.Timings.Total = s.ms() }()
+	if target := p.Dialer.Target(host, ip, 25); target != s.r.Address {
+		s.r.Dialed = target
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, or(p.ConnectTimeout, DefaultConnectTimeout))
+	conn, err := p.Dialer.Dial(cctx, host, ip, 25)
+	cancel()
+	if err != nil {
+		c, detail := classifyConnect(ctx, err)
+		return s.fail(c, "%s", detail)
+	}
+	s.r.Timings.Connect = s.ms()
+	s.conn = &capConn{Conn: conn, left: MaxRead}
+	defer func() { s.conn.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	s.text = textproto.NewReader(bufio.NewReader(s.conn))
+
+	// Banner (RFC 5321 §4.3.1: 220 or 554).
+	s.deadline(or(p.BannerTimeout, DefaultBannerTimeout))
+	code, msg, err := s.read()
+	s.r.Timings.Banner = s.ms()
+	s.r.BannerCode, s.r.Banner = code, firstLine(msg)
+	switch {
+	case err != nil && code == 0:
+		return s.fail(classifyRead(err, BannerTimeout, BannerClosed, BannerMalformed, "the banner"))
+	case code >= 400 && code < 500:
+		return s.fail(BannerTemporary, "the server answered %d %s instead of a 220 banner; servers do this to greylist or to turn away scanners, so it is not proof of a fault", code, firstLine(msg))
+	case code >= 500:
+		return s.fail(BannerPermanent, "the server answered %d %s instead of a 220 banner", code, firstLine(msg))
+	case code != 220:
+		return s.fail(BannerMalformed, "the banner has the unexpected code %d", code)
+	}
+
+	// EHLO, falling back to HELO (RFC 5321 §4.1.1.1, §3.2).
+	name := p.EHLO
+	if name == "" {
+		name = addressLiteral(conn.LocalAddr())
+	}
+	s.r.EHLOName = name
+	code, msg, err = s.cmd("EHLO " + name)
+	if code == 500 || code == 502 {
+		code, msg, err = s.cmd("HELO " + name)
+	}
+	s.r.Timings.EHLO = s.ms()
+	if err != nil || code != 250 {
+		if code == 0 {
+			c, detail := classifyRead(err, EHLOFailed, EHLOFailed, EHLOFailed, "the EHLO reply")
+			return s.fail(c, "%s (the server sent its banner, then stopped answering)", detail)
+		}
+		return s.fail(EHLOFailed, "the server refused EHLO and HELO: %d %s", code, firstLine(msg))
+	}
+	for _, line := range strings.Split(msg, "\n")[1:] {
+		kw := strings.ToUpper(strings.Fields(line + " x")[0])
+		s.r.Extensions = append(s.r.Extensions, kw)
+		if kw == "STARTTLS" {
+			s.r.STARTTLS = true
+		}
+	}
+	if !s.r.STARTTLS {
+		s.quit()
+		return s.fail(STARTTLSNotOffered, "the EHLO reply does not offer STARTTLS")
+	}
+
+	// STARTTLS (RFC 3207 §4).
+	code, msg, err = s.cmd("STARTTLS")
+	if err != nil && code == 0 {
+		c, detail := classifyRead(err, STARTTLSRefused, STARTTLSRefused, STARTTLSRefused, "the STARTTLS reply")
+		return s.fail(c, "%s", detail)
+	}
+	if code != 220 {
+		s.quit()
+		return s.fail(STARTTLSRefused, "the server offers STARTTLS but answered the command with %d %s", code, firstLine(msg))
+	}
+	tc := tls.Client(s.conn, &tls.Config{
+		ServerName:         host,
+		InsecureSkipVerify: true, // verified below, so that every problem is recorded and classified
+		MinVersion:         tls.VersionTLS10,
+	})
+	hctx, cancel := context.WithTimeout(ctx, or(p.HandshakeTimeout, DefaultHandshakeTimeout))
+	_ = s.conn.SetDeadline(time.Time{})
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	s.r.Timings.Handshake = s.ms()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			return s.fail(TLSTimeout, "the TLS handshake did not finish in time")
+		}
+		return s.fail(TLSHandshake, "the TLS handshake failed: %v", err)
+	}
+	st := tc.ConnectionState()
+	s.r.TLS = &TLS{
+		Version: tls.VersionName(st.Version),
+		Cipher:  tls.CipherSuiteName(st.CipherSuite),
+		Chain:   webpki.Describe(st.PeerCertificates),
+		Verdict: webpki.Verify(st.PeerCertificates, host, p.Roots, p.now()),
+	}
+	for _, c := range st.PeerCertificates {
+		s.r.TLS.DER = append(s.r.TLS.DER, c.Raw)
+	}
+	s.log("", "(TLS "+s.r.TLS.Version+" "+s.r.TLS.Cipher+")")
+
+	// A second EHLO over TLS (RFC 3207 §4.2) shows the session works; then
+	// leave politely. Failures here do not change the verdict.
+	s.conn, s.text = tc, textproto.NewReader(bufio.NewReader(tc))
+	if code, _, err := s.cmd("EHLO " + name); err == nil && code == 250 {
+		s.quit()
+	}
+	return s.r
+}
+
+// read reads one (possibly multi-line) reply and logs it.
+func (s *probe) read() (int, string, error) {
+	code, msg, err := s.text.ReadResponse(0)
+	if code != 0 || msg != "" {
+		for _, line := range strings.Split(msg, "\n") {
+			s.log("S: ", fmt.Sprintf("%d %s", code, line))
+		}
+	}
+	var perr textproto.ProtocolError
+	if errors.As(err, &perr) {
+		return 0, msg, err
+	}
+	if _, ok := err.(*textproto.Error); ok {
+		err = nil // ReadResponse(0) does not expect a code; a code is not an error here
+	}
+	return code, msg, err
+}
+
+// cmd sends one command line and reads the reply within the command timeout.
+func (s *probe) cmd(line string) (int, string, error) {
+	s.deadline(or(s.CommandTimeout, DefaultCommandTimeout))
+	s.log("C: ", line)
+	if _, err := io.WriteString(s.conn, line+"\r\n"); err != nil {
+		return 0, "", err
+	}
+	return s.read()
+}
+
+func (s *probe) quit() {
+	s.deadline(time.Second)
+	s.cmd("QUIT")
+}
+
+// capConn fails reads once MaxRead bytes have been read.
+type capConn struct {
+	net.Conn
+	left int
+}
+
+var errTooMuch = errors.New("the server sent more than 256 KiB")
+
+func (c *capConn) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errTooMuch
+	}
+	if len(b) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.Conn.Read(b)
+	c.left -= n
+	return n, err
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	if len(line) > maxTranscriptLine {
+		line = line[:maxTranscriptLine] + "…"
+	}
+	return line
+}
+
+// addressLiteral is the EHLO argument for a local address (RFC 5321
+// §4.1.3).
+func addressLiteral(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return "[127.0.0.1]"
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		return "[IPv6:" + ip.String() + "]"
+	}
+	return "[" + ip.String() + "]"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+func classifyConnect(ctx context.Context, err error) (Class, string) {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ConnectRefused, "connection refused on port 25"
+	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		return ConnectTimeout, "connection to port 25 timed out (port 25 may be filtered, by the host or on the scanner's network)"
+	}
+	return ConnectError, "connection failed: " + err.Error()
+}
+
+// classifyRead names a failure to read a reply.
+func classifyRead(err error, timeout, closed, malformed Class, what string) (Class, string) {
+	switch {
+	case isTimeout(err):
+		return timeout, what + " did not arrive in time"
+	case errors.Is(err, errTooMuch):
+		return malformed, what + " is longer than 256 KiB"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return closed, "the server closed the connection instead of sending " + what
+	}
+	return malformed, what + " is not a valid SMTP reply: " + err.Error()
+}
