@@ -88,7 +88,7 @@ func WriteText(w io.Writer, r *check.Report, opt TextOptions) error {
 			p("  %s%s%s\n", s.dim, line, s.reset)
 		}
 		fs := byComp[c]
-		if len(fs) == 0 {
+		if len(fs) == 0 && !(c == finding.ComponentSMTP && len(r.MX) > 0 && !probed(r)) {
 			p("  %s✓%s no problems\n", s.green, s.reset)
 		}
 		for _, f := range fs {
@@ -212,6 +212,9 @@ func observed(r *check.Report, c finding.Component) []string {
 				continue
 			}
 			out = append(out, fmt.Sprintf("%s (%s): %s", m.DANE.Owner, m.DANE.DNSSEC, strings.Join(m.DANE.Records, ", ")))
+		}
+		if len(out) == 0 && len(r.MX) > 0 {
+			out = append(out, "no TLSA records for the MX hosts")
 		}
 		return out
 	case finding.ComponentTLSRPT:
