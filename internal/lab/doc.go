@@ -14,14 +14,14 @@
 //   - [HTTPS]: one virtual-host HTTPS listener that picks the certificate
 //     by SNI, with handler helpers ([Static], [Redirect], [Endless],
 //     [Slow]);
+//   - SMTP servers for MX hosts ([Lab.MX], [SMTPServer]), well-behaved
+//     or hostile;
 //   - connect-to rules ([github.com/mailtls/mailtls/internal/dial.Rule])
 //     that make fake public addresses such as 127.0.0.10:443 reach the lab's
 //     listeners while clients keep the real host name for SNI and
 //     certificate checks.
 //
 // Hostile raw TCP servers ([StartStall], [StartEndless]) stand alone.
-// SMTP servers (with and without STARTTLS) will join the Lab the same way:
-// a listener, hosts mapped to it with MapAddr.
 //
 // # Constructors
 //
@@ -29,7 +29,7 @@
 // (*X, error) and the caller calls Close. For tests, NewX(t) fails t on
 // error and registers Close with t.Cleanup; likewise the MustX(t, …) forms
 // of calls that can fail ([MustCA], [CA.MustIssue], [DNS.MustAdd],
-// [Lab.MustPolicyHost]).
+// [Lab.MustPolicyHost], [Lab.MustMX]).
 //
 // # A test
 //
@@ -55,4 +55,49 @@
 // address ([Lab.NextAddr6]): map ::1 once per port, e.g. ::1:443 to the
 // shared HTTPS server (which tells hosts apart by SNI). A listener that
 // really uses IPv6 can be started with StartHTTPS("[::1]:0").
+//
+// # SMTP
+//
+// [StartSMTP] starts an SMTP server on a listener of its own; its
+// [SMTPMode] says how it behaves:
+//
+//   - [SMTPStartTLS] and [SMTPNoStartTLS] are well-behaved, with and
+//     without STARTTLS ("502 5.5.1 not implemented");
+//   - [SMTPStartTLSRefused] advertises STARTTLS and answers it "454 4.7.0";
+//     [SMTPHandshakeFails] answers it 220 and then sends garbage instead of
+//     a ServerHello;
+//   - [SMTPBanner421] and [SMTPBanner554] greet with a refusal and close;
+//   - [SMTPNoBanner] says nothing and [SMTPStallAfterBanner] nothing after
+//     its 220 banner, until the client or Close ends the connection;
+//   - [SMTPEndlessBanner] and [SMTPEndlessMultiline] send a greeting that
+//     never ends, until the client goes away.
+//
+// No mode accepts mail: MAIL gets 550. SMTPOptions set the server name,
+// the certificates (a good one from the lab CA by default; pass bad ones
+// from [LeafOptions] or Lab.Untrusted) and the TLS versions (MaxVersion
+// tls.VersionTLS10 for a TLS 1.0-only server).
+//
+// [Lab.MX] starts a server for an MX host, publishes the host's A and AAAA
+// records and maps port 25 of each address to the server:
+//
+//	l.DNS.MustAdd(t, "example.test. 300 IN MX 10 mx1.example.test.",
+//		"example.test. 300 IN MX 20 mx2.example.test.",
+//		"example.test. 300 IN MX 30 mx3.example.test.")
+//	mx1 := l.MustMX(t, "mx1.example.test", []netip.Addr{l.NextAddr(), l.NextAddr6()}, lab.SMTPOptions{})
+//	l.MustMX(t, "mx2.example.test", []netip.Addr{l.NextAddr()}, lab.SMTPOptions{
+//		MaxVersion: tls.VersionTLS10, // STARTTLS with TLS 1.0 only
+//	})
+//	l.MustMX(t, "mx3.example.test", []netip.Addr{l.NextAddr()}, lab.SMTPOptions{
+//		Mode: lab.SMTPBanner421,
+//	})
+//
+// ::1 can carry port 25 of one MX host per lab. The server itself listens
+// on 127.0.0.1 whatever its addresses; SMTPOptions.Addr "[::1]:0" makes it
+// listen on IPv6.
+//
+// After the scan, mx1.WaitIdle(ctx) and then mx1.Sessions() tell what the
+// scanner did on each connection (commands, TLS version, SNI), and
+// mx1.MaxConcurrent() how many connections it held open at once. All lab
+// clients come from 127.0.0.1 (or ::1), so a scanner that connects to one
+// address at a time shows MaxConcurrent 1 on a server with one address.
 package lab

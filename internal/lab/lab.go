@@ -36,9 +36,11 @@ type Lab struct {
 
 	closeOnce sync.Once
 
-	mu    sync.Mutex
-	rules []dial.Rule
-	next  netip.Addr // the next address NextAddr returns
+	mu     sync.Mutex
+	closed bool
+	rules  []dial.Rule
+	next   netip.Addr    // the next address NextAddr returns
+	smtp   []*SMTPServer // the MX servers, closed with the lab
 }
 
 // Start starts a lab. Call Close to stop it.
@@ -62,7 +64,7 @@ func Start() (*Lab, error) {
 }
 
 // New is Start for tests: it fails t on error, and when the test ends it
-// closes the lab and fails t if a lab server recovered a panic.
+// closes the lab and fails t if a lab server (DNS, SMTP) recovered a panic.
 func New(t testing.TB) *Lab {
 	t.Helper()
 	l, err := Start()
@@ -74,13 +76,30 @@ func New(t testing.TB) *Lab {
 		if n := l.DNS.Panics(); n > 0 {
 			t.Errorf("lab: dns handler panicked %d times", n)
 		}
+		for _, s := range l.smtpServers() {
+			if n := s.Panics(); n > 0 {
+				t.Errorf("lab: smtp server %s panicked %d times", s.Addr(), n)
+			}
+		}
 	})
 	return l
+}
+
+func (l *Lab) smtpServers() []*SMTPServer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*SMTPServer(nil), l.smtp...)
 }
 
 // Close stops every server of the lab. It is safe to call more than once.
 func (l *Lab) Close() {
 	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		for _, s := range l.smtpServers() {
+			s.Close()
+		}
 		if l.HTTPS != nil {
 			l.HTTPS.Close()
 		}
@@ -119,31 +138,48 @@ func (l *Lab) NextAddr6() netip.Addr {
 // listener ("127.0.0.1:PORT" or "[::1]:PORT"). A rule for the same fake
 // address and port is replaced.
 func (l *Lab) MapAddr(listener string, fake netip.Addr, port int) error {
-	host, p, err := net.SplitHostPort(listener)
+	r, err := mapRule(listener, fake, port)
 	if err != nil {
-		return fmt.Errorf("lab: map %s:%d: listener: %w", fake, port, err)
+		return err
 	}
-	toPort, err := strconv.Atoi(p)
-	if err != nil || toPort < 1 || toPort > 65535 {
-		return fmt.Errorf("lab: map %s:%d: listener %q: bad port", fake, port, listener)
-	}
-	if !fake.IsValid() {
-		return errors.New("lab: map: invalid fake address")
-	}
-	if port < 1 || port > 65535 {
-		return fmt.Errorf("lab: map %s: bad port %d", fake, port)
-	}
-	r := dial.Rule{Host: fake.Unmap().String(), Port: port, ToHost: host, ToPort: toPort}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i, old := range l.rules {
-		if old.Host == r.Host && old.Port == r.Port {
-			l.rules[i] = r
-			return nil
-		}
+	if i := l.ruleIndexLocked(r.Host, r.Port); i >= 0 {
+		l.rules[i] = r
+		return nil
 	}
 	l.rules = append(l.rules, r)
 	return nil
+}
+
+// mapRule makes the rule MapAddr adds.
+func mapRule(listener string, fake netip.Addr, port int) (dial.Rule, error) {
+	host, p, err := net.SplitHostPort(listener)
+	if err != nil {
+		return dial.Rule{}, fmt.Errorf("lab: map %s:%d: listener: %w", fake, port, err)
+	}
+	toPort, err := strconv.Atoi(p)
+	if err != nil || toPort < 1 || toPort > 65535 {
+		return dial.Rule{}, fmt.Errorf("lab: map %s:%d: listener %q: bad port", fake, port, listener)
+	}
+	if !fake.IsValid() {
+		return dial.Rule{}, errors.New("lab: map: invalid fake address")
+	}
+	if port < 1 || port > 65535 {
+		return dial.Rule{}, fmt.Errorf("lab: map %s: bad port %d", fake, port)
+	}
+	return dial.Rule{Host: fake.Unmap().String(), Port: port, ToHost: host, ToPort: toPort}, nil
+}
+
+// ruleIndexLocked returns the index of the rule for host:port, or -1. The
+// caller holds l.mu.
+func (l *Lab) ruleIndexLocked(host string, port int) int {
+	for i, r := range l.rules {
+		if r.Host == host && r.Port == port {
+			return i
+		}
+	}
+	return -1
 }
 
 // Rules returns a copy of the lab's connect-to rules.
