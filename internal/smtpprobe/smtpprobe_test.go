@@ -1,0 +1,177 @@
+package smtpprobe_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/webpki"
+)
+
+func prober(l *lab.Lab, timeout time.Duration) *smtpprobe.Prober {
+	return &smtpprobe.Prober{Dialer: l.Dialer(), Roots: l.CA.Pool(), EHLO: "scanner.example.test",
+		ConnectTimeout: timeout, BannerTimeout: timeout, CommandTimeout: timeout, HandshakeTimeout: timeout}
+}
+
+// TestFailureClasses: each kind of MX behaviour is classified in one place
+// (STS-SND-8, MISC-14, STS-SND-9).
+func TestFailureClasses(t *testing.T) {
+	l := lab.New(t)
+	now := time.Now()
+	tests := []struct {
+		name    string
+		opts    lab.SMTPOptions
+		class   smtpprobe.Class
+		cert    webpki.Code // expected certificate problem; "" for a clean chain
+		version string
+	}{
+		{name: "good", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLS}, version: "TLS 1.3"},
+		{name: "no STARTTLS", opts: lab.SMTPOptions{Mode: lab.SMTPNoStartTLS}, class: smtpprobe.STARTTLSNotOffered},
+		{name: "421 banner", opts: lab.SMTPOptions{Mode: lab.SMTPBanner421}, class: smtpprobe.BannerTemporary},
+		{name: "554 banner", opts: lab.SMTPOptions{Mode: lab.SMTPBanner554}, class: smtpprobe.BannerPermanent},
+		{name: "STARTTLS refused", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLSRefused}, class: smtpprobe.STARTTLSRefused},
+		{name: "handshake fails", opts: lab.SMTPOptions{Mode: lab.SMTPHandshakeFails}, class: smtpprobe.TLSHandshake},
+		{name: "TLS 1.0 only", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLS, MaxVersion: tls.VersionTLS10}, version: "TLS 1.0"},
+		{name: "wrong name", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLS, Cert: l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"other.example.test"}})}, cert: webpki.NameMismatch},
+		{name: "expired", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLS, Cert: l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"expired.example.test"}, NotBefore: now.Add(-90 * 24 * time.Hour), NotAfter: now.Add(-time.Hour)})}, cert: webpki.Expired},
+		{name: "self-signed", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLS, Cert: l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"self-signed.example.test"}, SelfSigned: true})}, cert: webpki.SelfSigned},
+		{name: "untrusted", opts: lab.SMTPOptions{Mode: lab.SMTPStartTLS, Cert: l.Untrusted.MustIssue(t, lab.LeafOptions{DNSNames: []string{"untrusted.example.test"}})}, cert: webpki.Untrusted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := strings.ReplaceAll(tt.name, " ", "-") + ".example.test"
+			addr := l.NextAddr()
+			srv := l.MustMX(t, host, []netip.Addr{addr}, tt.opts)
+			r := prober(l, 2*time.Second).Probe(context.Background(), host, addr)
+			if r.Class != tt.class {
+				t.Fatalf("class %q (%s), want %q; transcript %q", r.Class, r.Error, tt.class, r.Transcript)
+			}
+			if tt.version == "" {
+				tt.version = "TLS 1.3"
+			}
+			if tt.class == "" {
+				if r.TLS == nil || r.TLS.Version != tt.version || !r.STARTTLS {
+					t.Fatalf("TLS version %v, want %s", r.TLS != nil && r.TLS.Version != "", tt.version)
+				}
+				if tt.cert == "" && !r.TLS.Verdict.OK() || tt.cert != "" && !r.TLS.Verdict.Has(tt.cert) {
+					t.Errorf("verdict %+v, want problem %q", r.TLS.Verdict, tt.cert)
+				}
+				if len(r.TLS.DER) == 0 {
+					t.Error("the chain is not kept for DANE")
+				}
+				if chain, err := r.TLS.Certificates(); err != nil || len(chain) != len(r.TLS.DER) {
+					t.Errorf("Certificates: %v", err)
+				}
+			}
+			if r.Error == "" && r.Class != "" || r.Timings.Total <= 0 {
+				t.Errorf("error %q timings %+v", r.Error, r.Timings)
+			}
+			srv.WaitIdle(context.Background())
+			sessions := srv.Sessions()
+			if len(sessions) != 1 {
+				t.Fatalf("%d sessions", len(sessions))
+			}
+			for _, c := range sessions[0].Commands {
+				if verb := strings.Fields(c)[0]; verb == "MAIL" || verb == "RCPT" || verb == "DATA" {
+					t.Errorf("the probe sent %q; it must never send mail", c)
+				}
+			}
+			if tt.class == "" {
+				if sessions[0].ServerName != host || !slices.Contains(sessions[0].Commands, "QUIT") {
+					t.Errorf("SNI %q, commands %q: want SNI = MX host and a polite QUIT", sessions[0].ServerName, sessions[0].Commands)
+				}
+			}
+		})
+	}
+}
+
+// TestHostileServersAreBounded: servers that never answer, stall after the
+// banner or stream an endless banner cost bounded time and memory.
+func TestHostileServersAreBounded(t *testing.T) {
+	l := lab.New(t)
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr := refused.Addr().String()
+	refused.Close()
+	tests := []struct {
+		name  string
+		mode  lab.SMTPMode
+		class smtpprobe.Class
+	}{
+		{"no banner", lab.SMTPNoBanner, smtpprobe.BannerTimeout},
+		{"stall after banner", lab.SMTPStallAfterBanner, smtpprobe.EHLOFailed},
+		{"endless banner line", lab.SMTPEndlessBanner, smtpprobe.BannerMalformed},
+		{"endless multi-line banner", lab.SMTPEndlessMultiline, smtpprobe.BannerMalformed},
+		{"refused", -1, smtpprobe.ConnectRefused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := strings.ReplaceAll(tt.name, " ", "-") + ".example.test"
+			addr := l.NextAddr()
+			if tt.mode >= 0 {
+				l.MustMX(t, host, []netip.Addr{addr}, lab.SMTPOptions{Mode: tt.mode})
+			} else if err := l.MapAddr(refusedAddr, addr, 25); err != nil {
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			r := prober(l, 300*time.Millisecond).Probe(context.Background(), host, addr)
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if r.Class != tt.class {
+				t.Errorf("class %q (%s), want %q", r.Class, r.Error, tt.class)
+			}
+			if took > 2*time.Second {
+				t.Errorf("took %v; the phase timeouts should bound it", took)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+				t.Errorf("allocated %d bytes; reads are capped at %d", grew, smtpprobe.MaxRead)
+			}
+			if len(r.Transcript) > 60 {
+				t.Errorf("transcript of %d lines is not capped", len(r.Transcript))
+			}
+		})
+	}
+}
+
+func TestContextCancelsProbe(t *testing.T) {
+	l := lab.New(t)
+	addr := l.NextAddr()
+	l.MustMX(t, "stall.example.test", []netip.Addr{addr}, lab.SMTPOptions{Mode: lab.SMTPNoBanner})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := (&smtpprobe.Prober{Dialer: l.Dialer()}).Probe(ctx, "stall.example.test", addr)
+	if r.Class != smtpprobe.BannerTimeout || time.Since(start) > time.Second {
+		t.Errorf("class %q after %v", r.Class, time.Since(start))
+	}
+}
+
+func TestIPv6AndDefaultEHLO(t *testing.T) {
+	l := lab.New(t)
+	v6 := l.NextAddr6()
+	srv := l.MustMX(t, "v6.example.test", []netip.Addr{v6}, lab.SMTPOptions{Mode: lab.SMTPStartTLS})
+	r := (&smtpprobe.Prober{Dialer: l.Dialer(), Roots: l.CA.Pool()}).Probe(context.Background(), "v6.example.test", v6)
+	if r.Class != "" || r.Address != "[::1]:25" || !r.TLS.Verdict.OK() {
+		t.Fatalf("IPv6 probe: %+v", r)
+	}
+	if !strings.HasPrefix(r.EHLOName, "[") {
+		t.Errorf("default EHLO %q, want an address literal", r.EHLOName)
+	}
+	srv.WaitIdle(context.Background())
+	if cmds := srv.Sessions()[0].Commands; !strings.HasPrefix(cmds[0], "EHLO [") {
+		t.Errorf("commands %q", cmds)
+	}
+}
