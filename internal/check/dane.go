@@ -390,8 +390,8 @@ func (e *evaluator) daneMismatch(h *scan.MXHost, st *daneState, miss daneMiss) {
 // tlsaFix adds the TLSA records to publish for a chain, once per host.
 func (e *evaluator) tlsaFix(h *scan.MXHost, chain []*x509.Certificate, text string) {
 	name := "_25._tcp." + h.Host
-	for _, f := range e.r.Fixes {
-		if f.Kind == FixDNS && f.Type == "TLSA" && f.Name == name {
+	for _, f := range e.tlsaFixes {
+		if f.Name == name {
 			return
 		}
 	}

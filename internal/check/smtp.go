@@ -76,7 +76,10 @@ func (e *evaluator) smtp() {
 			continue
 		}
 		daneApplies := e.daneApplies(h)
+		// STARTTLS and TLS failures stop DANE senders too; certificate
+		// problems only matter to MTA-STS (DANE ignores the WebPKI).
 		sev, effect := e.modeSeverity(daneApplies)
+		certSev, certEffect := e.modeSeverity(false)
 		var pend []addrProblem
 		for _, p := range h.Probes {
 			all++
@@ -127,7 +130,7 @@ func (e *evaluator) smtp() {
 					if q.Code == webpki.NameMismatch && pol != nil && certMatchesPatterns(t.Chain, pol.MX) {
 						detail += " (Postfix before 3.10.5, which checks certificate names against the policy patterns instead, would accept it)"
 					}
-					add(smtpCertCodes[q.Code], sev, "%s; %s", detail, effect)
+					add(smtpCertCodes[q.Code], certSev, "%s; %s", detail, certEffect)
 				}
 				a.CertError = strings.Join(errs, "; ")
 				if pol != nil {

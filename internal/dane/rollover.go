@@ -165,7 +165,7 @@ func CheckRollover(records []TLSA, chain []*x509.Certificate) Rollover {
 		r = Rollover{Ready: true, Scheme: fmt.Sprintf("end entity + trust anchor (%s + %s)", ee.Params(), ta.Params()),
 			Detail: fmt.Sprintf("%s matches the server key and %s its issuing CA, so a new key from the same CA stays covered while the 3 x x record is updated (RFC 7672 §4)", ee.Short(), ta.Short())}
 	case ee != nil:
-		r = Rollover{Detail: fmt.Sprintf("only the current server key is published (%s): a new key needs its own TLSA record at least two TTLs before it is deployed. Pre-publish the next key's %s record, or add a %s record for the issuing CA (RFC 7671 §8.1)", ee.Params(), ee.Params(), "2 1 1")}
+		r = Rollover{Detail: fmt.Sprintf("only the current server key is published (%s): a new key needs its own TLSA record at least two TTLs before it is deployed. Pre-publish the next key's %s record, or add a %s record for the issuing CA (RFC 7671 §8.1)", ee.Params(), ee.Params(), "2 0 1")}
 	default:
 		r = Rollover{Detail: fmt.Sprintf("only the issuing CA is published (%s): a new server key from the same CA is covered, but a change of CA is not. Add a 3 1 1 record for the server key, or pre-publish the next CA's record (RFC 7671 §8.1, §8.2)", ta.Params())}
 	}

@@ -1005,8 +1005,8 @@ var (
 	DANENoRollover = def(Def{
 		ID: "dane-no-rollover", Component: ComponentDANE, Severities: onlyWarning,
 		Title:     "No TLSA record for a key rollover",
-		Explain:   "Only the current key is published. When the certificate is renewed with a new key, DANE senders stop delivering until a new TLSA record has propagated. A second record for the next key (\"3 1 1 + 3 1 1\") or for the issuing CA (\"3 1 1 + 2 1 1\") avoids the outage.",
-		Fix:       "Publish a second TLSA record now: \"3 1 1\" of the next key (generate it ahead, or reuse the key on renewal), or \"2 1 1\" of the issuing CA's key.",
+		Explain:   "Only the current key is published. When the certificate is renewed with a new key, DANE senders stop delivering until a new TLSA record has propagated. A second record for the next key (\"3 1 1 + 3 1 1\") or for the issuing CA (\"3 1 1 + 2 0 1\") avoids the outage.",
+		Fix:       "Publish a second TLSA record now: \"3 1 1\" of the next key (generate it ahead, or reuse the key on renewal), or \"2 0 1\" of the issuing CA certificate.",
 		Ref:       "RFC 7671 §8.1, §8.4; RFC 7672 §4",
 		Checklist: []string{"DANE-REC-5"},
 	})

@@ -1,0 +1,446 @@
+package check_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/dane"
+	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+)
+
+// scanSMTP scans domain in the lab with SMTP probes.
+func scanSMTP(t *testing.T, l *lab.Lab, domain string) *check.Report {
+	t.Helper()
+	d := l.Dialer()
+	s := &scan.Scanner{
+		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 400 * time.Millisecond, Attempts: 2},
+		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second, HandshakeTimeout: time.Second, ResponseTimeout: 2 * time.Second},
+		Dialer:   d,
+		Prober: &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), EHLO: "scanner.example.test",
+			ConnectTimeout: time.Second, BannerTimeout: time.Second, CommandTimeout: time.Second, HandshakeTimeout: time.Second},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return check.Evaluate(s.Scan(ctx, domain), time.Now())
+}
+
+// mxWorld is a domain whose MX hosts run in the lab.
+type mxWorld struct {
+	world
+}
+
+// signed makes the lab resolver a validating one for everything (AD on
+// the signed root, RFC 4035 §3.2.3); unsigned zones are carved out with
+// unsigned().
+func (w mxWorld) signed() {
+	w.dns(". 300 IN SOA a.root.test. hostmaster.root.test. 1 3600 600 86400 300")
+	w.l.DNS.SetAD(".", true)
+}
+
+func (w mxWorld) unsigned(suffix string) { w.l.DNS.SetAD(strings.ReplaceAll(suffix, "$D", w.d), false) }
+
+// cert issues a certificate for host (options adjusted by change).
+func (w mxWorld) cert(host string, change func(*lab.LeafOptions)) tls.Certificate {
+	o := lab.LeafOptions{DNSNames: []string{host}}
+	if change != nil {
+		change(&o)
+	}
+	return w.l.CA.MustIssue(w.t, o)
+}
+
+// mx publishes "pref host" and runs an SMTP server for it on a fake IPv4
+// address (and ::1 when v6).
+func (w mxWorld) mx(pref int, host string, o lab.SMTPOptions, v6 bool) *lab.SMTPServer {
+	host = strings.ReplaceAll(host, "$D", w.d)
+	addrs := []netip.Addr{w.l.NextAddr()}
+	if v6 {
+		addrs = append(addrs, w.l.NextAddr6())
+	}
+	if o.Cert.Certificate == nil && o.Certs == nil {
+		o.Cert = w.cert(host, nil)
+	}
+	w.dns(fmt.Sprintf("$D. 300 IN MX %d %s.", pref, host))
+	return w.l.MustMX(w.t, host, addrs, o)
+}
+
+// tlsa publishes _25._tcp.<host> TLSA records.
+func (w mxWorld) tlsa(host string, recs ...string) {
+	host = strings.ReplaceAll(host, "$D", w.d)
+	for _, r := range recs {
+		w.dns(fmt.Sprintf("_25._tcp.%s. 300 IN TLSA %s", host, r))
+	}
+}
+
+// enforce publishes an enforce policy for the given patterns, the record
+// and TLS-RPT.
+func (w mxWorld) enforce(mode string, patterns ...string) {
+	body := "version: STSv1\r\nmode: " + mode + "\r\n"
+	for _, p := range patterns {
+		body += "mx: " + strings.ReplaceAll(p, "$D", w.d) + "\r\n"
+	}
+	body += "max_age: 604800\r\n"
+	w.sts(`"v=STSv1; id=20261101"`)
+	w.tlsrpt()
+	w.serve(lab.Static(200, "text/plain", body))
+}
+
+func leafOf(c tls.Certificate) *x509.Certificate { return c.Leaf }
+
+func rec(usage, selector, mtype uint8, c *x509.Certificate) string {
+	return dane.Record(usage, selector, mtype, c).String()
+}
+
+type smtpScenario struct {
+	name  string
+	setup func(w mxWorld)
+	grade finding.Grade // "*" = do not check
+	want  []want
+	not   []finding.ID
+	check func(t *testing.T, r *check.Report)
+}
+
+func TestSMTPAndDANEScenarios(t *testing.T) {
+	now := time.Now()
+	scenarios := []smtpScenario{
+		{name: "A+: enforce, TLS-RPT, STARTTLS with valid certificates on every address, DANE with a rollover record", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, true)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)), rec(2, 0, 1, w.l.CA.Intermediate()))
+			w.dns(`_smtp._tls.mx1.$D. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@$D"`)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeAPlus, want: []want{{finding.DANEValid, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				m := r.MX[0]
+				if len(m.Addresses) != 2 || m.Addresses[1].IP != "::1" {
+					t.Fatalf("want the IPv4 and IPv6 address probed: %+v", m.Addresses)
+				}
+				for _, a := range m.Addresses {
+					if !a.Pass || !a.CertValid || a.DANE != check.DANEAddrValid || a.TLSVersion != "TLS 1.3" || a.PolicyMatch == nil || !*a.PolicyMatch || a.ResultType != "" {
+						t.Errorf("address %+v should pass", a)
+					}
+				}
+				if m.DANE == nil || m.DANE.Status != "valid" || m.DANE.DNSSEC != check.DNSSECSecure || len(m.DANE.Records) != 2 {
+					t.Errorf("DANE %+v", m.DANE)
+				}
+				for _, f := range r.Findings {
+					if f.Severity >= finding.Warning {
+						t.Errorf("unexpected %s %s: %s", f.Severity, f.ID, f.Message)
+					}
+				}
+			}},
+		{name: "A, not A+, without DANE when one address fails", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
+			w.mx(20, "mx2.$D", lab.SMTPOptions{Mode: lab.SMTPBanner421}, false)
+			w.enforce("enforce", "*.$D")
+		}, grade: finding.GradeA, want: []want{{finding.SMTPBannerRefused, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				if !slices.ContainsFunc(r.GradeReasons, func(s string) bool { return strings.Contains(s, "A+") && strings.Contains(s, "mx2.") }) {
+					t.Errorf("the grade reasons should say why not A+: %q", r.GradeReasons)
+				}
+			}},
+		{name: "MISC-14 enforce and no STARTTLS", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPNoStartTLS}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPSTARTTLSMissing, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.SMTPSTARTTLSMissing, "will not deliver")
+				if a := r.MX[0].Addresses[0]; a.ResultType != tlsrpt.STARTTLSNotSupported || a.Pass {
+					t.Errorf("address %+v: want result type starttls-not-supported", a)
+				}
+			}},
+		{name: "testing and no STARTTLS is a warning", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPNoStartTLS}, false)
+			w.enforce("testing", "mx1.$D")
+		}, grade: finding.GradeB, want: []want{{finding.SMTPSTARTTLSMissing, finding.Warning}}},
+		{name: "no policy and no STARTTLS is advice", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPNoStartTLS}, false)
+		}, grade: finding.GradeF, want: []want{{finding.SMTPSTARTTLSMissing, finding.Info}}},
+		{name: "MISC-14 STARTTLS refused and handshake failures", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPStartTLSRefused}, false)
+			w.mx(20, "mx2.$D", lab.SMTPOptions{Mode: lab.SMTPHandshakeFails}, false)
+			w.enforce("enforce", "*.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPSTARTTLSFailed, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				if got := r.MX[1].Addresses[0].ResultType; got != tlsrpt.ValidationFailure {
+					t.Errorf("handshake failure result type %q, want validation-failure", got)
+				}
+			}},
+		{name: "MISC-14 TLS 1.0 only", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{MaxVersion: tls.VersionTLS10}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPTLSVersion, finding.Error}}},
+		{name: "MISC-11 certificate for another name", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mail.other.test", nil)}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPCertNameMismatch, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				if got := r.MX[0].Addresses[0].ResultType; got != tlsrpt.CertificateHostMismatch {
+					t.Errorf("result type %q", got)
+				}
+			}},
+		{name: "NAME-5 certificate names a pattern but not the MX host (Postfix divergence)", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mx2."+w.d, nil)}, false)
+			w.enforce("enforce", "*.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPCertNameMismatch, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.SMTPCertNameMismatch, "Postfix") }},
+		{name: "MISC-13 expired certificate in testing", setup: func(w mxWorld) {
+			c := w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.NotBefore, o.NotAfter = now.Add(-90*24*time.Hour), now.Add(-time.Hour) })
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.enforce("testing", "mx1.$D")
+		}, grade: finding.GradeB, want: []want{{finding.SMTPCertExpired, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				if got := r.MX[0].Addresses[0].ResultType; got != tlsrpt.CertificateExpired {
+					t.Errorf("result type %q", got)
+				}
+			}},
+		{name: "certificate expiring within 14 days", setup: func(w mxWorld) {
+			c := w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.NotAfter = now.Add(3 * 24 * time.Hour) })
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeAPlus, want: []want{{finding.SMTPCertExpiring, finding.Warning}}},
+		{name: "MISC-13 incomplete chain and untrusted root", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.OmitIntermediate = true })}, false)
+			w.mx(20, "mx2.$D", lab.SMTPOptions{Cert: w.l.Untrusted.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mx2." + w.d}})}, false)
+			w.enforce("enforce", "*.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPCertIncompleteChain, finding.Error}, {finding.SMTPCertUntrusted, finding.Error}}},
+		{name: "DANE-VER-12 the IPv6 address presents another certificate", setup: func(w mxWorld) {
+			w.signed()
+			good := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: good}, false)
+			// A second server for the same host on ::1 with an expired certificate.
+			expired := w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.NotBefore, o.NotAfter = now.Add(-90*24*time.Hour), now.Add(-time.Hour) })
+			srv := lab.NewSMTP(w.t, lab.SMTPOptions{Name: "mx1." + w.d, Cert: expired}, w.l.CA)
+			if err := w.l.MapAddr(srv.Addr(), w.l.NextAddr6(), 25); err != nil {
+				w.t.Fatal(err)
+			}
+			w.dns("mx1.$D. 300 IN AAAA ::1")
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(good)))
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPCertExpired, finding.Error}, {finding.DANEMismatch, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				for _, f := range r.Findings {
+					if (f.ID == finding.DANEMismatch || f.ID == finding.SMTPCertExpired) && !strings.Contains(f.Subject, "::1") {
+						t.Errorf("%s should name the IPv6 address only: %q", f.ID, f.Subject)
+					}
+				}
+				if a := r.MX[0].Addresses; len(a) != 2 || a[0].DANE != check.DANEAddrValid || a[1].DANE != check.DANEAddrMismatch || a[1].ResultType != tlsrpt.TLSAInvalid {
+					t.Errorf("addresses %+v", a)
+				}
+			}},
+		{name: "MISC-12 STS-DANE-6 self-signed certificate with DANE under enforce", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.SelfSigned = true })
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPCertUntrusted, finding.Error}, {finding.DANEValid, finding.Info}, {finding.DANENoRollover, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				if !r.MX[0].Addresses[0].Pass {
+					t.Error("DANE-valid address should pass for DANE senders")
+				}
+			}},
+		{name: "DANE-VER-3 expired self-signed certificate is fine for DANE-only", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, func(o *lab.LeafOptions) {
+				o.SelfSigned = true
+				o.NotBefore, o.NotAfter = now.Add(-90*24*time.Hour), now.Add(-time.Hour)
+			})
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}, {finding.SMTPCertExpired, finding.Info}}},
+		{name: "MISC-40 TLSA does not match a renewed key", setup: func(w mxWorld) {
+			w.signed()
+			old := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(old)))
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.DANEMismatch, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				var tlsa []string
+				for _, f := range r.Fixes {
+					if f.Type == "TLSA" {
+						tlsa = append(tlsa, f.Value)
+					}
+				}
+				if len(tlsa) != 2 || !strings.HasPrefix(tlsa[0], "3 1 1 ") || !strings.HasPrefix(tlsa[1], "2 0 1 ") {
+					t.Errorf("want a 3 1 1 and a 2 0 1 fix, got %q", tlsa)
+				}
+			}},
+		{name: "MISC-41 DANE-TA for a root the server does not send", setup: func(w mxWorld) {
+			w.signed()
+			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
+			w.tlsa("mx1.$D", rec(2, 0, 1, w.l.CA.Root()))
+		}, grade: finding.GradeF, want: []want{{finding.DANETAInvalid, finding.Error}}},
+		{name: "DANE-VER-4 DANE-TA of the intermediate", setup: func(w mxWorld) {
+			w.signed()
+			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
+			w.tlsa("mx1.$D", rec(2, 0, 1, w.l.CA.Intermediate()))
+		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}}},
+		{name: "MISC-44 only PKIX usages", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(1, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEUnusable, finding.Error}}},
+		{name: "MISC-45 malformed TLSA", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", "3 1 1 "+strings.Repeat("ab", 31), rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEMalformed, finding.Error}, {finding.DANEValid, finding.Info}}},
+		{name: "MISC-49 TLSA in an unsigned zone", setup: func(w mxWorld) {
+			w.signed()
+			w.unsigned("$D")
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANETLSAInsecure, finding.Warning}}, not: []finding.ID{finding.DANEValid}},
+		{name: "DANE-DNS-5 addresses unsigned, TLSA signed", setup: func(w mxWorld) {
+			w.signed()
+			w.unsigned("mx1.$D")
+			w.l.DNS.SetAD("_25._tcp.mx1."+w.d, true)
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEAddressInsecure, finding.Warning}}},
+		{name: "DANE-DNS-4 MX RRset unsigned, MX host signed", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx.provider-"+w.d, nil)
+			w.l.DNS.MustAdd(w.t, "mx.provider-"+w.d+". 300 IN A 127.0.0.1")
+			addr := w.l.NextAddr()
+			w.l.DNS.RemoveName("mx.provider-" + w.d)
+			w.l.MustMX(w.t, "mx.provider-"+w.d, []netip.Addr{addr}, lab.SMTPOptions{Cert: c})
+			w.dns("$D. 300 IN MX 10 mx.provider-$D.")
+			w.tlsa("mx.provider-$D", rec(3, 1, 1, leafOf(c)))
+			w.unsigned("$D") // the domain's own zone
+		}, grade: finding.GradeF, want: []want{{finding.DANEMXInsecure, finding.Warning}, {finding.DANEValid, finding.Info}}},
+		{name: "MISC-42 TLSA lookup SERVFAIL from a validating resolver", setup: func(w mxWorld) {
+			w.signed()
+			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
+			w.l.DNS.SetRcode("_25._tcp.mx1."+w.d, dns.TypeTLSA, dns.RcodeServerFailure)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.DANELookupFailed, finding.Error}}},
+		{name: "DANE-DNS-9 _tcp NXDOMAIN", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+			w.l.DNS.SetRcode("_tcp.mx1."+w.d, dns.TypeANY, dns.RcodeNameError)
+		}, grade: finding.GradeF, want: []want{{finding.DANETCPNXDomain, finding.Error}}},
+		{name: "MISC-46 DANE on one MX only", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.mx(20, "mx2.$D", lab.SMTPOptions{}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEPartial, finding.Warning}, {finding.DANEAbsent, finding.Info}}},
+		{name: "MISC-48 DANE and no STARTTLS", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPNoStartTLS, Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.SMTPSTARTTLSMissing, finding.Error}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.SMTPSTARTTLSMissing, "DANE senders") }},
+		{name: "DANE-DNS-1 resolver that does not validate", setup: func(w mxWorld) {
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEDNSSECUnknown, finding.Info}}, not: []finding.ID{finding.DANETLSAInsecure, finding.DANEValid}},
+		{name: "DANE-DNS-6 MX host is an alias; TLSA at the expanded name", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("alias.mail."+w.d, func(o *lab.LeafOptions) { o.DNSNames = []string{"alias.mail." + w.d, "real.mail." + w.d} })
+			addr := w.l.NextAddr()
+			w.l.MustMX(w.t, "real.mail."+w.d, []netip.Addr{addr}, lab.SMTPOptions{Cert: c})
+			w.dns("$D. 300 IN MX 10 alias.mail.$D.", "alias.mail.$D. 300 IN CNAME real.mail.$D.")
+			w.tlsa("real.mail.$D", rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}, {finding.MXCNAME, finding.Warning}}},
+		{name: "banner 421 is not proof of a fault", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPBanner421}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeA, want: []want{{finding.SMTPBannerRefused, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.SMTPBannerRefused, "not proof") }},
+		{name: "stall after the banner", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPStallAfterBanner}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeA, want: []want{{finding.SMTPNoBanner, finding.Warning}}},
+		{name: "unreachable everywhere points at the scanner's network", setup: func(w mxWorld) {
+			refused, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			ra := refused.Addr().String()
+			refused.Close()
+			addr := w.l.NextAddr()
+			if err := w.l.MapAddr(ra, addr, 25); err != nil {
+				w.t.Fatal(err)
+			}
+			w.dns("$D. 300 IN MX 10 mx1.$D.", "mx1.$D. 300 IN A "+addr.String())
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeA, want: []want{{finding.SMTPUnreachable, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.SMTPUnreachable, "port 25") }},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t)
+			w := mxWorld{world{t: t, l: l, d: "example.test"}}
+			sc.setup(w)
+			r := scanSMTP(t, l, w.d)
+			if sc.grade != "*" && r.Grade != sc.grade {
+				t.Errorf("grade %q, want %q; reasons %q\n%s", r.Grade, sc.grade, r.GradeReasons, dump(r))
+			}
+			for _, wnt := range sc.want {
+				if !slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == wnt.id && f.Severity == wnt.sev }) {
+					t.Errorf("missing %s %s; got:\n%s", wnt.sev, wnt.id, dump(r))
+				}
+			}
+			for _, id := range sc.not {
+				if slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == id }) {
+					t.Errorf("unexpected %s; got:\n%s", id, dump(r))
+				}
+			}
+			for _, f := range r.Findings {
+				if f.Message == "" || f.Severity >= finding.Warning && (f.Fix == "" || strings.Contains(f.Fix, "<mx>")) {
+					t.Errorf("incomplete finding %+v", f)
+				}
+			}
+			if sc.check != nil {
+				sc.check(t, r)
+			}
+		})
+	}
+}
+
+// TestOneConnectionPerAddress: two MX hosts on the same address are probed
+// one after the other, never at once.
+func TestOneConnectionPerAddress(t *testing.T) {
+	l := lab.New(t)
+	addr := l.NextAddr()
+	srv := l.MustMX(t, "mx1.shared.test", []netip.Addr{addr}, lab.SMTPOptions{})
+	l.DNS.MustAdd(t, "shared.test. 300 IN MX 10 mx1.shared.test.", "shared.test. 300 IN MX 20 mx2.shared.test.", "mx2.shared.test. 300 IN A "+addr.String())
+	r := scanSMTP(t, l, "shared.test")
+	if n := len(r.MX[0].Addresses) + len(r.MX[1].Addresses); n != 2 {
+		t.Fatalf("%d probes, want 2", n)
+	}
+	if got := srv.MaxConcurrent(); got != 1 {
+		t.Errorf("%d simultaneous connections to one address, want 1", got)
+	}
+}
