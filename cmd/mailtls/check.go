@@ -21,12 +21,14 @@ import (
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 const checkUsage = `Usage: mailtls check [flags] DOMAIN...
 
-Scans each domain's MTA-STS record, policy host and policy, MX coverage and
-TLS-RPT record, and prints a grade, every problem in plain words and the exact
+Scans each domain's MTA-STS record, policy host and policy, MX coverage,
+STARTTLS and certificates on every address of every MX host, DANE (TLSA with
+DNSSEC) and TLS-RPT record, and prints a grade, every problem in plain words and the exact
 records and policy file that fix them. A domain may be given as
 "Example.COM.", "bücher.example", "https://example.com/" or "user@example.com".
 
@@ -40,6 +42,7 @@ Flags:
 // which roots to trust, where connections really go, and the budget.
 type netConfig struct {
 	resolvers multiFlag
+	trustAD   multiFlag
 	caFile    string
 	connectTo multiFlag
 	timeout   time.Duration
@@ -50,6 +53,7 @@ func (c *netConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.caFile, "ca-file", "", "trust the PEM root certificates in `FILE` instead of the system roots")
 	fs.Var(&c.connectTo, "connect-to", "connect to ADDR:PORT whenever the scan would connect to HOST:PORT, keeping HOST for SNI and certificate checks (`HOST:PORT:ADDR:PORT`, repeatable; HOST may also be an IP address)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "the whole time budget for one domain")
+	fs.Var(&c.trustAD, "trust-ad", "believe the DNSSEC AD bit from the resolver `HOST:PORT` although it is not on loopback (repeatable; only for a validating resolver on a trusted path)")
 }
 
 // tools builds the resolver, fetcher and dialer from the flags.
@@ -91,7 +95,15 @@ func (c *netConfig) tools(env Env) (*resolve.Client, *fetch.Fetcher, *dial.Diale
 	if c.timeout <= 0 {
 		return nil, nil, nil, fmt.Errorf("--timeout must be positive")
 	}
-	res := &resolve.Client{Servers: servers}
+	trusted := map[string]bool{}
+	for _, s := range c.trustAD {
+		norm, err := normResolver(s)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--trust-ad: %v", strings.TrimPrefix(err.Error(), "--resolver "))
+		}
+		trusted[norm] = true
+	}
+	res := &resolve.Client{Servers: servers, TrustAD: func(server string) bool { return trusted[server] || resolve.IsLoopbackServer(server) }}
 	f := &fetch.Fetcher{Dialer: d, Roots: roots, Now: env.Now, UserAgent: "mailtls/" + version()}
 	return res, f, d, nil
 }
@@ -120,12 +132,18 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		format   string
 		color    string
 		parallel int
+		noSMTP   bool
+		smtpWait time.Duration
+		ehlo     string
 	)
 	nc.register(fs)
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON document per domain (JSON Lines); same as --format json")
 	fs.StringVar(&format, "format", "text", "output `format`: text or json")
 	fs.StringVar(&color, "color", "auto", "colour the text report: auto (on a terminal, unless NO_COLOR is set), always or never")
 	fs.IntVar(&parallel, "parallel", 4, "scan up to `N` domains at once (output stays in input order)")
+	fs.BoolVar(&noSMTP, "no-smtp", false, "skip the SMTP probes of the MX hosts (DNS and HTTPS only)")
+	fs.DurationVar(&smtpWait, "smtp-timeout", 0, "time limit for each SMTP phase (connect, banner, command, TLS handshake); default 10s each, 20s for the banner")
+	fs.StringVar(&ehlo, "ehlo", "", "the `NAME` to send in EHLO (default: the address literal of the local end, e.g. [192.0.2.1])")
 	inputs, code, ok := parseInterleaved(fs, args, env)
 	if !ok {
 		return code
@@ -169,7 +187,19 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "mailtls check: %v\n", err)
 		return ExitUsage
 	}
+	if ehlo != "" && domain.CheckHostname(strings.TrimSuffix(ehlo, ".")) != nil && !strings.HasPrefix(ehlo, "[") {
+		fmt.Fprintf(env.Stderr, "mailtls check: --ehlo %q is not a host name or address literal\n", ehlo)
+		return ExitUsage
+	}
+	if smtpWait < 0 {
+		fmt.Fprintln(env.Stderr, "mailtls check: --smtp-timeout must be positive")
+		return ExitUsage
+	}
 	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now}
+	if !noSMTP {
+		scanner.Prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: ehlo,
+			ConnectTimeout: smtpWait, BannerTimeout: smtpWait, CommandTimeout: smtpWait, HandshakeTimeout: smtpWait}
+	}
 	useColor := color == "always" || color == "auto" && env.Getenv("NO_COLOR") == "" && env.IsTerminal(env.Stdout)
 
 	// Scan in parallel, print in input order as soon as possible.

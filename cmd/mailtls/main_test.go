@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/internal/dane"
 	"github.com/mailtls/mailtls/internal/lab"
 )
 
@@ -38,7 +40,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const policy = "version: STSv1\r\nmode: enforce\r\nmx: mx1.%s\r\nmax_age: 604800\r\n"
+const policy = "version: STSv1\r\nmode: enforce\r\nmx: *.%s\r\nmax_age: 604800\r\n"
 
 // newLab builds a lab with a good domain (good.test), a broken one
 // (broken.test: MX not covered by its enforce policy) and one whose DNS
@@ -46,19 +48,39 @@ const policy = "version: STSv1\r\nmode: enforce\r\nmx: mx1.%s\r\nmax_age: 604800
 func newLab(t *testing.T) (*lab.Lab, []string) {
 	t.Helper()
 	l := lab.New(t)
-	for _, d := range []string{"good.test", "broken.test"} {
+	for _, d := range []string{"good.test", "broken.test", "dane.test", "tarpit.test"} {
 		l.DNS.MustAdd(t,
 			fmt.Sprintf(`_mta-sts.%s. 300 IN TXT "v=STSv1; id=20261101"`, d),
 			fmt.Sprintf(`_smtp._tls.%s. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@%s"`, d, d),
-			fmt.Sprintf(`%s. 300 IN MX 10 mx1.%s.`, d, d),
-			fmt.Sprintf(`mx1.%s. 300 IN A 192.0.2.25`, d))
+			fmt.Sprintf(`%s. 300 IN MX 10 mx1.%s.`, d, d))
 		l.MustPolicyHost(t, d, lab.PolicyHostOptions{Body: fmt.Sprintf(policy, d)})
+		mode := lab.SMTPStartTLS
+		if d == "tarpit.test" {
+			mode = lab.SMTPNoBanner
+		}
+		l.MustMX(t, "mx1."+d, []netip.Addr{l.NextAddr()}, lab.SMTPOptions{Mode: mode})
 	}
-	l.DNS.MustAdd(t, `broken.test. 300 IN MX 20 backup.elsewhere.test.`, `backup.elsewhere.test. 300 IN A 192.0.2.26`)
+	l.MustMX(t, "backup.elsewhere.test", []netip.Addr{l.NextAddr()}, lab.SMTPOptions{})
+	l.DNS.MustAdd(t, `broken.test. 300 IN MX 20 backup.elsewhere.test.`)
+	// dane.test is DNSSEC-signed (the lab resolver sets AD, also on the
+	// root, so it counts as validating) and publishes TLSA for its MX.
+	l.DNS.MustAdd(t, ". 300 IN SOA a.root.test. hostmaster.root.test. 1 3600 600 86400 300")
+	l.DNS.SetAD(".", true)
+	for _, d := range []string{"good.test", "broken.test", "tarpit.test", "silent.test", "elsewhere.test", "mta-sts.dane.test"} {
+		l.DNS.SetAD(d, false)
+	}
 	l.DNS.Drop("silent.test", dns.TypeANY)
 	for _, n := range []string{"_mta-sts", "_mta_sts", "_smtp._tls", "_smtp-tlsrpt", "_smtp_tlsrpt", "mta-sts"} {
 		l.DNS.Drop(n+".silent.test", dns.TypeANY)
 	}
+	mxCert := l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"mx2.dane.test"}})
+	l.DNS.MustAdd(t, "dane.test. 300 IN MX 20 mx2.dane.test.",
+		"_25._tcp.mx2.dane.test. 300 IN TLSA "+dane.Record(3, 1, 1, mxCert.Leaf).String(),
+		"_25._tcp.mx2.dane.test. 300 IN TLSA "+dane.Record(2, 0, 1, l.CA.Intermediate()).String(),
+		"_25._tcp.mx1.dane.test. 300 IN TLSA "+dane.Record(2, 0, 1, l.CA.Intermediate()).String(),
+		`_smtp._tls.mx1.dane.test. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@dane.test"`,
+		`_smtp._tls.mx2.dane.test. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@dane.test"`)
+	l.MustMX(t, "mx2.dane.test", []netip.Addr{l.NextAddr(), l.NextAddr6()}, lab.SMTPOptions{Cert: mxCert})
 	ca, err := l.CA.WriteRootPEM(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +126,7 @@ func TestCheckEndToEnd(t *testing.T) {
 		if r.code != ExitOK {
 			t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
-		for _, want := range []string{"good.test", "Grade A", "policy enforce", `normalised "Good.TEST." to "good.test"`, "covered by mx1.good.test", "How senders read it"} {
+		for _, want := range []string{"good.test", "Grade A+", "policy enforce", `normalised "Good.TEST." to "good.test"`, "covered by *.good.test", "How senders read it", "STARTTLS TLS 1.3"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("output lacks %q:\n%s", want, r.stdout)
 			}
@@ -119,7 +141,7 @@ func TestCheckEndToEnd(t *testing.T) {
 		if r.code != ExitFindings {
 			t.Fatalf("exit %d, want 1\n%s", r.code, r.stdout)
 		}
-		if !strings.Contains(r.stdout, "mx-not-covered") || !strings.Contains(r.stdout, "mx: backup.elsewhere.test") {
+		if !strings.Contains(r.stdout, "mx-not-covered") || !strings.Contains(r.stdout, "mx: backup.elsewhere.test") || !strings.Contains(r.stdout, "mx: *.broken.test") {
 			t.Errorf("want the finding and the fixed policy:\n%s", r.stdout)
 		}
 	})
@@ -134,7 +156,7 @@ func TestCheckEndToEnd(t *testing.T) {
 			t.Fatalf("want 3 JSON lines, got %d:\n%s", len(lines), r.stdout)
 		}
 		wantDomains := []string{"broken.test", "good.test", "broken.test"}
-		wantGrades := []string{"D", "A", "D"}
+		wantGrades := []string{"D", "A+", "D"}
 		for i, line := range lines {
 			var doc struct {
 				SchemaVersion int     `json:"schema_version"`
@@ -158,6 +180,65 @@ func TestCheckEndToEnd(t *testing.T) {
 		a, b := run(t, check("--format", "json", "good.test")...), run(t, check("--json", "good.test")...)
 		if a.code != 0 || b.code != 0 || !strings.HasPrefix(a.stdout, `{"schema_version":1,"domain":"good.test"`) {
 			t.Errorf("--format json: exit %d %q", a.code, a.stdout[:min(60, len(a.stdout))])
+		}
+	})
+
+	t.Run("DANE: TLSA verified on every address, A+", func(t *testing.T) {
+		r := run(t, check("--json", "dane.test")...)
+		if r.code != ExitOK {
+			t.Fatalf("exit %d\n%s", r.code, r.stdout)
+		}
+		var doc struct {
+			Grade string `json:"grade"`
+			MX    []struct {
+				Host      string `json:"host"`
+				Addresses []struct {
+					IP   string `json:"ip"`
+					Pass bool   `json:"pass"`
+					DANE struct {
+						Status        string `json:"status"`
+						MatchedRecord string `json:"matched_record"`
+					} `json:"dane"`
+					TLSVersion *string `json:"tls_version"`
+				} `json:"addresses"`
+				DANE *struct {
+					Status string `json:"status"`
+					DNSSEC string `json:"dnssec"`
+				} `json:"dane"`
+			} `json:"mx"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.Grade != "A+" || len(doc.MX) != 2 || len(doc.MX[1].Addresses) != 2 {
+			t.Fatalf("grade %q mx %+v", doc.Grade, doc.MX)
+		}
+		for _, m := range doc.MX {
+			if m.DANE == nil || m.DANE.Status != "valid" || m.DANE.DNSSEC != "secure" {
+				t.Errorf("%s: DANE %+v", m.Host, m.DANE)
+			}
+			for _, a := range m.Addresses {
+				if !a.Pass || a.DANE.Status != "valid" || a.DANE.MatchedRecord == "" || a.TLSVersion == nil {
+					t.Errorf("%s %s: %+v", m.Host, a.IP, a)
+				}
+			}
+		}
+	})
+
+	t.Run("--no-smtp skips the probes and caps the grade at A", func(t *testing.T) {
+		r := run(t, check("--no-smtp", "good.test")...)
+		if r.code != ExitOK || !strings.Contains(r.stdout, "Grade A ") || !strings.Contains(r.stdout, "not probed (--no-smtp)") {
+			t.Errorf("exit %d\n%s", r.code, r.stdout)
+		}
+	})
+
+	t.Run("MX hosts that never answer: bounded by the budget", func(t *testing.T) {
+		r := run(t, check("--smtp-timeout", "1s", "--timeout", "4s", "tarpit.test")...)
+		if r.took > 7*time.Second {
+			t.Errorf("took %v with --timeout 4s", r.took)
+		}
+		if !strings.Contains(r.stdout, "smtp-no-banner") {
+			t.Errorf("want smtp-no-banner:\n%s", r.stdout)
 		}
 	})
 
@@ -189,6 +270,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad connect-to", []string{"check", "--connect-to", "a:b", "example.com"}, "--connect-to"},
 		{"missing CA file", []string{"check", "--ca-file", "/nonexistent.pem", "example.com"}, "--ca-file"},
 		{"bad timeout", []string{"check", "--timeout", "0s", "example.com"}, "--timeout"},
+		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "--trust-ad"},
+		{"bad ehlo", []string{"check", "--ehlo", "not a name", "example.com"}, "--ehlo"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,7 +288,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	r := run(t, "check", "--help")
-	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "Exit status"} {
+	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "--no-smtp", "--smtp-timeout", "--ehlo", "--trust-ad", "Exit status"} {
 		if !strings.Contains(r.stderr, strings.TrimPrefix(flag, "-")) {
 			t.Errorf("check --help lacks %s", flag)
 		}
