@@ -12,11 +12,19 @@ echo
 echo "$out" | awk '
 /^BenchmarkScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") c=$i; if ($(i+1)=="allocs/op") a=$i; if ($(i+1)=="B/op") m=$i } }
 /^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
+/^BenchmarkSMTPScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") sc=$i; if ($(i+1)=="allocs/op") sa=$i } }
+/^BenchmarkSMTPScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") ss=$i }
 END {
   if (c != "") {
     printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
     printf "  concurrent scan: %.2fx   (target <= 1.3x)\n", c
     if (s != "") printf "  naive serial scan: %.2fx   (concurrent is %.1fx faster)\n", s, s/c
     printf "  allocations per scan: %s (%s bytes)\n", a, m
+  }
+  if (sc != "") {
+    printf "scan with SMTP probes of 2 MX hosts x 2 addresses / critical path (50 ms per round trip):\n"
+    printf "  concurrent probes: %.2fx   (target <= 1.3x)\n", sc
+    if (ss != "") printf "  probes one at a time: %.2fx\n", ss
+    printf "  allocations per scan: %s\n", sa
   }
 }'
