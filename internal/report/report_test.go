@@ -15,6 +15,7 @@ import (
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 	"github.com/mailtls/mailtls/internal/webpki"
 )
 
@@ -85,6 +86,31 @@ func fixture() *scan.Observations {
 	}
 }
 
+// enforced is the fixture in enforce mode with TLS-RPT and SMTP probes: mx1
+// passes on both addresses, mx2 offers no STARTTLS.
+func enforced() *scan.Observations {
+	o := fixture()
+	body := "version: STSv1\r\nmode: enforce\r\nmx: *.example.com\r\nmax_age: 604800\r\n"
+	o.Fetches[0].Body, o.Fetches[0].BodyBytes = fetch.Body(body), int64(len(body))
+	o.DNS.TLSRPT = txt("_smtp._tls.example.com", 300, "v=TLSRPTv1; rua=mailto:tlsrpt@example.com")
+	good := func(host, ip string) *smtpprobe.Result {
+		return &smtpprobe.Result{Host: host, Address: netip.AddrPortFrom(netip.MustParseAddr(ip), 25).String(), BannerCode: 220, Banner: host + " ESMTP",
+			EHLOName: "[192.0.2.2]", Extensions: []string{"PIPELINING", "STARTTLS"}, STARTTLS: true, Transcript: []string{"S: 220 " + host + " ESMTP"},
+			TLS: &smtpprobe.TLS{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256",
+				Chain:   []webpki.Cert{{DNSNames: []string{host}, NotAfter: notAfter, KeyType: "ECDSA"}},
+				Verdict: webpki.Verdict{Trusted: true, NameMatch: true, NotAfter: notAfter}},
+			Timings: smtpprobe.Timings{Connect: 5, Banner: 6, EHLO: 7, Handshake: 12, Total: 14}, StartedAt: started}
+	}
+	o.MXHosts[0].Probes = []*smtpprobe.Result{good("mx1.example.com", "192.0.2.25"), good("mx1.example.com", "2001:db8::25")}
+	o.MXHosts[1].Probes = []*smtpprobe.Result{{Host: "mx2.example.com", Address: "192.0.2.26:25", BannerCode: 220, Banner: "mx2.example.com ESMTP",
+		EHLOName: "[192.0.2.2]", Extensions: []string{"PIPELINING"}, Class: smtpprobe.STARTTLSNotOffered, Error: "the EHLO reply does not offer STARTTLS",
+		Transcript: []string{"S: 220 mx2.example.com ESMTP"}, StartedAt: started}}
+	for _, h := range o.MXHosts {
+		h.TLSA = &resolve.Answer{Name: "_25._tcp." + h.Host, Type: "TLSA", Status: resolve.StatusNXDomain, Rcode: "NXDOMAIN"}
+	}
+	return o
+}
+
 // undetermined is a domain whose _mta-sts lookup failed.
 func undetermined() *scan.Observations {
 	o := fixture()
@@ -114,7 +140,7 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestGoldenText(t *testing.T) {
-	for name, o := range map[string]*scan.Observations{"testing": fixture(), "undetermined": undetermined()} {
+	for name, o := range map[string]*scan.Observations{"testing": fixture(), "undetermined": undetermined(), "enforce-smtp": enforced()} {
 		r := check.Evaluate(o, started)
 		r.Notes = []string{`normalised "Example.COM." to "example.com"`}
 		var b bytes.Buffer
@@ -133,7 +159,7 @@ func TestGoldenText(t *testing.T) {
 }
 
 func TestGoldenJSON(t *testing.T) {
-	for name, o := range map[string]*scan.Observations{"testing": fixture(), "undetermined": undetermined()} {
+	for name, o := range map[string]*scan.Observations{"testing": fixture(), "undetermined": undetermined(), "enforce-smtp": enforced()} {
 		r := check.Evaluate(o, started)
 		var b bytes.Buffer
 		if err := WriteJSON(&b, NewDocument(r, "Example.COM.")); err != nil {

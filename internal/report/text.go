@@ -264,8 +264,10 @@ func fetchLine(f *fetch.Result) string {
 
 // addressLine summarises one probed MX address.
 func addressLine(a check.Address) string {
-	parts := []string{fmt.Sprintf("%-15s", a.IP)}
+	var parts []string
 	switch {
+	case a.Probe != nil && a.Probe.Class != "" && a.TLSVersion == "" && a.ResultType == "":
+		parts = append(parts, "not checked: "+a.Probe.Error)
 	case a.Probe != nil && a.Probe.Class != "" && a.TLSVersion == "":
 		parts = append(parts, "NO TLS: "+a.Probe.Error)
 	default:
@@ -296,7 +298,7 @@ func addressLine(a check.Address) string {
 	if a.Pass {
 		mark = "✓"
 	}
-	return mark + " " + strings.Join(parts, ", ")
+	return fmt.Sprintf("%s %-15s %s", mark, a.IP, strings.Join(parts, ", "))
 }
 
 func probed(r *check.Report) bool {
