@@ -3,6 +3,7 @@ package smtpprobe_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
 	"github.com/mailtls/mailtls/internal/webpki"
@@ -174,4 +176,44 @@ func TestIPv6AndDefaultEHLO(t *testing.T) {
 	if cmds := srv.Sessions()[0].Commands; !strings.HasPrefix(cmds[0], "EHLO [") {
 		t.Errorf("commands %q", cmds)
 	}
+}
+
+// FuzzProbeReplies feeds arbitrary server bytes to the probe: it must never
+// panic, always classify the outcome, and keep its transcript capped.
+func FuzzProbeReplies(f *testing.F) {
+	for _, s := range []string{
+		"220 mx ESMTP\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n",
+		"220-a\r\n220-b\r\n220 c\r\n250 mx\r\n",
+		"421 4.7.0 busy\r\n",
+		"220 " + strings.Repeat("x", 3000),
+		"hello\r\n",
+		"220 ok\r\n250-mx\r\n250-STARTTLS\r\n250 8BITMIME\r\n454 no\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, server []byte) {
+		p := &smtpprobe.Prober{
+			Dialer: &dial.Dialer{Net: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, s := net.Pipe()
+				go func() {
+					s.SetDeadline(time.Now().Add(time.Second))
+					go io.Copy(io.Discard, s)
+					s.Write(server)
+					s.Close()
+				}()
+				return c, nil
+			}},
+			EHLO: "fuzz.example", BannerTimeout: 200 * time.Millisecond, CommandTimeout: 200 * time.Millisecond, HandshakeTimeout: 200 * time.Millisecond,
+		}
+		r := p.Probe(context.Background(), "mx.example.test", netip.MustParseAddr("192.0.2.1"))
+		if r.Class == "" && r.TLS == nil {
+			t.Fatalf("no TLS and no failure class: %+v", r)
+		}
+		if r.Class != "" && r.Error == "" {
+			t.Fatalf("class %q without an error", r.Class)
+		}
+		if len(r.Transcript) > 60 || len(r.Banner) > 210 {
+			t.Fatalf("transcript or banner not capped")
+		}
+	})
 }
