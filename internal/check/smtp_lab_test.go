@@ -156,7 +156,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 					t.Errorf("the grade reasons should say why not A+: %q", r.GradeReasons)
 				}
 			}},
-		{name: "MISC-14 enforce and no STARTTLS", setup: func(w mxWorld) {
+		{name: "MISC-14 STS-SND-8 enforce and no STARTTLS", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPNoStartTLS}, false)
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeD, want: []want{{finding.SMTPSTARTTLSMissing, finding.Error}},
@@ -187,7 +187,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{MaxVersion: tls.VersionTLS10}, false)
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeD, want: []want{{finding.SMTPTLSVersion, finding.Error}}},
-		{name: "MISC-11 certificate for another name", setup: func(w mxWorld) {
+		{name: "MISC-11 NAME-1 STS-SND-14 certificate for another name", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mail.other.test", nil)}, false)
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeD, want: []want{{finding.SMTPCertNameMismatch, finding.Error}},
@@ -245,7 +245,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 					t.Errorf("addresses %+v", a)
 				}
 			}},
-		{name: "MISC-12 STS-DANE-6 self-signed certificate with DANE under enforce", setup: func(w mxWorld) {
+		{name: "MISC-12 STS-DANE-6 STS-DANE-2 self-signed certificate with DANE under enforce", setup: func(w mxWorld) {
 			w.signed()
 			c := w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.SelfSigned = true })
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
@@ -266,7 +266,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
 			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
 		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}, {finding.SMTPCertExpired, finding.Info}}},
-		{name: "MISC-40 TLSA does not match a renewed key", setup: func(w mxWorld) {
+		{name: "MISC-40 MISC-50 STS-DANE-1 TLSA does not match a renewed key", setup: func(w mxWorld) {
 			w.signed()
 			old := w.cert("mx1."+w.d, nil)
 			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
@@ -306,7 +306,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
 			w.tlsa("mx1.$D", "3 1 1 "+strings.Repeat("ab", 31), rec(3, 1, 1, leafOf(c)))
 		}, grade: finding.GradeF, want: []want{{finding.DANEMalformed, finding.Error}, {finding.DANEValid, finding.Info}}},
-		{name: "MISC-49 TLSA in an unsigned zone", setup: func(w mxWorld) {
+		{name: "MISC-49 DANE-DNS-13 TLSA in an unsigned zone", setup: func(w mxWorld) {
 			w.signed()
 			w.unsigned("$D")
 			c := w.cert("mx1."+w.d, nil)
@@ -332,13 +332,13 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.tlsa("mx.provider-$D", rec(3, 1, 1, leafOf(c)))
 			w.unsigned("$D") // the domain's own zone
 		}, grade: finding.GradeF, want: []want{{finding.DANEMXInsecure, finding.Warning}, {finding.DANEValid, finding.Info}}},
-		{name: "MISC-42 TLSA lookup SERVFAIL from a validating resolver", setup: func(w mxWorld) {
+		{name: "MISC-42 STS-DANE-3 DANE-DNS-2 DANE-DNS-3 TLSA lookup SERVFAIL from a validating resolver", setup: func(w mxWorld) {
 			w.signed()
 			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
 			w.l.DNS.SetRcode("_25._tcp.mx1."+w.d, dns.TypeTLSA, dns.RcodeServerFailure)
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeD, want: []want{{finding.DANELookupFailed, finding.Error}}},
-		{name: "DANE-DNS-9 _tcp NXDOMAIN", setup: func(w mxWorld) {
+		{name: "DANE-DNS-9 MISC-43 _tcp NXDOMAIN", setup: func(w mxWorld) {
 			w.signed()
 			c := w.cert("mx1."+w.d, nil)
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
@@ -352,7 +352,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.mx(20, "mx2.$D", lab.SMTPOptions{}, false)
 			w.tlsa("mx1.$D", rec(3, 1, 1, leafOf(c)))
 		}, grade: finding.GradeF, want: []want{{finding.DANEPartial, finding.Warning}, {finding.DANEAbsent, finding.Info}}},
-		{name: "MISC-48 DANE and no STARTTLS", setup: func(w mxWorld) {
+		{name: "MISC-48 DANE-REC-7 DANE-VER-6 DANE and no STARTTLS", setup: func(w mxWorld) {
 			w.signed()
 			c := w.cert("mx1."+w.d, nil)
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPNoStartTLS, Cert: c}, false)
@@ -372,6 +372,24 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.dns("$D. 300 IN MX 10 alias.mail.$D.", "alias.mail.$D. 300 IN CNAME real.mail.$D.")
 			w.tlsa("real.mail.$D", rec(3, 1, 1, leafOf(c)))
 		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}, {finding.MXCNAME, finding.Warning}}},
+		{name: "STS-DANE-5 a DANE-valid MX outside the policy patterns is still an error", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx.other-"+w.d, nil)
+			w.mx(10, "mx.other-$D", lab.SMTPOptions{Cert: c}, false)
+			w.tlsa("mx.other-$D", rec(3, 1, 1, leafOf(c)))
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeD, want: []want{{finding.MXNotCovered, finding.Error}, {finding.DANEValid, finding.Info}}},
+		{name: "DANE-DNS-8 TLSA owner is a CNAME to a shared RRset", setup: func(w mxWorld) {
+			w.signed()
+			c := w.cert("mx1."+w.d, nil)
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
+			w.dns("_25._tcp.mx1.$D. 300 IN CNAME tlsa1._dane.$D.", "tlsa1._dane.$D. 300 IN TLSA "+rec(3, 1, 1, leafOf(c)))
+		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				if o := r.MX[0].DANE.Owner; o != "_25._tcp.mx1."+"example.test" {
+					t.Errorf("the TLSA base domain stays the MX host, got owner %q", o)
+				}
+			}},
 		{name: "banner 421 is not proof of a fault", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPBanner421}, false)
 			w.enforce("enforce", "mx1.$D")

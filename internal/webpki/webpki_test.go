@@ -46,6 +46,8 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
+// NAME-3, NAME-4, NAME-7: names compare case-insensitively, a wildcard
+// covers exactly one label (Go's VerifyHostname, CN ignored).
 func TestGoodChainAndWildcard(t *testing.T) {
 	ca := lab.MustCA(t, "trusted")
 	now := time.Now()
