@@ -52,6 +52,7 @@ MTA-STS (RFC 8461), TLS-RPT (RFC 8460) and DANE (RFC 7672).
 
 Usage:
   mailtls check [flags] DOMAIN...   scan domains: grade, findings, exact fixes
+  mailtls policy COMMAND ...        rollout: init, lint, promote, retire, plan
   mailtls findings [--markdown]     list every finding mailtls can report
   mailtls version                   print the version
 
@@ -68,6 +69,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 	switch args[0] {
 	case "check":
 		return runCheck(ctx, args[1:], env)
+	case "policy":
+		return runPolicy(ctx, args[1:], env)
 	case "findings":
 		return runFindings(args[1:], env)
 	case "version", "--version":

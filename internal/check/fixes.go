@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mailtls/mailtls/internal/domain"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/mtasts"
@@ -193,8 +192,8 @@ func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
 }
 
 // wantedPatterns builds the mx patterns from the live MX set: an existing
-// pattern that covers a host is kept, otherwise the host itself is listed
-// (or a one-label wildcard when the host name cannot be a pattern).
+// pattern that covers a host is kept, otherwise the host itself is listed,
+// or its provider's one-label wildcard (mtasts.SuggestPatterns).
 func (e *evaluator) wantedPatterns() []string {
 	old := e.coveragePolicy()
 	var out []string
@@ -213,10 +212,8 @@ func (e *evaluator) wantedPatterns() []string {
 				continue
 			}
 		}
-		if domain.CheckHostname(h.Host) == nil {
-			add(h.Host)
-		} else if i := strings.Index(h.Host, "."); i > 0 {
-			add("*." + h.Host[i+1:])
+		for _, p := range mtasts.SuggestPatterns([]string{h.Host}) {
+			add(p)
 		}
 	}
 	return out

@@ -245,3 +245,31 @@ func (e *evaluator) allPass() (bool, string) {
 	}
 	return true, ""
 }
+
+// ProbeVerdict judges one probe as an MTA-STS sender would under a policy
+// with the given patterns: STARTTLS, TLS 1.2 or newer, and a certificate
+// that is trusted, in date, valid for the MX host and names a pattern. It
+// returns why not in plain words. (DANE is judged separately.)
+func ProbeVerdict(p *smtpprobe.Result, patterns []string) (bool, string) {
+	switch {
+	case p == nil:
+		return false, "not probed"
+	case p.TLS == nil && p.Class != "":
+		return false, p.Error
+	case p.TLS == nil:
+		return false, "no TLS session"
+	case tlsOld(p.TLS.Version):
+		return false, "it negotiates " + p.TLS.Version + "; senders require TLS 1.2 or newer"
+	case !p.TLS.Verdict.OK():
+		var why []string
+		for _, q := range p.TLS.Verdict.Problems {
+			if q.Code != webpki.ExpiresSoon {
+				why = append(why, q.Detail)
+			}
+		}
+		return false, strings.Join(why, "; ")
+	case len(patterns) > 0 && !certMatchesPatterns(p.TLS.Chain, patterns):
+		return false, "its certificate names none of the policy's mx patterns"
+	}
+	return true, ""
+}

@@ -191,6 +191,14 @@ var (
 		Ref:       "RFC 8461 §3.4",
 		Checklist: []string{"STS-TXT-19", "MISC-33"},
 	})
+	STSIDUnchanged = def(Def{
+		ID: "sts-id-unchanged", Component: ComponentRecord, Severities: onlyWarning,
+		Title:     "Policy changes but the id stays",
+		Explain:   "Senders fetch the policy again only when the id in the TXT record changes. A changed policy under the old id reaches them only when their cached copy expires, and until then different senders apply different policies.",
+		Fix:       "Every policy change needs a new id: update the file first, then set _mta-sts.<domain> to \"v=STSv1; id=<id>\".",
+		Ref:       "RFC 8461 §3.1, §8.1",
+		Checklist: []string{"STS-TXT-11", "MISC-15"},
+	})
 	STSPolicyNotAdvertised = def(Def{
 		ID: "sts-policy-not-advertised", Component: ComponentRecord, Severities: onlyError,
 		Title:     "Policy is online but no MTA-STS record advertises it",

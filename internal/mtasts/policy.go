@@ -541,3 +541,34 @@ func hasFatal(ps []Problem) bool {
 	}
 	return false
 }
+
+// RepairPattern turns a broken mx value into the patterns it was meant to
+// be, when that is unambiguous: a trailing dot or port dropped, a list
+// split, the draft-era ".example.net" form made "*.example.net", a U-label
+// converted to A-labels. It returns nil when the value cannot be repaired.
+func RepairPattern(v string) []string {
+	var out []string
+	for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		p := strings.TrimSuffix(part, ".")
+		if host, port, ok := strings.Cut(p, ":"); ok {
+			if _, err := strconv.Atoi(port); err != nil {
+				return nil
+			}
+			p = host
+		}
+		if strings.HasPrefix(p, ".") {
+			p = "*" + p
+		}
+		if a := domain.ToASCII(strings.TrimPrefix(p, "*.")); a != "" && a != strings.TrimPrefix(p, "*.") {
+			if strings.HasPrefix(p, "*.") {
+				a = "*." + a
+			}
+			p = a
+		}
+		if CheckPattern(p) != nil {
+			return nil
+		}
+		out = append(out, p)
+	}
+	return out
+}

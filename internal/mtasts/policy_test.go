@@ -231,3 +231,21 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+func TestRepairPattern(t *testing.T) {
+	for in, want := range map[string]string{
+		"mail.example.com.":            "mail.example.com",
+		"mx.example.com:25":            "mx.example.com",
+		".example.net":                 "*.example.net",
+		"a.example.com, b.example.com": "a.example.com b.example.com",
+		"mail.bücher.example":          "mail.xn--bcher-kva.example",
+		"192.0.2.1":                    "",
+		"*.*.example.com":              "",
+		"_dc-mx.abc.example.com":       "",
+	} {
+		got := strings.Join(RepairPattern(in), " ")
+		if got != want {
+			t.Errorf("RepairPattern(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -238,7 +238,7 @@ func nonNil[T any](s []T) []T {
 
 // WriteJSON writes one document as a single line of JSON (JSON Lines when
 // called once per domain).
-func WriteJSON(w io.Writer, d *Document) error {
+func WriteJSON(w io.Writer, d any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(d)
