@@ -142,7 +142,7 @@ func Retire(r *check.Report, o RetireOptions) *Output {
 			Text:    "Serve this policy first, then publish the TXT record with the new id. Senders that see the new id fetch it and stop applying the old policy at once.",
 			Records: []Record{stsRecord(r.Domain, id)}}.withPolicy(r.Domain, none),
 		{At: remove, Title: "Remove MTA-STS",
-			Text:    fmt.Sprintf("Earliest safe removal: a sender may have fetched the current policy just before you published mode none, and may keep it for its max_age (%s) without looking at DNS again; only after that (plus %s of margin) has every sender either fetched the none policy or an expired policy. Then delete the _mta-sts record and stop serving the policy host (the TLS-RPT record may stay).", human(largest), human(int64(Margin/time.Second))),
+			Text:    fmt.Sprintf("Earliest safe removal: a sender may have fetched the current policy just before you published mode none, and may keep it for its max_age (%s) without looking at DNS again; only after that (plus %s of margin) has every sender either fetched the none policy or let the old one expire. Then delete the _mta-sts record and stop serving the policy host (the TLS-RPT record may stay).", human(largest), human(int64(Margin/time.Second))),
 			Records: dels},
 	}
 	return out
