@@ -66,14 +66,16 @@ func WriteRolloutZone(w io.Writer, o *rollout.Output, now time.Time) error {
 			fmt.Fprintf(&b, "----- mta-sts.txt -----\n%s----- end -----\n", strings.ReplaceAll(st.PolicyText, "\r\n", "\n"))
 		}
 		for _, r := range st.Records {
-			b.WriteString(zoneRecord(r))
+			b.WriteString(ZoneRecord(r))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func zoneRecord(r rollout.Record) string {
+// ZoneRecord renders a record to publish or delete as a zone-file line
+// (with a newline); a delete or a placeholder becomes a comment.
+func ZoneRecord(r rollout.Record) string {
 	f := check.Fix{Name: r.Name, Type: r.Type, TTL: r.TTL, Value: r.Value}
 	if r.Action == "delete" {
 		if r.Value == "" || strings.Contains(r.Type, "/") {

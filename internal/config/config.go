@@ -1,0 +1,391 @@
+// Package config is the configuration of `mailtls serve`: one YAML file,
+// documented in docs/config.md, whose defaults work with no file at all.
+// Unknown keys are errors with their line number, so a typo never passes
+// silently.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/mtasts"
+)
+
+// MaxFileSize bounds the configuration file.
+const MaxFileSize = 8 << 20
+
+// Config is the whole configuration.
+type Config struct {
+	Log   Log   `yaml:"log"`
+	Admin Admin `yaml:"admin"`
+	// Host is the MTA-STS policy host role; absent means off.
+	Host *Host `yaml:"host"`
+}
+
+// Log configures logging (log/slog).
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Admin is the listener for /healthz and /metrics.
+type Admin struct {
+	Listen string `yaml:"listen"` // "off" disables it
+}
+
+// Host is the policy host role.
+type Host struct {
+	ListenHTTPS []string `yaml:"listen_https"`
+	ListenHTTP  []string `yaml:"listen_http"` // ACME HTTP-01 and 404; empty list disables
+	Storage     string   `yaml:"storage"`     // certificates, ACME account and policy ids
+	// CacheControl is sent with the policy; short, so that a CDN in front
+	// does not serve an old policy under a new id (STS-HOST-5).
+	CacheControl string `yaml:"cache_control"`
+	// PublicName is the host name customers delegate mta-sts.<domain> to
+	// with a CNAME; PublicAddresses are this server's public addresses.
+	// Both only feed `mailtls serve records`.
+	PublicName      string   `yaml:"public_name"`
+	PublicAddresses []string `yaml:"public_addresses"`
+	// Resolvers answer the follow_mx lookups ("" = /etc/resolv.conf).
+	Resolvers        []string          `yaml:"resolvers"`
+	FollowMXInterval Duration          `yaml:"follow_mx_interval"`
+	ACME             ACME              `yaml:"acme"`
+	Limits           Limits            `yaml:"limits"`
+	Domains          map[string]Domain `yaml:"domains"`
+}
+
+// ACME configures automatic certificates (github.com/caddyserver/certmagic).
+type ACME struct {
+	Disabled   bool     `yaml:"disabled"`
+	CA         string   `yaml:"ca"` // directory URL
+	Email      string   `yaml:"email"`
+	Challenges []string `yaml:"challenges"` // http-01, tls-alpn-01
+	// TrustedRoots is a PEM file of roots for the ACME server's own HTTPS
+	// (a private ACME CA); empty means the system roots.
+	TrustedRoots string `yaml:"trusted_roots"`
+}
+
+// Limits bound what one client can take.
+type Limits struct {
+	MaxConnsPerIP     int      `yaml:"max_conns_per_ip"`    // -1: no limit
+	RequestsPerSecond float64  `yaml:"requests_per_second"` // per client IP; -1: no limit
+	Burst             int      `yaml:"burst"`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	ReadTimeout       Duration `yaml:"read_timeout"`
+	WriteTimeout      Duration `yaml:"write_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+}
+
+// Domain is one hosted policy domain.
+type Domain struct {
+	Mode     string   `yaml:"mode"`
+	MX       []string `yaml:"mx"`
+	FollowMX bool     `yaml:"follow_mx"`
+	MaxAge   *int64   `yaml:"max_age"`
+	// OnDemand issues the certificate at the first TLS handshake for
+	// mta-sts.<domain> (customers who delegate by CNAME), never for a
+	// name that is not configured.
+	OnDemand bool `yaml:"on_demand"`
+	// Cert and Key are PEM files of a static certificate instead of ACME.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Duration is a time.Duration written as "30s", "1h".
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s or 1h", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Defaults.
+const (
+	DefaultAdminListen       = "127.0.0.1:9470"
+	DefaultACMECA            = "https://acme-v02.api.letsencrypt.org/directory"
+	DefaultCacheControl      = "max-age=300"
+	DefaultStorage           = "/var/lib/mailtls"
+	DefaultFollowMXInterval  = time.Hour
+	DefaultMaxConnsPerIP     = 64
+	DefaultRequestsPerSecond = 50
+	DefaultBurst             = 100
+)
+
+// Default returns the configuration used without a file.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	h := c.Host
+	if h == nil {
+		return
+	}
+	if h.ListenHTTPS == nil {
+		h.ListenHTTPS = []string{":443"}
+	}
+	if h.ListenHTTP == nil {
+		h.ListenHTTP = []string{":80"}
+	}
+	if h.Storage == "" {
+		h.Storage = DefaultStorage
+	}
+	if h.CacheControl == "" {
+		h.CacheControl = DefaultCacheControl
+	}
+	if h.FollowMXInterval == 0 {
+		h.FollowMXInterval = Duration(DefaultFollowMXInterval)
+	}
+	if h.ACME.CA == "" {
+		h.ACME.CA = DefaultACMECA
+	}
+	if h.ACME.Challenges == nil {
+		h.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
+	l := &h.Limits
+	setInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setInt(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	setInt(&l.Burst, DefaultBurst)
+	setInt(&l.MaxHeaderBytes, 8<<10)
+	if l.RequestsPerSecond == 0 {
+		l.RequestsPerSecond = DefaultRequestsPerSecond
+	}
+	setDur := func(v *Duration, d time.Duration) {
+		if *v == 0 {
+			*v = Duration(d)
+		}
+	}
+	setDur(&l.ReadHeaderTimeout, 5*time.Second)
+	setDur(&l.ReadTimeout, 10*time.Second)
+	setDur(&l.WriteTimeout, 10*time.Second)
+	setDur(&l.IdleTimeout, 60*time.Second)
+}
+
+var lineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
+// Load reads and validates a configuration file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, MaxFileSize)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates configuration bytes; name labels errors.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, decodeError(name, err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// decodeError rewrites YAML errors as "file:line: message".
+func decodeError(name string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var msgs []string
+		for _, e := range te.Errors {
+			if m := lineRe.FindStringSubmatch(e); m != nil {
+				msgs = append(msgs, fmt.Sprintf("%s:%s: unknown key %q", name, m[1], m[2]))
+				continue
+			}
+			msgs = append(msgs, name+":"+strings.TrimPrefix(e, "line "))
+		}
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if strings.HasPrefix(msg, "line ") {
+		return fmt.Errorf("%s:%s", name, strings.TrimPrefix(msg, "line "))
+	}
+	return fmt.Errorf("%s: %s", name, msg)
+}
+
+// Validate checks the configuration; the error names the key.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: use debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format %q: use text or json", c.Log.Format)
+	}
+	if c.Admin.Listen != "off" {
+		if err := checkListen(c.Admin.Listen); err != nil {
+			bad("admin.listen: %v", err)
+		}
+	}
+	if h := c.Host; h != nil {
+		h.validate(bad)
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+func (h *Host) validate(bad func(string, ...any)) {
+	for _, l := range append(append([]string{}, h.ListenHTTPS...), h.ListenHTTP...) {
+		if err := checkListen(l); err != nil {
+			bad("host listen address %q: %v", l, err)
+		}
+	}
+	if len(h.ListenHTTPS) == 0 {
+		bad("host.listen_https: at least one address is needed")
+	}
+	if h.PublicName != "" && domain.CheckHostname(strings.TrimSuffix(h.PublicName, ".")) != nil {
+		bad("host.public_name %q is not a host name", h.PublicName)
+	}
+	for _, a := range h.PublicAddresses {
+		if net.ParseIP(a) == nil {
+			bad("host.public_addresses: %q is not an IP address", a)
+		}
+	}
+	for _, ch := range h.ACME.Challenges {
+		if ch != "http-01" && ch != "tls-alpn-01" {
+			bad("host.acme.challenges: %q: use http-01 and/or tls-alpn-01", ch)
+		}
+	}
+	if !h.ACME.Disabled && len(h.ListenHTTP) == 0 && !slices.Contains(h.ACME.Challenges, "tls-alpn-01") {
+		bad("host.acme: with no listen_http, the tls-alpn-01 challenge is needed")
+	}
+	l := h.Limits
+	if l.Burst < 0 || l.MaxHeaderBytes < 1024 || l.MaxConnsPerIP < -1 || l.RequestsPerSecond < -1 {
+		bad("host.limits: values must be positive, or -1 for no limit (max_header_bytes at least 1024)")
+	}
+	names := make([]string, 0, len(h.Domains))
+	for d := range h.Domains {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
+		h.Domains[d] = h.validateDomain(d, h.Domains[d], bad)
+	}
+}
+
+func (h *Host) validateDomain(name string, d Domain, bad func(string, ...any)) Domain {
+	where := "host.domains." + name
+	if n, _, err := domain.Parse(name); err != nil || n != name {
+		bad("%s: %q is not a domain in canonical form (lower case, A-labels, no trailing dot)", where, name)
+	}
+	switch mtasts.Mode(d.Mode) {
+	case mtasts.ModeEnforce, mtasts.ModeTesting, mtasts.ModeNone:
+	default:
+		bad("%s.mode %q: use enforce, testing or none", where, d.Mode)
+	}
+	for _, p := range d.MX {
+		if err := mtasts.CheckPattern(p); err != nil {
+			bad("%s.mx %q: %v", where, p, err)
+		}
+	}
+	switch {
+	case d.FollowMX && len(d.MX) > 0:
+		bad("%s: give either mx or follow_mx, not both", where)
+	case !d.FollowMX && len(d.MX) == 0 && d.Mode != string(mtasts.ModeNone):
+		bad("%s: mode %s needs mx patterns or follow_mx: true (RFC 8461 §3.2)", where, d.Mode)
+	}
+	if d.MaxAge != nil && (*d.MaxAge < 0 || *d.MaxAge > mtasts.MaxMaxAge) {
+		bad("%s.max_age %d: must be 0 to %d seconds (RFC 8461 §3.2)", where, *d.MaxAge, mtasts.MaxMaxAge)
+	}
+	if (d.Cert == "") != (d.Key == "") {
+		bad("%s: give both cert and key, or neither", where)
+	}
+	if d.Cert != "" && d.OnDemand {
+		bad("%s: on_demand issues certificates; it cannot be combined with a static cert", where)
+	}
+	if d.Cert == "" && h.ACME.Disabled {
+		bad("%s: ACME is disabled, so the domain needs a static cert and key", where)
+	}
+	for _, f := range []string{d.Cert, d.Key} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			bad("%s: %v", where, err)
+		}
+	}
+	return d
+}
+
+// EffectiveMaxAge is the domain's max_age, or the default for its mode.
+func (d Domain) EffectiveMaxAge() int64 {
+	if d.MaxAge != nil {
+		return *d.MaxAge
+	}
+	if d.Mode == string(mtasts.ModeEnforce) {
+		return 604800
+	}
+	return 86400
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: bad port", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("%q: the host must be an IP address (or empty for all)", addr)
+	}
+	return nil
+}

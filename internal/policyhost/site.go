@@ -1,0 +1,234 @@
+// Package policyhost serves MTA-STS policies for many domains over HTTPS at
+// https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 §3.2, §3.3):
+// only configured hosts, exactly one path, the policy bytes written by the
+// canonical writer, a short Cache-Control, never a redirect. Certificates
+// come from static files or from ACME (certmagic), chosen by SNI; an
+// unknown SNI gets a handshake failure, never another name's certificate
+// (STS-HOST-3).
+package policyhost
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/mtasts"
+)
+
+// Site is what is served for one policy domain.
+type Site struct {
+	Domain   string
+	Host     string // mta-sts.<domain>
+	Policy   *mtasts.Policy
+	Body     []byte // Policy.String(), served as is
+	ID       string // the id the _mta-sts TXT record must carry
+	Static   *tls.Certificate
+	OnDemand bool
+	FollowMX bool
+}
+
+// Sites is an immutable snapshot of everything served; a reload builds a new
+// one and swaps it in.
+type Sites struct {
+	byHost       map[string]*Site
+	CacheControl string
+}
+
+// Lookup returns the site for a host name (any case, optional dot).
+func (s *Sites) Lookup(host string) *Site {
+	if s == nil {
+		return nil
+	}
+	return s.byHost[strings.TrimSuffix(strings.ToLower(host), ".")]
+}
+
+// All returns the sites sorted by domain.
+func (s *Sites) All() []*Site {
+	out := make([]*Site, 0, len(s.byHost))
+	for _, v := range s.byHost {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Domain < out[j].Domain })
+	return out
+}
+
+// Len is the number of sites.
+func (s *Sites) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.byHost)
+}
+
+// MXSource gives the current MX patterns of follow_mx domains; ok false
+// when they are not known (yet).
+type MXSource func(domain string) (patterns []string, ok bool)
+
+// Build makes the Sites for a host configuration. Policy ids come from the
+// id store: an id changes exactly when a domain's policy body changes.
+// Domains whose MX set is not known yet (follow_mx) are left out with an
+// error in skipped, and served once it is.
+func Build(h *config.Host, ids *IDStore, mx MXSource, now time.Time) (sites *Sites, skipped map[string]error, err error) {
+	sites = &Sites{byHost: make(map[string]*Site, len(h.Domains)), CacheControl: h.CacheControl}
+	skipped = map[string]error{}
+	bodies := make(map[string][]byte, len(h.Domains))
+	for d, dc := range h.Domains {
+		pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(dc.Mode), MaxAge: dc.EffectiveMaxAge(), MX: dc.MX}
+		if dc.FollowMX {
+			patterns, ok := mx(d)
+			if !ok {
+				skipped[d] = fmt.Errorf("the MX set of %s is not known yet", d)
+				continue
+			}
+			pol.MX = patterns
+		}
+		body := []byte(pol.String())
+		bodies[d] = body
+		site := &Site{Domain: d, Host: "mta-sts." + d, Policy: pol, Body: body, OnDemand: dc.OnDemand, FollowMX: dc.FollowMX}
+		if dc.Cert != "" {
+			c, err := tls.LoadX509KeyPair(dc.Cert, dc.Key)
+			if err != nil {
+				return nil, nil, fmt.Errorf("policyhost: %s: loading the certificate: %w", d, err)
+			}
+			site.Static = &c
+		}
+		sites.byHost[site.Host] = site
+	}
+	assigned, err := ids.Assign(bodies, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, site := range sites.byHost {
+		site.ID = assigned[site.Domain]
+	}
+	return sites, skipped, nil
+}
+
+// IDStore keeps, per domain, the hash of the served body and the id that
+// goes with it, so that ids survive restarts and change exactly when the
+// body changes (RFC 8461 §3.1, STS-HOST-4). The file is shared by the
+// server and `mailtls serve records`: every update is a locked
+// read-modify-write, so both always agree on a body's id.
+type IDStore struct {
+	path string // "" keeps the ids in memory only
+	mu   sync.Mutex
+	mem  map[string]idEntry
+}
+
+type idEntry struct {
+	Hash string `json:"sha256"`
+	ID   string `json:"id"`
+}
+
+// OpenIDStore opens the store at path (a missing file is an empty store; a
+// damaged one is an error). An empty path keeps ids in memory.
+func OpenIDStore(path string) (*IDStore, error) {
+	s := &IDStore{path: path, mem: map[string]idEntry{}}
+	if path == "" {
+		return s, nil
+	}
+	if _, err := s.read(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *IDStore) read() (map[string]idEntry, error) {
+	entries := map[string]idEntry{}
+	data, err := os.ReadFile(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return entries, nil
+	case err != nil:
+		return nil, fmt.Errorf("policyhost: reading the id store: %w", err)
+	}
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("policyhost: %s is damaged (%v); move it away to start new ids", s.path, err)
+	}
+	return entries, nil
+}
+
+// HashBody is the hash the store keeps for a body.
+func HashBody(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// Assign returns the id of each domain's body, making a new one (from the
+// UTC time, never the previous id) for a body not seen before, and saves
+// the store.
+func (s *IDStore) Assign(bodies map[string][]byte, now time.Time) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entries := s.mem
+	if s.path != "" {
+		if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+			return nil, fmt.Errorf("policyhost: %w", err)
+		}
+		unlock, err := lockFile(s.path + ".lock")
+		if err != nil {
+			return nil, fmt.Errorf("policyhost: locking the id store: %w", err)
+		}
+		defer unlock()
+		if entries, err = s.read(); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string]string, len(bodies))
+	changed := false
+	for d, body := range bodies {
+		h := HashBody(body)
+		e, ok := entries[d]
+		if !ok || e.Hash != h || !mtasts.ValidID(e.ID) {
+			e = idEntry{Hash: h, ID: mtasts.NewID(now, e.ID)}
+			entries[d] = e
+			changed = true
+		}
+		out[d] = e.ID
+	}
+	if s.path == "" || !changed {
+		return out, nil
+	}
+	return out, s.write(entries)
+}
+
+// Lookup returns the stored id and body hash of a domain, without
+// changing anything.
+func (s *IDStore) Lookup(domain string) (id, hash string, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entries := s.mem
+	if s.path != "" {
+		if entries, err = s.read(); err != nil {
+			return "", "", false, err
+		}
+	}
+	e, ok := entries[domain]
+	return e.ID, e.Hash, ok, nil
+}
+
+// write replaces the file atomically (temp file and rename).
+func (s *IDStore) write(entries map[string]idEntry) error {
+	data, err := json.MarshalIndent(entries, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := s.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("policyhost: writing the id store: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("policyhost: writing the id store: %w", err)
+	}
+	return nil
+}
