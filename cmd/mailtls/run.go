@@ -53,6 +53,8 @@ MTA-STS (RFC 8461), TLS-RPT (RFC 8460) and DANE (RFC 7672).
 Usage:
   mailtls check [flags] DOMAIN...   scan domains: grade, findings, exact fixes
   mailtls policy COMMAND ...        rollout: init, lint, promote, retire, plan
+  mailtls serve [--config FILE]     host MTA-STS policies with automatic certificates
+  mailtls serve records --config F  the DNS records each hosted domain must publish
   mailtls findings [--markdown]     list every finding mailtls can report
   mailtls version                   print the version
 
@@ -71,6 +73,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return runCheck(ctx, args[1:], env)
 	case "policy":
 		return runPolicy(ctx, args[1:], env)
+	case "serve":
+		return runServe(ctx, args[1:], env)
 	case "findings":
 		return runFindings(args[1:], env)
 	case "version", "--version":

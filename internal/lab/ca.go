@@ -234,3 +234,43 @@ func fileName(s string) string {
 	}
 	return f
 }
+
+// WriteLeaf issues a leaf and writes it, with its chain, and its key as PEM
+// files in dir (named after the first DNS name), for servers configured by
+// file. It returns the two paths.
+func (ca *CA) WriteLeaf(dir string, o LeafOptions) (certFile, keyFile string, err error) {
+	c, err := ca.Issue(o)
+	if err != nil {
+		return "", "", err
+	}
+	var chain []byte
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return "", "", fmt.Errorf("lab: write leaf: %w", err)
+	}
+	base := "leaf"
+	if len(o.DNSNames) > 0 {
+		base = fileName(o.DNSNames[0])
+	}
+	certFile, keyFile = filepath.Join(dir, base+".pem"), filepath.Join(dir, base+".key")
+	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+		return "", "", fmt.Errorf("lab: write leaf: %w", err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		return "", "", fmt.Errorf("lab: write leaf: %w", err)
+	}
+	return certFile, keyFile, nil
+}
+
+// MustWriteLeaf is WriteLeaf for tests: it fails t on error.
+func (ca *CA) MustWriteLeaf(t testing.TB, dir string, o LeafOptions) (certFile, keyFile string) {
+	t.Helper()
+	c, k, err := ca.WriteLeaf(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, k
+}

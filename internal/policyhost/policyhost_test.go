@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,21 +27,7 @@ var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 // writeCert writes a lab certificate for names as PEM files.
 func writeCert(t *testing.T, ca *lab.CA, names ...string) (certFile, keyFile string) {
-	t.Helper()
-	c := ca.MustIssue(t, lab.LeafOptions{DNSNames: names})
-	dir := t.TempDir()
-	var chain []byte
-	for _, der := range c.Certificate {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, chain, 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
-	return certFile, keyFile
+	return ca.MustWriteLeaf(t, t.TempDir(), lab.LeafOptions{DNSNames: names})
 }
 
 // hostConfig parses a configuration that serves domains with static lab

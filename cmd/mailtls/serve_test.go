@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/lab"
+)
+
+// server is a `mailtls serve` process.
+type server struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	logs  strings.Builder
+	addrs map[string]string // first address by listener
+	done  chan error
+}
+
+func (s *server) Logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs.String()
+}
+
+var listeningRe = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
+
+// startServe runs `mailtls serve --config cfg` and waits until it listens.
+func startServe(t *testing.T, cfg string) *server {
+	t.Helper()
+	s := &server{cmd: exec.Command(binary, "serve", "--config", cfg), addrs: map[string]string{}, done: make(chan error, 1)}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.logs.WriteString(line + "\n")
+			if m := listeningRe.FindStringSubmatch(line); m != nil && s.addrs[m[1]] == "" {
+				s.addrs[m[1]] = m[2]
+			}
+			s.mu.Unlock()
+			if strings.Contains(line, "mailtls serve started") {
+				once.Do(func() { close(started) })
+			}
+		}
+		s.done <- s.cmd.Wait()
+	}()
+	select {
+	case <-started:
+	case err := <-s.done:
+		t.Fatalf("serve exited at start: %v\n%s", err, s.Logs())
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		t.Fatalf("serve did not start\n%s", s.Logs())
+	}
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		<-s.done
+	})
+	return s
+}
+
+// servedLab is a lab with two identical domains, one whose policy the
+// lab's own HTTPS server hosts (lab.test) and one hosted by mailtls serve
+// (served.test), plus a serve configuration for the second.
+func servedLab(t *testing.T) (l *lab.Lab, checkArgs []string, cfg string) {
+	t.Helper()
+	l = lab.New(t)
+	dir := t.TempDir()
+	for _, d := range []string{"lab.test", "served.test"} {
+		l.DNS.MustAdd(t,
+			fmt.Sprintf(`_smtp._tls.%s. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@%s"`, d, d),
+			fmt.Sprintf(`%s. 300 IN MX 10 mx1.%s.`, d, d))
+		l.MustMX(t, "mx1."+d, []netip.Addr{l.NextAddr()}, lab.SMTPOptions{Mode: lab.SMTPStartTLS})
+	}
+	cert, key := l.CA.MustWriteLeaf(t, dir, lab.LeafOptions{DNSNames: []string{"mta-sts.served.test"}})
+	cfg = filepath.Join(dir, "mailtls.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+host:
+  listen_https: ["127.0.0.1:0"]
+  listen_http: ["127.0.0.1:0"]
+  storage: %s
+  acme: {disabled: true}
+  public_name: policies.host.test
+  domains:
+    served.test:
+      mode: enforce
+      mx: [mx1.served.test]
+      cert: %s
+      key: %s
+`, filepath.Join(dir, "storage"), cert, key)), 0o600)
+	ca, err := l.CA.WriteRootPEM(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, []string{"--resolver", l.DNS.Addr(), "--ca-file", ca}, cfg
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	l, labArgs, cfg := servedLab(t)
+
+	// Before the server ran, records has no id to give.
+	r := run(t, "serve", "records", "--config", cfg, "--no-check")
+	if r.code != ExitFindings || !strings.Contains(r.stdout, "no id yet") || !strings.Contains(r.stdout, "mta-sts.served.test. 300 IN CNAME policies.host.test.") {
+		t.Fatalf("records before start: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	s := startServe(t, cfg)
+	r = run(t, "serve", "records", "--config", cfg, "--no-check", "--json")
+	var out struct {
+		Domains []struct{ Domain, ID string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || len(out.Domains) != 1 || out.Domains[0].ID == "" {
+		t.Fatalf("records --json: %v %s", err, r.stdout)
+	}
+	id := out.Domains[0].ID
+
+	// Publish what records says, for served.test through mailtls serve and
+	// for lab.test through the lab's server with the same policy.
+	addr := l.NextAddr()
+	l.DNS.MustAdd(t,
+		`_mta-sts.served.test. 300 IN TXT "v=STSv1; id=`+id+`"`,
+		"mta-sts.served.test. 300 IN CNAME policies.host.test.",
+		"policies.host.test. 300 IN A "+addr.String(),
+		`_mta-sts.lab.test. 300 IN TXT "v=STSv1; id=`+id+`"`)
+	if err := l.MapAddr(s.addrs["host-https"], addr, 443); err != nil {
+		t.Fatal(err)
+	}
+	l.MustPolicyHost(t, "lab.test", lab.PolicyHostOptions{Body: "version: STSv1\r\nmode: enforce\r\nmx: mx1.lab.test\r\nmax_age: 604800\r\n"})
+	args := append([]string{"check", "--json"}, labArgs...)
+	for _, c := range l.ConnectToFlags() {
+		args = append(args, "--connect-to", c)
+	}
+
+	// The grade does not depend on who hosts the policy.
+	grades := map[string]string{}
+	for _, d := range []string{"lab.test", "served.test"} {
+		r := run(t, append(args, d)...)
+		var doc struct {
+			Grade    string
+			Findings []struct{ ID string }
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatalf("%s: %v\n%s", d, err, r.stderr)
+		}
+		var ids []string
+		for _, f := range doc.Findings {
+			// served.test delegates its policy host by CNAME (RFC 8461
+			// §8.2), which the scan notes; that is the setup, not the hosting.
+			if f.ID != "policy-host-delegated" {
+				ids = append(ids, f.ID)
+			}
+		}
+		grades[d] = doc.Grade + " " + strings.Join(ids, ",")
+		if r.code != ExitOK {
+			t.Errorf("%s: exit %d: %s", d, r.code, grades[d])
+		}
+	}
+	if grades["lab.test"] != grades["served.test"] || !strings.HasPrefix(grades["served.test"], "A") {
+		t.Errorf("hosting changed the result: lab %q, mailtls serve %q", grades["lab.test"], grades["served.test"])
+	}
+
+	// records checks DNS: everything is current.
+	r = run(t, "serve", "records", "--config", cfg, "--resolver", l.DNS.Addr())
+	if r.code != ExitOK || !strings.Contains(r.stdout, `_mta-sts.served.test. 300 IN TXT "v=STSv1; id=`+id+`"`) || !strings.Contains(r.stdout, "; ok: DNS publishes id="+id) {
+		t.Errorf("records: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// A changed policy, reloaded by SIGHUP, gets a new id; DNS is now stale.
+	data, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(data), "mode: enforce", "mode: testing", 1)), 0o600)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.Logs(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload after SIGHUP:\n%s", s.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r = run(t, "serve", "records", "--config", cfg, "--resolver", l.DNS.Addr())
+	if r.code != ExitFindings || !strings.Contains(r.stdout, "; PROBLEM: _mta-sts.served.test publishes id="+id+" but the server serves the policy with id=") {
+		t.Errorf("records after the change: exit %d\n%s", r.code, r.stdout)
+	}
+
+	// SIGTERM: a clean stop, exit 0.
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, s.Logs())
+		}
+		s.done <- nil // for the cleanup
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func TestServeUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("host:\n  domains:\n    a.test:\n      mode: testing\n      mxx: [a]\n"), 0o600)
+	for _, args := range [][]string{
+		{"serve", "--config", bad},
+		{"serve", "records", "--config", bad},
+	} {
+		r := run(t, args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, `bad.yaml:5: unknown key "mxx"`) {
+			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	if r := run(t, "serve", "--config", filepath.Join(dir, "missing.yaml")); r.code != ExitUsage || !strings.Contains(r.stderr, "no such file") {
+		t.Errorf("missing file: exit %d %q", r.code, r.stderr)
+	}
+	if r := run(t, "serve", "records"); r.code != ExitUsage {
+		t.Errorf("records without --config: exit %d", r.code)
+	}
+	if r := run(t, "serve", "--help"); r.code != ExitOK || !strings.Contains(r.stderr+r.stdout, "SIGHUP") {
+		t.Errorf("serve --help: exit %d", r.code)
+	}
+}

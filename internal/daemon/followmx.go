@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+)
+
+// Resolver is the DNS lookup the MX watcher needs (resolve.Client, or a
+// fake in tests).
+type Resolver interface {
+	Lookup(ctx context.Context, name string, qtype uint16) *resolve.Answer
+}
+
+// mxState is what is known of one follow_mx domain's MX set.
+type mxState struct {
+	Hosts    []string  `json:"hosts"`
+	Patterns []string  `json:"patterns"`
+	Checked  time.Time `json:"checked"`
+}
+
+// mxWatcher builds the mx patterns of follow_mx domains from their live MX
+// sets. A lookup that fails for a temporary reason never changes a served
+// policy: the last known set stays (and is kept on disk, so a restart
+// while DNS is down still serves it). "Temporary is not absent."
+type mxWatcher struct {
+	log  *slog.Logger
+	res  Resolver
+	path string // "" keeps the sets in memory only
+	now  func() time.Time
+	obs  func(result string)
+
+	mu    sync.Mutex
+	known map[string]mxState
+}
+
+func newMXWatcher(log *slog.Logger, res Resolver, path string, now func() time.Time, obs func(string)) (*mxWatcher, error) {
+	w := &mxWatcher{log: log, res: res, path: path, now: now, obs: obs, known: map[string]mxState{}}
+	if path == "" {
+		return w, nil
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return w, nil
+	case err != nil:
+		return nil, fmt.Errorf("follow_mx: %w", err)
+	}
+	if err := json.Unmarshal(data, &w.known); err != nil {
+		// Only a cache: say so and start afresh rather than refuse to run.
+		log.Warn("follow_mx: the saved MX sets are damaged; looking them up again", "file", path, "error", err)
+		w.known = map[string]mxState{}
+	}
+	return w, nil
+}
+
+// Patterns is a policyhost.MXSource.
+func (w *mxWatcher) Patterns(domain string) ([]string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s, ok := w.known[domain]
+	return s.Patterns, ok && len(s.Patterns) > 0
+}
+
+// lookupConcurrency bounds the MX lookups in flight.
+const lookupConcurrency = 16
+
+// Refresh looks up the MX set of each domain and reports whether a set of
+// patterns changed.
+func (w *mxWatcher) Refresh(ctx context.Context, domains []string) (changed bool) {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		sem = make(chan struct{}, lookupConcurrency)
+	)
+	for _, d := range domains {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if w.refreshOne(ctx, d) {
+				mu.Lock()
+				changed = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if changed {
+		if err := w.save(); err != nil {
+			w.log.Warn("follow_mx: could not save the MX sets", "error", err)
+		}
+	}
+	return changed
+}
+
+func (w *mxWatcher) refreshOne(ctx context.Context, d string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	a := w.res.Lookup(ctx, d, dns.TypeMX)
+	var hosts []string
+	switch {
+	case a.Status.Temporary():
+		w.obs("temporary")
+		w.log.Warn("follow_mx: could not look up the MX set; keeping the last known policy", "domain", d, "status", a.Status, "error", a.Error)
+		return false
+	case a.Status == resolve.StatusNXDomain:
+		w.obs("absent")
+		w.log.Error("follow_mx: the domain does not exist in DNS; keeping the last known policy", "domain", d)
+		return false
+	case a.Status == resolve.StatusOK && scan.IsNullMX(a):
+		w.obs("absent")
+		w.log.Error("follow_mx: the domain publishes a null MX (RFC 7505) and takes no mail; give it mode none", "domain", d)
+		return false
+	case a.Status == resolve.StatusNoData:
+		// No MX: mail goes to the domain itself (RFC 5321 §5.1).
+		hosts = []string{d}
+	default:
+		for _, mx := range a.MX() {
+			h := strings.TrimSuffix(strings.ToLower(mx.Host), ".")
+			if h != "" && !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	w.obs("ok")
+	sort.Strings(hosts)
+	patterns := mtasts.SuggestPatterns(hosts)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old, had := w.known[d]
+	w.known[d] = mxState{Hosts: hosts, Patterns: patterns, Checked: w.now().UTC()}
+	if had && slices.Equal(old.Patterns, patterns) {
+		return false
+	}
+	w.log.Info("follow_mx: MX set changed; the policy follows", "domain", d, "mx", strings.Join(hosts, " "), "patterns", strings.Join(patterns, " "))
+	return true
+}
+
+func (w *mxWatcher) save() error {
+	if w.path == "" {
+		return nil
+	}
+	w.mu.Lock()
+	data, err := json.MarshalIndent(w.known, "", "  ")
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(w.path), 0o700); err != nil {
+		return err
+	}
+	tmp := w.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, w.path)
+}
