@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,16 +81,50 @@ type control struct {
 // StartDNS starts a DNS server on 127.0.0.1, UDP and TCP on the same
 // ephemeral port. Call Close to stop it.
 func StartDNS() (*DNS, error) {
+	pc, ln, err := listenSamePort()
+	if err != nil {
+		return nil, err
+	}
+	return startDNS(pc, ln)
+}
+
+// StartDNSAt starts a DNS server listening on UDP and TCP at addr, a
+// loopback "ip:port" with a non-zero port, such as "127.0.53.1:53" for
+// clients that can only be pointed at port 53 (resolv.conf takes a bare
+// IP). Other addresses are refused so that a lab never answers beyond the
+// machine. Call Close to stop it.
+func StartDNSAt(addr string) (*DNS, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("lab: dns address %q: %w", addr, err)
+	}
+	if !ap.Addr().Unmap().IsLoopback() {
+		return nil, fmt.Errorf("lab: dns address %q: not a loopback address", addr)
+	}
+	if ap.Port() == 0 {
+		// UDP and TCP could get different ports; StartDNS handles that.
+		return nil, fmt.Errorf("lab: dns address %q: port 0 (use StartDNS)", addr)
+	}
+	pc, err := net.ListenPacket("udp", ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("lab: dns listen udp: %w", err)
+	}
+	ln, err := net.Listen("tcp", ap.String())
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("lab: dns listen tcp: %w", err)
+	}
+	return startDNS(pc, ln)
+}
+
+// startDNS serves on pc and ln, which it owns from then on.
+func startDNS(pc net.PacketConn, ln net.Listener) (*DNS, error) {
 	d := &DNS{
 		closed:   make(chan struct{}),
 		rrs:      make(map[string]map[uint16][]dns.RR),
 		owners:   make(map[string]int),
 		controls: make(map[controlKey]control),
 		ad:       make(map[string]bool),
-	}
-	pc, ln, err := listenSamePort()
-	if err != nil {
-		return nil, err
 	}
 	d.addr = ln.Addr().String()
 	h := dns.HandlerFunc(d.serveDNS)
@@ -108,6 +143,9 @@ func StartDNS() (*DNS, error) {
 		case <-started:
 		case err := <-errc:
 			d.Close()
+			// A server that never started does not close its socket.
+			pc.Close()
+			ln.Close()
 			return nil, fmt.Errorf("lab: start dns server: %w", err)
 		}
 	}
@@ -119,6 +157,18 @@ func StartDNS() (*DNS, error) {
 func NewDNS(t testing.TB) *DNS {
 	t.Helper()
 	d, err := StartDNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+// NewDNSAt is StartDNSAt for tests: it fails t on error and closes the
+// server when the test ends.
+func NewDNSAt(t testing.TB, addr string) *DNS {
+	t.Helper()
+	d, err := StartDNSAt(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +195,8 @@ func listenSamePort() (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("lab: dns listen tcp on the udp port: %w", lastErr)
 }
 
-// Addr returns the server's address, "127.0.0.1:PORT", for UDP and TCP.
+// Addr returns the server's address, "127.0.0.1:PORT" or the one given to
+// StartDNSAt, for UDP and TCP.
 func (d *DNS) Addr() string { return d.addr }
 
 // NetResolver returns a pure-Go net.Resolver that sends every query to the

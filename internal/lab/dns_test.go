@@ -480,3 +480,32 @@ func TestDNSNetResolver(t *testing.T) {
 		t.Errorf("LookupHost(nope) err = %v, want not found", err)
 	}
 }
+
+// TestStartDNSAt: a fixed loopback address, for clients that only speak to
+// port 53; anything else is refused.
+func TestStartDNSAt(t *testing.T) {
+	for _, bad := range []string{"192.0.2.1:53", "127.0.53.9:0", "localhost:53", "127.0.53.9"} {
+		if d, err := lab.StartDNSAt(bad); err == nil {
+			d.Close()
+			t.Errorf("StartDNSAt(%q) accepted", bad)
+		}
+	}
+	d, err := lab.StartDNSAt("127.0.53.9:5353")
+	if err != nil {
+		t.Skipf("cannot bind 127.0.53.9 here: %v", err)
+	}
+	defer d.Close()
+	d.MustAdd(t, "a.test. 300 IN A 192.0.2.7")
+	for _, network := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: network, Timeout: 2 * time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion("a.test.", dns.TypeA)
+		r, _, err := c.Exchange(m, "127.0.53.9:5353")
+		if err != nil || len(r.Answer) != 1 {
+			t.Errorf("%s: %v %v", network, err, r)
+		}
+	}
+	if _, err := lab.StartDNSAt("127.0.53.9:5353"); err == nil {
+		t.Error("a second server on a busy address")
+	}
+}

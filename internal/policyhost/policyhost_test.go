@@ -180,6 +180,8 @@ func TestUnknownSNIFailsTheHandshake(t *testing.T) {
 		if err == nil {
 			conn.Close()
 			t.Errorf("SNI %q: handshake succeeded", sni)
+		} else if !strings.Contains(err.Error(), "unrecognized name") {
+			t.Errorf("SNI %q: %v, want the unrecognized_name alert (RFC 6066 §3)", sni, err)
 		}
 	}
 	if _, err := tls.Dial("tcp", r.https, &tls.Config{ServerName: "mta-sts.a.test", RootCAs: l.CA.Pool(), MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10}); err == nil {

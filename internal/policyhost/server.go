@@ -76,15 +76,19 @@ func (s *Server) TLSConfig() *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1", "acme-tls/1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			// For a name that is not served, (nil, nil) makes crypto/tls
+			// answer with the unrecognized_name alert (RFC 6066 §3); an
+			// error would send internal_error, which reads as a server
+			// fault in a sender's logs.
 			site := s.sites.Load().Lookup(hello.ServerName)
 			if site == nil {
-				return nil, errUnknownHost
+				return nil, nil
 			}
 			if site.Static != nil {
 				return site.Static, nil
 			}
 			if s.Certs == nil {
-				return nil, errUnknownHost
+				return nil, nil
 			}
 			return s.Certs.GetCertificate(hello)
 		},
