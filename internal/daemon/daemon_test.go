@@ -334,12 +334,11 @@ func (e *env) reused(c *http.Client, d string) bool {
 func TestFollowMX(t *testing.T) {
 	e := newEnv(t)
 	e.l.DNS.MustAdd(t, "f.test. 300 IN MX 10 mx1.f.test.", "f.test. 300 IN MX 20 tenant.mail.protection.outlook.com.")
-	f := func() string {
-		cert, key := certFiles(t, e.l.CA, e.dir, "f.test")
-		return fmt.Sprintf("    f.test:\n      mode: enforce\n      follow_mx: true\n      cert: %s\n      key: %s\n", cert, key)
-	}()
-	u := strings.ReplaceAll(f, "f.test", "u.test")
-	certFiles(t, e.l.CA, e.dir, "u.test")
+	follow := func(d string) string {
+		cert, key := certFiles(t, e.l.CA, e.dir, d)
+		return fmt.Sprintf("    %s:\n      mode: enforce\n      follow_mx: true\n      cert: %s\n      key: %s\n", d, cert, key)
+	}
+	f, u := follow("f.test"), follow("u.test")
 	e.writeConfig("  follow_mx_interval: 50ms\n", f, u)
 	e.l.DNS.SetRcode("u.test", dns.TypeMX, dns.RcodeServerFailure)
 	e.start(Options{})
