@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/lab"
 )
@@ -235,5 +238,91 @@ func TestServeUsageErrors(t *testing.T) {
 	}
 	if r := run(t, "serve", "--help"); r.code != ExitOK || !strings.Contains(r.stderr+r.stdout, "SIGHUP") {
 		t.Errorf("serve --help: exit %d", r.code)
+	}
+}
+
+// TestServeACMEEndToEnd: `mailtls serve` gets certificates for several
+// domains from a local ACME CA (Pebble) and `mailtls check` validates the
+// served policies with them: grade A+, as with any other host.
+func TestServeACMEEndToEnd(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	var ports []int
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+	}
+	acme := lab.NewACME(t, l.DNS, l.CA, lab.ACMEOptions{HTTPPort: ports[0], TLSPort: ports[1]})
+	apiRoots, err := acme.WriteAPIRootPEM(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// certmagic keeps per-name state in a process; a fresh zone per run
+	// keeps runs apart in Pebble's logs too.
+	z := fmt.Sprintf("e%d.test", time.Now().UnixNano()%1e9)
+	doms := []string{"one." + z, "two." + z, "three." + z}
+	var yaml strings.Builder
+	fmt.Fprintf(&yaml, `admin: {listen: "off"}
+host:
+  listen_https: ["127.0.0.1:%d"]
+  listen_http: ["127.0.0.1:%d"]
+  storage: %s
+  acme: {ca: %q, trusted_roots: %s}
+  domains:
+`, ports[1], ports[0], filepath.Join(dir, "storage"), acme.DirectoryURL(), apiRoots)
+	for _, d := range doms {
+		fmt.Fprintf(&yaml, "    %s: {mode: enforce, mx: [mx1.%s]}\n", d, d)
+		l.DNS.MustAdd(t, "mta-sts."+d+". 300 IN A 127.0.0.1",
+			fmt.Sprintf(`_smtp._tls.%s. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@%s"`, d, d),
+			fmt.Sprintf(`%s. 300 IN MX 10 mx1.%s.`, d, d))
+		l.MustMX(t, "mx1."+d, []netip.Addr{l.NextAddr()}, lab.SMTPOptions{Mode: lab.SMTPStartTLS})
+	}
+	cfg := filepath.Join(dir, "mailtls.yaml")
+	os.WriteFile(cfg, []byte(yaml.String()), 0o600)
+	s := startServe(t, cfg)
+
+	// Trust the lab CA (the MX hosts) and Pebble's root (the policy hosts).
+	roots := filepath.Join(dir, "roots.pem")
+	os.WriteFile(roots, append(l.CA.RootPEM(), acme.IssuedRootPEM()...), 0o600)
+	args := []string{"check", "--json", "--resolver", l.DNS.Addr(), "--ca-file", roots}
+	for _, c := range l.ConnectToFlags() {
+		args = append(args, "--connect-to", c)
+	}
+	// The policy host is 127.0.0.1:443 in DNS; serve listens on another port.
+	args = append(args, "--connect-to", fmt.Sprintf("127.0.0.1:443:127.0.0.1:%d", ports[1]))
+
+	deadline := time.Now().Add(60 * time.Second)
+	for _, d := range doms {
+		for {
+			r := run(t, "serve", "records", "--config", cfg, "--no-check", "--json")
+			var out struct{ Domains []struct{ Domain, ID string } }
+			json.Unmarshal([]byte(r.stdout), &out)
+			for _, o := range out.Domains {
+				if o.Domain == d && o.ID != "" {
+					l.DNS.Remove("_mta-sts."+d, dns.TypeTXT)
+					l.DNS.MustAdd(t, `_mta-sts.`+d+`. 300 IN TXT "v=STSv1; id=`+o.ID+`"`)
+				}
+			}
+			r = run(t, append(args, d)...)
+			var doc struct {
+				Grade    string
+				Findings []struct{ ID, Title string }
+			}
+			json.Unmarshal([]byte(r.stdout), &doc)
+			if r.code == ExitOK && doc.Grade == "A+" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: exit %d grade %q findings %+v\nserve log:\n%s", d, r.code, doc.Grade, doc.Findings, s.Logs())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if n := acme.Orders(); n != len(doms) {
+		t.Errorf("%d ACME orders, want %d", n, len(doms))
 	}
 }

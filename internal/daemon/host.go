@@ -96,7 +96,7 @@ func startHost(ctx context.Context, d *Daemon, h *config.Host, addrs map[string]
 		addrs["host-http"] = append(addrs["host-http"], l.Addr().String())
 	}
 	if !h.ACME.Disabled {
-		r.certs, err = newCertManager(d, h, port(https), port(plain))
+		r.certs, err = newCertManager(d, h, https, plain)
 		if err != nil {
 			closeAll()
 			return nil, err

@@ -100,4 +100,31 @@
 // mx1.MaxConcurrent() how many connections it held open at once. All lab
 // clients come from 127.0.0.1 (or ::1), so a scanner that connects to one
 // address at a time shows MaxConcurrent 1 on a server with one address.
+//
+// # ACME
+//
+// [StartACME] runs Let's Encrypt's Pebble test CA in the test process. Its
+// validator resolves names with the lab DNS only and connects to the
+// address found on [ACMEOptions] HTTPPort (http-01) or TLSPort
+// (tls-alpn-01), so the server under test must really answer; Pebble's
+// random sleeps and bad nonces are off, and every order is validated anew
+// unless ReuseAuthz is set. For a server using certmagic:
+//
+//	l := lab.New(t)
+//	l.DNS.MustAdd(t, "mta-sts.example.test. 300 IN A 127.0.0.1")
+//	ln, _ := net.Listen("tcp", "127.0.0.1:0") // the server's HTTP listener
+//	port := ln.Addr().(*net.TCPAddr).Port
+//	a := lab.NewACME(t, l.DNS, l.CA, lab.ACMEOptions{HTTPPort: port, CertLifetime: time.Hour})
+//	iss := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+//		CA: a.DirectoryURL(), TrustedRoots: a.APIRoots(), Email: "a@example.test", Agreed: true,
+//		ListenHost: "127.0.0.1", AltHTTPPort: port, DisableTLSALPNChallenge: true,
+//		Logger: zap.NewNop(),
+//	})
+//	// serve iss.HTTPChallengeHandler(h) on ln, then cfg.ManageSync(ctx, names)
+//
+// Clients of the server then trust a.IssuedRoots() (or a.IssuedRootPEM()
+// written to a --ca-file). a.Orders(), a.Validations() and a.Issued() tell
+// what happened. certmagic keeps the challenges it is solving in a
+// process-wide map keyed by name: tests that run in parallel in one process
+// must obtain certificates for different names.
 package lab
