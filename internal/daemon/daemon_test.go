@@ -472,3 +472,32 @@ func TestDefaultsWithoutConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIPv4AndIPv6Listeners: senders fetch over IPv6 when the policy host
+// has an AAAA record, so both families are served.
+func TestIPv4AndIPv6Listeners(t *testing.T) {
+	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	cfg, _ := os.ReadFile(e.cfgPath)
+	os.WriteFile(e.cfgPath, bytes.Replace(cfg, []byte(`listen_https: ["127.0.0.1:0"]`), []byte(`listen_https: ["127.0.0.1:0", "[::1]:0"]`), 1), 0o600)
+	e.start(Options{})
+	if len(e.addrs["host-https"]) != 2 {
+		t.Fatalf("listeners %v", e.addrs)
+	}
+	for _, addr := range e.addrs["host-https"] {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			},
+			TLSClientConfig: &tls.Config{RootCAs: e.l.CA.Pool()},
+		}}
+		if got := e.policy(c, "a.test"); !strings.Contains(got, "mx: mx1.a.test") {
+			t.Errorf("%s: %q", addr, got)
+		}
+	}
+}
