@@ -89,7 +89,7 @@ func Run(ctx context.Context, opts Options) error {
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.m = policyhost.NewMetrics(d.reg)
 	d.mxLookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_follow_mx_lookups_total",
-		Help: "MX lookups of follow_mx domains by result: ok, temporary (the last set is kept), absent."}, []string{"result"})
+		Help: "MX lookups of follow_mx domains by result: ok, temporary (the last set is kept), absent, panic."}, []string{"result"})
 	d.waiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailtls_host_domains_waiting",
 		Help: "follow_mx domains not served yet because their MX set is unknown."})
 	d.reg.MustRegister(d.mxLookups, d.waiting)

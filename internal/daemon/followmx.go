@@ -92,7 +92,16 @@ func (w *mxWatcher) Refresh(ctx context.Context, domains []string) (changed bool
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() {
+				// A lookup bug must not take the server down: the domain
+				// keeps its last known policy.
+				if p := recover(); p != nil {
+					w.obs("panic")
+					w.log.Error("follow_mx: panic during a lookup", "domain", d, "panic", fmt.Sprint(p))
+				}
+				<-sem
+				wg.Done()
+			}()
 			if w.refreshOne(ctx, d) {
 				mu.Lock()
 				changed = true
