@@ -3,6 +3,7 @@
 # run (machines are noisy; compare the ratios, not the absolute times).
 #   bench/run.sh            all benchmarks
 #   bench/run.sh Scan       only those matching a pattern
+#   bench/run.sh Host       only the policy host against nginx (bench/host.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern=${1:-.}
@@ -28,3 +29,12 @@ END {
     printf "  allocations per scan: %s\n", sa
   }
 }'
+# The policy host against nginx with wrk (bench/host.sh, about 75 s).
+if echo Host | grep -qE "$pattern"; then
+  echo
+  if command -v wrk >/dev/null && command -v nginx >/dev/null; then
+    bench/host.sh
+  else
+    echo "policy host vs nginx: skipped (needs wrk and nginx: apt-get install -y wrk nginx)"
+  fi
+fi

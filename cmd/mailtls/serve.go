@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,7 +28,9 @@ defaults: the admin listener only (/healthz and /metrics on 127.0.0.1:9470).
 
 SIGHUP, or saving a changed configuration file, reloads it without dropping
 connections; a bad file is rejected with the reason and the previous
-configuration keeps serving. SIGTERM or SIGINT stops gracefully.
+configuration keeps serving. SIGTERM or SIGINT stops gracefully. Exit
+status: 0 after a clean stop, 1 when serving failed (a listener could not
+open), 2 on a usage or configuration error.
 
 serve records prints the DNS records each hosted domain must publish: the
 _mta-sts TXT record with the id of the policy the server serves, and the
@@ -53,13 +56,6 @@ func runServe(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "mailtls serve: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
-	if *cfgPath != "" {
-		// Report a bad file before anything starts, as a usage error.
-		if _, err := config.Load(*cfgPath); err != nil {
-			fmt.Fprintln(env.Stderr, "mailtls serve:", err)
-			return ExitUsage
-		}
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -75,6 +71,9 @@ func runServe(ctx context.Context, args []string, env Env) int {
 	err := daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, Stderr: env.Stderr, Now: env.Now, Reload: reload, ResolvConf: env.ResolvConf})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "mailtls serve:", err)
+		if errors.As(err, new(*daemon.ConfigError)) {
+			return ExitUsage
+		}
 		return ExitFindings
 	}
 	return ExitOK

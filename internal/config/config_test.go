@@ -36,6 +36,20 @@ func TestHostDefaults(t *testing.T) {
 	}
 }
 
+// TestDomainsMerge: YAML anchors and merge keys work in host.domains;
+// explicit keys override merged ones.
+func TestDomainsMerge(t *testing.T) {
+	y := "host:\n  domains:\n    a.example: &c {mode: testing, mx: [mx.example.net]}\n    b.example: {<<: *c, mode: enforce}\n"
+	c, err := Parse("c.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Host.Domains["a.example"], c.Host.Domains["b.example"]
+	if a.Mode != "testing" || b.Mode != "enforce" || len(b.MX) != 1 || b.MX[0] != "mx.example.net" {
+		t.Errorf("a %+v, b %+v", a, b)
+	}
+}
+
 // TestErrors: every mistake names the file, the line or the key.
 func TestErrors(t *testing.T) {
 	tests := []struct {
@@ -43,6 +57,10 @@ func TestErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", "hots:\n  domains: {}\n", `c.yaml:1: unknown key "hots"`},
 		{"unknown domain key", "host:\n  domains:\n    example.com:\n      mode: testing\n      modee: enforce\n", `c.yaml:5: unknown key "modee"`},
+		{"unknown key in merged settings", "host:\n  domains:\n    a.example: &d {mode: none}\n    b.example: {<<: *d, modee: x}\n", `c.yaml:4: unknown key "modee"`},
+		{"domain twice", "host:\n  domains:\n    example.com: {mode: none}\n    example.com: {mode: none}\n", `c.yaml:4: mapping key "example.com" already defined at line 3`},
+		{"domains not a mapping", "host:\n  domains: [example.com]\n", "c.yaml:2: host.domains must map"},
+		{"domain of the wrong type", "host:\n  domains:\n    example.com: [enforce]\n", "c.yaml:3:"},
 		{"syntax", "host: [\n", "c.yaml:"},
 		{"bad mode", "host:\n  domains:\n    example.com: {mode: strict, mx: [a.example.com]}\n", `host.domains.example.com.mode "strict"`},
 		{"bad mx", "host:\n  domains:\n    example.com: {mode: enforce, mx: [\"mx.example.com.\"]}\n", "ends with a dot"},

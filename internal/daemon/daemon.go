@@ -82,7 +82,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	cfg, sum, err := load(opts.ConfigPath)
 	if err != nil {
-		return err
+		return &ConfigError{Err: err}
 	}
 	d := &Daemon{opts: opts, cfg: cfg, fileHash: sum, level: new(slog.LevelVar), reg: prometheus.NewRegistry()}
 	d.log = newLogger(opts.Stderr, cfg.Log, d.level)
@@ -95,6 +95,13 @@ func Run(ctx context.Context, opts Options) error {
 	d.reg.MustRegister(d.mxLookups, d.waiting)
 	return d.run(ctx)
 }
+
+// ConfigError is a configuration that could not be loaded at start (the
+// command's usage error), as opposed to a failure while serving.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // load reads the configuration (the defaults when path is empty) and the
 // hash of its bytes.

@@ -44,6 +44,15 @@ type Server struct {
 	mu      sync.Mutex
 	servers []*http.Server
 	closed  bool
+
+	// The fast path (fast.go).
+	closing      atomic.Bool
+	fast         map[*fastConn]struct{} // under mu
+	fastLns      []fastListener         // under mu
+	fastWG       sync.WaitGroup
+	date         atomic.Pointer[httpDate]
+	policyServed prometheus.Counter
+	rateLimited  prometheus.Counter
 }
 
 // NewServer makes a server with limits and a metrics registry.
@@ -51,7 +60,9 @@ func NewServer(log *slog.Logger, limits config.Limits, certs CertSource, m *Metr
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
-	s := &Server{Log: log, Certs: certs, Limits: limits, Metrics: m}
+	s := &Server{Log: log, Certs: certs, Limits: limits, Metrics: m, fast: map[*fastConn]struct{}{},
+		// Resolved once: WithLabelValues hashes the label on every call.
+		policyServed: m.Requests.WithLabelValues("policy"), rateLimited: m.Requests.WithLabelValues("rate_limited")}
 	s.limiter = newIPLimiter(limits.MaxConnsPerIP, limits.RequestsPerSecond, limits.Burst)
 	return s
 }
@@ -121,7 +132,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case site == nil:
 		s.reply(w, http.StatusNotFound, "unknown_host")
 		return
-	case r.TLS != nil && !strings.EqualFold(strings.TrimSuffix(r.TLS.ServerName, "."), site.Host):
+	case requestTLS(r) != nil && !strings.EqualFold(strings.TrimSuffix(requestTLS(r).ServerName, "."), site.Host):
 		s.reply(w, http.StatusMisdirectedRequest, "misdirected")
 		return
 	case r.URL.Path != fetch.Path:
@@ -168,11 +179,18 @@ func (s *Server) httpHandler() http.Handler {
 	return s.Certs.HTTPHandler(notFound)
 }
 
-// ServeHTTPS serves the policies on l (TLS is added here).
+// ServeHTTPS serves the policies on l (TLS is added here): the fast path
+// answers plain policy requests and hands everything else to net/http.
 func (s *Server) ServeHTTPS(l net.Listener) error {
+	tl := tls.NewListener(s.limiter.wrap(l, s.Metrics), s.TLSConfig())
+	q := newConnQueue(l.Addr())
 	srv := s.newHTTPServer(s)
-	srv.TLSConfig = s.TLSConfig()
-	return s.serve(srv, tls.NewListener(s.limiter.wrap(l, s.Metrics), srv.TLSConfig))
+	srv.ConnContext = connContext
+	if !s.register(srv, tl, &fastListener{tl, q}) {
+		return http.ErrServerClosed
+	}
+	go srv.Serve(q)
+	return s.acceptFast(tl, q)
 }
 
 // ServePlainHTTP serves the ACME HTTP-01 side on l.
@@ -194,15 +212,26 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 }
 
 func (s *Server) serve(srv *http.Server, l net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		l.Close()
+	if !s.register(srv, l, nil) {
 		return http.ErrServerClosed
 	}
-	s.servers = append(s.servers, srv)
-	s.mu.Unlock()
 	return srv.Serve(l)
+}
+
+// register records a server (and a fast-path listener) for Shutdown; after
+// Shutdown it closes l and reports false.
+func (s *Server) register(srv *http.Server, l net.Listener, fl *fastListener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		l.Close()
+		return false
+	}
+	s.servers = append(s.servers, srv)
+	if fl != nil {
+		s.fastLns = append(s.fastLns, *fl)
+	}
+	return true
 }
 
 // Shutdown stops accepting connections and waits for requests in flight,
@@ -210,12 +239,36 @@ func (s *Server) serve(srv *http.Server, l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	servers := s.servers
+	s.closing.Store(true)
+	servers, lns := s.servers, s.fastLns
+	conns := make([]*fastConn, 0, len(s.fast))
+	for fc := range s.fast {
+		conns = append(conns, fc)
+	}
 	s.mu.Unlock()
+	for _, fl := range lns {
+		fl.l.Close()
+		fl.q.Close()
+	}
+	for _, fc := range conns {
+		fc.wake()
+	}
 	var first error
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil && first == nil {
 			first = err
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.fastWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, fc := range conns {
+			fc.c.Close()
+		}
+		if first == nil {
+			first = ctx.Err()
 		}
 	}
 	s.limiter.stop()
