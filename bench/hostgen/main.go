@@ -149,7 +149,7 @@ host:
   listen_https: ["127.0.0.1:0"]
   listen_http: []
   storage: %q
-  cache_control: max-age=300
+  cache_control: max-age=60
   acme: {disabled: true}
   # The benchmark client is one IP: the per-IP limits are off.
   limits: {max_conns_per_ip: -1, requests_per_second: -1}
@@ -264,7 +264,7 @@ http {
         location = %[8]s {
             types { }
             default_type "text/plain; charset=utf-8";
-            add_header Cache-Control "max-age=300" always;
+            add_header Cache-Control "max-age=60" always;
             add_header X-Content-Type-Options nosniff always;
         }
         location / { return 404; }

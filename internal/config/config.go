@@ -239,7 +239,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 const (
 	DefaultAdminListen       = "127.0.0.1:9470"
 	DefaultACMECA            = "https://acme-v02.api.letsencrypt.org/directory"
-	DefaultCacheControl      = "max-age=300"
+	DefaultCacheControl      = "max-age=60"
 	DefaultStorage           = "/var/lib/mailtls"
 	DefaultFollowMXInterval  = time.Hour
 	DefaultMaxConnsPerIP     = 64

@@ -327,6 +327,7 @@ func parseFast(head []byte) (r fastRequest, ok bool) {
 	if string(target) != fetch.Path || string(proto) != "HTTP/1.1" {
 		return r, false
 	}
+	seenHost := false
 	for len(rest) > 2 {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, found := bytes.Cut(line, []byte(":"))
@@ -341,10 +342,10 @@ func parseFast(head []byte) (r fastRequest, ok bool) {
 		}
 		switch {
 		case asciiEqualFold(name, "Host"):
-			if r.host != nil {
+			if seenHost { // two Host fields: net/http refuses the request
 				return r, false
 			}
-			r.host = value
+			seenHost, r.host = true, value
 		case asciiEqualFold(name, "Connection"):
 			for _, t := range bytes.Split(value, []byte(",")) {
 				t = bytes.Trim(t, " \t")

@@ -69,7 +69,7 @@ func TestFastPath(t *testing.T) {
 			t.Errorf("%d %s: %d %q (length %d)", i, method, resp.StatusCode, body, resp.ContentLength)
 		}
 		h := resp.Header
-		if h.Get("Content-Type") != "text/plain; charset=utf-8" || h.Get("Cache-Control") != "max-age=300" ||
+		if h.Get("Content-Type") != "text/plain; charset=utf-8" || h.Get("Cache-Control") != "max-age=60" ||
 			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Date") == "" || resp.Close {
 			t.Errorf("%d %s: headers %v", i, method, h)
 		}

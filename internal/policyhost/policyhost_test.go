@@ -116,7 +116,7 @@ func TestServesPolicies(t *testing.T) {
 		if string(res.Body) != want {
 			t.Errorf("%s body %q, want %q", d, res.Body, want)
 		}
-		if res.Header["Content-Type"] != "text/plain; charset=utf-8" || res.Header["Cache-Control"] != "max-age=300" {
+		if res.Header["Content-Type"] != "text/plain; charset=utf-8" || res.Header["Cache-Control"] != "max-age=60" {
 			t.Errorf("%s headers %v", d, res.Header)
 		}
 		if pp := mtasts.ParsePolicy(res.Body); pp.Policy == nil || len(pp.Problems) > 0 {
