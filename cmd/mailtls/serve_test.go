@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -247,15 +246,7 @@ func TestServeUsageErrors(t *testing.T) {
 func TestServeACMEEndToEnd(t *testing.T) {
 	l := lab.New(t)
 	dir := t.TempDir()
-	var ports []int
-	for range 2 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
-	}
+	ports := lab.FreePorts(t, 2)
 	acme := lab.NewACME(t, l.DNS, l.CA, lab.ACMEOptions{HTTPPort: ports[0], TLSPort: ports[1]})
 	apiRoots, err := acme.WriteAPIRootPEM(dir)
 	if err != nil {

@@ -316,6 +316,15 @@ var lineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
 
 // Load reads and validates a configuration file.
 func Load(path string) (*Config, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// ReadFile reads a configuration file, at most MaxFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -328,7 +337,7 @@ func Load(path string) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, MaxFileSize)
 	}
-	return Parse(path, data)
+	return data, nil
 }
 
 // Parse decodes and validates configuration bytes; name labels errors.

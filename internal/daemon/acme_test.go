@@ -15,32 +15,12 @@ import (
 	"github.com/mailtls/mailtls/internal/lab"
 )
 
-// freePorts returns n loopback ports that were free a moment ago (Pebble
-// must know where to validate before serve starts listening).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // TestACMECertificates: serve gets certificates from a local ACME CA
 // (Pebble) for every configured domain, on demand for on_demand ones, and
 // never for a name that is not configured.
 func TestACMECertificates(t *testing.T) {
 	e := newEnv(t)
-	ports := freePorts(t, 2)
+	ports := lab.FreePorts(t, 2)
 	acme := lab.NewACME(t, e.l.DNS, e.l.CA, lab.ACMEOptions{HTTPPort: ports[0], TLSPort: ports[1]})
 	roots, err := acme.WriteAPIRootPEM(e.dir)
 	if err != nil {

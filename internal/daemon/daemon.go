@@ -109,28 +109,12 @@ func load(path string) (*config.Config, [sha256.Size]byte, error) {
 	if path == "" {
 		return config.Default(), [sha256.Size]byte{}, nil
 	}
-	data, err := readConfig(path)
+	data, err := config.ReadFile(path)
 	if err != nil {
 		return nil, [sha256.Size]byte{}, err
 	}
 	c, err := config.Parse(path, data)
 	return c, sha256.Sum256(data), err
-}
-
-func readConfig(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, config.MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if len(data) > config.MaxFileSize {
-		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, config.MaxFileSize)
-	}
-	return data, nil
 }
 
 func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) *slog.Logger {
@@ -231,7 +215,7 @@ func (d *Daemon) run(ctx context.Context) error {
 // reloadIfChanged reloads when the file's bytes changed (not merely its
 // time stamp).
 func (d *Daemon) reloadIfChanged(ctx context.Context) {
-	data, err := readConfig(d.opts.ConfigPath)
+	data, err := config.ReadFile(d.opts.ConfigPath)
 	if err != nil {
 		return // reported by the reload that the next real change triggers
 	}
@@ -251,7 +235,7 @@ func (d *Daemon) Reload(ctx context.Context, why string) error {
 	if d.opts.ConfigPath == "" {
 		return nil
 	}
-	data, err := readConfig(d.opts.ConfigPath)
+	data, err := config.ReadFile(d.opts.ConfigPath)
 	var next *config.Config
 	if err == nil {
 		d.fileHash = sha256.Sum256(data) // a bad file is not retried until it changes again

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +25,6 @@ import (
 
 var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-// syncBuffer collects logs from the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // certFiles writes a lab certificate for mta-sts.<d> as PEM files.
 func certFiles(t *testing.T, ca *lab.CA, dir, d string) (string, string) {
 	return ca.MustWriteLeaf(t, dir, lab.LeafOptions{DNSNames: []string{"mta-sts." + d}})
@@ -55,7 +36,7 @@ type env struct {
 	l       *lab.Lab
 	dir     string
 	cfgPath string
-	logs    *syncBuffer
+	logs    *lab.LogBuffer
 	addrs   map[string][]string
 	reload  chan struct{}
 	cancel  context.CancelFunc
@@ -95,7 +76,7 @@ host:
 func newEnv(t *testing.T) *env {
 	l := lab.New(t)
 	dir := t.TempDir()
-	return &env{t: t, l: l, dir: dir, cfgPath: filepath.Join(dir, "mailtls.yaml"), logs: &syncBuffer{}, reload: make(chan struct{}, 1)}
+	return &env{t: t, l: l, dir: dir, cfgPath: filepath.Join(dir, "mailtls.yaml"), logs: &lab.LogBuffer{}, reload: make(chan struct{}, 1)}
 }
 
 func (e *env) start(opts Options) {
@@ -451,7 +432,7 @@ func TestDefaultsWithoutConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string][]string, 1)
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &lab.LogBuffer{}
 	go func() {
 		done <- Run(ctx, Options{Stderr: logs, Ready: func(a map[string][]string) { ready <- a }})
 	}()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 )
@@ -171,12 +171,5 @@ func (w *mxWatcher) save() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(w.path), 0o700); err != nil {
-		return err
-	}
-	tmp := w.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, w.path)
+	return policyhost.WriteFileAtomic(w.path, data)
 }

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,25 +29,6 @@ import (
 // certmagic keeps challenges, on-demand waits and renewal backoff in
 // process-wide maps keyed by name, so every rig has a zone of its own,
 // random, which keeps -count=N runs apart too.
-
-// syncBuffer is a log sink that outlives the test: certmagic's jobs may
-// log a little after Close.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // acmeDomain is one domain of an ACME rig, label.<zone>.
 type acmeDomain struct {
@@ -74,7 +54,7 @@ type acmeRig struct {
 	srv     *Server
 	acme    *ACME
 	metrics *Metrics
-	logs    *syncBuffer
+	logs    *lab.LogBuffer
 	https   string
 	cfg     *config.Host
 	ids     *IDStore
@@ -86,7 +66,7 @@ func (r *acmeRig) host(label string) string   { return "mta-sts." + r.domain(lab
 
 func newACMERig(t *testing.T, o rigOptions, domains ...acmeDomain) *acmeRig {
 	t.Helper()
-	r := &acmeRig{zone: rand.Text()[:10] + ".test", dns: lab.NewDNS(t), logs: &syncBuffer{}}
+	r := &acmeRig{zone: rand.Text()[:10] + ".test", dns: lab.NewDNS(t), logs: &lab.LogBuffer{}}
 	r.zone = strings.ToLower(r.zone)
 	for _, d := range domains {
 		if !d.noDNS {
@@ -512,7 +492,7 @@ func TestNewACMEOptions(t *testing.T) {
 // TestSlogCore checks the zap → slog bridge that carries certmagic's logs.
 func TestSlogCore(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf lab.LogBuffer
 	h := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey {
@@ -530,7 +510,7 @@ func TestSlogCore(t *testing.T) {
 		t.Errorf("got\n%swant\n%s", got, want)
 	}
 	// Info is off when the handler is at Info: certmagic's chatter drops.
-	buf2 := &syncBuffer{}
+	buf2 := &lab.LogBuffer{}
 	quiet := newZap(slog.NewTextHandler(buf2, nil))
 	quiet.Info("chatty")
 	quiet.Warn("kept")

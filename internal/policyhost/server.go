@@ -127,12 +127,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		host = hh
 	}
-	site := s.sites.Load().Lookup(host)
+	// One snapshot per request: a reload in between must not mix two.
+	sites := s.sites.Load()
+	site := sites.Lookup(host)
+	st := requestTLS(r)
 	switch {
 	case site == nil:
 		s.reply(w, http.StatusNotFound, "unknown_host")
 		return
-	case requestTLS(r) != nil && !strings.EqualFold(strings.TrimSuffix(requestTLS(r).ServerName, "."), site.Host):
+	case st != nil && !strings.EqualFold(strings.TrimSuffix(st.ServerName, "."), site.Host):
 		s.reply(w, http.StatusMisdirectedRequest, "misdirected")
 		return
 	case r.URL.Path != fetch.Path:
@@ -145,7 +148,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(site.Body)))
-	if cc := s.sites.Load().CacheControl; cc != "" {
+	if cc := sites.CacheControl; cc != "" {
 		h.Set("Cache-Control", cc)
 	}
 	w.WriteHeader(http.StatusOK)

@@ -223,18 +223,28 @@ func (s *IDStore) Lookup(domain string) (id, hash string, ok bool, err error) {
 	return e.ID, e.Hash, ok, nil
 }
 
-// write replaces the file atomically (temp file and rename).
+// write replaces the file.
 func (s *IDStore) write(entries map[string]idEntry) error {
 	data, err := json.MarshalIndent(entries, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("policyhost: writing the id store: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
+	if err := WriteFileAtomic(s.path, data); err != nil {
 		return fmt.Errorf("policyhost: writing the id store: %w", err)
 	}
 	return nil
+}
+
+// WriteFileAtomic replaces a file of the host's storage (mode 0600,
+// creating its folder) through a temporary file and a rename, so that a
+// crash never leaves half a file.
+func WriteFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
