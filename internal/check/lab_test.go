@@ -241,7 +241,7 @@ func scenarios() []scenario {
 			w.good()
 			w.l.DNS.TruncateAlways("_mta-sts."+w.d, dns.TypeTXT)
 		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
-			not: []finding.ID{finding.STSRecordMissing, finding.STSPolicyNotAdvertised},
+			not:   []finding.ID{finding.STSRecordMissing, finding.STSPolicyNotAdvertised},
 			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.STSRecordUndetermined, "truncated") }},
 		{name: "truncated MX answer is not an implicit MX", setup: func(w world) {
 			w.good()

@@ -1116,15 +1116,31 @@ func TestIncompleteRepliesAreUndetermined(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name:    "TC over UDP and over TCP, no records",
-			udp:     func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) { m := reply(r, dns.RcodeSuccess, nil); m.Truncated = true; w.WriteMsg(m) },
-			tcp:     func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) { m := reply(r, dns.RcodeSuccess, nil); m.Truncated = true; w.WriteMsg(m) },
+			name: "TC over UDP and over TCP, no records",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, nil)
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
+			tcp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, nil)
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
 			wantErr: "truncated",
 		},
 		{
-			name:    "TC over TCP with part of the records",
-			udp:     func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) { m := reply(r, dns.RcodeSuccess, nil); m.Truncated = true; w.WriteMsg(m) },
-			tcp:     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) { m := reply(r, dns.RcodeSuccess, rrs[:1]); m.Truncated = true; w.WriteMsg(m) },
+			name: "TC over TCP with part of the records",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, nil)
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
+			tcp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, rrs[:1])
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
 			wantErr: "truncated",
 		},
 		{
@@ -1134,9 +1150,13 @@ func TestIncompleteRepliesAreUndetermined(t *testing.T) {
 			wantErr: "announces",
 		},
 		{
-			name:    "header only, answer announced",
-			udp:     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) { w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen]) },
-			tcp:     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) { w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen]) },
+			name: "header only, answer announced",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
+				w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen])
+			},
+			tcp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
+				w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen])
+			},
 			wantErr: "announces",
 		},
 	}
