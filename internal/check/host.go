@@ -60,6 +60,10 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 		v.problems = append(v.problems, pending{id, finding.Error, fmt.Sprintf(format, args...)})
 	}
 	if r.TLS == nil {
+		if r.Class == fetch.ConnectBlocked {
+			bad(finding.PolicyHostNotPublic, "%s: %s.", r.Host, r.Error)
+			return v
+		}
 		if r.Class == fetch.TLSError && strings.Contains(r.Error, "protocol version") {
 			bad(finding.PolicyTLSVersion, "%s at %s: the server offers no TLS version senders accept (%s).", r.Host, v.where, r.Error)
 		} else {

@@ -268,6 +268,17 @@ func scenarios() []scenario {
 			w.l.DNS.Drop("_mta-sts."+w.d, dns.TypeTXT)
 		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
 			not: []finding.ID{finding.STSRecordMissing}},
+		{name: "STS-TXT-16 truncated over UDP and TCP is not absence", setup: func(w world) {
+			w.good()
+			w.l.DNS.TruncateAlways("_mta-sts."+w.d, dns.TypeTXT)
+		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
+			not:   []finding.ID{finding.STSRecordMissing, finding.STSPolicyNotAdvertised},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.STSRecordUndetermined, "truncated") }},
+		{name: "truncated MX answer is not an implicit MX", setup: func(w world) {
+			w.good()
+			w.l.DNS.TruncateAlways(w.d, dns.TypeMX)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXUndetermined, finding.Warning}},
+			not: []finding.ID{finding.MXImplicit, finding.MXNotCovered}},
 		{name: "STS-TXT-17 MISC-2 policy online without a record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy) },
 			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSPolicyNotAdvertised, finding.Error}}},
 		{name: "STS-TXT-18 zone wildcard answers _mta-sts", fixable: true, setup: func(w world) { w.mail(); w.dns(`*.$D. 300 IN TXT "v=spf1 -all"`) },

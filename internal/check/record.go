@@ -30,6 +30,9 @@ func temporaryWhy(a *resolve.Answer) string {
 	if a == nil {
 		return "the lookup was not made"
 	}
+	if a.Status == resolve.StatusError && a.Error != "" {
+		return a.Error // names the server and what was wrong with the reply
+	}
 	why := string(a.Status)
 	if a.Rcode != "" && a.Status != resolve.StatusTimeout {
 		why = a.Rcode

@@ -54,6 +54,9 @@ const (
 	ConnectRefused Class = "connect-refused"
 	ConnectTimeout Class = "connect-timeout"
 	ConnectError   Class = "connect-error" // unreachable, reset and other network errors
+	// ConnectBlocked: a guarded scan (the web checker) did not connect,
+	// because the address is not a public one (dial.Guard).
+	ConnectBlocked Class = "connect-blocked"
 	TLSTimeout     Class = "tls-timeout"
 	TLSError       Class = "tls-error" // handshake failure: alert, protocol version, not TLS
 	HTTPTimeout    Class = "http-timeout"
@@ -278,7 +281,12 @@ func isTimeout(err error, ctx context.Context) bool {
 }
 
 func classifyConnect(err error, ctx context.Context) (Class, string) {
+	var blocked *dial.BlockedError
 	switch {
+	case errors.As(err, &blocked):
+		return ConnectBlocked, blocked.Error()
+	case errors.Is(err, dial.ErrBlocked):
+		return ConnectBlocked, err.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused, "connection refused on port 443"
 	case isTimeout(err, ctx):

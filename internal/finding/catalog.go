@@ -243,6 +243,14 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-2", "MISC-1"},
 	})
+	PolicyHostNotPublic = def(Def{
+		ID: "policy-host-not-public", Component: ComponentPolicyHost, Severities: onlyError,
+		Title:     "Policy host resolves to an address that is not public",
+		Explain:   "mta-sts.<domain> resolves to a loopback, private, link-local or other special-purpose address (IANA registries, RFC 6890). Senders on the internet cannot fetch the policy there. The public web checker does not connect to such addresses, so the policy was not fetched from it (the command-line scanner does).",
+		Fix:       "Point the A/AAAA records of mta-sts.<domain> at the public addresses of the policy host.",
+		Ref:       "RFC 8461 §3.3; RFC 6890",
+		Checklist: []string{"STS-FETCH-2"},
+	})
 	PolicyFetchPartial = def(Def{
 		ID: "policy-fetch-partial", Component: ComponentPolicyHost, Severities: onlyWarning,
 		Title:     "Policy is reachable on some addresses only",
@@ -675,6 +683,14 @@ var (
 		Fix:       "Publish A/AAAA records for <mx>, or remove it from the MX set.",
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-3"},
+	})
+	MXAddressNotPublic = def(Def{
+		ID: "mx-address-not-public", Component: ComponentMX, Severities: onlyWarning,
+		Title:     "MX host resolves to an address that is not public",
+		Explain:   "The MX host resolves to a loopback, private, link-local or other special-purpose address (IANA registries, RFC 6890). Senders on the internet cannot deliver there. The public web checker does not connect to such addresses, so STARTTLS was not probed at it (the command-line scanner does).",
+		Fix:       "Publish only public addresses for <mx>, or remove it from the MX set if it is meant for internal mail only.",
+		Ref:       "RFC 5321 §5.1; RFC 6890",
+		Checklist: []string{"MISC-34"},
 	})
 	MXAddressUndetermined = def(Def{
 		ID: "mx-address-undetermined", Component: ComponentMX, Severities: onlyWarning,

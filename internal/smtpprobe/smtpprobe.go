@@ -54,9 +54,12 @@ type Class string
 
 // Failure classes, in the order of the phases.
 const (
-	ConnectRefused     Class = "connect-refused"
-	ConnectTimeout     Class = "connect-timeout"
-	ConnectError       Class = "connect-error"
+	ConnectRefused Class = "connect-refused"
+	ConnectTimeout Class = "connect-timeout"
+	ConnectError   Class = "connect-error"
+	// ConnectBlocked: a guarded scan (the web checker) did not connect,
+	// because the address is not a public one (dial.Guard).
+	ConnectBlocked     Class = "connect-blocked"
 	BannerTimeout      Class = "banner-timeout"   // connected, no banner
 	BannerClosed       Class = "banner-closed"    // closed before or during the banner
 	BannerTemporary    Class = "banner-temporary" // 4xx banner: greylisting, rate limits, scanner blocking
@@ -381,7 +384,12 @@ func isTimeout(err error) bool {
 }
 
 func classifyConnect(ctx context.Context, err error) (Class, string) {
+	var blocked *dial.BlockedError
 	switch {
+	case errors.As(err, &blocked):
+		return ConnectBlocked, blocked.Error()
+	case errors.Is(err, dial.ErrBlocked):
+		return ConnectBlocked, err.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused, "connection refused on port 25"
 	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
