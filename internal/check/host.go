@@ -133,7 +133,7 @@ func (e *evaluator) policyHost() {
 		views = append(views, e.judgeFetch(r))
 	}
 	policyOnline := slices.ContainsFunc(views, func(v *fetchView) bool {
-		return v.r.Status == 200 && bytes.Contains(v.r.Body, []byte("version:"))
+		return v.r.Status == 200 && v.r.Error == "" && bytes.Contains(v.r.Body, []byte("version:"))
 	})
 	relevant := e.recState == recValid || e.recState == recInvalid || policyOnline
 	if !relevant {
@@ -216,7 +216,7 @@ func (e *evaluator) policyHost() {
 		}
 	}
 	e.consistencyAcrossAddresses()
-	if e.primary.r.Status == 200 {
+	if e.primary.r.Status == 200 && e.primary.r.Error == "" {
 		e.responseHeaders(e.primary.r)
 	}
 }

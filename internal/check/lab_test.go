@@ -426,6 +426,15 @@ func scenarios() []scenario {
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCharset, finding.Warning}}},
 		{name: "STS-FETCH-12 MISC-36 endless body", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Endless()) },
 			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}}},
+		// A body cut off by the deadline is a failed fetch, never a policy
+		// with errors (issue 8 #6).
+		{name: "STS-FETCH-12 slow-drip body cut off by the deadline", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Drip("version: STSv1\r\nmode: enf", 200*time.Millisecond))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyFetchFailed, finding.Error}},
+			not: []finding.ID{finding.PolicyMode, finding.PolicyMaxAge, finding.PolicyVersion, finding.PolicyMXMissing, finding.PolicyNotKeyValue, finding.PolicySenderDivergence}},
 		{name: "STS-FETCH-13 MISC-35 slow policy host", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
