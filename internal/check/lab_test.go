@@ -555,7 +555,9 @@ func scenarios() []scenario {
 			w.dns("b.mail.$D. 300 IN AAAA 2001:db8::26")
 			w.l.DNS.Drop("b.mail."+w.d, dns.TypeA)
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXAddressFamilyUndetermined, finding.Warning}},
-			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.MXAddressFamilyUndetermined, "IPv4 addresses") }},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.MXAddressFamilyUndetermined, "IPv4 addresses")
+			}},
 		{name: "STS-FETCH-16 MISC-34 AAAA lookup of the policy host fails while A answers", setup: func(w world) {
 			w.good()
 			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
