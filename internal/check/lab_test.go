@@ -202,8 +202,39 @@ func scenarios() []scenario {
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordQuoted, finding.Error}}},
 		{name: "STS-TXT-6 wrong case", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"V=STSv1; id=1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordVersion, finding.Error}}},
-		{name: "STS-TXT-7 space before semicolon", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1 ; id=1"`) },
-			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
+		// RFC 8461 §3.1: a single record is parsed by the grammar, which
+		// allows blanks around ';'; the "v=STSv1;" filter applies only when
+		// several TXT records come back.
+		{name: "STS-TXT-7 space before semicolon, single record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1 ; id=1"`) },
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Warning}},
+			not: []finding.ID{finding.PolicySenderDivergence}},
+		{name: "STS-TXT-7 space before semicolon beside another TXT record", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.policy(goodPolicy)
+			w.sts(`"v=STSv1 ; id=1"`, `"google-site-verification=abc"`)
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
+		{name: "RPT-TXT-4 space before semicolon, single TLS-RPT record", fixable: true, setup: func(w world) {
+			w.mail()
+			w.policy(goodPolicy)
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1 ; rua=mailto:tlsrpt@$D"`)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.TLSRPTSpaceBeforeSemicolon, finding.Warning}},
+			not: []finding.ID{finding.TLSRPTMissing}, check: func(t *testing.T, r *check.Report) {
+				if r.TLSRPT == nil || len(r.TLSRPT.Usable) != 1 {
+					t.Errorf("TLS-RPT record not used: %+v", r.TLSRPT)
+				}
+			}},
+		{name: "RPT-TXT-3 space before semicolon beside another TXT record", fixable: true, setup: func(w world) {
+			w.mail()
+			w.policy(goodPolicy)
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1 ; rua=mailto:tlsrpt@$D"`, `_smtp._tls.$D. 300 IN TXT "other"`)
+		}, status: check.StatusEnforce, grade: "*", want: []want{{finding.TLSRPTSpaceBeforeSemicolon, finding.Error}}, check: func(t *testing.T, r *check.Report) {
+			if r.TLSRPT != nil {
+				t.Errorf("a TLS-RPT record senders discard is reported as the record: %+v", r.TLSRPT)
+			}
+		}},
 		{name: "STS-TXT-8 space around equals", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id = 1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceAroundEquals, finding.Error}}},
 		{name: "STS-TXT-9 MISC-16 hyphenated id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=2024-01-01"`) },
@@ -395,6 +426,15 @@ func scenarios() []scenario {
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCharset, finding.Warning}}},
 		{name: "STS-FETCH-12 MISC-36 endless body", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Endless()) },
 			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}}},
+		// A body cut off by the deadline is a failed fetch, never a policy
+		// with errors (issue 8 #6).
+		{name: "STS-FETCH-12 slow-drip body cut off by the deadline", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Drip("version: STSv1\r\nmode: enf", 200*time.Millisecond))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyFetchFailed, finding.Error}},
+			not: []finding.ID{finding.PolicyMode, finding.PolicyMaxAge, finding.PolicyVersion, finding.PolicyMXMissing, finding.PolicyNotKeyValue, finding.PolicySenderDivergence}},
 		{name: "STS-FETCH-13 MISC-35 slow policy host", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()

@@ -54,9 +54,9 @@ var (
 		Checklist: []string{"STS-TXT-6", "MISC-31"},
 	})
 	STSRecordSpaceBeforeSemicolon = def(Def{
-		ID: "sts-record-space-before-semicolon", Component: ComponentRecord, Severities: onlyError,
+		ID: "sts-record-space-before-semicolon", Component: ComponentRecord, Severities: errorOrWarning,
 		Title:     "Space before the first semicolon of the MTA-STS record",
-		Explain:   "\"v=STSv1 ;\" matches the grammar but not the rule that a record must begin with \"v=STSv1;\" (erratum 6285). Senders differ: mox and postfix-mta-sts-resolver accept it, a literal reading discards it.",
+		Explain:   "\"v=STSv1 ;\" matches the grammar, whose delimiter allows whitespace around ';'. When it is the only TXT record at _mta-sts, no filter applies and senders use it (a warning: it is fragile). When several TXT records come back, senders first discard those that do not begin with exactly \"v=STSv1;\" (erratum 6285), and RFC 8461 senders then find no record (an error), while mox, postfix-mta-sts-resolver and postfix-tlspol accept it anyway.",
 		Fix:       "Remove the space: v=STSv1; id=<id>",
 		Ref:       "RFC 8461 §3.1; erratum 6285",
 		Checklist: []string{"STS-TXT-7", "AMB-2"},
@@ -353,7 +353,7 @@ var (
 	PolicyContentType = def(Def{
 		ID: "policy-content-type", Component: ComponentPolicyHost, Severities: onlyError,
 		Title:     "Policy is not served as text/plain",
-		Explain:   "Senders should check the media type. postfix-mta-sts-resolver and go-mtasts (maddy) drop a policy that is not text/plain, while mox and postfix-tlspol use it anyway, so the policy applies to some senders only.",
+		Explain:   "Senders should check the media type. postfix-mta-sts-resolver, postfix-tlspol (since v1.12.1) and go-mtasts (maddy) drop a policy that is not text/plain, while mox uses it anyway, so the policy applies to some senders only.",
 		Fix:       "Serve /.well-known/mta-sts.txt with the header \"Content-Type: text/plain; charset=utf-8\".",
 		Ref:       "RFC 8461 §3.2",
 		Checklist: []string{"STS-FETCH-10", "MISC-5", "§H"},
@@ -553,7 +553,7 @@ var (
 	PolicyMXMissing = def(Def{
 		ID: "policy-mx-missing", Component: ComponentPolicy, Severities: onlyError,
 		Title:     "Policy has no mx line",
-		Explain:   "At least one mx line is required in testing and enforce mode; postfix-tlspol once deferred all mail for such a policy.",
+		Explain:   "At least one mx line is required in testing and enforce mode; postfix-tlspol once deferred all mail for such a policy, and since v1.12.1 rejects it like RFC 8461.",
 		Fix:       "Add one \"mx: <mx>\" line per MX host.",
 		Ref:       "RFC 8461 §3.2",
 		Checklist: []string{"STS-POL-10"},
@@ -760,10 +760,19 @@ var (
 	TLSRPTSyntax = def(Def{
 		ID: "tlsrpt-syntax", Component: ComponentTLSRPT, Severities: onlyError,
 		Title:     "TLS-RPT record is not valid",
-		Explain:   "The record does not match the grammar (space around '=' or before the first ';', a missing ';', forbidden characters, trailing junk). Senders ignore it.",
+		Explain:   "The record does not match the grammar (space around '=', a missing ';', forbidden characters, trailing junk). Senders ignore it.",
 		Fix:       "Set the TXT value to: v=TLSRPTv1; rua=mailto:tlsrpt@<domain>",
 		Ref:       "RFC 8460 §3",
 		Checklist: []string{"RPT-TXT-4"},
+		Caps:      map[Severity]Grade{Error: GradeB},
+	})
+	TLSRPTSpaceBeforeSemicolon = def(Def{
+		ID: "tlsrpt-space-before-semicolon", Component: ComponentTLSRPT, Severities: errorOrWarning,
+		Title:     "Space before the first semicolon of the TLS-RPT record",
+		Explain:   "\"v=TLSRPTv1 ;\" matches the grammar, whose delimiter allows whitespace around ';'. When it is the only TXT record at _smtp._tls, no filter applies and senders use it (a warning: it is fragile). When several TXT records come back, senders first discard those that do not begin with exactly \"v=TLSRPTv1;\", so a literal reading finds no record and sends no reports (an error); mox accepts it anyway.",
+		Fix:       "Remove the space: v=TLSRPTv1; rua=mailto:tlsrpt@<domain>",
+		Ref:       "RFC 8460 §3",
+		Checklist: []string{"RPT-TXT-3", "RPT-TXT-4"},
 		Caps:      map[Severity]Grade{Error: GradeB},
 	})
 	TLSRPTRUAMissing = def(Def{
