@@ -160,6 +160,12 @@ func (e *evaluator) policyHost() {
 	}
 
 	// DNS of the policy host.
+	if failed, answered := familyFailure(a, aaaa); failed != nil && o.PolicyHostOverride == "" {
+		e.add(finding.PolicyHostFamilyUndetermined, finding.Warning, host,
+			fmt.Sprintf("The %s lookup of %s failed (%s) while %s answered (%s): the policy was fetched only from the %s addresses; %s addresses, if any, were not checked.",
+				failed.Type, host, temporaryWhy(failed), answered.Type, addrList(answered), family(answered), family(failed)),
+			e.fixText(finding.PolicyHostFamilyUndetermined))
+	}
 	if a != nil && len(a.CNAMEs) > 0 {
 		if e.hostState == hostResolved {
 			e.add(finding.PolicyHostDelegated, finding.Info, host,

@@ -702,6 +702,27 @@ func scenarios() []scenario {
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXCNAME, finding.Warning}}},
 		{name: "MX host without address", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 30 c.mail.$D.") },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXNoAddress, finding.Warning}}},
+		{name: "MISC-34 AAAA lookup of an MX host fails while A answers", setup: func(w world) {
+			w.good()
+			w.l.DNS.SetRcode("mx1."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXAddressFamilyUndetermined, finding.Warning}},
+			not: []finding.ID{finding.MXAddressUndetermined},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.MXAddressFamilyUndetermined, "AAAA lookup of mx1."+r.Domain+" failed (SERVFAIL")
+			}},
+		{name: "MISC-34 A lookup of an MX host times out while AAAA answers", setup: func(w world) {
+			w.good()
+			w.dns("b.mail.$D. 300 IN AAAA 2001:db8::26")
+			w.l.DNS.Drop("b.mail."+w.d, dns.TypeA)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXAddressFamilyUndetermined, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.MXAddressFamilyUndetermined, "IPv4 addresses")
+			}},
+		{name: "STS-FETCH-16 MISC-34 AAAA lookup of the policy host fails while A answers", setup: func(w world) {
+			w.good()
+			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyHostFamilyUndetermined, finding.Warning}},
+			not: []finding.ID{finding.PolicyHostUndetermined}},
 		{name: "MX lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode(w.d, dns.TypeMX, dns.RcodeServerFailure) },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXUndetermined, finding.Warning}},
 			not: []finding.ID{finding.MXNotCovered, finding.MXImplicit}},

@@ -227,6 +227,15 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-16", "MISC-1"},
 	})
+	PolicyHostFamilyUndetermined = def(Def{
+		ID: "policy-host-family-undetermined", Component: ComponentPolicyHost, Severities: onlyWarning,
+		Title:     "One address lookup of the policy host fails",
+		Explain:   "The A or the AAAA lookup of mta-sts.<domain> failed temporarily while the other one answered, so the scan fetched the policy only from the addresses it could see; the others, if any, were not checked. Senders that meet the same failure fetch over the family that answers.",
+		Fix:       "Make the name servers that answer for mta-sts.<domain> answer both A and AAAA queries (NODATA for a family without addresses), then scan again.",
+		Ref:       "RFC 8461 §3.3; RFC 2308 §2.2",
+		Checklist: []string{"STS-FETCH-16", "MISC-34"},
+		Caps:      map[Severity]Grade{Warning: GradeA},
+	})
 	PolicyHostDelegated = def(Def{
 		ID: "policy-host-delegated", Component: ComponentPolicyHost, Severities: onlyInfo,
 		Title:     "Policy host is a CNAME",
@@ -708,6 +717,15 @@ var (
 		Fix:       "Retry the scan. If it persists, check the name servers that answer for <mx>.",
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-2"},
+	})
+	MXAddressFamilyUndetermined = def(Def{
+		ID: "mx-address-family-undetermined", Component: ComponentMX, Severities: onlyWarning,
+		Title:     "One address lookup of an MX host fails",
+		Explain:   "The A or the AAAA lookup of the MX host failed temporarily (SERVFAIL, timeout) while the other one answered, so the scan could not see, or probe, the addresses of that family. Senders that meet the same failure deliver over the other family only (Postfix and Exim use whatever answered); a host whose only addresses are in the failing family is deferred (Postfix: \"Host not found, try again\"). The usual cause is an authoritative server that mishandles AAAA queries instead of answering NODATA.",
+		Fix:       "Make the name servers of <mx> answer both A and AAAA queries (NODATA for a family without addresses), then scan again.",
+		Ref:       "RFC 5321 §5.1; RFC 2308 §2.2",
+		Checklist: []string{"DANE-DNS-2", "MISC-34"},
+		Caps:      map[Severity]Grade{Warning: GradeA},
 	})
 )
 
