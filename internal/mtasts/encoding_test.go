@@ -91,7 +91,7 @@ func TestSenderContentCodings(t *testing.T) {
 // TestDecodeIsBounded: a small gzip body that expands to 16 MiB (a gzip
 // bomb) is decoded only up to the 64 KiB cap (RFC 8461 §3.3).
 func TestDecodeIsBounded(t *testing.T) {
-	bomb := gzipped(good+strings.Repeat("x-pad: 0\r\n", 16<<20/10))
+	bomb := gzipped(good + strings.Repeat("x-pad: 0\r\n", 16<<20/10))
 	if len(bomb) > 64<<10 {
 		t.Fatalf("the bomb is %d bytes compressed", len(bomb))
 	}
