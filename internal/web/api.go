@@ -36,10 +36,10 @@ func (s *Server) routesAPI(mux *http.ServeMux) {
 	// Everything else under /api/ answers in JSON too: 405 with Allow for
 	// a known path, 404 for the rest.
 	for path, allow := range map[string]string{
-		"/api/v1/scans":               "POST",
-		"/api/v1/scans/{id}":          "GET, HEAD",
-		"/api/v1/scans/{id}/events":   "GET, HEAD",
-		"/api/v1/openapi.yaml":        "GET, HEAD",
+		"/api/v1/scans":                "POST",
+		"/api/v1/scans/{id}":           "GET, HEAD",
+		"/api/v1/scans/{id}/events":    "GET, HEAD",
+		"/api/v1/openapi.yaml":         "GET, HEAD",
 		"/api/v1/scans/{id}/{rest...}": "",
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
@@ -84,21 +84,21 @@ type scanRequest struct {
 
 // scanResource is a scan as the API shows it.
 type scanResource struct {
-	ID         string           `json:"id"`
-	Domain     string           `json:"domain"`
-	SMTP       bool             `json:"smtp"`
-	State      scanjob.State    `json:"state"`
-	Position   int              `json:"queue_position,omitempty"`
-	CreatedAt  time.Time        `json:"created_at"`
-	StartedAt  *time.Time       `json:"started_at,omitempty"`
-	FinishedAt *time.Time       `json:"finished_at,omitempty"`
-	ExpiresAt  *time.Time       `json:"expires_at,omitempty"`
-	Links      links            `json:"links"`
-	Stages     []scanjob.Event  `json:"stages"`
-	Document   json.RawMessage  `json:"document,omitempty"`
-	Error      string           `json:"error,omitempty"`
-	Outcome    scanjob.Outcome  `json:"outcome,omitempty"` // POST only
-	Notes      []string         `json:"notes,omitempty"`   // POST only: how the input was read
+	ID         string          `json:"id"`
+	Domain     string          `json:"domain"`
+	SMTP       bool            `json:"smtp"`
+	State      scanjob.State   `json:"state"`
+	Position   int             `json:"queue_position,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	ExpiresAt  *time.Time      `json:"expires_at,omitempty"`
+	Links      links           `json:"links"`
+	Stages     []scanjob.Event `json:"stages"`
+	Document   json.RawMessage `json:"document,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Outcome    scanjob.Outcome `json:"outcome,omitempty"` // POST only
+	Notes      []string        `json:"notes,omitempty"`   // POST only: how the input was read
 }
 
 type links struct {

@@ -90,9 +90,9 @@ func serveStatic(w http.ResponseWriter, r *http.Request) {
 // own file.
 var templates = func() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"asset":    assetURL,
-		"utc":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"duration": humanSeconds,
+		"asset":      assetURL,
+		"utc":        func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"duration":   humanSeconds,
 		"inc":        func(i int) int { return i + 1 },
 		"deref":      func(b *bool) bool { return b != nil && *b },
 		"stageTitle": func(s scanjob.Stage) string { return s.Title() },
