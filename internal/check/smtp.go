@@ -106,7 +106,7 @@ func (e *evaluator) smtp() {
 			case smtpprobe.STARTTLSRefused:
 				a.ResultType = tlsrpt.STARTTLSNotSupported
 				add(finding.SMTPSTARTTLSFailed, sev, "%s; %s", p.Error, effect)
-			case smtpprobe.TLSHandshake, smtpprobe.TLSTimeout:
+			case smtpprobe.TLSHandshake, smtpprobe.TLSTimeout, smtpprobe.TLSPlaintext:
 				a.ResultType = tlsrpt.ValidationFailure
 				add(finding.SMTPSTARTTLSFailed, sev, "%s; %s", p.Error, effect)
 			}

@@ -74,7 +74,7 @@ type Result struct {
 	TLS        *TLS              `json:"tls,omitempty"`
 	Status     int               `json:"status,omitempty"`
 	Header     map[string]string `json:"headers,omitempty"` // selected response headers
-	Body       Body              `json:"body,omitempty"`    // at most MaxBody bytes
+	Body       Body              `json:"body,omitempty"`    // at most MaxBody bytes; none when reading it failed
 	BodyBytes  int64             `json:"body_bytes"`        // bytes read (up to MaxBody+1)
 	TooLarge   bool              `json:"too_large,omitempty"`
 	Timings    Timings           `json:"timings_ms"`
@@ -245,7 +245,11 @@ func (f *Fetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *Result
 		r.TooLarge = true
 		body = body[:maxBody]
 	} else if err != nil {
-		r.Class, r.Error = classifyHTTP(fmt.Errorf("reading the body: %w", err), ctx)
+		// A body cut off (deadline, reset, short of Content-Length) is a
+		// failed fetch: the bytes read are not a policy, so none are kept
+		// to be mistaken for one.
+		r.Class, r.Error = classifyHTTP(fmt.Errorf("reading the body after %d bytes: %w", len(body), err), ctx)
+		return r
 	}
 	r.Body = body
 	return r
