@@ -370,6 +370,7 @@ func (s *Summary) Totals(f Filter) Totals {
 	if f.Type == "" {
 		return t
 	}
+	days, refs := map[time.Time]bool{}, map[Ref]bool{}
 	for _, r := range s.Rows {
 		if !f.match(r.Domain, r.Day, r.Type, r.Organization) {
 			continue
@@ -388,11 +389,13 @@ func (s *Summary) Totals(f Filter) Totals {
 				t.BySendingIP[fl.SendingIP] += fl.Count
 			}
 		}
-		if !slices.ContainsFunc(t.Days, r.Day.Equal) {
+		if !days[r.Day] {
+			days[r.Day] = true
 			t.Days = append(t.Days, r.Day)
 		}
 		for _, ref := range r.Reports {
-			if !slices.Contains(t.Reports, ref) {
+			if !refs[ref] {
+				refs[ref] = true
 				t.Reports = append(t.Reports, ref)
 			}
 		}
