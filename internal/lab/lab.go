@@ -195,6 +195,20 @@ func (l *Lab) Dialer() *dial.Dialer {
 	return &dial.Dialer{Rules: l.Rules()}
 }
 
+// LiveDialer returns a dialer that applies the lab's address rules as they
+// are when each connection is made, so that hosts added later are reached
+// too (a long-running resolver under test). Rules naming hosts are not
+// applied.
+func (l *Lab) LiveDialer() *dial.Dialer {
+	return &dial.Dialer{Net: func(ctx context.Context, network, address string) (net.Conn, error) {
+		if ap, err := netip.ParseAddrPort(address); err == nil {
+			address = l.Dialer().Target("", ap.Addr(), int(ap.Port()))
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}}
+}
+
 // ConnectToFlags returns the rules as --connect-to flag values.
 func (l *Lab) ConnectToFlags() []string {
 	rules := l.Rules()

@@ -1,6 +1,7 @@
 package sendpolicy
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -73,25 +74,26 @@ const (
 	RuleInvalidKey     Rule = "invalid-key"         // the key cannot have a policy
 )
 
-// Decision is the answer for one domain and the reason for it.
+// Decision is the answer for one domain and the reason for it. Deciding
+// allocates nothing; Reason assembles the words when they are needed.
 type Decision struct {
 	Domain string         `json:"domain"`
 	Kind   Kind           `json:"kind"`
 	Rule   Rule           `json:"rule"`
-	Reason string         `json:"reason"`
 	Policy *mtasts.Policy `json:"policy,omitempty"` // the MTA-STS policy applied by a secure answer
+	mode   mtasts.Mode
+	detail string // the DANE or MTA-STS reason the rule builds on
 }
 
 // Decide applies DANE first (RFC 8461 §2), then MTA-STS (RFC 8461 §5).
 func Decide(domain string, d DANEVerdict, s STS, z Zone) Decision {
 	dec := Decision{Domain: domain}
-	mode := mtasts.Mode("")
 	if s.Policy != nil {
-		mode = s.Policy.Mode
+		dec.mode = s.Policy.Mode
 	}
-	enforce := mode == mtasts.ModeEnforce || mode == mtasts.ModeTesting && z.StrictTesting
-	set := func(k Kind, r Rule, why string) Decision {
-		dec.Kind, dec.Rule, dec.Reason = k, r, why
+	enforce := dec.mode == mtasts.ModeEnforce || dec.mode == mtasts.ModeTesting && z.StrictTesting
+	set := func(k Kind, r Rule, detail string) Decision {
+		dec.Kind, dec.Rule, dec.detail = k, r, detail
 		if k == KindSecure {
 			dec.Policy = s.Policy
 		}
@@ -101,42 +103,80 @@ func Decide(domain string, d DANEVerdict, s STS, z Zone) Decision {
 	case DANETemporary:
 		return set(KindTemp, RuleDANETemporary, d.Reason)
 	case DANEAll:
-		return set(KindDANEOnly, RuleDANEAll, d.Reason+"; DANE takes precedence over MTA-STS (RFC 8461 §2)")
+		return set(KindDANEOnly, RuleDANEAll, d.Reason)
 	case DANESome:
 		if enforce {
-			return set(KindDANEOnly, RuleDANESomeSTS, d.Reason+"; with MTA-STS in "+string(mode)+" mode, mandatory DANE is the only level that neither downgrades the DANE hosts nor leaves the others without authentication (RFC 8461 §2)")
+			return set(KindDANEOnly, RuleDANESomeSTS, d.Reason)
 		}
-		return set(KindDANE, RuleDANESome, d.Reason+"; DANE authenticates the hosts with TLSA records")
+		return set(KindDANE, RuleDANESome, d.Reason)
 	case DANEUnusable:
 		if enforce {
-			return set(KindSecure, RuleDANEUnusable, d.Reason+"; MTA-STS "+string(mode)+" adds the WebPKI checks, the stricter combination (STS-DANE-4)")
+			return set(KindSecure, RuleDANEUnusable, d.Reason)
 		}
 		return set(KindDANE, RuleDANEUnusableNo, d.Reason)
 	}
 	switch {
-	case mode == mtasts.ModeEnforce:
-		return set(KindSecure, RuleSTSEnforce, "MTA-STS policy in enforce mode (RFC 8461 §5); "+s.Reason)
-	case mode == mtasts.ModeTesting && z.StrictTesting:
-		return set(KindSecure, RuleSTSStrict, "MTA-STS policy in testing mode, applied as enforce because the zone sets strict_testing; "+s.Reason)
-	case mode == mtasts.ModeTesting:
-		return set(KindNotFound, RuleSTSTesting, "MTA-STS policy in testing mode: deliver as without a policy (RFC 8461 §5); "+s.Reason)
-	case mode == mtasts.ModeNone:
-		return set(KindNotFound, RuleSTSNone, "MTA-STS policy in mode none: the domain has no active policy (RFC 8461 §5, §8.3)")
+	case dec.mode == mtasts.ModeEnforce:
+		return set(KindSecure, RuleSTSEnforce, s.Reason)
+	case dec.mode == mtasts.ModeTesting && z.StrictTesting:
+		return set(KindSecure, RuleSTSStrict, s.Reason)
+	case dec.mode == mtasts.ModeTesting:
+		return set(KindNotFound, RuleSTSTesting, s.Reason)
+	case dec.mode == mtasts.ModeNone:
+		return set(KindNotFound, RuleSTSNone, s.Reason)
 	case s.Temporary && z.DeferOnSTSFailure:
-		return set(KindTemp, RuleSTSTempDefer, s.Reason+"; the zone defers on temporary MTA-STS failures (STS-SND-16)")
+		return set(KindTemp, RuleSTSTempDefer, s.Reason)
 	case s.Temporary:
-		return set(KindNotFound, RuleSTSTempOpen, s.Reason+"; delivering as without MTA-STS (STS-SND-16, RFC 8461 §3.3)")
+		return set(KindNotFound, RuleSTSTempOpen, s.Reason)
 	}
-	why := s.Reason
-	if why == "" {
-		why = "no MTA-STS policy is in force"
+	return set(KindNotFound, RuleNoPolicy, s.Reason)
+}
+
+// Reason says in plain words why the rule decided, with the RFC section.
+func (d Decision) Reason() string {
+	detail := d.detail
+	if detail == "" {
+		detail = "no MTA-STS policy is in force"
 	}
-	return set(KindNotFound, RuleNoPolicy, why+" (RFC 8461 §3.3: deliver as without MTA-STS)")
+	switch d.Rule {
+	case RuleDANETemporary, RuleDANEUnusableNo, RuleInvalidKey:
+		return detail
+	case RuleDANEAll:
+		return detail + "; DANE takes precedence over MTA-STS (RFC 8461 §2)"
+	case RuleDANESomeSTS:
+		return detail + "; with MTA-STS in " + string(d.mode) + " mode, mandatory DANE is the only level that neither downgrades the DANE hosts nor leaves the others without authentication (RFC 8461 §2)"
+	case RuleDANESome:
+		return detail + "; DANE authenticates the hosts with TLSA records"
+	case RuleDANEUnusable:
+		return detail + "; MTA-STS " + string(d.mode) + " adds the WebPKI checks, the stricter combination (STS-DANE-4)"
+	case RuleSTSEnforce:
+		return "MTA-STS policy in enforce mode (RFC 8461 §5): " + detail
+	case RuleSTSStrict:
+		return "MTA-STS policy in testing mode, applied as enforce because the zone sets strict_testing: " + detail
+	case RuleSTSTesting:
+		return "MTA-STS policy in testing mode: deliver as without a policy (RFC 8461 §5): " + detail
+	case RuleSTSNone:
+		return "MTA-STS policy in mode none: the domain has no active policy (RFC 8461 §5, §8.3)"
+	case RuleSTSTempDefer:
+		return detail + "; the zone defers on temporary MTA-STS failures (STS-SND-16)"
+	case RuleSTSTempOpen:
+		return detail + "; delivering as without MTA-STS (STS-SND-16, RFC 8461 §3.3)"
+	}
+	return detail + " (RFC 8461 §3.3: deliver as without MTA-STS)"
+}
+
+// MarshalJSON adds the reason.
+func (d Decision) MarshalJSON() ([]byte, error) {
+	type plain Decision
+	return json.Marshal(struct {
+		plain
+		Reason string `json:"reason"`
+	}{plain(d), d.Reason()})
 }
 
 // Invalid is the decision for a key that cannot have a policy.
 func Invalid(key, why string) Decision {
-	return Decision{Domain: key, Kind: KindInvalid, Rule: RuleInvalidKey, Reason: "no policy for this key: " + why}
+	return Decision{Domain: key, Kind: KindInvalid, Rule: RuleInvalidKey, detail: "no policy for this key: " + why}
 }
 
 // Reply renders the decision as Postfix reads an smtp_tls_policy_maps
@@ -149,7 +189,7 @@ func (d Decision) Reply(z Zone) socketmap.Reply {
 	case KindSecure:
 		return socketmap.Reply{Status: socketmap.OK, Data: SecureValue(d.Domain, d.Policy, z)}
 	case KindTemp:
-		return socketmap.Reply{Status: socketmap.Temp, Data: printable(d.Reason, 200)}
+		return socketmap.Reply{Status: socketmap.Temp, Data: printable(d.Reason(), 200)}
 	}
 	return socketmap.Reply{Status: socketmap.NotFound}
 }

@@ -139,8 +139,8 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		d := Decide("example.com", DANEVerdict{State: tt.dane, Reason: "x"}, tt.sts, tt.zone)
-		if d.Kind != tt.kind || d.Rule != tt.rule || d.Reason == "" {
-			t.Errorf("%s: %s %s (%q), want %s %s", tt.name, d.Kind, d.Rule, d.Reason, tt.kind, tt.rule)
+		if d.Kind != tt.kind || d.Rule != tt.rule || d.Reason() == "" {
+			t.Errorf("%s: %s %s (%q), want %s %s", tt.name, d.Kind, d.Rule, d.Reason(), tt.kind, tt.rule)
 		}
 	}
 }
@@ -173,7 +173,7 @@ func TestReply(t *testing.T) {
 			t.Errorf("%s: %q, want %q (TLSRPT attributes only on STS replies, TLSRPT_README note 2)", k, got, want)
 		}
 	}
-	if got := (Decision{Kind: KindTemp, Reason: "DNSSEC\nfailed"}).Reply(Zone{}).String(); got != "TEMP DNSSEC?failed" {
+	if got := (Decision{Kind: KindTemp, Rule: RuleDANETemporary, detail: "DNSSEC\nfailed"}).Reply(Zone{}).String(); got != "TEMP DNSSEC?failed" {
 		t.Errorf("TEMP reason must be one printable line: %q", got)
 	}
 }

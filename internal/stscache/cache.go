@@ -88,7 +88,7 @@ func Open(o Options) (*Cache, error) {
 		return nil, err
 	}
 	for _, e := range entries {
-		c.put(e)
+		c.loaded(e)
 	}
 	return c, nil
 }
@@ -126,7 +126,7 @@ func (c *Cache) Get(domain string) *Entry {
 		return nil
 	}
 	if e != nil {
-		c.put(e)
+		c.loaded(e)
 	}
 	return e
 }
@@ -142,11 +142,69 @@ func (c *Cache) Peek(domain string) *Entry {
 	return nil
 }
 
-// Put stores e in place of the domain's entry. When the policy in force
-// changed (or its check time), it is written to the file at the next
-// flush.
+// Put stores e in place of the domain's entry.
 func (c *Cache) Put(e *Entry) {
-	old := c.put(e)
+	c.Update(e.Domain, func(*Entry) *Entry { return e })
+}
+
+// Update replaces the entry of domain with f(old) (old may be nil) under
+// the domain's lock, so that concurrent updates of one domain (a policy
+// discovery and a DANE lookup) never lose each other's fields. f must be
+// quick, must not modify old and must not call the cache; a nil result
+// leaves the entry alone. When the policy in force changed (or its check
+// time), the entry is written to the file at the next flush.
+func (c *Cache) Update(domain string, f func(old *Entry) *Entry) *Entry {
+	return c.update(domain, f, true)
+}
+
+// loaded puts an entry read from the file, unless the domain has one.
+func (c *Cache) loaded(e *Entry) {
+	c.update(e.Domain, func(old *Entry) *Entry {
+		if old != nil {
+			return nil
+		}
+		return e
+	}, false)
+}
+
+func (c *Cache) update(domain string, f func(old *Entry) *Entry, persist bool) *Entry {
+	s := c.shard(domain)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.items[domain]
+	var old *Entry
+	if ok {
+		old = n.e
+	}
+	e := f(old)
+	if e == nil {
+		return old
+	}
+	e.Domain = domain
+	if old == nil || old.Policy != e.Policy {
+		// A new policy: copy its strings before anyone can see it.
+		e.Policy = compact(e.Policy)
+	}
+	if ok {
+		n.e = e
+		s.moveFront(n)
+	} else {
+		n = &node{e: e}
+		s.items[domain] = n
+		s.insertFront(n)
+		for len(s.items) > s.max {
+			lru := s.head.prev
+			s.unlink(lru)
+			delete(s.items, lru.e.Domain)
+		}
+	}
+	if persist {
+		c.markDirty(old, e)
+	}
+	return e
+}
+
+func (c *Cache) markDirty(old, e *Entry) {
 	if c.store == nil {
 		return
 	}
@@ -154,37 +212,12 @@ func (c *Cache) Put(e *Entry) {
 		return
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if e.Policy != nil {
 		c.dirty[e.Domain] = e
 	} else if old != nil && old.Policy != nil {
-		c.dirty[e.Domain] = nil // the policy is gone (expired, replaced by no policy)
+		c.dirty[e.Domain] = nil // the policy is gone
 	}
-	c.mu.Unlock()
-}
-
-func (c *Cache) put(e *Entry) (old *Entry) {
-	s := c.shard(e.Domain)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.items[e.Domain]
-	if !ok || n.e.Policy != e.Policy {
-		// A new policy: copy its strings before anyone can see it.
-		e.Policy = compact(e.Policy)
-	}
-	if ok {
-		old, n.e = n.e, e
-		s.moveFront(n)
-		return old
-	}
-	n = &node{e: e}
-	s.items[e.Domain] = n
-	s.insertFront(n)
-	for len(s.items) > s.max {
-		lru := s.head.prev
-		s.unlink(lru)
-		delete(s.items, lru.e.Domain)
-	}
-	return nil
 }
 
 func (s *shard) unlink(n *node) {
