@@ -21,11 +21,11 @@ func TestReader(t *testing.T) {
 		{in: "3:abc", err: io.ErrUnexpectedEOF},
 		{in: "3:ab", err: io.ErrUnexpectedEOF},
 		{in: "12", err: io.ErrUnexpectedEOF},
-		{in: "3:abc;", err: ErrMalformed},           // bad terminator
-		{in: "x:abc,", err: ErrMalformed},           // non-digit length
-		{in: ":abc,", err: ErrMalformed},            // no length
-		{in: "03:abc,", err: ErrMalformed},          // leading zero
-		{in: "-1:,", err: ErrMalformed},             // sign
+		{in: "3:abc;", err: ErrMalformed},  // bad terminator
+		{in: "x:abc,", err: ErrMalformed},  // non-digit length
+		{in: ":abc,", err: ErrMalformed},   // no length
+		{in: "03:abc,", err: ErrMalformed}, // leading zero
+		{in: "-1:,", err: ErrMalformed},    // sign
 		{in: "1025:" + strings.Repeat("a", 1025) + ",", err: ErrTooLarge},
 		{in: "99999999999999999999999:", err: ErrTooLarge}, // no overflow
 		{in: "1024:" + strings.Repeat("a", 1024) + ",", want: []string{strings.Repeat("a", 1024)}, err: io.EOF},
