@@ -56,7 +56,9 @@ const maxRepeats = 3
 // policyFile judges the body of the response a sender would use.
 func (e *evaluator) policyFile() {
 	v := e.primary
-	if v == nil || v.r.Status != 200 || v.r.TooLarge {
+	// A fetch that failed, even after a 200 (a body cut off by the
+	// deadline), has no policy to judge.
+	if v == nil || v.r.Status != 200 || v.r.TooLarge || v.r.Error != "" {
 		return
 	}
 	url := v.r.URL

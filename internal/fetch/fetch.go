@@ -54,6 +54,9 @@ const (
 	ConnectRefused Class = "connect-refused"
 	ConnectTimeout Class = "connect-timeout"
 	ConnectError   Class = "connect-error" // unreachable, reset and other network errors
+	// ConnectBlocked: a guarded scan (the web checker) did not connect,
+	// because the address is not a public one (dial.Guard).
+	ConnectBlocked Class = "connect-blocked"
 	TLSTimeout     Class = "tls-timeout"
 	TLSError       Class = "tls-error" // handshake failure: alert, protocol version, not TLS
 	HTTPTimeout    Class = "http-timeout"
@@ -71,7 +74,7 @@ type Result struct {
 	TLS        *TLS              `json:"tls,omitempty"`
 	Status     int               `json:"status,omitempty"`
 	Header     map[string]string `json:"headers,omitempty"` // selected response headers
-	Body       Body              `json:"body,omitempty"`    // at most MaxBody bytes
+	Body       Body              `json:"body,omitempty"`    // at most MaxBody bytes; none when reading it failed
 	BodyBytes  int64             `json:"body_bytes"`        // bytes read (up to MaxBody+1)
 	TooLarge   bool              `json:"too_large,omitempty"`
 	Timings    Timings           `json:"timings_ms"`
@@ -242,7 +245,11 @@ func (f *Fetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *Result
 		r.TooLarge = true
 		body = body[:maxBody]
 	} else if err != nil {
-		r.Class, r.Error = classifyHTTP(fmt.Errorf("reading the body: %w", err), ctx)
+		// A body cut off (deadline, reset, short of Content-Length) is a
+		// failed fetch: the bytes read are not a policy, so none are kept
+		// to be mistaken for one.
+		r.Class, r.Error = classifyHTTP(fmt.Errorf("reading the body after %d bytes: %w", len(body), err), ctx)
+		return r
 	}
 	r.Body = body
 	return r
@@ -278,7 +285,12 @@ func isTimeout(err error, ctx context.Context) bool {
 }
 
 func classifyConnect(err error, ctx context.Context) (Class, string) {
+	var blocked *dial.BlockedError
 	switch {
+	case errors.As(err, &blocked):
+		return ConnectBlocked, blocked.Error()
+	case errors.Is(err, dial.ErrBlocked):
+		return ConnectBlocked, err.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused, "connection refused on port 443"
 	case isTimeout(err, ctx):

@@ -193,6 +193,38 @@ func TestHostileServers(t *testing.T) {
 	}
 }
 
+// TestCutOffBodyIsNoPolicy: a body the deadline cuts off (a slow drip) or
+// that ends short of its Content-Length is a failed fetch and keeps no
+// bytes that could be read as a policy (issue 8 #6).
+func TestCutOffBodyIsNoPolicy(t *testing.T) {
+	l := lab.New(t)
+	drip := host(t, l, "drip.test", tls.Certificate{}, lab.Drip("version: STSv1\r\nmode: enf", 50*time.Millisecond), lab.HostOptions{})
+	short := host(t, l, "short.test", tls.Certificate{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "500")
+		_, _ = w.Write([]byte("version: STSv1\r\nmode: enf"))
+		// The handler returns: net/http closes the connection short of
+		// the announced length.
+	}), lab.HostOptions{})
+	for _, tt := range []struct {
+		name string
+		addr netip.Addr
+		want Class
+	}{{"drip.test", drip, HTTPTimeout}, {"short.test", short, HTTPError}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fetcher(l)
+			f.ResponseTimeout = 500 * time.Millisecond
+			r := f.Fetch(context.Background(), "mta-sts."+tt.name, tt.addr)
+			if r.Class != tt.want || r.Error == "" {
+				t.Errorf("class %q (%s), want %q", r.Class, r.Error, tt.want)
+			}
+			if r.Status != 200 || len(r.Body) != 0 || r.BodyBytes == 0 {
+				t.Errorf("status %d, body %q (%d bytes read): the cut-off bytes must not be kept", r.Status, r.Body, r.BodyBytes)
+			}
+		})
+	}
+}
+
 func TestContextBoundsFetch(t *testing.T) {
 	l := lab.New(t)
 	stall := lab.NewStall(t)
