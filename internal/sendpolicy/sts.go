@@ -2,6 +2,7 @@ package sendpolicy
 
 import (
 	"mime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,9 +23,10 @@ const (
 )
 
 // JudgeRecord applies RFC 8461 §3.1 to the TXT answer at _mta-sts.<domain>
-// with the same parser and filter as the scan (mtasts.IsCandidate,
-// mtasts.ParseRecord): records that do not begin with "v=STSv1;" are
-// ignored, exactly one must remain and it must parse, with a valid id.
+// with the scan's rule (mtasts.SelectRecord): a single record is parsed as
+// it is; of several, those not beginning with "v=STSv1;" are discarded;
+// exactly one must remain and parse, with a valid id. TXT records that are
+// not meant as MTA-STS at all count as no record.
 func JudgeRecord(a *resolve.Answer) (state RecordState, id, detail string) {
 	switch {
 	case a == nil:
@@ -34,31 +36,15 @@ func JudgeRecord(a *resolve.Answer) (state RecordState, id, detail string) {
 	case a.Status.Absent():
 		return RecordAbsent, "", "no TXT record at " + a.Name + " (" + string(a.Status) + ")"
 	}
-	var cands []string
-	for _, t := range a.TXT() {
-		if mtasts.IsCandidate(t) {
-			cands = append(cands, t)
-		}
+	txts := a.TXT()
+	rec, txt, why := mtasts.SelectRecord(txts)
+	switch {
+	case rec != nil:
+		return RecordValid, rec.ID, "record id " + rec.ID
+	case txt == "" && !slices.ContainsFunc(txts, mtasts.LooksLikeRecord):
+		return RecordAbsent, "", "no MTA-STS record among the TXT records at " + a.Name
 	}
-	switch len(cands) {
-	case 0:
-		return RecordAbsent, "", "no TXT record at " + a.Name + " starts with \"v=STSv1;\""
-	case 1:
-	default:
-		return RecordInvalid, "", strconv.Itoa(len(cands)) + " MTA-STS records at " + a.Name + " (RFC 8461 §3.1: exactly one)"
-	}
-	rec, probs := mtasts.ParseRecord(cands[0])
-	if rec == nil {
-		why := "the record is invalid"
-		for _, p := range probs {
-			if p.Fatal {
-				why = p.Detail
-				break
-			}
-		}
-		return RecordInvalid, "", printable(why, 200)
-	}
-	return RecordValid, rec.ID, "record id " + rec.ID
+	return RecordInvalid, "", printable(a.Name+": "+why, 200)
 }
 
 // FetchFailure names why a fetch gave no policy; the values are metric
