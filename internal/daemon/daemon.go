@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
 )
 
@@ -43,6 +45,10 @@ type Options struct {
 	ResolvConf string
 	// Resolver replaces the DNS client of follow_mx (tests).
 	Resolver Resolver
+	// Roots and Dialer replace the system roots and direct dials of the
+	// resolver role's policy fetches (tests).
+	Roots  *x509.CertPool
+	Dialer *dial.Dialer
 	// Ready, if set, is called once every listener is open, with their
 	// addresses by role ("host-https", "host-http", "admin").
 	Ready func(addrs map[string][]string)
@@ -63,6 +69,7 @@ type Daemon struct {
 	cfg      *config.Config
 	fileHash [sha256.Size]byte
 	host     *hostRole
+	resolver *resolverRole
 }
 
 // Run loads the configuration and serves until ctx ends. A configuration
@@ -162,6 +169,15 @@ func (d *Daemon) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.cfg.Resolver != nil {
+		r, err := startResolver(ctx, d, d.cfg.Resolver, addrs, serveErr)
+		if err != nil {
+			shutdown()
+			return err
+		}
+		d.resolver = r
+		closers = append(closers, r.shutdown)
+	}
 	if d.cfg.Admin.Listen != "off" {
 		srv, ln, err := d.startAdmin(d.cfg.Admin.Listen)
 		if err != nil {
@@ -176,7 +192,10 @@ func (d *Daemon) run(ctx context.Context) error {
 	if d.host != nil {
 		roles = append(roles, "host")
 	}
-	for _, role := range []string{"host-https", "host-http", "admin"} {
+	if d.resolver != nil {
+		roles = append(roles, "resolver")
+	}
+	for _, role := range []string{"host-https", "host-http", "resolver", "admin"} {
 		for _, a := range addrs[role] {
 			d.log.Info("listening", "listener", role, "addr", a)
 		}
@@ -273,6 +292,13 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 			return err
 		}
 	}
+	switch {
+	case (next.Resolver == nil) != (d.resolver == nil):
+		restart = append(restart, "resolver (turning the role on or off)")
+	case d.resolver != nil:
+		restart = append(restart, d.resolver.restartNeeded(next.Resolver)...)
+		d.resolver.apply(next.Resolver)
+	}
 	d.level.Set(parseLevel(next.Log.Level))
 	if len(restart) > 0 {
 		d.log.Warn("these settings changed but take effect only after a restart", "keys", restart)
@@ -289,6 +315,9 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 		served, waiting := h.counts()
 		fmt.Fprintf(&b, "host: %d domains served, %d waiting for their MX set\n", served, waiting)
 	}
+	if r := d.resolver; r != nil {
+		fmt.Fprintf(&b, "resolver: %d domains cached, %d connections\n", r.cache.Len(), r.srv.Conns())
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(b.Bytes())
@@ -302,6 +331,9 @@ func (d *Daemon) startAdmin(addr string) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.Handle("GET /metrics", promhttpHandler(d.reg))
+	if d.resolver != nil {
+		d.resolver.routes(mux)
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
