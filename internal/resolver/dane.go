@@ -174,7 +174,7 @@ func (r *Resolver) gatherDANE(ctx context.Context, domain string) (sendpolicy.DA
 			aw.Go(func() { h.AAAA = r.o.DNS.Lookup(ctx, h.Host, dns.TypeAAAA) })
 			aw.Wait()
 			if secureAddrs(h.A) || secureAddrs(h.AAAA) {
-				h.TLSA = r.o.DNS.Lookup(ctx, "_25._tcp."+h.Host, dns.TypeTLSA)
+				h.TLSA = r.tlsa(ctx, h)
 			}
 			mu.Lock()
 			note(h.A)
@@ -190,4 +190,21 @@ func (r *Resolver) gatherDANE(ctx context.Context, domain string) (sendpolicy.DA
 
 func secureAddrs(a *resolve.Answer) bool {
 	return a != nil && a.Status == resolve.StatusOK && a.Authenticated && len(a.Addrs()) > 0
+}
+
+// tlsa looks up the TLSA records of a host with secure addresses (RFC 7672
+// §2.2.2): when the host is an alias whose expansion is secure, the
+// expanded name first, and the original name when the expanded one has
+// none.
+func (r *Resolver) tlsa(ctx context.Context, h *sendpolicy.DANEHost) *resolve.Answer {
+	for _, a := range []*resolve.Answer{h.A, h.AAAA} {
+		if secureAddrs(a) && len(a.CNAMEs) > 0 {
+			x := r.o.DNS.Lookup(ctx, "_25._tcp."+a.Target(), dns.TypeTLSA)
+			if x.Status == resolve.StatusOK || x.Status.Temporary() {
+				return x
+			}
+			break
+		}
+	}
+	return r.o.DNS.Lookup(ctx, "_25._tcp."+h.Host, dns.TypeTLSA)
 }

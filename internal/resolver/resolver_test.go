@@ -60,7 +60,7 @@ func (e *env) start() {
 	d := e.l.LiveDialer()
 	e.r = resolver.New(resolver.Options{
 		DNS:     &resolve.Client{Servers: []string{e.l.DNS.Addr()}, Timeout: 500 * time.Millisecond, Attempts: 2},
-		Fetcher: &fetch.Fetcher{Dialer: d, Roots: e.l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: 3 * time.Second},
+		Fetcher: &fetch.Fetcher{Dialer: d, Roots: e.l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: 6 * time.Second},
 		Dialer:  d,
 		Cache:   c,
 		Now:     e.clk.Now,
