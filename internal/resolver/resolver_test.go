@@ -44,10 +44,13 @@ type env struct {
 	cache *stscache.Cache
 }
 
-func newEnv(t *testing.T, l *lab.Lab) *env {
-	e := &env{t: t, l: l, clk: &clock{t: time.Now()}, path: filepath.Join(t.TempDir(), "cache.db")}
+func newEnv(t *testing.T, l *lab.Lab) *env { return newEnvOwned(t, t, l) }
+
+// newEnvOwned is newEnv whose resolver lives until owner ends.
+func newEnvOwned(t, owner *testing.T, l *lab.Lab) *env {
+	e := &env{t: t, l: l, clk: &clock{t: time.Now()}, path: filepath.Join(owner.TempDir(), "cache.db")}
 	e.start()
-	t.Cleanup(e.stop)
+	owner.Cleanup(e.stop)
 	return e
 }
 

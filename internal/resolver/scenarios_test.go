@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +20,9 @@ import (
 
 	"github.com/mailtls/mailtls/internal/dane"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/resolver"
 	"github.com/mailtls/mailtls/internal/sendpolicy"
+	"github.com/mailtls/mailtls/internal/socketmap"
 )
 
 // The scenarios of the scan suite (internal/check: TestScenarios and
@@ -558,31 +564,93 @@ func allScenarios() []scenario {
 // domainFor names scenario i's domain.
 func domainFor(i int) string { return fmt.Sprintf("s%d.test", i) }
 
-// TestScenarios resolves every scenario and checks the reply and the rule.
+// TestScenarios resolves every scenario and checks the reply and the rule;
+// then real Postfix, postmap -q over socketmap, must get the same replies.
 func TestScenarios(t *testing.T) {
+	top := t
 	shared := lab.New(t)
-	for i, sc := range allScenarios() {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			l := shared
-			if sc.own {
-				l = lab.New(t)
-			}
-			w := world{t: t, l: l, d: domainFor(i)}
-			sc.setup(w)
-			e := newEnv(t, l)
-			zone := sendpolicy.Zone{RequireSNI: true}
-			d, _ := e.r.Decide(context.Background(), w.d, zone)
-			got := d.Reply(zone).String()
-			want := strings.ReplaceAll(sc.want, "$D", w.d)
-			if got != want && !(want == temp && strings.HasPrefix(got, temp+" ")) {
-				t.Errorf("reply %q, want %q (rule %s: %s)", got, want, d.Rule, d.Reason())
-			}
-			if sc.rule != "" && d.Rule != sc.rule {
-				t.Errorf("rule %s, want %s (%s)", d.Rule, sc.rule, d.Reason())
-			}
-		})
+	var (
+		mu     sync.Mutex
+		routes = map[string]*resolver.Resolver{} // domain → the scenario's resolver
+		wants  = map[string]string{}             // postmap key → what postmap must print
+	)
+	t.Run("resolve", func(tt *testing.T) {
+		for i, sc := range allScenarios() {
+			tt.Run(sc.name, func(t *testing.T) {
+				t.Parallel()
+				// The labs and resolvers live until the postmap check is done.
+				l := shared
+				if sc.own {
+					l = lab.New(top)
+				}
+				w := world{t: t, l: l, d: domainFor(i)}
+				sc.setup(w)
+				e := newEnvOwned(t, top, l)
+				zone := sendpolicy.Zone{RequireSNI: true}
+				d, _ := e.r.Decide(context.Background(), w.d, zone)
+				got := d.Reply(zone).String()
+				want := strings.ReplaceAll(sc.want, "$D", w.d)
+				if got != want && !(want == temp && strings.HasPrefix(got, temp+" ")) {
+					t.Errorf("reply %q, want %q (rule %s: %s)", got, want, d.Rule, d.Reason())
+				}
+				if sc.rule != "" && d.Rule != sc.rule {
+					t.Errorf("rule %s, want %s (%s)", d.Rule, sc.rule, d.Reason())
+				}
+				mu.Lock()
+				routes[w.d] = e.r
+				wants[w.d] = postmapWant(want)
+				wants["["+strings.ToUpper(w.d)+"]:25"] = postmapWant(want)
+				mu.Unlock()
+			})
+		}
+	})
+	// Real Postfix as the client, while every scenario's resolver still
+	// runs: one postmap process for every key (a TEMP reply ends postmap,
+	// so those keys go one by one).
+	if t.Failed() {
+		return
 	}
+	t.Run("postmap", func(t *testing.T) {
+		pm := postmapCmd(t)
+		if pm == nil {
+			return
+		}
+		zones := resolver.Zones{Default: sendpolicy.Zone{RequireSNI: true}}
+		addr := serveSocketmap(t, func(ctx context.Context, req socketmap.Request) socketmap.Reply {
+			name, _, _ := sendpolicy.NextHop(req.Key)
+			mu.Lock()
+			r := routes[name]
+			mu.Unlock()
+			if r == nil {
+				return socketmap.Reply{Status: socketmap.Perm, Data: "unknown scenario"}
+			}
+			return r.Handler(zones)(ctx, req)
+		})
+		var batch []string
+		for key, want := range wants {
+			if want == "TEMP" {
+				if got := pm.query(t, addr, key); got != want {
+					t.Errorf("postmap -q %s: %q, want %q", key, got, want)
+				}
+				continue
+			}
+			batch = append(batch, key)
+		}
+		got := pm.queryAll(t, addr, batch)
+		t.Logf("postmap answered %d keys in one run (%d found) and %d TEMP keys one by one", len(batch), len(got), len(wants)-len(batch))
+		if len(batch) < 200 {
+			t.Errorf("only %d keys checked with postmap", len(batch))
+		}
+		for _, key := range batch {
+			g, ok := got[key]
+			if !ok {
+				g = "NOTFOUND"
+			}
+			if g != wants[key] {
+				t.Errorf("postmap -q %s: %q, want %q", key, g, wants[key])
+			}
+		}
+	})
 }
 
 // TestScenarioNamesCovered: every scenario of the scan suite has an
@@ -612,4 +680,101 @@ func TestScenarioNamesCovered(t *testing.T) {
 			t.Errorf("%s has scenarios without an expected resolver reply: %q", f, missing)
 		}
 	}
+}
+
+// postmap runs Debian's postfix postmap(1) with a throwaway configuration
+// directory.
+type postmap struct{ bin, dir string }
+
+func postmapCmd(t *testing.T) *postmap {
+	t.Helper()
+	bin, err := exec.LookPath("postmap")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/postmap", "/sbin/postmap"} {
+			if _, err2 := os.Stat(p); err2 == nil {
+				bin, err = p, nil
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set: postmap (Debian package postfix) must be installed: %v", err)
+		}
+		t.Skipf("postmap not installed (apt-get install postfix): the Postfix client check is skipped")
+	}
+	dir := t.TempDir()
+	cf := "compatibility_level = 3.6\nmyhostname = postmap.test\nmydomain = test\n"
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &postmap{bin: bin, dir: dir}
+}
+
+// query returns what postmap makes of one lookup: the value, "NOTFOUND"
+// or "TEMP".
+func (p *postmap) query(t *testing.T, addr, key string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.bin, "-c", p.dir, "-q", key, "socketmap:inet:"+addr+":postfix")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	switch {
+	case err == nil:
+		return strings.TrimSuffix(stdout.String(), "\n")
+	case strings.Contains(stderr.String(), "socketmap server temporary error"):
+		return "TEMP"
+	case stdout.Len() == 0 && stderr.Len() == 0:
+		return "NOTFOUND"
+	}
+	t.Fatalf("postmap -q %s: %v\n%s%s", key, err, stdout.String(), stderr.String())
+	return ""
+}
+
+// queryAll looks keys up with one postmap process (postmap -q - reads
+// keys from standard input and prints "key<TAB>value" for those found).
+func (p *postmap) queryAll(t *testing.T, addr string, keys []string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.bin, "-c", p.dir, "-q", "-", "socketmap:inet:"+addr+":postfix")
+	cmd.Stdin = strings.NewReader(strings.Join(keys, "\n") + "\n")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if stderr.Len() > 0 || err != nil && stdout.Len() == 0 {
+		t.Fatalf("postmap -q -: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if k, v, ok := strings.Cut(line, "\t"); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// postmapWant is what postmap prints for a reply.
+func postmapWant(reply string) string {
+	switch {
+	case reply == nf:
+		return "NOTFOUND"
+	case strings.HasPrefix(reply, temp):
+		return "TEMP"
+	}
+	return strings.TrimPrefix(reply, "OK ")
+}
+
+// serveSocketmap serves h on a loopback port.
+func serveSocketmap(t *testing.T, h socketmap.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &socketmap.Server{Handler: h}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
 }
