@@ -1,9 +1,13 @@
 package check_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -75,6 +79,53 @@ func (w world) policy(body string) {
 
 // body fills the domain into a policy template.
 func (w world) body(tmpl string) string { return strings.ReplaceAll(tmpl, "%[1]s", w.d) }
+
+// coded serves body as text/plain with the Content-Encoding that choose
+// picks for the request's Accept-Encoding header, the body compressed as
+// "gzip" or "deflate", or sent as it is ("plain") whatever the label says.
+func coded(body string, choose func(acceptEncoding string) (contentEncoding, payload string)) http.Handler {
+	var gz, zl bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = io.WriteString(zw, body)
+	_ = zw.Close()
+	fw := zlib.NewWriter(&zl)
+	_, _ = io.WriteString(fw, body)
+	_ = fw.Close()
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		ce, payload := choose(r.Header.Get("Accept-Encoding"))
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ce != "" {
+			rw.Header().Set("Content-Encoding", ce)
+		}
+		switch payload {
+		case "gzip":
+			_, _ = rw.Write(gz.Bytes())
+		case "deflate":
+			_, _ = rw.Write(zl.Bytes())
+		default:
+			_, _ = io.WriteString(rw, body)
+		}
+	})
+}
+
+// namesEverySender checks that the finding names every modelled sender.
+func namesEverySender(id finding.ID) func(t *testing.T, r *check.Report) {
+	return func(t *testing.T, r *check.Report) {
+		t.Helper()
+		var msgs []string
+		for _, f := range r.Findings {
+			if f.ID == id {
+				msgs = append(msgs, f.Message)
+			}
+		}
+		all := strings.Join(msgs, " ")
+		for _, s := range []string{"mox", "postfix-mta-sts-resolver", "postfix-tlspol", "go-mtasts"} {
+			if !strings.Contains(all, s) {
+				t.Errorf("%s does not name %s: %q", id, s, msgs)
+			}
+		}
+	}
+}
 
 func (w world) serve(h http.Handler) { w.l.MustPolicyHost(w.t, w.d, lab.PolicyHostOptions{Handler: h}) }
 
@@ -435,6 +486,75 @@ func scenarios() []scenario {
 			w.serve(lab.Drip("version: STSv1\r\nmode: enf", 200*time.Millisecond))
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyFetchFailed, finding.Error}},
 			not: []finding.ID{finding.PolicyMode, finding.PolicyMaxAge, finding.PolicyVersion, finding.PolicyMXMissing, finding.PolicyNotKeyValue, finding.PolicySenderDivergence}},
+		// Content codings (issue 8 #5, RFC 9110 §8.4): each sender model
+		// reads the response its own request gets, decoded as its HTTP
+		// library decodes.
+		{name: "STS-FETCH-12 plain body labelled Content-Encoding: gzip", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(string) (string, string) { return "gzip", "plain" }))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyContentEncoding, finding.Error}},
+			not: []finding.ID{finding.PolicyInvalidUTF8}, check: namesEverySender(finding.PolicyContentEncoding)},
+		{name: "STS-FETCH-12 gzip sent although not asked for", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(string) (string, string) { return "gzip", "gzip" }))
+		}, status: check.StatusEnforce, grade: finding.GradeA,
+			not: []finding.ID{finding.PolicyContentEncoding, finding.PolicyInvalidUTF8, finding.PolicySenderDivergence}},
+		{name: "STS-FETCH-12 gzip when asked for", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(ae string) (string, string) {
+				if strings.Contains(ae, "gzip") {
+					return "gzip", "gzip"
+				}
+				return "", "plain"
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeA,
+			not: []finding.ID{finding.PolicyContentEncoding, finding.PolicySenderDivergence}},
+		{name: "STS-FETCH-12 labelled gzip only when asked for", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(ae string) (string, string) {
+				if strings.Contains(ae, "gzip") {
+					return "gzip", "plain"
+				}
+				return "", "plain"
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.PolicyContentEncoding, finding.Error}},
+			not: []finding.ID{finding.PolicySenderDivergence}, check: namesEverySender(finding.PolicyContentEncoding)},
+		{name: "STS-FETCH-12 deflate for aiohttp only", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(ae string) (string, string) {
+				if strings.Contains(ae, "deflate") {
+					return "deflate", "deflate"
+				}
+				return "", "plain"
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeA,
+			not: []finding.ID{finding.PolicyContentEncoding, finding.PolicySenderDivergence}},
+		{name: "STS-FETCH-12 br that no modelled sender decodes", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(string) (string, string) { return "br", "plain" }))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyContentEncoding, finding.Error}},
+			check: namesEverySender(finding.PolicyContentEncoding)},
+		{name: "STS-FETCH-12 gzip bomb", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			// 16 MiB of policy lines compress to about 16 KiB; the scan
+			// decodes at most 64 KiB + 1 byte of it.
+			w.serve(coded(w.body(goodPolicy)+strings.Repeat("x-pad: 0\r\n", 16<<20/10), func(string) (string, string) { return "gzip", "gzip" }))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}},
+			not: []finding.ID{finding.PolicyContentEncoding}},
 		{name: "STS-FETCH-13 MISC-35 slow policy host", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()

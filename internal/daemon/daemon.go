@@ -26,11 +26,12 @@ import (
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
+	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // Options are what the command line and the environment give the daemon.
 type Options struct {
-	ConfigPath string // "" runs on the defaults (admin listener only)
+	ConfigPath string // "" runs on the defaults (the web checker and the admin listener)
 	Stderr     io.Writer
 	Now        func() time.Time
 	// Reload receives a value for each SIGHUP.
@@ -50,8 +51,15 @@ type Options struct {
 	Roots  *x509.CertPool
 	Dialer *dial.Dialer
 	// Ready, if set, is called once every listener is open, with their
-	// addresses by role ("host-https", "host-http", "admin").
+	// addresses by role ("host-https", "host-http", "web", "web-https",
+	// "admin").
 	Ready func(addrs map[string][]string)
+	// WebResolver, WebNet and WebRoots replace the web checker's DNS
+	// client, the dial function beneath its SSRF guard and its trusted
+	// roots (tests point them at the lab; the guard stays).
+	WebResolver scan.Resolver
+	WebNet      dial.NetDial
+	WebRoots    *x509.CertPool
 }
 
 // Daemon is one running `mailtls serve`.
@@ -70,6 +78,7 @@ type Daemon struct {
 	fileHash [sha256.Size]byte
 	host     *hostRole
 	resolver *resolverRole
+	web      *webRole
 }
 
 // Run loads the configuration and serves until ctx ends. A configuration
@@ -169,6 +178,17 @@ func (d *Daemon) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.cfg.Web != nil {
+		w, err := startWeb(ctx, d, d.cfg.Web, addrs, serveErr)
+		if w != nil {
+			d.web = w
+			closers = append(closers, w.shutdown)
+		}
+		if err != nil {
+			shutdown()
+			return err
+		}
+	}
 	if d.cfg.Resolver != nil {
 		r, err := startResolver(ctx, d, d.cfg.Resolver, addrs, serveErr)
 		if err != nil {
@@ -195,10 +215,16 @@ func (d *Daemon) run(ctx context.Context) error {
 	if d.resolver != nil {
 		roles = append(roles, "resolver")
 	}
-	for _, role := range []string{"host-https", "host-http", "resolver", "admin"} {
+	if d.web != nil {
+		roles = append(roles, "web")
+	}
+	for _, role := range []string{"host-https", "host-http", "resolver", "web", "web-https", "admin"} {
 		for _, a := range addrs[role] {
 			d.log.Info("listening", "listener", role, "addr", a)
 		}
+	}
+	for _, u := range webURLs(addrs) {
+		d.log.Info("web checker ready", "url", u)
 	}
 	d.log.Info("mailtls serve started", "config", d.opts.ConfigPath, "roles", roles)
 	if d.opts.Ready != nil {
@@ -293,6 +319,12 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 		}
 	}
 	switch {
+	case (next.Web == nil) != (d.web == nil):
+		restart = append(restart, "web (turning the role on or off)")
+	case d.web != nil:
+		restart = append(restart, d.web.restartNeeded(next.Web)...)
+	}
+	switch {
 	case (next.Resolver == nil) != (d.resolver == nil):
 		restart = append(restart, "resolver (turning the role on or off)")
 	case d.resolver != nil:
@@ -317,6 +349,10 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	if r := d.resolver; r != nil {
 		fmt.Fprintf(&b, "resolver: %d domains cached, %d connections\n", r.cache.Len(), r.srv.Conns())
+	}
+	if w := d.web; w != nil {
+		queued, running := w.jobs.Counts()
+		fmt.Fprintf(&b, "web: %d scans running, %d queued\n", running, queued)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -90,7 +90,7 @@ func startResolver(ctx context.Context, d *Daemon, rc *config.Resolver, addrs ma
 	metrics := resolver.NewMetrics(d.reg, func() float64 { return float64(cache.Len()) })
 	r.res = resolver.New(resolver.Options{
 		DNS:             dnsClient,
-		Fetcher:         &fetch.Fetcher{Dialer: d.opts.Dialer, Roots: d.opts.Roots, UserAgent: "mailtls (MTA-STS sender)"},
+		Fetcher:         &fetch.Fetcher{Dialer: d.opts.Dialer, Roots: d.opts.Roots, UserAgent: "mailtls (MTA-STS sender)", AcceptEncodings: []string{}},
 		Dialer:          d.opts.Dialer,
 		Cache:           cache,
 		Now:             d.opts.Now,
@@ -152,12 +152,6 @@ func startResolver(ctx context.Context, d *Daemon, rc *config.Resolver, addrs ma
 		}()
 	}
 	return r, nil
-}
-
-func closeListeners(ls []net.Listener) {
-	for _, l := range ls {
-		l.Close()
-	}
 }
 
 // listenUnix opens a unix socket at path with the given octal mode,

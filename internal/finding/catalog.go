@@ -350,6 +350,15 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-7", "STS-HOST-1", "MISC-7"},
 	})
+	PolicyContentEncoding = def(Def{
+		ID: "policy-content-encoding", Component: ComponentPolicyHost, Severities: onlyError,
+		Title:     "Senders cannot read the policy because of its Content-Encoding",
+		Explain:   "Senders ask for content codings differently: Go's net/http (mox, go-mtasts, postfix-tlspol) sends \"Accept-Encoding: gzip\" and decodes gzip only; aiohttp (postfix-mta-sts-resolver) sends \"gzip, deflate\" and decodes both (br only with an optional module); a client that sends none may get the body uncompressed. A body labelled Content-Encoding: gzip that is not gzip data (a web server or CDN compressing twice, or labelling a plain file), or a coding a sender does not decode (br, zstd), leaves that sender with no policy. mailtls fetches the policy as each of these clients and names the senders that fail. Google's and Microsoft's HTTP clients are not public.",
+		Fix:       "Serve /.well-known/mta-sts.txt uncompressed, without a Content-Encoding header (it is a few hundred bytes), or make sure the web server compresses it only with gzip and only when asked.",
+		Ref:       "RFC 8461 §3.3; RFC 9110 §8.4, §12.5.3",
+		Checklist: []string{"STS-FETCH-11", "STS-FETCH-12", "§H"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
 	PolicyContentType = def(Def{
 		ID: "policy-content-type", Component: ComponentPolicyHost, Severities: onlyError,
 		Title:     "Policy is not served as text/plain",

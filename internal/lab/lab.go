@@ -195,18 +195,19 @@ func (l *Lab) Dialer() *dial.Dialer {
 	return &dial.Dialer{Rules: l.Rules()}
 }
 
-// LiveDialer returns a dialer that applies the lab's address rules as they
-// are when each connection is made, so that hosts added later are reached
-// too (a long-running resolver under test). Rules naming hosts are not
-// applied.
-func (l *Lab) LiveDialer() *dial.Dialer {
-	return &dial.Dialer{Net: func(ctx context.Context, network, address string) (net.Conn, error) {
+// Net returns a dial function that applies the lab's rules as they are
+// when it dials (rules added later count) and then dials for real. It is
+// for a dial.Dialer that must see the fake addresses themselves, such as
+// one with a dial.Guard: the guard checks the fake address, Net reaches
+// the listener behind it.
+func (l *Lab) Net() dial.NetDial {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		if ap, err := netip.ParseAddrPort(address); err == nil {
-			address = l.Dialer().Target("", ap.Addr(), int(ap.Port()))
+			address = (&dial.Dialer{Rules: l.Rules()}).Target("", ap.Addr(), int(ap.Port()))
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, network, address)
-	}}
+	}
 }
 
 // ConnectToFlags returns the rules as --connect-to flag values.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/resolve"
@@ -60,10 +61,10 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	e.cache = c
-	d := e.l.LiveDialer()
+	d := &dial.Dialer{Net: e.l.Net()}
 	e.r = resolver.New(resolver.Options{
 		DNS:     &resolve.Client{Servers: []string{e.l.DNS.Addr()}, Timeout: 500 * time.Millisecond, Attempts: 2},
-		Fetcher: &fetch.Fetcher{Dialer: d, Roots: e.l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: 6 * time.Second},
+		Fetcher: &fetch.Fetcher{Dialer: d, Roots: e.l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: 6 * time.Second, AcceptEncodings: []string{}},
 		Dialer:  d,
 		Cache:   c,
 		Now:     e.clk.Now,

@@ -1,9 +1,13 @@
 package resolver_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +37,38 @@ import (
 // when the scan suite gains a scenario that has no expected reply here.
 
 const goodPolicy = "version: STSv1\r\nmode: enforce\r\nmx: mx1.%[1]s\r\nmx: *.mail.%[1]s\r\nmax_age: 604800\r\n"
+
+// coded serves body as text/plain with the Content-Encoding that choose
+// picks for the request's Accept-Encoding header, the body compressed as
+// "gzip" or "deflate", or sent as it is ("plain") whatever the label says.
+func coded(body string, choose func(acceptEncoding string) (contentEncoding, payload string)) http.Handler {
+	var gz, zl bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	io.WriteString(zw, body)
+	zw.Close()
+	fw := zlib.NewWriter(&zl)
+	io.WriteString(fw, body)
+	fw.Close()
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		ce, payload := choose(r.Header.Get("Accept-Encoding"))
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ce != "" {
+			rw.Header().Set("Content-Encoding", ce)
+		}
+		switch payload {
+		case "gzip":
+			rw.Write(gz.Bytes())
+		case "deflate":
+			rw.Write(zl.Bytes())
+		default:
+			io.WriteString(rw, body)
+		}
+	})
+}
+
+func codedPolicy(choose func(string) (string, string)) func(w world) {
+	return func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(coded(w.body(goodPolicy), choose)) }
+}
 
 // world is one scenario's domain in a lab.
 type world struct {
@@ -279,6 +315,34 @@ func scenarios() []scenario {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Drip("version: STSv1\r\nmode: enf", 200*time.Millisecond))
+		}, want: nf},
+		// Content codings (RFC 9110 §8.4): the resolver asks for none and
+		// decodes gzip and deflate when a server sends them anyway.
+		{name: "STS-FETCH-12 plain body labelled Content-Encoding: gzip", setup: codedPolicy(func(string) (string, string) { return "gzip", "plain" }), want: nf},
+		{name: "STS-FETCH-12 gzip sent although not asked for", setup: codedPolicy(func(string) (string, string) { return "gzip", "gzip" }), want: sec},
+		{name: "STS-FETCH-12 gzip when asked for", setup: codedPolicy(func(ae string) (string, string) {
+			if strings.Contains(ae, "gzip") {
+				return "gzip", "gzip"
+			}
+			return "", "plain"
+		}), want: sec},
+		{name: "STS-FETCH-12 labelled gzip only when asked for", setup: codedPolicy(func(ae string) (string, string) {
+			if strings.Contains(ae, "gzip") {
+				return "gzip", "plain"
+			}
+			return "", "plain"
+		}), want: sec},
+		{name: "STS-FETCH-12 deflate for aiohttp only", setup: codedPolicy(func(ae string) (string, string) {
+			if strings.Contains(ae, "deflate") {
+				return "deflate", "deflate"
+			}
+			return "", "plain"
+		}), want: sec},
+		{name: "STS-FETCH-12 br that no modelled sender decodes", setup: codedPolicy(func(string) (string, string) { return "br", "plain" }), want: nf},
+		{name: "STS-FETCH-12 gzip bomb", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy)+strings.Repeat("x-pad: 0\r\n", 16<<20/10), func(string) (string, string) { return "gzip", "gzip" }))
 		}, want: nf},
 		{name: "STS-FETCH-13 MISC-35 slow policy host", setup: func(w world) {
 			w.mail()

@@ -54,27 +54,30 @@ type FetchFailure string
 // Fetch failures (RFC 8461 §3.3, §3.2).
 const (
 	FetchOK          FetchFailure = ""
-	FetchNoAddress   FetchFailure = "no-address"   // mta-sts.<domain> has no address
-	FetchDNS         FetchFailure = "dns"          // its address lookup failed
-	FetchConnect     FetchFailure = "connect"      // refused, unreachable, timed out
-	FetchTLS         FetchFailure = "tls"          // handshake failed or TLS older than 1.2 (RFC 8461 §3.3)
-	FetchCertificate FetchFailure = "certificate"  // untrusted, expired or not for mta-sts.<domain> (RFC 8461 §3.3)
-	FetchRedirect    FetchFailure = "redirect"     // 3xx: not followed (RFC 8461 §3.3)
-	FetchStatus      FetchFailure = "http-status"  // not 200
-	FetchHTTP        FetchFailure = "http"         // malformed or cut-off response
-	FetchContentType FetchFailure = "content-type" // not text/plain (RFC 8461 §3.2)
-	FetchTooLarge    FetchFailure = "too-large"    // over 64 KiB (RFC 8461 §3.3)
-	FetchInvalid     FetchFailure = "invalid"      // the body is not a valid policy (RFC 8461 §3.2, STS-POL-19)
+	FetchNoAddress   FetchFailure = "no-address"       // mta-sts.<domain> has no address
+	FetchDNS         FetchFailure = "dns"              // its address lookup failed
+	FetchConnect     FetchFailure = "connect"          // refused, unreachable, timed out
+	FetchTLS         FetchFailure = "tls"              // handshake failed or TLS older than 1.2 (RFC 8461 §3.3)
+	FetchCertificate FetchFailure = "certificate"      // untrusted, expired or not for mta-sts.<domain> (RFC 8461 §3.3)
+	FetchRedirect    FetchFailure = "redirect"         // 3xx: not followed (RFC 8461 §3.3)
+	FetchStatus      FetchFailure = "http-status"      // not 200
+	FetchHTTP        FetchFailure = "http"             // malformed or cut-off response
+	FetchContentType FetchFailure = "content-type"     // not text/plain (RFC 8461 §3.2)
+	FetchTooLarge    FetchFailure = "too-large"        // over 64 KiB (RFC 8461 §3.3), after decoding
+	FetchEncoding    FetchFailure = "content-encoding" // a Content-Encoding that cannot be decoded
+	FetchInvalid     FetchFailure = "invalid"          // the body is not a valid policy (RFC 8461 §3.2, STS-POL-19)
 )
 
 // FetchFailures lists every failure, for metrics with fixed label values.
-var FetchFailures = []FetchFailure{FetchNoAddress, FetchDNS, FetchConnect, FetchTLS, FetchCertificate, FetchRedirect, FetchStatus, FetchHTTP, FetchContentType, FetchTooLarge, FetchInvalid}
+var FetchFailures = []FetchFailure{FetchNoAddress, FetchDNS, FetchConnect, FetchTLS, FetchCertificate, FetchRedirect, FetchStatus, FetchHTTP, FetchContentType, FetchTooLarge, FetchEncoding, FetchInvalid}
 
 // JudgeFetch decides whether one fetch gives a sender a policy (RFC 8461
 // §3.3): a TLS 1.2+ connection with a certificate valid for the policy
 // host, status 200 without redirect, media type text/plain (the SHOULD
 // of §3.2, which the Debian peer also enforces), at most 64 KiB, and a
-// body that matches the policy grammar (mtasts.ParsePolicy).
+// body that matches the policy grammar (mtasts.ParsePolicy). The fetch
+// must have been made without Accept-Encoding (fetch.Fetcher with an empty
+// AcceptEncodings), as a sender asks.
 func JudgeFetch(r *fetch.Result) (*mtasts.Policy, FetchFailure, string) {
 	switch {
 	case r == nil:
@@ -111,7 +114,17 @@ func JudgeFetch(r *fetch.Result) (*mtasts.Policy, FetchFailure, string) {
 	if !ok || err != nil || !strings.EqualFold(mt, "text/plain") {
 		return nil, FetchContentType, "Content-Type " + strconv.Quote(ct) + " is not text/plain"
 	}
-	pp := mtasts.ParsePolicy(r.Body)
+	// The request asked for no content coding; a coded answer is decoded
+	// as an HTTP client must (gzip, deflate; RFC 9110 §8.4), at most
+	// 64 KiB of it (mtasts.DecodedBody).
+	body, tooLarge, err := mtasts.DecodedBody(r.Header["Content-Encoding"], r.Body)
+	switch {
+	case err != nil:
+		return nil, FetchEncoding, printable(err.Error(), 200)
+	case tooLarge:
+		return nil, FetchTooLarge, "the decoded policy is larger than 64 KiB"
+	}
+	pp := mtasts.ParsePolicy(body)
 	if pp.Policy == nil {
 		why := "the policy is invalid"
 		for _, p := range pp.Problems {
