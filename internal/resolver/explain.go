@@ -56,6 +56,7 @@ type Explanation struct {
 	Domain       string              `json:"domain,omitempty"`
 	Reply        string              `json:"reply"` // exactly what Postfix gets
 	Decision     sendpolicy.Decision `json:"decision"`
+	Reason       string              `json:"reason"` // why the rule decided
 	Zone         sendpolicy.Zone     `json:"zone"`
 	Cache        string              `json:"cache,omitempty"`
 	DANECache    string              `json:"dane_cache,omitempty"`
@@ -66,7 +67,7 @@ type Explanation struct {
 
 // Explain puts a decision together with its evidence.
 func Explain(key string, zone sendpolicy.Zone, d sendpolicy.Decision, res *Result, e *stscache.Entry, now time.Time) *Explanation {
-	x := &Explanation{Key: key, Reply: d.Reply(zone).String(), Decision: d, Zone: zone}
+	x := &Explanation{Key: key, Reply: d.Reply(zone).String(), Decision: d, Reason: d.Reason(), Zone: zone}
 	if res != nil {
 		x.Domain, x.Cache, x.DANECache, x.Discovery, x.DANEEvidence = res.Domain, res.Cache, res.DANECache, res.Discovery, res.DANEProof
 		x.Entry = ViewEntry(e, now)

@@ -479,6 +479,25 @@ func scenarios() []scenario {
 			w.good()
 			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
 		}, want: sec},
+		{name: "500 MX hosts: coverage and the fix account for every one", setup: func(w world) {
+			w.good()
+			for i := range 499 {
+				w.dns(fmt.Sprintf("$D. 300 IN MX %d h%03d.pool.$D.", 30+i, i))
+				if i < 20 {
+					w.dns(fmt.Sprintf("h%03d.pool.$D. 300 IN A 192.0.2.%d", i, 100+i))
+				}
+			}
+		}, want: sec},
+		{name: "MX hosts beyond the limit under different parents are listed one by one", setup: func(w world) {
+			w.good()
+			for i := range 24 {
+				w.dns(fmt.Sprintf("$D. 300 IN MX %d mx.p%02d.$D.", 30+i, i), fmt.Sprintf("mx.p%02d.$D. 300 IN A 192.0.2.%d", i, 100+i))
+			}
+		}, want: sec},
+		{name: "RFC 7505 null MX beside other MX records", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 0 .") }, want: sec},
+		{name: "RFC 6761 localhost as the best MX", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 5 localhost.") }, want: sec},
+		{name: "RFC 6761 localhost as a backup MX", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 50 localhost.") }, want: sec},
+		{name: "MX record names an IP address", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 30 192.0.2.77.") }, want: sec},
 		{name: "MX lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode(w.d, dns.TypeMX, dns.RcodeServerFailure) }, want: sec},
 
 		// TLS-RPT records do not change the policy.
