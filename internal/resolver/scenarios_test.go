@@ -271,6 +271,19 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, OmitIntermediate: true}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
 		}, want: nf},
+		// Go's TLS accepts a certificate message up to 256 KiB, so the
+		// resolver reads a policy OpenSSL-based senders cannot fetch (the
+		// scan warns about it).
+		{name: "STS-FETCH-5 chain larger than OpenSSL accepts", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, Padding: 110 << 10}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, want: sec},
+		{name: "STS-FETCH-5 chain just under OpenSSL's limit", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, Padding: 98 << 10}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
+		}, want: sec},
 		{name: "STS-FETCH-5 certificate expires soon", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
@@ -560,6 +573,7 @@ func smtpScenarios() []scenario {
 		{name: "NAME-5 certificate names a pattern but not the MX host (Postfix divergence)", setup: withPolicy(mx1, "enforce", "*.$D"), want: secure(".$D")},
 		{name: "MISC-13 expired certificate in testing", setup: withPolicy(mx1, "testing", "mx1.$D"), want: nf},
 		{name: "certificate expiring within 14 days", setup: withPolicy(mx1, "enforce", "mx1.$D"), want: secure("mx1.$D")},
+		{name: "STS-SND-9 chain larger than OpenSSL accepts (issue 8 #10)", setup: withPolicy(mx1, "enforce", "mx1.$D"), want: secure("mx1.$D")},
 		{name: "MISC-13 incomplete chain and untrusted root", setup: withPolicy(mx12, "enforce", "*.$D"), want: secure(".$D")},
 		// DANE first (RFC 8461 §2): whatever the certificate, Postfix
 		// checks it against the TLSA records; MTA-STS never overrides.
