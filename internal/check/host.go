@@ -28,6 +28,11 @@ type fetchView struct {
 	where    string    // the address, for messages
 	problems []pending // what makes a sender reject this fetch, and warnings
 	usable   bool      // a sender gets a policy response (200, trusted chain, TLS 1.2+)
+	// body is the policy as a client that asks for no content coding
+	// reads it: the body decoded from its Content-Encoding (RFC 9110
+	// §8.4); nil when it cannot be read (codingFailed).
+	body         []byte
+	codingFailed bool
 }
 
 // pending is a finding not yet added: fetch problems are merged across
@@ -99,6 +104,20 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 	if r.TooLarge {
 		bad(finding.PolicyTooLarge, "%s is larger than %d bytes; senders that cap the policy at 64 KiB find no policy.", r.URL, mtasts.MaxPolicySize)
 	}
+	v.body = r.Body
+	if ce := r.Header["Content-Encoding"]; ce != "" && r.Status == 200 && r.Error == "" && !r.TooLarge {
+		body, tooLarge, err := mtasts.DecodedBody(ce, r.Body)
+		switch {
+		case err != nil:
+			v.body, v.codingFailed = nil, true
+			bad(finding.PolicyContentEncoding, "%s at %s answers a request without Accept-Encoding with Content-Encoding: %s, and %v; such a sender finds no policy.", r.URL, v.where, ce, err)
+		case tooLarge:
+			v.body = nil
+			bad(finding.PolicyTooLarge, "%s decoded from Content-Encoding: %s is larger than %d bytes (mailtls stopped decoding there); senders that cap the policy at 64 KiB find no policy.", r.URL, ce, mtasts.MaxPolicySize)
+		default:
+			v.body = body
+		}
+	}
 	v.usable = !slices.ContainsFunc(v.problems, func(p pending) bool { return p.sev == finding.Error })
 	return v
 }
@@ -133,7 +152,7 @@ func (e *evaluator) policyHost() {
 		views = append(views, e.judgeFetch(r))
 	}
 	policyOnline := slices.ContainsFunc(views, func(v *fetchView) bool {
-		return v.r.Status == 200 && v.r.Error == "" && bytes.Contains(v.r.Body, []byte("version:"))
+		return v.r.Status == 200 && v.r.Error == "" && bytes.Contains(v.body, []byte("version:"))
 	})
 	relevant := e.recState == recValid || e.recState == recInvalid || policyOnline
 	if !relevant {

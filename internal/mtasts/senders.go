@@ -22,15 +22,24 @@ import (
 // models are documented with what they were read from (docs/senders.md).
 
 // SenderInput is what a sender sees of a domain: the TXT records at
-// _mta-sts (strings of each record joined), the Content-Type header of a
-// 200 response (HasContentType false when the header is absent), the body,
-// and whether the body was cut at 64 KiB.
+// _mta-sts (strings of each record joined) and the 200 response to the
+// policy request without Accept-Encoding: its Content-Type header
+// (HasContentType false when the header is absent), its body and whether
+// the body was cut at 64 KiB; and the responses to the requests senders
+// make with Accept-Encoding (see encoding.go).
 type SenderInput struct {
 	TXT            []string
 	ContentType    string
 	HasContentType bool
-	Body           []byte
-	TooLarge       bool
+	// ContentEncoding is the Content-Encoding of the response ("" when
+	// absent); Body is as received, not decoded.
+	ContentEncoding string
+	Body            []byte
+	TooLarge        bool
+	// Encoded holds the responses to the same request sent with an
+	// Accept-Encoding header, keyed by the header. A sender whose header
+	// has no entry is judged on the response above.
+	Encoded map[string]*Response
 }
 
 // SenderView is what one sender makes of a domain's policy.
@@ -42,6 +51,18 @@ type SenderView struct {
 	MaxAge  int64    `json:"max_age,omitempty"`
 	MX      []string `json:"mx,omitempty"`
 	Reason  string   `json:"reason,omitempty"` // why it has no policy
+
+	coding bool // it has no policy because of the content coding of the response it got
+}
+
+// FailedOnCoding reports whether the sender has no policy because of the
+// content coding of the response to its request: a body labelled with a
+// coding it is not in, a coding it does not decode, or a request with its
+// Accept-Encoding header that failed.
+func (v SenderView) FailedOnCoding() bool { return v.coding }
+
+func codingFailure(sender, why string) SenderView {
+	return SenderView{Sender: sender, Reason: why, coding: true}
 }
 
 // Same reports whether two views lead to the same sender behaviour.
@@ -144,7 +165,11 @@ func rfcView(in SenderInput) SenderView {
 	if rec == nil {
 		return noPolicy(SenderRFC, why)
 	}
-	return strictPolicy(SenderRFC, rec.ID, in)
+	rd, why := in.read(rfcClient)
+	if why != "" {
+		return codingFailure(SenderRFC, why)
+	}
+	return strictPolicy(SenderRFC, rec.ID, rd)
 }
 
 // moxView models mox (mtasts/mtasts.go LookupRecord, mtasts/parse.go): a
@@ -174,12 +199,16 @@ func moxView(in SenderInput) SenderView {
 	if rec == nil {
 		return noPolicy(s, recordCount(0))
 	}
-	return strictPolicy(s, rec.ID, in)
+	rd, why := in.read(goClient)
+	if why != "" {
+		return codingFailure(s, why)
+	}
+	return strictPolicy(s, rec.ID, rd)
 }
 
 // strictPolicy reads the body by the RFC 8461 §3.2 grammar, at most 64 KiB
 // (§3.3).
-func strictPolicy(sender, id string, in SenderInput) SenderView {
+func strictPolicy(sender, id string, in reading) SenderView {
 	if in.TooLarge {
 		return noPolicy(sender, "the policy is larger than 64 KiB")
 	}
@@ -233,15 +262,19 @@ func snawootView(in SenderInput) SenderView {
 	if fields["v"] != "STSv1" || !ok {
 		return noPolicy(s, "its record parser finds no \"v=STSv1\" with an \"id\" field")
 	}
-	if mt := mediaType(in); mt != "text/plain" {
-		return noPolicy(s, "it requires Content-Type text/plain"+gotType(in))
+	rd, why := in.read(aiohttpClient)
+	if why != "" {
+		return codingFailure(s, why)
 	}
-	if in.TooLarge {
+	if mt := mediaType(rd); mt != "text/plain" {
+		return noPolicy(s, "it requires Content-Type text/plain"+gotType(rd))
+	}
+	if rd.TooLarge {
 		return noPolicy(s, "the policy is larger than its 64 KiB limit")
 	}
-	text, ok := decodeCharset(in)
+	text, ok := decodeCharset(rd)
 	if !ok {
-		return noPolicy(s, "it cannot decode the body with the charset "+charsetOf(in))
+		return noPolicy(s, "it cannot decode the body with the charset "+charsetOf(rd))
 	}
 	pol := map[string]string{}
 	var mx []string
@@ -310,14 +343,18 @@ func tlspolView(in SenderInput) SenderView {
 	if len(cands) != 1 {
 		return noPolicy(s, recordCount(len(cands)))
 	}
-	id, why := tlspolRecord(cands[0])
+	id, bad := tlspolRecord(cands[0])
+	if bad != "" {
+		return noPolicy(s, "its record check rejects "+quote(cands[0])+": "+bad)
+	}
+	rd, why := in.read(goClient)
 	if why != "" {
-		return noPolicy(s, "its record check rejects "+quote(cands[0])+": "+why)
+		return codingFailure(s, why)
 	}
-	if mt := mediaType(in); mt != "text/plain" {
-		return noPolicy(s, "it requires Content-Type text/plain"+gotType(in))
+	if mt := mediaType(rd); mt != "text/plain" {
+		return noPolicy(s, "it requires Content-Type text/plain"+gotType(rd))
 	}
-	if in.TooLarge {
+	if rd.TooLarge {
 		return noPolicy(s, "the policy is larger than its 64 KiB limit")
 	}
 	seen := map[string]bool{}
@@ -327,7 +364,7 @@ func tlspolView(in SenderInput) SenderView {
 		mx              []string
 		version, hasAge bool
 	)
-	sc := bufio.NewScanner(bytes.NewReader(in.Body))
+	sc := bufio.NewScanner(bytes.NewReader(rd.Body))
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), " \t")
 		if line == "" {
@@ -504,10 +541,14 @@ func goMTASTSView(in SenderInput) SenderView {
 	if !version || id == "" {
 		return noPolicy(s, "its record parser finds no version or no id")
 	}
-	if mt := mediaType(in); mt != "text/plain" {
-		return noPolicy(s, "it requires Content-Type text/plain"+gotType(in))
+	rd, why := in.read(goClient)
+	if why != "" {
+		return codingFailure(s, why)
 	}
-	if in.TooLarge {
+	if mt := mediaType(rd); mt != "text/plain" {
+		return noPolicy(s, "it requires Content-Type text/plain"+gotType(rd))
+	}
+	if rd.TooLarge {
 		return noPolicy(s, "the policy is larger than 64 KiB (mailtls did not read further)")
 	}
 	var (
@@ -516,7 +557,7 @@ func goMTASTSView(in SenderInput) SenderView {
 		mx     []string
 	)
 	present := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(in.Body))
+	sc := bufio.NewScanner(bytes.NewReader(rd.Body))
 	for sc.Scan() {
 		parts := strings.Split(sc.Text(), ":")
 		if len(parts) != 2 {
@@ -560,7 +601,7 @@ func goMTASTSView(in SenderInput) SenderView {
 
 // mediaType returns the lower-case media type of the response, "" when
 // absent or unparsable.
-func mediaType(in SenderInput) string {
+func mediaType(in reading) string {
 	if !in.HasContentType {
 		return ""
 	}
@@ -571,14 +612,14 @@ func mediaType(in SenderInput) string {
 	return mt
 }
 
-func gotType(in SenderInput) string {
+func gotType(in reading) string {
 	if !in.HasContentType {
 		return " and the response has no Content-Type"
 	}
 	return ", not " + quote(in.ContentType)
 }
 
-func charsetOf(in SenderInput) string {
+func charsetOf(in reading) string {
 	_, params, _ := mime.ParseMediaType(in.ContentType)
 	if cs := params["charset"]; cs != "" {
 		return quote(cs)
@@ -588,7 +629,7 @@ func charsetOf(in SenderInput) string {
 
 // decodeCharset decodes the body as Python would with the response charset
 // (ASCII by default). Only the charsets that matter are distinguished.
-func decodeCharset(in SenderInput) (string, bool) {
+func decodeCharset(in reading) (string, bool) {
 	_, params, _ := mime.ParseMediaType(in.ContentType)
 	switch strings.ToLower(params["charset"]) {
 	case "", "ascii", "us-ascii":
