@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/scanjob"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 //go:embed templates/*.html
@@ -96,6 +97,7 @@ var templates = func() map[string]*template.Template {
 		"inc":        func(i int) int { return i + 1 },
 		"deref":      func(b *bool) bool { return b != nil && *b },
 		"sentence":   sentence,
+		"observed":   func(class string) bool { return smtpprobe.Class(class).Observed() },
 		"stageTitle": func(s scanjob.Stage) string { return s.Title() },
 		"statusIcon": func(s scanjob.Status) string { return statusWords[s][0] },
 		"statusWord": func(s scanjob.Status) string { return statusWords[s][1] },

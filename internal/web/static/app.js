@@ -52,7 +52,8 @@
     undetermined: ["?", "Could not tell"],
     failed: ["\u2717", "Failed"],
     blocked: ["\u2298", "Not connected"],
-    stopped: ["\u23f1", "Stopped"]
+    stopped: ["\u23f1", "Stopped"],
+    skipped: ["\u2013", "Not probed"]
   };
   var stageTitles = {
     "mta-sts-record": "MTA-STS record",
