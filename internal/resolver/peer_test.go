@@ -68,6 +68,20 @@ var peerDifferences = map[string]peerDifference{
 		"RFC 8461 §3.2: an mx value is a domain (RFC 5321) without trailing dot; the policy is invalid (the peer does not check mx values)"},
 }
 
+// TestPeerDifferencesDocumented: docs/resolver.md lists every difference.
+func TestPeerDifferencesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/resolver.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range peerDifferences {
+		short := strings.TrimSuffix(name, " (4.2 s)")
+		if !strings.Contains(string(doc), short) {
+			t.Errorf("docs/resolver.md does not list the peer difference %q", name)
+		}
+	}
+}
+
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") != "" {
