@@ -33,7 +33,10 @@ records and policy file that fix them. A domain may be given as
 "Example.COM.", "bücher.example", "https://example.com/" or "user@example.com".
 
 Exit status: 0 when no finding has severity error, 1 when at least one does,
-2 when mailtls could not run (bad flag, unusable resolver, invalid domain).
+2 when mailtls could not run (bad flag, unusable resolver, invalid domain),
+3 when a domain's policy could not be determined (DNS failed or no resolver
+answered; retry). With several domains the first of 2, 1, 3, 0 that applies
+wins.
 
 Flags:
 `
@@ -135,6 +138,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		noSMTP   bool
 		smtpWait time.Duration
 		ehlo     string
+		maxMX    int
 	)
 	nc.register(fs)
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON document per domain (JSON Lines); same as --format json")
@@ -143,6 +147,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 	fs.IntVar(&parallel, "parallel", 4, "scan up to `N` domains at once (output stays in input order)")
 	fs.BoolVar(&noSMTP, "no-smtp", false, "skip the SMTP probes of the MX hosts (DNS and HTTPS only)")
 	fs.DurationVar(&smtpWait, "smtp-timeout", 0, "time limit for each SMTP phase (connect, banner, command, TLS handshake); default 10s each, 20s for the banner")
+	fs.IntVar(&maxMX, "max-mx", scan.DefaultMaxMX, "look up and probe the `N` most preferred MX hosts; every MX host is still matched against the policy")
 	fs.StringVar(&ehlo, "ehlo", "", "the `NAME` to send in EHLO (default: the address literal of the local end, e.g. [192.0.2.1])")
 	inputs, code, ok := parseInterleaved(fs, args, env)
 	if !ok {
@@ -195,7 +200,11 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, "mailtls check: --smtp-timeout must be positive")
 		return ExitUsage
 	}
-	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now}
+	if maxMX < 1 {
+		fmt.Fprintln(env.Stderr, "mailtls check: --max-mx must be at least 1")
+		return ExitUsage
+	}
+	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now, MaxMX: maxMX}
 	if !noSMTP {
 		scanner.Prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: ehlo,
 			ConnectTimeout: smtpWait, BannerTimeout: smtpWait, CommandTimeout: smtpWait, HandshakeTimeout: smtpWait}
@@ -219,7 +228,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 			results[i] <- r
 		})
 	}
-	exit := ExitOK
+	exit, undetermined := ExitOK, false
 	for i, j := range jobs {
 		r := <-results[i]
 		var err error
@@ -238,11 +247,15 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		if finding.Worst(r.Findings) == finding.Error && exit == ExitOK {
 			exit = ExitFindings
 		}
+		undetermined = undetermined || r.Status == check.StatusUndetermined
 	}
 	wg.Wait()
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 		fmt.Fprintln(env.Stderr, "mailtls check: interrupted")
 		return ExitUsage
+	}
+	if exit == ExitOK && undetermined {
+		return ExitUndetermined
 	}
 	return exit
 }

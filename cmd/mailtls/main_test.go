@@ -250,7 +250,32 @@ func TestCheckEndToEnd(t *testing.T) {
 		if !strings.Contains(r.stdout, `"policy_status":"undetermined"`) || !strings.Contains(r.stdout, `"grade":null`) || strings.Contains(r.stdout, "sts-record-missing") {
 			t.Errorf("want undetermined, null grade and no sts-record-missing:\n%s", r.stdout)
 		}
+		if r.code != ExitUndetermined {
+			t.Errorf("exit %d, want %d: a scan that could not tell must not pass", r.code, ExitUndetermined)
+		}
 	})
+
+	t.Run("exit status precedence: 1 over 3 over 0", func(t *testing.T) {
+		if r := run(t, check("--json", "--timeout", "3s", "good.test", "silent.test")...); r.code != ExitUndetermined {
+			t.Errorf("good + silent: exit %d, want %d", r.code, ExitUndetermined)
+		}
+		if r := run(t, check("--json", "--timeout", "3s", "silent.test", "broken.test")...); r.code != ExitFindings {
+			t.Errorf("silent + broken: exit %d, want %d", r.code, ExitFindings)
+		}
+	})
+}
+
+// TestNoResolverAnswers: when every resolver is unreachable the scan runs,
+// reports nothing as missing, and exits 3, never 0.
+func TestNoResolverAnswers(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", lab.FreePorts(t, 1)[0]) // nothing listens
+	r := run(t, "check", "--json", "--timeout", "5s", "--resolver", dead, "example.test")
+	if r.code != ExitUndetermined {
+		t.Errorf("exit %d, want %d\n%s%s", r.code, ExitUndetermined, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"policy_status":"undetermined"`) || strings.Contains(r.stdout, "sts-record-missing") {
+		t.Errorf("want undetermined and nothing reported missing:\n%s", r.stdout)
+	}
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -272,6 +297,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad timeout", []string{"check", "--timeout", "0s", "example.com"}, "--timeout"},
 		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "--trust-ad"},
 		{"bad ehlo", []string{"check", "--ehlo", "not a name", "example.com"}, "--ehlo"},
+		{"bad max-mx", []string{"check", "--max-mx", "0", "example.com"}, "--max-mx"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -288,7 +314,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	r := run(t, "check", "--help")
-	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "--no-smtp", "--smtp-timeout", "--ehlo", "--trust-ad", "Exit status"} {
+	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "--no-smtp", "--smtp-timeout", "--ehlo", "--trust-ad", "--max-mx", "Exit status"} {
 		if !strings.Contains(r.stderr, strings.TrimPrefix(flag, "-")) {
 			t.Errorf("check --help lacks %s", flag)
 		}

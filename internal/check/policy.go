@@ -56,17 +56,19 @@ const maxRepeats = 3
 // policyFile judges the body of the response a sender would use.
 func (e *evaluator) policyFile() {
 	v := e.primary
-	if v == nil || v.r.Status != 200 || v.r.TooLarge {
+	// A fetch that failed, even after a 200 (a body cut off by the
+	// deadline), has no policy to judge.
+	if v == nil || v.r.Status != 200 || v.r.TooLarge || v.r.Error != "" || v.body == nil && len(v.r.Body) > 0 {
 		return
 	}
 	url := v.r.URL
-	if mtasts.LooksLikeHTML(v.r.Body) {
+	if mtasts.LooksLikeHTML(v.body) {
 		e.add(finding.PolicyHTML, finding.Error, url,
-			fmt.Sprintf("%s answers 200 with an HTML page (%s…), not a policy.", url, preview(v.r.Body)),
+			fmt.Sprintf("%s answers 200 with an HTML page (%s…), not a policy.", url, preview(v.body)),
 			e.fixText(finding.PolicyHTML))
 		return
 	}
-	pp := mtasts.ParsePolicy(v.r.Body)
+	pp := mtasts.ParsePolicy(v.body)
 	e.parsed, e.bodyOK = pp, true
 
 	counts := map[mtasts.Code]int{}
@@ -125,12 +127,19 @@ func (e *evaluator) policyAdvice(p *mtasts.Policy) {
 		if !ok {
 			continue
 		}
-		if suffix, icann := publicsuffix.PublicSuffix(parent); suffix == parent && (icann || strings.Contains(parent, ".")) {
+		if isPublicSuffix(parent) {
 			e.add(finding.PolicyMXPublicSuffix, finding.Warning, pat,
 				fmt.Sprintf("The mx pattern %q allows any host directly under the public suffix %q, which is almost no restriction.", pat, parent),
 				e.fixText(finding.PolicyMXPublicSuffix))
 		}
 	}
+}
+
+// isPublicSuffix reports whether name is a public suffix, where a "*."
+// pattern would allow any registered domain's host (STS-POL-20).
+func isPublicSuffix(name string) bool {
+	suffix, icann := publicsuffix.PublicSuffix(name)
+	return suffix == name && (icann || strings.Contains(name, "."))
 }
 
 // maxAgeAdvice warns about short lifetimes (STS-POL-8, MISC-17).

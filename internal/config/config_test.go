@@ -18,12 +18,20 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	if c.Host != nil || c.Admin.Listen != DefaultAdminListen || c.Log.Level != "info" {
 		t.Errorf("defaults %+v", c)
 	}
+	// Without a file the web checker runs, on loopback only.
+	if c.Web == nil || len(c.Web.Listen) != 1 || c.Web.Listen[0] != DefaultWebListen || c.Web.Scanner.AllowPrivateTargets || c.Web.Limits.ResultTTL.D() != MaxWebResultTTL {
+		t.Errorf("web defaults %+v", c.Web)
+	}
 	if err := c.Validate(); err != nil {
 		t.Error(err)
 	}
 	empty, err := Parse("empty.yaml", nil)
-	if err != nil || empty.Admin.Listen != DefaultAdminListen {
-		t.Errorf("an empty file is the default configuration: %v", err)
+	if err != nil || empty.Admin.Listen != DefaultAdminListen || empty.Web != nil {
+		t.Errorf("an empty file names no role: %v %+v", err, empty.Web)
+	}
+	w, err := Parse("w.yaml", []byte("web: {}\n"))
+	if err != nil || w.Web == nil || w.Web.Listen[0] != DefaultWebListen || w.Web.Limits.Reuse.D() != 2*time.Minute || w.Web.Limits.ConcurrentScans != 4 {
+		t.Errorf("web: {} takes the defaults: %v %+v", err, w.Web)
 	}
 }
 
@@ -91,6 +99,16 @@ func TestErrors(t *testing.T) {
 		// A header value with CR or LF would end the header early.
 		{"cache_control with CR LF", "host:\n  cache_control: \"max-age=60\\r\\nSet-Cookie: a=b\"\n", ErrInvalid, 2, "control characters"},
 		{"negative global limit", "host:\n  limits: {max_conns: -2}\n", ErrInvalid, 2, "host.limits"},
+		{"web: result_ttl above an hour", "web:\n  limits: {result_ttl: 2h}\n", ErrInvalid, 2, "at most 1h0m0s"},
+		{"web: https without a certificate", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n", ErrInvalid, 2, "needs web.tls.cert"},
+		{"web: bad public_url", "web:\n  public_url: check.example.com\n", ErrInvalid, 2, "web.public_url"},
+		{"web: bad proxy", "web:\n  trusted_proxies: [10.0.0.1/99]\n", ErrInvalid, 2, "web.trusted_proxies"},
+		{"web: bad allowed network", "web:\n  scanner: {allow_networks: [lan]}\n", ErrInvalid, 2, "web.scanner.allow_networks"},
+		{"web: bad ehlo", "web:\n  scanner: {ehlo: \"not a name\"}\n", ErrInvalid, 2, "web.scanner.ehlo"},
+		{"web: no listener", "web:\n  listen: []\n", ErrInvalid, 2, "at least one address"},
+		{"web: unknown key", "web:\n  scaner: {}\n", ErrUnknownKey, 2, `c.yaml:2: unknown key "scaner"`},
+		{"web: no connect-to from the config", "web:\n  scanner: {connect_to: [\"a:25:127.0.0.1:25\"]}\n", ErrUnknownKey, 2, `unknown key "connect_to"`},
+		{"web: certificate is a device", "web:\n  tls: {cert: /dev/zero, key: /dev/zero}\n", ErrInvalid, 2, "web.tls.cert /dev/zero: not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -30,13 +31,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // Options are what the command line and the environment give the daemon.
 type Options struct {
-	ConfigPath string // "" runs on the defaults (admin listener only)
+	ConfigPath string // "" runs on the defaults (the web checker and the admin listener)
 	Stderr     io.Writer
 	Now        func() time.Time
 	// Reload receives a value for each SIGHUP.
@@ -55,8 +58,15 @@ type Options struct {
 	// Resolver replaces the DNS client of follow_mx (tests).
 	Resolver Resolver
 	// Ready, if set, is called once every listener is open, with their
-	// addresses by name ("host-https", "host-http", "admin").
+	// addresses by name ("host-https", "host-http", "web", "web-https",
+	// "admin").
 	Ready func(addrs map[string][]string)
+	// WebResolver, WebNet and WebRoots replace the web checker's DNS
+	// client, the dial function beneath its SSRF guard and its trusted
+	// roots (tests point them at the lab; the guard stays).
+	WebResolver scan.Resolver
+	WebNet      dial.NetDial
+	WebRoots    *x509.CertPool
 }
 
 // role is one part of serve, switched on by its section of the
@@ -82,6 +92,7 @@ var roleTypes = []struct {
 	start func(ctx context.Context, d *Daemon, c *config.Config) (role, error)
 }{
 	{"host", func(c *config.Config) bool { return c.Host != nil }, startHost},
+	{"web", func(c *config.Config) bool { return c.Web != nil }, startWeb},
 }
 
 // Daemon is one running `mailtls serve`.
@@ -129,7 +140,7 @@ func Run(ctx context.Context, opts Options) error {
 	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
 		addrs: map[string][]string{}, failed: make(chan error, 1)}
 	defer d.loads.Wait() // a load abandoned at a signal ends soon (it is bounded)
-	cfg, sum, err := d.load(ctx)
+	cfg, sum, err := d.load(ctx, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while loading
@@ -159,9 +170,9 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // load reads and checks the configuration file (the defaults without
 // one), with its hash. Parsing cannot be interrupted, so it runs on a
 // goroutine of its own that load stops waiting for when ctx ends or
-// LoadTimeout passes; config's bounds (size, nodes, depth) keep what it
-// can cost small, and only one runs at a time.
-func (d *Daemon) load(ctx context.Context) (*config.Config, [sha256.Size]byte, error) {
+// timeout passes (0: no timeout); config's bounds (size, nodes, depth)
+// keep what it can cost small, and only one runs at a time.
+func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Config, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	path := d.opts.ConfigPath
 	if path == "" {
@@ -189,13 +200,17 @@ func (d *Daemon) load(ctx context.Context) (*config.Config, [sha256.Size]byte, e
 		r.err = err
 		done <- r
 	}()
-	t := time.NewTimer(d.opts.LoadTimeout)
-	defer t.Stop()
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case r := <-done:
 		return r.cfg, r.sum, r.err
-	case <-t.C:
-		return nil, none, fmt.Errorf("%s: reading and checking the file took longer than %s", path, d.opts.LoadTimeout)
+	case <-expired:
+		return nil, none, fmt.Errorf("%s: reading and checking the file took longer than %s", path, timeout)
 	case <-ctx.Done():
 		return nil, none, ctx.Err()
 	}
@@ -298,10 +313,13 @@ func (d *Daemon) run(ctx context.Context) error {
 		}
 		closers = append(closers, srv.Shutdown)
 	}
-	for _, name := range []string{"host-https", "host-http", "admin"} {
+	for _, name := range []string{"host-https", "host-http", "web", "web-https", "admin"} {
 		for _, a := range d.addrs[name] {
 			d.log.Info("listening", "listener", name, "addr", a)
 		}
+	}
+	for _, u := range webURLs(d.addrs) {
+		d.log.Info("web checker ready", "url", u)
 	}
 	d.log.Info("mailtls serve started", "config", d.opts.ConfigPath, "roles", names)
 	if d.opts.Ready != nil {
@@ -381,7 +399,7 @@ func (d *Daemon) Reload(ctx context.Context, why string) error {
 	if d.opts.ConfigPath == "" {
 		return nil
 	}
-	next, sum, err := d.load(ctx)
+	next, sum, err := d.load(ctx, d.opts.LoadTimeout)
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping
 	}

@@ -54,9 +54,9 @@ var (
 		Checklist: []string{"STS-TXT-6", "MISC-31"},
 	})
 	STSRecordSpaceBeforeSemicolon = def(Def{
-		ID: "sts-record-space-before-semicolon", Component: ComponentRecord, Severities: onlyError,
+		ID: "sts-record-space-before-semicolon", Component: ComponentRecord, Severities: errorOrWarning,
 		Title:     "Space before the first semicolon of the MTA-STS record",
-		Explain:   "\"v=STSv1 ;\" matches the grammar but not the rule that a record must begin with \"v=STSv1;\" (erratum 6285). Senders differ: mox and postfix-mta-sts-resolver accept it, a literal reading discards it.",
+		Explain:   "\"v=STSv1 ;\" matches the grammar, whose delimiter allows whitespace around ';'. When it is the only TXT record at _mta-sts, no filter applies and senders use it (a warning: it is fragile). When several TXT records come back, senders first discard those that do not begin with exactly \"v=STSv1;\" (erratum 6285), and RFC 8461 senders then find no record (an error), while mox, postfix-mta-sts-resolver and postfix-tlspol accept it anyway.",
 		Fix:       "Remove the space: v=STSv1; id=<id>",
 		Ref:       "RFC 8461 §3.1; erratum 6285",
 		Checklist: []string{"STS-TXT-7", "AMB-2"},
@@ -227,6 +227,15 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-16", "MISC-1"},
 	})
+	PolicyHostFamilyUndetermined = def(Def{
+		ID: "policy-host-family-undetermined", Component: ComponentPolicyHost, Severities: onlyWarning,
+		Title:     "One address lookup of the policy host fails",
+		Explain:   "The A or the AAAA lookup of mta-sts.<domain> failed temporarily while the other one answered, so the scan fetched the policy only from the addresses it could see; the others, if any, were not checked. Senders that meet the same failure fetch over the family that answers.",
+		Fix:       "Make the name servers that answer for mta-sts.<domain> answer both A and AAAA queries (NODATA for a family without addresses), then scan again.",
+		Ref:       "RFC 8461 §3.3; RFC 2308 §2.2",
+		Checklist: []string{"STS-FETCH-16", "MISC-34"},
+		Caps:      map[Severity]Grade{Warning: GradeA},
+	})
 	PolicyHostDelegated = def(Def{
 		ID: "policy-host-delegated", Component: ComponentPolicyHost, Severities: onlyInfo,
 		Title:     "Policy host is a CNAME",
@@ -242,6 +251,14 @@ var (
 		Fix:       "Serve https://mta-sts.<domain>/.well-known/mta-sts.txt over HTTPS on port 443 (TLS 1.2 or newer) on every address of mta-sts.<domain>.",
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-2", "MISC-1"},
+	})
+	PolicyHostNotPublic = def(Def{
+		ID: "policy-host-not-public", Component: ComponentPolicyHost, Severities: onlyError,
+		Title:     "Policy host resolves to an address that is not public",
+		Explain:   "mta-sts.<domain> resolves to a loopback, private, link-local or other special-purpose address (IANA registries, RFC 6890). Senders on the internet cannot fetch the policy there. The public web checker does not connect to such addresses, so the policy was not fetched from it (the command-line scanner does).",
+		Fix:       "Point the A/AAAA records of mta-sts.<domain> at the public addresses of the policy host.",
+		Ref:       "RFC 8461 §3.3; RFC 6890",
+		Checklist: []string{"STS-FETCH-2"},
 	})
 	PolicyFetchPartial = def(Def{
 		ID: "policy-fetch-partial", Component: ComponentPolicyHost, Severities: onlyWarning,
@@ -333,10 +350,19 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-7", "STS-HOST-1", "MISC-7"},
 	})
+	PolicyContentEncoding = def(Def{
+		ID: "policy-content-encoding", Component: ComponentPolicyHost, Severities: onlyError,
+		Title:     "Senders cannot read the policy because of its Content-Encoding",
+		Explain:   "Senders ask for content codings differently: Go's net/http (mox, go-mtasts, postfix-tlspol) sends \"Accept-Encoding: gzip\" and decodes gzip only; aiohttp (postfix-mta-sts-resolver) sends \"gzip, deflate\" and decodes both (br only with an optional module); a client that sends none may get the body uncompressed. A body labelled Content-Encoding: gzip that is not gzip data (a web server or CDN compressing twice, or labelling a plain file), or a coding a sender does not decode (br, zstd), leaves that sender with no policy. mailtls fetches the policy as each of these clients and names the senders that fail. Google's and Microsoft's HTTP clients are not public.",
+		Fix:       "Serve /.well-known/mta-sts.txt uncompressed, without a Content-Encoding header (it is a few hundred bytes), or make sure the web server compresses it only with gzip and only when asked.",
+		Ref:       "RFC 8461 §3.3; RFC 9110 §8.4, §12.5.3",
+		Checklist: []string{"STS-FETCH-11", "STS-FETCH-12", "§H"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
 	PolicyContentType = def(Def{
 		ID: "policy-content-type", Component: ComponentPolicyHost, Severities: onlyError,
 		Title:     "Policy is not served as text/plain",
-		Explain:   "Senders should check the media type. postfix-mta-sts-resolver and go-mtasts (maddy) drop a policy that is not text/plain, while mox and postfix-tlspol use it anyway, so the policy applies to some senders only.",
+		Explain:   "Senders should check the media type. postfix-mta-sts-resolver, postfix-tlspol (since v1.12.1) and go-mtasts (maddy) drop a policy that is not text/plain, while mox uses it anyway, so the policy applies to some senders only.",
 		Fix:       "Serve /.well-known/mta-sts.txt with the header \"Content-Type: text/plain; charset=utf-8\".",
 		Ref:       "RFC 8461 §3.2",
 		Checklist: []string{"STS-FETCH-10", "MISC-5", "§H"},
@@ -536,7 +562,7 @@ var (
 	PolicyMXMissing = def(Def{
 		ID: "policy-mx-missing", Component: ComponentPolicy, Severities: onlyError,
 		Title:     "Policy has no mx line",
-		Explain:   "At least one mx line is required in testing and enforce mode; postfix-tlspol once deferred all mail for such a policy.",
+		Explain:   "At least one mx line is required in testing and enforce mode; postfix-tlspol once deferred all mail for such a policy, and since v1.12.1 rejects it like RFC 8461.",
 		Fix:       "Add one \"mx: <mx>\" line per MX host.",
 		Ref:       "RFC 8461 §3.2",
 		Checklist: []string{"STS-POL-10"},
@@ -676,6 +702,14 @@ var (
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-3"},
 	})
+	MXAddressNotPublic = def(Def{
+		ID: "mx-address-not-public", Component: ComponentMX, Severities: onlyWarning,
+		Title:     "MX host resolves to an address that is not public",
+		Explain:   "The MX host resolves to a loopback, private, link-local or other special-purpose address (IANA registries, RFC 6890). Senders on the internet cannot deliver there. The public web checker does not connect to such addresses, so STARTTLS was not probed at it (the command-line scanner does).",
+		Fix:       "Publish only public addresses for <mx>, or remove it from the MX set if it is meant for internal mail only.",
+		Ref:       "RFC 5321 §5.1; RFC 6890",
+		Checklist: []string{"MISC-34"},
+	})
 	MXAddressUndetermined = def(Def{
 		ID: "mx-address-undetermined", Component: ComponentMX, Severities: onlyWarning,
 		Title:     "MX host address could not be looked up",
@@ -683,6 +717,47 @@ var (
 		Fix:       "Retry the scan. If it persists, check the name servers that answer for <mx>.",
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-2"},
+	})
+	MXNotChecked = def(Def{
+		ID: "mx-not-checked", Component: ComponentMX, Severities: onlyInfo,
+		Title:     "MX hosts beyond the scan's limit were not checked",
+		Explain:   "The scan looks up and probes the most preferred MX hosts only (16 unless --max-mx says otherwise). Every MX host is still matched against the policy, and the policy fix covers them all, but the addresses, STARTTLS, certificates and DANE of the others were not checked.",
+		Fix:       "Scan again with --max-mx set to the number of MX hosts to check every one of them.",
+		Ref:       "RFC 5321 §5.1; RFC 8461 §4",
+		Checklist: []string{"STS-SND-6"},
+	})
+	MXNullMixed = def(Def{
+		ID: "mx-null-mixed", Component: ComponentMX, Severities: onlyError,
+		Title:     "Null MX published beside other MX records",
+		Explain:   "A null MX (\"0 .\") says that the domain accepts no mail, and a domain that publishes one must publish no other MX record. Beside other records it is not a null MX: most senders skip the \".\" entry and deliver to the other hosts, while a sender that honours it refuses all mail. Either way one of the two records says something false.",
+		Fix:       "If <domain> receives mail, delete the \"MX 0 .\" record; if it does not, delete every other MX record.",
+		Ref:       "RFC 7505 §3",
+		Checklist: []string{"MISC-38"},
+	})
+	MXLocalhost = def(Def{
+		ID: "mx-localhost", Component: ComponentMX, Severities: errorOrWarning,
+		Title:     "MX record names localhost",
+		Explain:   "localhost (and every name under .localhost) resolves to the loopback address of whoever looks it up (RFC 6761 §6.3), so this MX record sends every sender to itself. Postfix bounces the mail (\"mail for <domain> loops back to myself\") when it is the most preferred MX, and skips it otherwise; other senders try it and fail. The scan does not probe it, since that would test the scanner's own machine.",
+		Fix:       "Delete the MX record that names <mx>.",
+		Ref:       "RFC 6761 §6.3; RFC 5321 §5.1",
+		Checklist: []string{"MISC-38"},
+	})
+	MXIPLiteral = def(Def{
+		ID: "mx-ip-literal", Component: ComponentMX, Severities: errorOrWarning,
+		Title:     "MX record names an IP address",
+		Explain:   "The exchange of an MX record must be a host name with A/AAAA records, not an IP address. Senders do not deliver to it: Postfix ignores the record (\"numeric domain name in resource data of MX record\"), others look the address up as a name and find nothing. An MTA-STS policy cannot name it either.",
+		Fix:       "Replace the MX record for <mx> by one that names a host (publish A/AAAA records for that host).",
+		Ref:       "RFC 5321 §5.1; RFC 1035 §3.3.9",
+		Checklist: []string{"MISC-38", "STS-POL-9"},
+	})
+	MXAddressFamilyUndetermined = def(Def{
+		ID: "mx-address-family-undetermined", Component: ComponentMX, Severities: onlyWarning,
+		Title:     "One address lookup of an MX host fails",
+		Explain:   "The A or the AAAA lookup of the MX host failed temporarily (SERVFAIL, timeout) while the other one answered, so the scan could not see, or probe, the addresses of that family. Senders that meet the same failure deliver over the other family only (Postfix and Exim use whatever answered); a host whose only addresses are in the failing family is deferred (Postfix: \"Host not found, try again\"). The usual cause is an authoritative server that mishandles AAAA queries instead of answering NODATA.",
+		Fix:       "Make the name servers of <mx> answer both A and AAAA queries (NODATA for a family without addresses), then scan again.",
+		Ref:       "RFC 5321 §5.1; RFC 2308 §2.2",
+		Checklist: []string{"DANE-DNS-2", "MISC-34"},
+		Caps:      map[Severity]Grade{Warning: GradeA},
 	})
 )
 
@@ -726,10 +801,19 @@ var (
 	TLSRPTSyntax = def(Def{
 		ID: "tlsrpt-syntax", Component: ComponentTLSRPT, Severities: onlyError,
 		Title:     "TLS-RPT record is not valid",
-		Explain:   "The record does not match the grammar (space around '=' or before the first ';', a missing ';', forbidden characters, trailing junk). Senders ignore it.",
+		Explain:   "The record does not match the grammar (space around '=', a missing ';', forbidden characters, trailing junk). Senders ignore it.",
 		Fix:       "Set the TXT value to: v=TLSRPTv1; rua=mailto:tlsrpt@<domain>",
 		Ref:       "RFC 8460 §3",
 		Checklist: []string{"RPT-TXT-4"},
+		Caps:      map[Severity]Grade{Error: GradeB},
+	})
+	TLSRPTSpaceBeforeSemicolon = def(Def{
+		ID: "tlsrpt-space-before-semicolon", Component: ComponentTLSRPT, Severities: errorOrWarning,
+		Title:     "Space before the first semicolon of the TLS-RPT record",
+		Explain:   "\"v=TLSRPTv1 ;\" matches the grammar, whose delimiter allows whitespace around ';'. When it is the only TXT record at _smtp._tls, no filter applies and senders use it (a warning: it is fragile). When several TXT records come back, senders first discard those that do not begin with exactly \"v=TLSRPTv1;\", so a literal reading finds no record and sends no reports (an error); mox accepts it anyway.",
+		Fix:       "Remove the space: v=TLSRPTv1; rua=mailto:tlsrpt@<domain>",
+		Ref:       "RFC 8460 §3",
+		Checklist: []string{"RPT-TXT-3", "RPT-TXT-4"},
 		Caps:      map[Severity]Grade{Error: GradeB},
 	})
 	TLSRPTRUAMissing = def(Def{
@@ -799,6 +883,14 @@ var (
 		Fix:       "Check that <mx> accepts connections on port 25 from the internet; if the scan ran from a network that blocks port 25, run it again from one that does not.",
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"STS-SND-6", "DANE-DNS-3"},
+	})
+	SMTPNotProbed = def(Def{
+		ID: "smtp-not-probed", Component: ComponentSMTP, Severities: onlyInfo,
+		Title:     "MX addresses were not probed",
+		Explain:   "The scan did not probe these addresses, or stopped before a probe finished: its time budget (--timeout) ran out while probes waited for their turn (one connection at a time per address, a few addresses at once; every MX host gets one address probed before any host gets a second), or a host has more addresses than the scan probes (4 per address family). Nothing is known about them; this is not a fault of the server.",
+		Fix:       "Scan again with a longer --timeout.",
+		Ref:       "RFC 8461 §4; RFC 7672 §2.2",
+		Checklist: []string{"STS-SND-8"},
 	})
 	SMTPBannerRefused = def(Def{
 		ID: "smtp-banner-refused", Component: ComponentSMTP, Severities: onlyWarning,

@@ -43,9 +43,12 @@ const (
 	DefaultBannerTimeout    = 20 * time.Second
 	DefaultCommandTimeout   = 10 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	// quitTimeout bounds the wait for the reply to QUIT.
+	quitTimeout = time.Second
 	// MaxRead caps everything read from one server, TLS handshake included.
 	MaxRead = 256 << 10
-	// maxTranscript caps the lines kept, and each line's length.
+	// maxTranscript caps the lines kept, and each line's length; the EHLO
+	// keywords kept are capped the same way.
 	maxTranscript     = 60
 	maxTranscriptLine = 200
 )
@@ -55,9 +58,12 @@ type Class string
 
 // Failure classes, in the order of the phases.
 const (
-	ConnectRefused     Class = "connect-refused"
-	ConnectTimeout     Class = "connect-timeout"
-	ConnectError       Class = "connect-error"
+	ConnectRefused Class = "connect-refused"
+	ConnectTimeout Class = "connect-timeout"
+	ConnectError   Class = "connect-error"
+	// ConnectBlocked: a guarded scan (the web checker) did not connect,
+	// because the address is not a public one (dial.Guard).
+	ConnectBlocked     Class = "connect-blocked"
 	BannerTimeout      Class = "banner-timeout"   // connected, no banner
 	BannerClosed       Class = "banner-closed"    // closed before or during the banner
 	BannerTemporary    Class = "banner-temporary" // 4xx banner: greylisting, rate limits, scanner blocking
@@ -68,7 +74,34 @@ const (
 	STARTTLSRefused    Class = "starttls-refused"
 	TLSHandshake       Class = "tls-handshake"
 	TLSTimeout         Class = "tls-timeout"
+	// TLSPlaintext: the server answered STARTTLS with 220 and then sent
+	// bytes that are not a TLS record (plain text): it never speaks TLS.
+	TLSPlaintext Class = "tls-plaintext"
+
+	// The classes below say nothing about the server: the scan stopped
+	// looking, or never looked.
+
+	// CutOff: the scan's time budget ran out (or the scan was interrupted)
+	// during the probe, before the phase's own deadline.
+	CutOff Class = "cut-off"
+	// NotProbedBudget: the budget ran out while the probe waited for its
+	// turn (see package scan); nothing was sent to the address.
+	NotProbedBudget Class = "not-probed-budget"
+	// NotProbedLimit: the host has more addresses than a scan probes.
+	NotProbedLimit Class = "not-probed-limit"
 )
+
+// Observed reports whether a probe of this class saw the server: false for
+// the classes that only say that the scan did not look (or stopped).
+func (c Class) Observed() bool {
+	return c != CutOff && c != NotProbedBudget && c != NotProbedLimit
+}
+
+// NotProbed is the Result for an address the scan did not connect to; c
+// (NotProbedBudget or NotProbedLimit) and why say why.
+func NotProbed(host string, ip netip.Addr, c Class, why string, now time.Time) *Result {
+	return &Result{Host: host, Address: netip.AddrPortFrom(ip, 25).String(), Class: c, Error: why, StartedAt: now.UTC(), Transcript: []string{}}
+}
 
 // Result is everything observed probing one address of an MX host.
 type Result struct {
@@ -154,6 +187,7 @@ type probe struct {
 	r     *Result
 	ctx   context.Context
 	conn  net.Conn
+	br    *bufio.Reader // under text: what the server sent and was not read yet
 	text  *textproto.Reader
 	start time.Time
 	// mu orders setDeadline against the cancellation of ctx.
@@ -216,6 +250,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	conn, err := p.Dialer.Dial(cctx, host, ip, 25)
 	cancel()
 	if err != nil {
+		if r := s.cutOff(err, "the connection"); r != nil {
+			return r
+		}
 		c, detail := classifyConnect(ctx, err)
 		return s.fail(c, "%s", detail)
 	}
@@ -228,13 +265,17 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 		_ = conn.SetDeadline(pastDeadline)
 	})
 	defer stop()
-	s.text = textproto.NewReader(bufio.NewReader(s.conn))
+	s.br = bufio.NewReader(s.conn)
+	s.text = textproto.NewReader(s.br)
 
 	// Banner (RFC 5321 §4.3.1: 220 or 554).
 	s.deadline(or(p.BannerTimeout, DefaultBannerTimeout))
 	code, msg, err := s.read()
 	s.r.Timings.Banner = s.ms()
 	s.r.BannerCode, s.r.Banner = code, firstLine(msg)
+	if r := s.cutOff(err, "the banner"); r != nil && code == 0 {
+		return r
+	}
 	switch {
 	case err != nil && code == 0:
 		return s.fail(classifyRead(err, BannerTimeout, BannerClosed, BannerMalformed, "the banner"))
@@ -259,6 +300,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	s.r.Timings.EHLO = s.ms()
 	if err != nil || code != 250 {
 		if code == 0 {
+			if r := s.cutOff(err, "the EHLO reply"); r != nil {
+				return r
+			}
 			c, detail := classifyRead(err, EHLOFailed, EHLOFailed, EHLOFailed, "the EHLO reply")
 			return s.fail(c, "%s (the server sent its banner, then stopped answering)", detail)
 		}
@@ -266,9 +310,11 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	}
 	for _, line := range strings.Split(msg, "\n")[1:] {
 		kw := strings.ToUpper(strings.Fields(line + " x")[0])
-		s.r.Extensions = append(s.r.Extensions, kw)
 		if kw == "STARTTLS" {
 			s.r.STARTTLS = true
+		}
+		if len(s.r.Extensions) < maxTranscript {
+			s.r.Extensions = append(s.r.Extensions, capLine(kw))
 		}
 	}
 	if !s.r.STARTTLS {
@@ -279,6 +325,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	// STARTTLS (RFC 3207 §4).
 	code, msg, err = s.cmd("STARTTLS")
 	if err != nil && code == 0 {
+		if r := s.cutOff(err, "the STARTTLS reply"); r != nil {
+			return r
+		}
 		c, detail := classifyRead(err, STARTTLSRefused, STARTTLSRefused, STARTTLSRefused, "the STARTTLS reply")
 		return s.fail(c, "%s", detail)
 	}
@@ -286,7 +335,15 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 		s.quit()
 		return s.fail(STARTTLSRefused, "the server offers STARTTLS but answered the command with %d %s", code, firstLine(msg))
 	}
-	tc := tls.Client(s.conn, &tls.Config{
+	// After the 220 the server must wait for the ClientHello (RFC 3207
+	// §4); bytes it already sent are plain text, not TLS.
+	if n := s.br.Buffered(); n > 0 {
+		early, _ := s.br.Peek(min(n, maxTranscriptLine))
+		s.log("S: ", strings.TrimRight(string(early), "\r\n"))
+		return s.fail(TLSPlaintext, "the server answered STARTTLS with 220 but then sent plain text instead of starting TLS: %q", firstLine(string(early)))
+	}
+	sniff := &tlsSniffConn{Conn: s.conn}
+	tc := tls.Client(sniff, &tls.Config{
 		ServerName:         host,
 		InsecureSkipVerify: true, // verified below, so that every problem is recorded and classified
 		MinVersion:         tls.VersionTLS10,
@@ -297,6 +354,13 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	cancel()
 	s.r.Timings.Handshake = s.ms()
 	if err != nil {
+		if sniff.plain != nil {
+			s.log("S: ", strings.TrimRight(string(sniff.plain), "\r\n"))
+			return s.fail(TLSPlaintext, "the server answered STARTTLS with 220 but replied to the TLS ClientHello in plain text: %q", firstLine(string(sniff.plain)))
+		}
+		if r := s.cutOff(err, "the TLS handshake"); r != nil {
+			return r
+		}
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			return s.fail(TLSTimeout, "the TLS handshake did not finish in time")
 		}
@@ -316,11 +380,41 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 
 	// A second EHLO over TLS (RFC 3207 §4.2) shows the session works; then
 	// leave politely. Failures here do not change the verdict.
-	s.conn, s.text = tc, textproto.NewReader(bufio.NewReader(tc))
+	s.conn, s.br = tc, bufio.NewReader(tc)
+	s.text = textproto.NewReader(s.br)
 	if code, _, err := s.cmd("EHLO " + name); err == nil && code == 250 {
 		s.quit()
 	}
 	return s.r
+}
+
+// cutOff is the Result when err is the probe's context ending (the scan's
+// time budget, or an interrupt) rather than the server's doing: a phase
+// deadline is capped by the context's, so a phase cut short says nothing
+// about the server. It returns nil for any other error.
+func (s *probe) cutOff(err error, what string) *Result {
+	if err == nil || !Ended(s.ctx) {
+		return nil
+	}
+	if !isTimeout(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return nil
+	}
+	why := "the scan's time budget ran out"
+	if errors.Is(s.ctx.Err(), context.Canceled) {
+		why = "the scan was interrupted"
+	}
+	return s.fail(CutOff, "%s while waiting for %s; this says nothing about the server", why, what)
+}
+
+// Ended reports whether ctx is done or its deadline has passed. An I/O
+// deadline set from the context's fires at the same instant as the
+// context's own timer, so a timeout may be seen before ctx.Err() is set.
+func Ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // read reads one (possibly multi-line) reply and logs it.
@@ -343,7 +437,11 @@ func (s *probe) read() (int, string, error) {
 
 // cmd sends one command line and reads the reply within the command timeout.
 func (s *probe) cmd(line string) (int, string, error) {
-	s.deadline(or(s.CommandTimeout, DefaultCommandTimeout))
+	return s.cmdWithin(line, or(s.CommandTimeout, DefaultCommandTimeout))
+}
+
+func (s *probe) cmdWithin(line string, d time.Duration) (int, string, error) {
+	s.deadline(d)
 	s.log("C: ", line)
 	if _, err := io.WriteString(s.conn, line+"\r\n"); err != nil {
 		return 0, "", err
@@ -351,9 +449,10 @@ func (s *probe) cmd(line string) (int, string, error) {
 	return s.read()
 }
 
+// quit says goodbye without waiting long for the answer: the verdict is
+// already made.
 func (s *probe) quit() {
-	s.deadline(time.Second)
-	s.cmd("QUIT")
+	s.cmdWithin("QUIT", quitTimeout)
 }
 
 // capConn fails reads once MaxRead bytes have been read.
@@ -378,10 +477,43 @@ func (c *capConn) Read(b []byte) (int, error) {
 
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
+	return capLine(line)
+}
+
+func capLine(line string) string {
 	if len(line) > maxTranscriptLine {
 		line = line[:maxTranscriptLine] + "…"
 	}
 	return line
+}
+
+// errPlaintext stops a handshake whose first byte from the server is not a
+// TLS record type.
+var errPlaintext = errors.New("the server's reply is not a TLS record")
+
+// tlsSniffConn checks the first byte the server sends in the TLS
+// handshake: a server's first record is a handshake (22) or an alert (21)
+// (RFC 8446 §5.1, RFC 5246 §6.2.1). crypto/tls would wait for a whole
+// 5-byte record header first, so a short plain-text reply such as "OK\r\n"
+// would only end in the handshake timeout; this fails at once and keeps
+// what was read for the report.
+type tlsSniffConn struct {
+	net.Conn
+	seen  bool
+	plain []byte
+}
+
+func (c *tlsSniffConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.seen || n == 0 {
+		return n, err
+	}
+	c.seen = true
+	if b[0] != 21 && b[0] != 22 {
+		c.plain = append([]byte(nil), b[:min(n, maxTranscriptLine)]...)
+		return 0, errPlaintext
+	}
+	return n, err
 }
 
 // addressLiteral is the EHLO argument for a local address (RFC 5321
@@ -404,7 +536,12 @@ func isTimeout(err error) bool {
 }
 
 func classifyConnect(ctx context.Context, err error) (Class, string) {
+	var blocked *dial.BlockedError
 	switch {
+	case errors.As(err, &blocked):
+		return ConnectBlocked, blocked.Error()
+	case errors.Is(err, dial.ErrBlocked):
+		return ConnectBlocked, err.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused, "connection refused on port 25"
 	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:

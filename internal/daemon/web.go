@@ -1,0 +1,204 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/policyhost"
+	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/scanjob"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/web"
+)
+
+// webRole is the web checker: its listeners, the scan jobs and the
+// janitor that deletes expired results.
+type webRole struct {
+	srv     *http.Server
+	jobs    *scanjob.Manager
+	stop    context.CancelFunc
+	janitor sync.WaitGroup
+	cfg     *config.Web
+}
+
+// startWeb opens the web checker's listeners and serves. On error it
+// returns what it started so that the caller can shut it down.
+func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) {
+	c := cfg.Web
+	var res scan.Resolver = d.opts.WebResolver
+	if res == nil {
+		servers := c.Scanner.Resolvers
+		if len(servers) == 0 {
+			s, err := resolve.SystemServers(d.opts.ResolvConf)
+			if err != nil {
+				return nil, fmt.Errorf("web: the scanner needs a DNS resolver: %v (set web.scanner.resolvers)", err)
+			}
+			servers = s
+		}
+		res = &resolve.Client{Servers: servers, TrustAD: resolve.IsLoopbackServer}
+	}
+	// The SSRF guard: public addresses on ports 25 and 443 only, unless
+	// the configuration lets private targets through.
+	var allow []netip.Prefix
+	if c.Scanner.AllowPrivateTargets {
+		allow = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	}
+	for _, p := range c.Scanner.AllowNetworks {
+		allow = append(allow, netip.MustParsePrefix(p)) // validated by config
+	}
+	dialer := &dial.Dialer{Guard: dial.NewGuard(allow...), Net: d.opts.WebNet}
+	smtpWait := c.Scanner.SMTPTimeout.D()
+	sc := &scan.Scanner{
+		Resolver: res,
+		Fetcher:  &fetch.Fetcher{Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now},
+		Dialer:   dialer,
+		Now:      d.opts.Now,
+		Prober: &smtpprobe.Prober{Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now, EHLO: c.Scanner.EHLO,
+			ConnectTimeout: smtpWait, BannerTimeout: smtpWait, CommandTimeout: smtpWait, HandshakeTimeout: smtpWait},
+	}
+	l := c.Limits
+	perMinute := rate.Limit(l.ScansPerMinute / 60)
+	if l.ScansPerMinute < 0 {
+		perMinute = -1
+	}
+	jobs := scanjob.New(scanjob.Config{
+		Workers: l.ConcurrentScans, Queue: l.Queue, Timeout: c.Scanner.Timeout.D(), TTL: l.ResultTTL.D(), Reuse: l.Reuse.D(),
+		PerClientRate: perMinute, PerClientBurst: l.ScanBurst, PerClientConcurrent: l.ConcurrentPerClient, Now: d.opts.Now,
+	}, web.NewScanFunc(sc, d.opts.Now), nil, d.log.With("role", "web"), scanjob.NewMetrics(d.reg))
+	ws := &web.Server{Jobs: jobs, Log: d.log.With("role", "web"), EHLOName: c.Scanner.EHLO,
+		MaxStreamsPerClient: l.StreamsPerClient, Metrics: web.NewMetrics(d.reg)}
+	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "https" || len(c.ListenHTTPS) > 0 {
+		ws.TLS = true
+	}
+	for _, p := range c.TrustedProxies {
+		ws.TrustedProxies = append(ws.TrustedProxies, netip.MustParsePrefix(p))
+	}
+	jctx, stop := context.WithCancel(context.Background())
+	r := &webRole{jobs: jobs, stop: stop, cfg: c}
+	r.srv = &http.Server{
+		Handler:           ws.Handler(),
+		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
+		ReadTimeout:       l.ReadTimeout.D(),
+		WriteTimeout:      l.WriteTimeout.D(),
+		IdleTimeout:       l.IdleTimeout.D(),
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return jctx },
+	}
+	r.janitor.Add(1)
+	go func() { defer r.janitor.Done(); jobs.Janitor(jctx, time.Minute) }()
+
+	var tc *tls.Config
+	if len(c.ListenHTTPS) > 0 {
+		cert, err := loadKeyPair(c.TLS.Cert, c.TLS.Key)
+		if err != nil {
+			return r, &ConfigError{Err: fmt.Errorf("web.tls: %w", err)}
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	}
+	lns, err := d.listen("web", c.Listen)
+	if err != nil {
+		return r, fmt.Errorf("web listener: %w", err)
+	}
+	secure, err := d.listen("web-https", c.ListenHTTPS)
+	if err != nil {
+		closeListeners(lns)
+		return r, fmt.Errorf("web listener: %w", err)
+	}
+	for _, ln := range secure {
+		lns = append(lns, tls.NewListener(ln, tc))
+	}
+	for _, ln := range lns {
+		d.serve(func() error { return r.srv.Serve(ln) })
+	}
+	return r, nil
+}
+
+// loadKeyPair loads a certificate and its key, each read with the cap of
+// certificate files.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := config.ReadLimited(certFile, policyhost.MaxCertFileSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := config.ReadLimited(keyFile, policyhost.MaxCertFileSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+func closeListeners(lns []net.Listener) {
+	for _, l := range lns {
+		l.Close()
+	}
+}
+
+// shutdown stops the listeners (requests in flight finish, event streams
+// end with the context), then the scans and the janitor.
+func (r *webRole) shutdown(ctx context.Context) error {
+	r.stop() // ends event streams, waiting pages and the janitor
+	err := r.srv.Shutdown(ctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	err = errors.Join(err, r.jobs.Close(ctx))
+	r.janitor.Wait()
+	return err
+}
+
+// restartNeeded lists web settings that changed and need a restart: the
+// role is built once.
+func (r *webRole) restartNeeded(next *config.Config) []string {
+	if next.Web != nil && fmt.Sprintf("%+v", *next.Web) != fmt.Sprintf("%+v", *r.cfg) {
+		return []string{"web"}
+	}
+	return nil
+}
+
+// apply changes nothing: every web setting takes a restart (restartNeeded
+// says so).
+func (r *webRole) apply(context.Context, *config.Config) error { return nil }
+
+// health reports the scans running and queued.
+func (r *webRole) health(w io.Writer, _ time.Time) bool {
+	queued, running := r.jobs.Counts()
+	fmt.Fprintf(w, "web: %d scans running, %d queued\n", running, queued)
+	return false
+}
+
+// urls are the addresses to open the checker at, for the log.
+func webURLs(addrs map[string][]string) []string {
+	var out []string
+	for _, scheme := range []string{"web", "web-https"} {
+		for _, a := range addrs[scheme] {
+			host, port, _ := net.SplitHostPort(a)
+			if host == "" || host == "::" || host == "0.0.0.0" {
+				host = "localhost"
+			}
+			s := "http"
+			if scheme == "web-https" {
+				s = "https"
+			}
+			out = append(out, s+"://"+net.JoinHostPort(strings.Trim(host, "[]"), port)+"/")
+		}
+	}
+	return out
+}
