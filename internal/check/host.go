@@ -76,6 +76,10 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 		}
 		return v
 	}
+	if n := webpki.CertificateMessageSize(r.TLS.Chain, r.TLS.Version); n > webpki.OpenSSLMaxCertList {
+		v.problems = append(v.problems, pending{finding.PolicyCertChainTooLarge, finding.Warning,
+			fmt.Sprintf("The certificate chain of %s (at %s) takes at least %d bytes in the TLS handshake, more than the %d bytes OpenSSL accepts by default: postfix-mta-sts-resolver (Python's ssl, on OpenSSL) fails the handshake and finds no policy, while Go-based senders (mox, go-mtasts, postfix-tlspol) accept it.", r.Host, v.where, n, webpki.OpenSSLMaxCertList)})
+	}
 	if tlsOld(r.TLS.Version) {
 		bad(finding.PolicyTLSVersion, "%s at %s negotiated %s; senders require TLS 1.2 or newer.", r.Host, v.where, r.TLS.Version)
 	}

@@ -128,6 +128,9 @@ func (e *evaluator) smtp() {
 				a.TLSVersion = t.Version
 				a.CertValid = t.Verdict.OK()
 				a.CertNotAfter = t.Verdict.NotAfter
+				if n := webpki.CertificateMessageSize(t.Chain, t.Version); n > webpki.OpenSSLMaxCertList {
+					add(finding.SMTPCertChainTooLarge, finding.Warning, "its certificate chain takes at least %d bytes in the TLS handshake, more than the %d bytes OpenSSL accepts by default, so Postfix and other OpenSSL-based senders fail the STARTTLS handshake, while Go-based senders accept it", n, webpki.OpenSSLMaxCertList)
+				}
 				if tlsOld(t.Version) {
 					a.ResultType = tlsrpt.ValidationFailure
 					add(finding.SMTPTLSVersion, sev, "it negotiated %s; %s", t.Version, effect)

@@ -239,6 +239,10 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeAPlus, want: []want{{finding.SMTPCertExpiring, finding.Warning}}},
+		{name: "STS-SND-9 chain larger than OpenSSL accepts (issue 8 #10)", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.Padding = 110 << 10 })}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: "*", want: []want{{finding.SMTPCertChainTooLarge, finding.Warning}}},
 		{name: "MISC-13 incomplete chain and untrusted root", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.OmitIntermediate = true })}, false)
 			w.mx(20, "mx2.$D", lab.SMTPOptions{Cert: w.l.Untrusted.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mx2." + w.d}})}, false)
