@@ -114,7 +114,7 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 		switch {
 		case err != nil:
 			v.body, v.codingFailed = nil, true
-			bad(finding.PolicyContentEncoding, "%s at %s answers a request without Accept-Encoding with Content-Encoding: %s, and %v; such a sender finds no policy.", r.URL, v.where, ce, err)
+			bad(finding.PolicyContentEncoding, "%s at %s, asked without Accept-Encoding: %v, so a sender that asks that way finds no policy.", r.URL, v.where, err)
 		case tooLarge:
 			v.body = nil
 			bad(finding.PolicyTooLarge, "%s decoded from Content-Encoding: %s is larger than %d bytes (mailtls stopped decoding there); senders that cap the policy at 64 KiB find no policy.", r.URL, ce, mtasts.MaxPolicySize)
