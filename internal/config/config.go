@@ -30,9 +30,50 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Host is the MTA-STS policy host role; absent means off.
 	Host *Host `yaml:"host"`
+	// Resolver is the sending-side policy resolver for Postfix (socketmap);
+	// absent means off.
+	Resolver *Resolver `yaml:"resolver"`
 	// Web is the web checker and its JSON API; absent means off. Without
 	// a configuration file it runs with its defaults.
 	Web *Web `yaml:"web"`
+}
+
+// Resolver is the resolver role: Postfix smtp_tls_policy_maps lookups over
+// the socketmap protocol, answered with DANE and MTA-STS.
+type Resolver struct {
+	Listen   []string `yaml:"listen"`    // TCP "host:port"; [] turns TCP off
+	Unix     string   `yaml:"unix"`      // a unix socket path ("" = none)
+	UnixMode string   `yaml:"unix_mode"` // octal permissions of the socket
+	// CacheFile is the SQLite file of the policy cache; "none" keeps the
+	// cache in memory only (a restart forgets every policy).
+	CacheFile string `yaml:"cache_file"`
+	CacheSize int    `yaml:"cache_size"` // policies kept in memory (LRU)
+	// Resolvers are the DNS servers ("" = /etc/resolv.conf). DANE needs a
+	// DNSSEC-validating resolver reached over a trusted path: loopback, or
+	// an address listed in trust_ad.
+	Resolvers []string `yaml:"resolvers"`
+	TrustAD   []string `yaml:"trust_ad"`
+	// LookupTimeout bounds how long Postfix waits for a domain that is not
+	// cached; the lookup goes on in the background after it.
+	LookupTimeout   Duration `yaml:"lookup_timeout"`
+	CheckInterval   Duration `yaml:"check_interval"`   // TXT id re-check of a cached policy
+	NegativeTTL     Duration `yaml:"negative_ttl"`     // no MTA-STS record
+	TemporaryTTL    Duration `yaml:"temporary_ttl"`    // failed lookups
+	RefreshInterval Duration `yaml:"refresh_interval"` // proactive refetch, at most this long after a fetch
+	MaxConns        int      `yaml:"max_conns"`
+	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // 0: no limit
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+	DefaultZone     Zone     `yaml:"default_zone"`
+	// Zones are per socketmap name (socketmap:inet:HOST:PORT:NAME).
+	Zones map[string]Zone `yaml:"zones"`
+}
+
+// Zone is the answer style for one socketmap name.
+type Zone struct {
+	StrictTesting     bool  `yaml:"strict_testing"`
+	RequireSNI        *bool `yaml:"require_sni"` // default true
+	TLSRPT            bool  `yaml:"tlsrpt"`
+	DeferOnSTSFailure bool  `yaml:"defer_on_sts_failure"`
 }
 
 // Web is the web checker role (docs/config.md, docs/api.md).
@@ -199,6 +240,8 @@ const (
 	DefaultMaxConnsPerIP     = 64
 	DefaultRequestsPerSecond = 50
 	DefaultBurst             = 100
+	DefaultResolverListen    = "127.0.0.1:8461"
+	DefaultResolverCacheFile = "/var/lib/mailtls/resolver-cache.db"
 	DefaultWebListen         = "127.0.0.1:8080"
 	MaxWebResultTTL          = time.Hour
 )
@@ -220,6 +263,20 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen
+	}
+	if r := c.Resolver; r != nil {
+		if r.Listen == nil {
+			r.Listen = []string{DefaultResolverListen}
+		}
+		if r.UnixMode == "" {
+			r.UnixMode = "0666"
+		}
+		if r.CacheSize == 0 {
+			r.CacheSize = 100000
+		}
+		if r.CacheFile == "" {
+			r.CacheFile = DefaultResolverCacheFile
+		}
 	}
 	if c.Web != nil {
 		c.Web.applyDefaults()
@@ -478,6 +535,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if h := c.Host; h != nil {
 		h.validate(v)
 	}
+	if r := c.Resolver; r != nil {
+		r.validate(v)
+	}
 	if w := c.Web; w != nil {
 		w.validate(v)
 	}
@@ -609,3 +669,41 @@ func checkListen(addr string) error {
 	}
 	return nil
 }
+
+func (r *Resolver) validate(v *validator) {
+	for _, l := range r.Listen {
+		if err := checkListen(l); err != nil {
+			v.bad("resolver.listen", "resolver.listen %q: %v", l, err)
+		}
+	}
+	if len(r.Listen) == 0 && r.Unix == "" {
+		v.bad("resolver.listen", "resolver: give listen addresses or a unix socket")
+	}
+	if r.Unix != "" && !strings.HasPrefix(r.Unix, "/") {
+		v.bad("resolver.unix", "resolver.unix %q: use an absolute path", r.Unix)
+	}
+	if m, err := strconv.ParseUint(r.UnixMode, 8, 32); err != nil || m > 0o777 {
+		v.bad("resolver.unix_mode", "resolver.unix_mode %q: use octal permissions such as 0660", r.UnixMode)
+	}
+	if r.CacheSize < 1 {
+		v.bad("resolver.cache_size", "resolver.cache_size %d: at least 1", r.CacheSize)
+	}
+	for _, a := range r.TrustAD {
+		if net.ParseIP(strings.Trim(a, "[]")) == nil {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				v.bad("resolver.trust_ad", "resolver.trust_ad %q: an IP address or IP:port", a)
+			}
+		}
+	}
+	if r.MaxConns < 0 || r.MaxConnsPerIP < 0 {
+		v.bad("resolver", "resolver: max_conns and max_conns_per_ip must not be negative")
+	}
+	for name := range r.Zones {
+		if name == "" || strings.ContainsAny(name, " \t:") {
+			v.bad("resolver.zones", "resolver.zones %q: a socketmap name has no spaces or colons", name)
+		}
+	}
+}
+
+// SNI reports whether the zone adds servername=hostname (default yes).
+func (z Zone) SNI() bool { return z.RequireSNI == nil || *z.RequireSNI }

@@ -57,6 +57,10 @@ type Options struct {
 	ResolvConf string
 	// Resolver replaces the DNS client of follow_mx (tests).
 	Resolver Resolver
+	// Roots and Dialer replace the system roots and direct dials of the
+	// resolver role's policy fetches (tests).
+	Roots  *x509.CertPool
+	Dialer *dial.Dialer
 	// Ready, if set, is called once every listener is open, with their
 	// addresses by name ("host-https", "host-http", "web", "web-https",
 	// "admin").
@@ -92,7 +96,13 @@ var roleTypes = []struct {
 	start func(ctx context.Context, d *Daemon, c *config.Config) (role, error)
 }{
 	{"host", func(c *config.Config) bool { return c.Host != nil }, startHost},
+	{"resolver", func(c *config.Config) bool { return c.Resolver != nil }, startResolver},
 	{"web", func(c *config.Config) bool { return c.Web != nil }, startWeb},
+}
+
+// adminRouter is a role with endpoints of its own on the admin listener.
+type adminRouter interface {
+	routes(mux *http.ServeMux)
 }
 
 // Daemon is one running `mailtls serve`.
@@ -313,7 +323,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		}
 		closers = append(closers, srv.Shutdown)
 	}
-	for _, name := range []string{"host-https", "host-http", "web", "web-https", "admin"} {
+	for _, name := range []string{"host-https", "host-http", "resolver", "web", "web-https", "admin"} {
 		for _, a := range d.addrs[name] {
 			d.log.Info("listening", "listener", name, "addr", a)
 		}
@@ -483,6 +493,11 @@ func (d *Daemon) startAdmin(addr string) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.Handle("GET /metrics", promhttpHandler(d.reg))
+	for _, r := range d.roles {
+		if ar, ok := r.(adminRouter); ok {
+			ar.routes(mux)
+		}
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
