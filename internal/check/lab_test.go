@@ -765,7 +765,7 @@ func scenarios() []scenario {
 					t.Errorf("%d hosts checked, %d not covered; want %d and 499", checked, uncovered, scan.DefaultMaxMX)
 				}
 				mustMention(t, r, finding.MXNotCovered, "499 MX hosts")
-				mustMention(t, r, finding.MXNotChecked, "the 16 most preferred. The other 485")
+				mustMention(t, r, finding.MXNotChecked, "looked at the 16 most preferred. The other 485")
 				if n := countID(r, finding.MXNotCovered); n != 1 {
 					t.Errorf("%d mx-not-covered findings, want one that names them all", n)
 				}

@@ -567,6 +567,7 @@ func smtpScenarios() []scenario {
 			withPolicy(mx1, "enforce", "mx1.$D")(w)
 			w.l.DNS.SetRcode("mx1."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
 		}, want: secure("mx1.$D")},
+		{name: "more addresses than the scan probes are named, not dropped", setup: withPolicy(mx1, "enforce", "mx1.$D"), want: secure("mx1.$D")},
 		{name: "MISC-14 STARTTLS answered 220, then plain text", setup: withPolicy(mx1, "enforce", "*.$D"), want: secure(".$D")},
 		{name: "MISC-14 TLS 1.0 only", setup: withPolicy(mx1, "enforce", "mx1.$D"), want: secure("mx1.$D")},
 		{name: "MISC-11 NAME-1 STS-SND-14 certificate for another name", setup: withPolicy(mx1, "enforce", "mx1.$D"), want: secure("mx1.$D")},
