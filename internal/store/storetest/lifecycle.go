@@ -176,4 +176,3 @@ func testMigrateEmpty(t *testing.T, h Harness) {
 		t.Fatalf("SchemaVersion = %d, want %d", v, want)
 	}
 }
-

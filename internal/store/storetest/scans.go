@@ -25,7 +25,7 @@ func sampleReport(name, grade string) []byte {
 	}
 	doc := map[string]any{
 		"schema_version": 1, "domain": name, "grade": grade, "policy_status": "testing",
-		"mx": []map[string]any{{"host": "mx1." + name, "preference": 10, "policy_match": true}},
+		"mx":       []map[string]any{{"host": "mx1." + name, "preference": 10, "policy_match": true}},
 		"findings": []map[string]any{{"id": "tlsrpt-missing", "severity": "warning", "subject": "_smtp._tls." + name}},
 		"evidence": map[string]any{
 			"dns": map[string]any{
