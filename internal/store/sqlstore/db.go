@@ -64,19 +64,43 @@ var SQLite = Dialect{
 		}
 		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
-	Backup: func(ctx context.Context, source, path string) error {
-		// VACUUM INTO reads one snapshot (a read transaction in WAL mode)
-		// and writes the copy, so it needs a connection that may write
-		// (not the query-only readers) but not the writer: writes go on
-		// while it runs.
-		db, err := sql.Open("sqlite", dsn(source, false))
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		_, err = db.ExecContext(ctx, "VACUUM INTO $1", path)
+	Backup: backupSQLite,
+}
+
+// backupSQLite runs VACUUM INTO, which reads one snapshot (a read
+// transaction in WAL mode) and writes the copy. It needs a connection that
+// may write (not the query-only readers) but not the writer: writes go on
+// while it runs.
+func backupSQLite(ctx context.Context, source, path string) error {
+	db, err := sql.Open("sqlite", "file:"+escapePath(source)+"?_busy_timeout=5000")
+	if err != nil {
 		return err
-	},
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, "VACUUM INTO $1", path)
+	return err
+}
+
+// BackupFile writes a consistent copy of the SQLite database at source to
+// dest (which must not exist) while other processes keep using it. It
+// neither creates nor migrates source: a newer mailtls can back up the
+// database of an older running server.
+func BackupFile(ctx context.Context, source, dest string) error {
+	st, err := os.Stat(source)
+	if err != nil {
+		return fmt.Errorf("sqlstore: backup: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("sqlstore: backup: %s is not a database file", source)
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		return fmt.Errorf("sqlstore: backup: %s exists", dest)
+	}
+	if err := backupSQLite(ctx, source, dest); err != nil {
+		os.Remove(dest)
+		return fmt.Errorf("sqlstore: backup: %w", err)
+	}
+	return os.Chmod(dest, 0o600)
 }
 
 func mustSub(f fs.FS, dir string) fs.FS {
@@ -136,7 +160,7 @@ func DefaultPath(getenv func(string) string, uid int) string {
 // dsn is the modernc.org/sqlite DSN of path: a file: URI (so that '?' and
 // '#' in a path are escaped, not parsed) with our settings.
 func dsn(path string, readOnly bool) string {
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	esc := escapePath(path)
 	q := "_busy_timeout=5000&_foreign_keys=1&_synchronous=NORMAL&_txlock=immediate"
 	if readOnly {
 		q = "_busy_timeout=5000&_query_only=1"
@@ -144,6 +168,10 @@ func dsn(path string, readOnly bool) string {
 		q += "&_journal_mode=WAL"
 	}
 	return "file:" + esc + "?" + q
+}
+
+func escapePath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 // Open opens (creating it and its directory if needed) the SQLite database
@@ -271,16 +299,10 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 
 // Backup implements store.Maintenance.
 func (db *DB) Backup(ctx context.Context, path string) error {
-	if db.d.Backup == nil {
+	if db.d.Backup == nil || db.path == "" {
 		return fmt.Errorf("sqlstore: %s has no built-in backup; use the engine's own tools", db.d.Name)
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("sqlstore: backup: %s exists", path)
-	}
-	if err := db.d.Backup(ctx, db.path, path); err != nil {
-		return fmt.Errorf("sqlstore: backup: %w", err)
-	}
-	return os.Chmod(path, 0o600)
+	return BackupFile(ctx, db.path, path)
 }
 
 // tx runs f in a write transaction.
