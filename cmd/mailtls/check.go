@@ -33,7 +33,10 @@ records and policy file that fix them. A domain may be given as
 "Example.COM.", "bücher.example", "https://example.com/" or "user@example.com".
 
 Exit status: 0 when no finding has severity error, 1 when at least one does,
-2 when mailtls could not run (bad flag, unusable resolver, invalid domain).
+2 when mailtls could not run (bad flag, unusable resolver, invalid domain),
+3 when a domain's policy could not be determined (DNS failed or no resolver
+answered; retry). With several domains the first of 2, 1, 3, 0 that applies
+wins.
 
 Flags:
 `
@@ -219,7 +222,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 			results[i] <- r
 		})
 	}
-	exit := ExitOK
+	exit, undetermined := ExitOK, false
 	for i, j := range jobs {
 		r := <-results[i]
 		var err error
@@ -238,11 +241,15 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		if finding.Worst(r.Findings) == finding.Error && exit == ExitOK {
 			exit = ExitFindings
 		}
+		undetermined = undetermined || r.Status == check.StatusUndetermined
 	}
 	wg.Wait()
 	if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
 		fmt.Fprintln(env.Stderr, "mailtls check: interrupted")
 		return ExitUsage
+	}
+	if exit == ExitOK && undetermined {
+		return ExitUndetermined
 	}
 	return exit
 }

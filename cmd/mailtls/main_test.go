@@ -250,7 +250,32 @@ func TestCheckEndToEnd(t *testing.T) {
 		if !strings.Contains(r.stdout, `"policy_status":"undetermined"`) || !strings.Contains(r.stdout, `"grade":null`) || strings.Contains(r.stdout, "sts-record-missing") {
 			t.Errorf("want undetermined, null grade and no sts-record-missing:\n%s", r.stdout)
 		}
+		if r.code != ExitUndetermined {
+			t.Errorf("exit %d, want %d: a scan that could not tell must not pass", r.code, ExitUndetermined)
+		}
 	})
+
+	t.Run("exit status precedence: 1 over 3 over 0", func(t *testing.T) {
+		if r := run(t, check("--json", "--timeout", "3s", "good.test", "silent.test")...); r.code != ExitUndetermined {
+			t.Errorf("good + silent: exit %d, want %d", r.code, ExitUndetermined)
+		}
+		if r := run(t, check("--json", "--timeout", "3s", "silent.test", "broken.test")...); r.code != ExitFindings {
+			t.Errorf("silent + broken: exit %d, want %d", r.code, ExitFindings)
+		}
+	})
+}
+
+// TestNoResolverAnswers: when every resolver is unreachable the scan runs,
+// reports nothing as missing, and exits 3, never 0.
+func TestNoResolverAnswers(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", lab.FreePorts(t, 1)[0]) // nothing listens
+	r := run(t, "check", "--json", "--timeout", "5s", "--resolver", dead, "example.test")
+	if r.code != ExitUndetermined {
+		t.Errorf("exit %d, want %d\n%s%s", r.code, ExitUndetermined, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"policy_status":"undetermined"`) || strings.Contains(r.stdout, "sts-record-missing") {
+		t.Errorf("want undetermined and nothing reported missing:\n%s", r.stdout)
+	}
 }
 
 func TestUsageErrors(t *testing.T) {

@@ -12,11 +12,17 @@ import (
 	"time"
 )
 
-// Exit codes (a contract: scripts and CI rely on them).
+// Exit codes (a contract: scripts and CI rely on them). When several
+// apply, the first in this order wins: ExitUsage, ExitFindings,
+// ExitUndetermined, ExitOK.
 const (
 	ExitOK       = 0 // no finding has severity error
 	ExitFindings = 1 // at least one finding has severity error
 	ExitUsage    = 2 // the tool could not run: bad flag, unusable resolver, invalid domain
+	// ExitUndetermined: the scan ran but could not tell (check: a domain's
+	// policy is undetermined, for example because no resolver answered),
+	// so it must not pass for "no problems".
+	ExitUndetermined = 3
 )
 
 // Env is what a run takes from its surroundings, injected so that tests

@@ -23,8 +23,10 @@ const serveUsage = `Usage: mailtls serve [--config FILE]
 serve runs the long-lived roles named in the configuration file
 (docs/config.md): the MTA-STS policy host (host:) serves
 https://mta-sts.<domain>/.well-known/mta-sts.txt for every configured domain
-with certificates from ACME or from files. Without --config it runs on the
-defaults: the admin listener only (/healthz and /metrics on 127.0.0.1:9470).
+with certificates from ACME or from files; the web checker (web:) scans
+domains in the browser and through a JSON API (docs/api.md). Without
+--config it runs on the defaults: the web checker on http://127.0.0.1:8080
+and the admin listener (/healthz and /metrics on 127.0.0.1:9470).
 
 SIGHUP, or saving a changed configuration file, reloads it without dropping
 connections; a bad file is rejected with the reason and the previous

@@ -11,29 +11,62 @@ import (
 
 // senders compares how real senders read the domain's record and policy
 // with RFC 8461 (spec-checklist §H). Only a response a sender would accept
-// is compared: transport failures are the same for every sender.
+// is compared: transport failures are the same for every sender. A
+// response no sender can read because of its content coding is compared
+// too, since senders decode differently (issue 8 #5).
 func (e *evaluator) senders() {
 	v := e.primary
 	sts := e.o.DNS.STS
-	if v == nil || !v.usable || v.r.Status != 200 || sts == nil || e.recState == recAbsent || e.recState == recUndetermined || !e.bodyOK {
+	if v == nil || v.r.Status != 200 || v.r.Error != "" || sts == nil || e.recState == recAbsent || e.recState == recUndetermined {
 		return
 	}
-	ct, has := v.r.Header["Content-Type"]
-	views := mtasts.SenderViews(mtasts.SenderInput{TXT: sts.TXT(), ContentType: ct, HasContentType: has, Body: v.r.Body, TooLarge: v.r.TooLarge})
+	if !(v.usable && e.bodyOK) && !(v.codingFailed && onlyCodingFails(v)) {
+		return
+	}
+	in := mtasts.SenderInput{TXT: sts.TXT(), ContentEncoding: v.r.Header["Content-Encoding"], Body: v.r.Body, TooLarge: v.r.TooLarge}
+	in.ContentType, in.HasContentType = v.r.Header["Content-Type"]
+	for _, x := range v.r.Encoded {
+		if in.Encoded == nil {
+			in.Encoded = map[string]*mtasts.Response{}
+		}
+		resp := &mtasts.Response{Status: x.Status, ContentEncoding: x.Header["Content-Encoding"], Body: x.Body, TooLarge: x.TooLarge, Failed: x.Error}
+		resp.ContentType, resp.HasContentType = x.Header["Content-Type"]
+		in.Encoded[x.AcceptEncoding] = resp
+	}
+	views := mtasts.SenderViews(in)
 	e.r.Senders = views
 	rfc := views[0]
-	var diffs []string
+	var diffs, coding []string
 	for _, s := range views[1:] {
-		if s.Same(rfc) {
-			continue
+		switch {
+		case s.FailedOnCoding():
+			coding = append(coding, s.Sender+": "+s.Reason)
+		case s.Same(rfc):
+		default:
+			diffs = append(diffs, s.Sender+": "+describeDiff(s, rfc))
 		}
-		diffs = append(diffs, s.Sender+": "+describeDiff(s, rfc))
+	}
+	if len(coding) > 0 {
+		e.add(finding.PolicyContentEncoding, finding.Error, e.o.PolicyHost,
+			"Some senders cannot read the policy because of its content coding and find no policy: "+strings.Join(coding, "; ")+".",
+			e.fixText(finding.PolicyContentEncoding))
 	}
 	if len(diffs) > 0 {
 		e.add(finding.PolicySenderDivergence, finding.Warning, e.o.PolicyHost,
 			"Not every sender reads this policy as RFC 8461 does. "+strings.Join(diffs, "; ")+".",
 			e.fixText(finding.PolicySenderDivergence))
 	}
+}
+
+// onlyCodingFails reports whether the content coding is the only reason
+// the fetch is unusable.
+func onlyCodingFails(v *fetchView) bool {
+	for _, p := range v.problems {
+		if p.sev == finding.Error && p.id != finding.PolicyContentEncoding {
+			return false
+		}
+	}
+	return true
 }
 
 func describeDiff(s, rfc mtasts.SenderView) string {

@@ -28,6 +28,11 @@ type fetchView struct {
 	where    string    // the address, for messages
 	problems []pending // what makes a sender reject this fetch, and warnings
 	usable   bool      // a sender gets a policy response (200, trusted chain, TLS 1.2+)
+	// body is the policy as a client that asks for no content coding
+	// reads it: the body decoded from its Content-Encoding (RFC 9110
+	// §8.4); nil when it cannot be read (codingFailed).
+	body         []byte
+	codingFailed bool
 }
 
 // pending is a finding not yet added: fetch problems are merged across
@@ -60,6 +65,10 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 		v.problems = append(v.problems, pending{id, finding.Error, fmt.Sprintf(format, args...)})
 	}
 	if r.TLS == nil {
+		if r.Class == fetch.ConnectBlocked {
+			bad(finding.PolicyHostNotPublic, "%s: %s.", r.Host, r.Error)
+			return v
+		}
 		if r.Class == fetch.TLSError && strings.Contains(r.Error, "protocol version") {
 			bad(finding.PolicyTLSVersion, "%s at %s: the server offers no TLS version senders accept (%s).", r.Host, v.where, r.Error)
 		} else {
@@ -95,6 +104,20 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 	if r.TooLarge {
 		bad(finding.PolicyTooLarge, "%s is larger than %d bytes; senders that cap the policy at 64 KiB find no policy.", r.URL, mtasts.MaxPolicySize)
 	}
+	v.body = r.Body
+	if ce := r.Header["Content-Encoding"]; ce != "" && r.Status == 200 && r.Error == "" && !r.TooLarge {
+		body, tooLarge, err := mtasts.DecodedBody(ce, r.Body)
+		switch {
+		case err != nil:
+			v.body, v.codingFailed = nil, true
+			bad(finding.PolicyContentEncoding, "%s at %s answers a request without Accept-Encoding with Content-Encoding: %s, and %v; such a sender finds no policy.", r.URL, v.where, ce, err)
+		case tooLarge:
+			v.body = nil
+			bad(finding.PolicyTooLarge, "%s decoded from Content-Encoding: %s is larger than %d bytes (mailtls stopped decoding there); senders that cap the policy at 64 KiB find no policy.", r.URL, ce, mtasts.MaxPolicySize)
+		default:
+			v.body = body
+		}
+	}
 	v.usable = !slices.ContainsFunc(v.problems, func(p pending) bool { return p.sev == finding.Error })
 	return v
 }
@@ -129,7 +152,7 @@ func (e *evaluator) policyHost() {
 		views = append(views, e.judgeFetch(r))
 	}
 	policyOnline := slices.ContainsFunc(views, func(v *fetchView) bool {
-		return v.r.Status == 200 && bytes.Contains(v.r.Body, []byte("version:"))
+		return v.r.Status == 200 && v.r.Error == "" && bytes.Contains(v.body, []byte("version:"))
 	})
 	relevant := e.recState == recValid || e.recState == recInvalid || policyOnline
 	if !relevant {
@@ -137,6 +160,12 @@ func (e *evaluator) policyHost() {
 	}
 
 	// DNS of the policy host.
+	if failed, answered := familyFailure(a, aaaa); failed != nil && o.PolicyHostOverride == "" {
+		e.add(finding.PolicyHostFamilyUndetermined, finding.Warning, host,
+			fmt.Sprintf("The %s lookup of %s failed (%s) while %s answered (%s): the policy was fetched only from the %s addresses; %s addresses, if any, were not checked.",
+				failed.Type, host, temporaryWhy(failed), answered.Type, addrList(answered), family(answered), family(failed)),
+			e.fixText(finding.PolicyHostFamilyUndetermined))
+	}
 	if a != nil && len(a.CNAMEs) > 0 {
 		if e.hostState == hostResolved {
 			e.add(finding.PolicyHostDelegated, finding.Info, host,
@@ -212,7 +241,7 @@ func (e *evaluator) policyHost() {
 		}
 	}
 	e.consistencyAcrossAddresses()
-	if e.primary.r.Status == 200 {
+	if e.primary.r.Status == 200 && e.primary.r.Error == "" {
 		e.responseHeaders(e.primary.r)
 	}
 }
@@ -289,11 +318,11 @@ func (e *evaluator) responseHeaders(r *fetch.Result) {
 	switch {
 	case !has:
 		e.add(finding.PolicyContentType, finding.Error, r.URL,
-			fmt.Sprintf("%s is served without a Content-Type header. postfix-mta-sts-resolver and go-mtasts (maddy) ignore such a policy; mox and postfix-tlspol use it.", r.URL),
+			fmt.Sprintf("%s is served without a Content-Type header. postfix-mta-sts-resolver, postfix-tlspol (since v1.12.1) and go-mtasts (maddy) ignore such a policy; mox uses it.", r.URL),
 			e.fixText(finding.PolicyContentType))
 	case err != nil || mt != "text/plain":
 		e.add(finding.PolicyContentType, finding.Error, r.URL,
-			fmt.Sprintf("%s is served as %q, not text/plain. postfix-mta-sts-resolver and go-mtasts (maddy) ignore such a policy; mox and postfix-tlspol use it.", r.URL, ct),
+			fmt.Sprintf("%s is served as %q, not text/plain. postfix-mta-sts-resolver, postfix-tlspol (since v1.12.1) and go-mtasts (maddy) ignore such a policy; mox uses it.", r.URL, ct),
 			e.fixText(finding.PolicyContentType))
 	default:
 		if cs := strings.ToLower(params["charset"]); cs != "" && cs != "utf-8" && cs != "us-ascii" {

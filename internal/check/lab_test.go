@@ -1,9 +1,13 @@
 package check_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -75,6 +79,53 @@ func (w world) policy(body string) {
 
 // body fills the domain into a policy template.
 func (w world) body(tmpl string) string { return strings.ReplaceAll(tmpl, "%[1]s", w.d) }
+
+// coded serves body as text/plain with the Content-Encoding that choose
+// picks for the request's Accept-Encoding header, the body compressed as
+// "gzip" or "deflate", or sent as it is ("plain") whatever the label says.
+func coded(body string, choose func(acceptEncoding string) (contentEncoding, payload string)) http.Handler {
+	var gz, zl bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = io.WriteString(zw, body)
+	_ = zw.Close()
+	fw := zlib.NewWriter(&zl)
+	_, _ = io.WriteString(fw, body)
+	_ = fw.Close()
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		ce, payload := choose(r.Header.Get("Accept-Encoding"))
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ce != "" {
+			rw.Header().Set("Content-Encoding", ce)
+		}
+		switch payload {
+		case "gzip":
+			_, _ = rw.Write(gz.Bytes())
+		case "deflate":
+			_, _ = rw.Write(zl.Bytes())
+		default:
+			_, _ = io.WriteString(rw, body)
+		}
+	})
+}
+
+// namesEverySender checks that the finding names every modelled sender.
+func namesEverySender(id finding.ID) func(t *testing.T, r *check.Report) {
+	return func(t *testing.T, r *check.Report) {
+		t.Helper()
+		var msgs []string
+		for _, f := range r.Findings {
+			if f.ID == id {
+				msgs = append(msgs, f.Message)
+			}
+		}
+		all := strings.Join(msgs, " ")
+		for _, s := range []string{"mox", "postfix-mta-sts-resolver", "postfix-tlspol", "go-mtasts"} {
+			if !strings.Contains(all, s) {
+				t.Errorf("%s does not name %s: %q", id, s, msgs)
+			}
+		}
+	}
+}
 
 func (w world) serve(h http.Handler) { w.l.MustPolicyHost(w.t, w.d, lab.PolicyHostOptions{Handler: h}) }
 
@@ -202,8 +253,39 @@ func scenarios() []scenario {
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordQuoted, finding.Error}}},
 		{name: "STS-TXT-6 wrong case", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"V=STSv1; id=1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordVersion, finding.Error}}},
-		{name: "STS-TXT-7 space before semicolon", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1 ; id=1"`) },
-			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
+		// RFC 8461 §3.1: a single record is parsed by the grammar, which
+		// allows blanks around ';'; the "v=STSv1;" filter applies only when
+		// several TXT records come back.
+		{name: "STS-TXT-7 space before semicolon, single record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1 ; id=1"`) },
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Warning}},
+			not: []finding.ID{finding.PolicySenderDivergence}},
+		{name: "STS-TXT-7 space before semicolon beside another TXT record", fixable: true, setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.policy(goodPolicy)
+			w.sts(`"v=STSv1 ; id=1"`, `"google-site-verification=abc"`)
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
+		{name: "RPT-TXT-4 space before semicolon, single TLS-RPT record", fixable: true, setup: func(w world) {
+			w.mail()
+			w.policy(goodPolicy)
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1 ; rua=mailto:tlsrpt@$D"`)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.TLSRPTSpaceBeforeSemicolon, finding.Warning}},
+			not: []finding.ID{finding.TLSRPTMissing}, check: func(t *testing.T, r *check.Report) {
+				if r.TLSRPT == nil || len(r.TLSRPT.Usable) != 1 {
+					t.Errorf("TLS-RPT record not used: %+v", r.TLSRPT)
+				}
+			}},
+		{name: "RPT-TXT-3 space before semicolon beside another TXT record", fixable: true, setup: func(w world) {
+			w.mail()
+			w.policy(goodPolicy)
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1 ; rua=mailto:tlsrpt@$D"`, `_smtp._tls.$D. 300 IN TXT "other"`)
+		}, status: check.StatusEnforce, grade: "*", want: []want{{finding.TLSRPTSpaceBeforeSemicolon, finding.Error}}, check: func(t *testing.T, r *check.Report) {
+			if r.TLSRPT != nil {
+				t.Errorf("a TLS-RPT record senders discard is reported as the record: %+v", r.TLSRPT)
+			}
+		}},
 		{name: "STS-TXT-8 space around equals", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id = 1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceAroundEquals, finding.Error}}},
 		{name: "STS-TXT-9 MISC-16 hyphenated id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=2024-01-01"`) },
@@ -237,6 +319,17 @@ func scenarios() []scenario {
 			w.l.DNS.Drop("_mta-sts."+w.d, dns.TypeTXT)
 		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
 			not: []finding.ID{finding.STSRecordMissing}},
+		{name: "STS-TXT-16 truncated over UDP and TCP is not absence", setup: func(w world) {
+			w.good()
+			w.l.DNS.TruncateAlways("_mta-sts."+w.d, dns.TypeTXT)
+		}, status: check.StatusUndetermined, grade: "", want: []want{{finding.STSRecordUndetermined, finding.Warning}},
+			not:   []finding.ID{finding.STSRecordMissing, finding.STSPolicyNotAdvertised},
+			check: func(t *testing.T, r *check.Report) { mustMention(t, r, finding.STSRecordUndetermined, "truncated") }},
+		{name: "truncated MX answer is not an implicit MX", setup: func(w world) {
+			w.good()
+			w.l.DNS.TruncateAlways(w.d, dns.TypeMX)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXUndetermined, finding.Warning}},
+			not: []finding.ID{finding.MXImplicit, finding.MXNotCovered}},
 		{name: "STS-TXT-17 MISC-2 policy online without a record", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy) },
 			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSPolicyNotAdvertised, finding.Error}}},
 		{name: "STS-TXT-18 zone wildcard answers _mta-sts", fixable: true, setup: func(w world) { w.mail(); w.dns(`*.$D. 300 IN TXT "v=spf1 -all"`) },
@@ -384,6 +477,84 @@ func scenarios() []scenario {
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCharset, finding.Warning}}},
 		{name: "STS-FETCH-12 MISC-36 endless body", fixable: true, setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.serve(lab.Endless()) },
 			status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}}},
+		// A body cut off by the deadline is a failed fetch, never a policy
+		// with errors (issue 8 #6).
+		{name: "STS-FETCH-12 slow-drip body cut off by the deadline", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(lab.Drip("version: STSv1\r\nmode: enf", 200*time.Millisecond))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyFetchFailed, finding.Error}},
+			not: []finding.ID{finding.PolicyMode, finding.PolicyMaxAge, finding.PolicyVersion, finding.PolicyMXMissing, finding.PolicyNotKeyValue, finding.PolicySenderDivergence}},
+		// Content codings (issue 8 #5, RFC 9110 §8.4): each sender model
+		// reads the response its own request gets, decoded as its HTTP
+		// library decodes.
+		{name: "STS-FETCH-12 plain body labelled Content-Encoding: gzip", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(string) (string, string) { return "gzip", "plain" }))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyContentEncoding, finding.Error}},
+			not: []finding.ID{finding.PolicyInvalidUTF8}, check: namesEverySender(finding.PolicyContentEncoding)},
+		{name: "STS-FETCH-12 gzip sent although not asked for", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(string) (string, string) { return "gzip", "gzip" }))
+		}, status: check.StatusEnforce, grade: finding.GradeA,
+			not: []finding.ID{finding.PolicyContentEncoding, finding.PolicyInvalidUTF8, finding.PolicySenderDivergence}},
+		{name: "STS-FETCH-12 gzip when asked for", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(ae string) (string, string) {
+				if strings.Contains(ae, "gzip") {
+					return "gzip", "gzip"
+				}
+				return "", "plain"
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeA,
+			not: []finding.ID{finding.PolicyContentEncoding, finding.PolicySenderDivergence}},
+		{name: "STS-FETCH-12 labelled gzip only when asked for", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(ae string) (string, string) {
+				if strings.Contains(ae, "gzip") {
+					return "gzip", "plain"
+				}
+				return "", "plain"
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.PolicyContentEncoding, finding.Error}},
+			not: []finding.ID{finding.PolicySenderDivergence}, check: namesEverySender(finding.PolicyContentEncoding)},
+		{name: "STS-FETCH-12 deflate for aiohttp only", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(ae string) (string, string) {
+				if strings.Contains(ae, "deflate") {
+					return "deflate", "deflate"
+				}
+				return "", "plain"
+			}))
+		}, status: check.StatusEnforce, grade: finding.GradeA,
+			not: []finding.ID{finding.PolicyContentEncoding, finding.PolicySenderDivergence}},
+		{name: "STS-FETCH-12 br that no modelled sender decodes", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			w.serve(coded(w.body(goodPolicy), func(string) (string, string) { return "br", "plain" }))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyContentEncoding, finding.Error}},
+			check: namesEverySender(finding.PolicyContentEncoding)},
+		{name: "STS-FETCH-12 gzip bomb", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			// 16 MiB of policy lines compress to about 16 KiB; the scan
+			// decodes at most 64 KiB + 1 byte of it.
+			w.serve(coded(w.body(goodPolicy)+strings.Repeat("x-pad: 0\r\n", 16<<20/10), func(string) (string, string) { return "gzip", "gzip" }))
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTooLarge, finding.Error}},
+			not: []finding.ID{finding.PolicyContentEncoding}},
 		{name: "STS-FETCH-13 MISC-35 slow policy host", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
@@ -531,6 +702,27 @@ func scenarios() []scenario {
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXCNAME, finding.Warning}}},
 		{name: "MX host without address", setup: func(w world) { w.good(); w.dns("$D. 300 IN MX 30 c.mail.$D.") },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXNoAddress, finding.Warning}}},
+		{name: "MISC-34 AAAA lookup of an MX host fails while A answers", setup: func(w world) {
+			w.good()
+			w.l.DNS.SetRcode("mx1."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXAddressFamilyUndetermined, finding.Warning}},
+			not: []finding.ID{finding.MXAddressUndetermined},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.MXAddressFamilyUndetermined, "AAAA lookup of mx1."+r.Domain+" failed (SERVFAIL")
+			}},
+		{name: "MISC-34 A lookup of an MX host times out while AAAA answers", setup: func(w world) {
+			w.good()
+			w.dns("b.mail.$D. 300 IN AAAA 2001:db8::26")
+			w.l.DNS.Drop("b.mail."+w.d, dns.TypeA)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXAddressFamilyUndetermined, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.MXAddressFamilyUndetermined, "IPv4 addresses")
+			}},
+		{name: "STS-FETCH-16 MISC-34 AAAA lookup of the policy host fails while A answers", setup: func(w world) {
+			w.good()
+			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyHostFamilyUndetermined, finding.Warning}},
+			not: []finding.ID{finding.PolicyHostUndetermined}},
 		{name: "MX lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode(w.d, dns.TypeMX, dns.RcodeServerFailure) },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXUndetermined, finding.Warning}},
 			not: []finding.ID{finding.MXNotCovered, finding.MXImplicit}},

@@ -123,6 +123,12 @@ func (e *evaluator) mxAddresses(h *scan.MXHost) {
 			break
 		}
 	}
+	if failed, answered := familyFailure(h.A, h.AAAA); failed != nil {
+		e.add(finding.MXAddressFamilyUndetermined, finding.Warning, h.Host,
+			fmt.Sprintf("The %s lookup of %s failed (%s) while %s answered (%s): its %s addresses, if any, were not seen and not probed; senders that meet the same failure deliver over %s only.",
+				failed.Type, h.Host, temporaryWhy(failed), answered.Type, addrList(answered), family(failed), family(answered)),
+			e.fixText(finding.MXAddressFamilyUndetermined, "<mx>", h.Host))
+	}
 	if len(h.Addrs()) > 0 || h.Implicit {
 		return
 	}
@@ -149,4 +155,42 @@ func hostList(hosts []*scan.MXHost) string {
 		names = append(names, h.Host)
 	}
 	return strings.Join(names, ", ")
+}
+
+// familyFailure reports an address lookup that failed temporarily while
+// the other family's answered with addresses (RFC 2308 §2.2: a family
+// without addresses is NODATA, never an error): the scan then sees only
+// part of the host's addresses.
+func familyFailure(a, aaaa *resolve.Answer) (failed, answered *resolve.Answer) {
+	if a == nil || aaaa == nil {
+		return nil, nil
+	}
+	switch {
+	case a.Status.Temporary() && len(aaaa.Addrs()) > 0:
+		return a, aaaa
+	case aaaa.Status.Temporary() && len(a.Addrs()) > 0:
+		return aaaa, a
+	}
+	return nil, nil
+}
+
+// family names the address family of an A or AAAA answer.
+func family(a *resolve.Answer) string {
+	if a.Type == "AAAA" {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// addrList lists an answer's addresses, the first four of them.
+func addrList(a *resolve.Answer) string {
+	var out []string
+	for i, ip := range a.Addrs() {
+		if i == 4 {
+			out = append(out, fmt.Sprintf("and %d more", len(a.Addrs())-i))
+			break
+		}
+		out = append(out, ip.String())
+	}
+	return strings.Join(out, ", ")
 }

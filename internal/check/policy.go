@@ -56,17 +56,19 @@ const maxRepeats = 3
 // policyFile judges the body of the response a sender would use.
 func (e *evaluator) policyFile() {
 	v := e.primary
-	if v == nil || v.r.Status != 200 || v.r.TooLarge {
+	// A fetch that failed, even after a 200 (a body cut off by the
+	// deadline), has no policy to judge.
+	if v == nil || v.r.Status != 200 || v.r.TooLarge || v.r.Error != "" || v.body == nil && len(v.r.Body) > 0 {
 		return
 	}
 	url := v.r.URL
-	if mtasts.LooksLikeHTML(v.r.Body) {
+	if mtasts.LooksLikeHTML(v.body) {
 		e.add(finding.PolicyHTML, finding.Error, url,
-			fmt.Sprintf("%s answers 200 with an HTML page (%s…), not a policy.", url, preview(v.r.Body)),
+			fmt.Sprintf("%s answers 200 with an HTML page (%s…), not a policy.", url, preview(v.body)),
 			e.fixText(finding.PolicyHTML))
 		return
 	}
-	pp := mtasts.ParsePolicy(v.r.Body)
+	pp := mtasts.ParsePolicy(v.body)
 	e.parsed, e.bodyOK = pp, true
 
 	counts := map[mtasts.Code]int{}

@@ -30,6 +30,9 @@ func temporaryWhy(a *resolve.Answer) string {
 	if a == nil {
 		return "the lookup was not made"
 	}
+	if a.Status == resolve.StatusError && a.Error != "" {
+		return a.Error // names the server and what was wrong with the reply
+	}
 	why := string(a.Status)
 	if a.Rcode != "" && a.Status != resolve.StatusTimeout {
 		why = a.Rcode
@@ -65,8 +68,13 @@ func (e *evaluator) record() {
 		}
 	}
 
-	cands, loose, other := sortTXT(a.TXT(), mtasts.IsCandidate, mtasts.LooksLikeRecord)
+	txts := a.TXT()
+	cands, loose, other := sortTXT(txts, mtasts.IsCandidate, mtasts.LooksLikeRecord)
 	switch {
+	case len(txts) == 1 && len(other) == 0:
+		// A single record is parsed as it is: no prefix filter applies
+		// (RFC 8461 §3.1), so "v=STSv1 ; id=1" is a valid record.
+		e.parseRecord(name, txts[0], false)
 	case len(cands) > 1:
 		e.recState = recInvalid
 		e.recWhy = fmt.Sprintf("%s has %d MTA-STS records", name, len(cands))
@@ -74,15 +82,15 @@ func (e *evaluator) record() {
 			fmt.Sprintf("%s has %d TXT records starting with \"v=STSv1;\" (%s); senders must then assume there is no policy.", name, len(cands), quoteList(cands, 3)),
 			e.fixText(finding.STSRecordMultiple))
 	case len(cands) == 1:
-		e.parseRecord(name, cands[0])
+		e.parseRecord(name, cands[0], true)
 	case len(loose) > 0:
-		// No record passes the sender's filter; say why the intended one fails.
-		e.recState = recInvalid
+		// Several TXT records and none passes the filter (RFC 8461 §3.1);
+		// say why the intended one fails.
 		for _, t := range loose {
-			e.parseRecord(name, t)
+			e.parseRecord(name, t, true)
 		}
-		e.recState = recInvalid
-		e.recWhy = fmt.Sprintf("the TXT record at %s does not begin with \"v=STSv1;\"", name)
+		e.recState, e.rec, e.r.PolicyID = recInvalid, nil, ""
+		e.recWhy = fmt.Sprintf("%s has %d TXT records and none begins with \"v=STSv1;\"", name, len(txts))
 	default:
 		e.recState = recAbsent
 		e.recWhy = "there is no MTA-STS TXT record at " + name
@@ -103,19 +111,27 @@ func (e *evaluator) record() {
 	e.misplacedRecords()
 }
 
-// parseRecord parses one candidate record and reports its problems.
-func (e *evaluator) parseRecord(name, txt string) {
+// parseRecord parses the record senders read and reports its problems.
+// filtered says that several TXT records came back, so the "v=STSv1;"
+// prefix filter applied (RFC 8461 §3.1).
+func (e *evaluator) parseRecord(name, txt string, filtered bool) {
 	rec, probs := mtasts.ParseRecord(txt)
 	for _, p := range probs {
 		id := recordCodes[p.Code]
 		sev := finding.Error
+		msg := fmt.Sprintf("%s TXT %q: %s.", name, txt, p.Detail)
 		switch {
 		case p.Code == mtasts.RecordExtension:
 			sev = finding.Info
 		case p.Code == mtasts.RecordIDDuplicate:
 			sev = finding.Warning
+		case p.Code == mtasts.RecordSpaceBeforeSemicolon && filtered:
+			msg += " With more than one TXT record at the name, RFC 8461 senders discard every record that does not begin with \"v=STSv1;\", so they find no MTA-STS record; mox, postfix-mta-sts-resolver and postfix-tlspol accept it anyway, go-mtasts (maddy) finds more than one TXT record and no policy."
+		case p.Code == mtasts.RecordSpaceBeforeSemicolon:
+			sev = finding.Warning
+			msg += " The grammar allows it and, as this is the only TXT record at the name, no prefix filter applies: RFC 8461 senders, mox, postfix-mta-sts-resolver, postfix-tlspol and go-mtasts (maddy) all use it (whether Google's and Microsoft's senders do is not public). But as soon as another TXT record is published there (a verification token, a zone wildcard), RFC 8461 senders discard this one for not beginning with \"v=STSv1;\" and the policy is gone."
 		}
-		e.add(id, sev, name, fmt.Sprintf("%s TXT %q: %s.", name, txt, p.Detail), e.fixText(id))
+		e.add(id, sev, name, msg, e.fixText(id))
 	}
 	if rec != nil {
 		e.recState, e.rec = recValid, rec

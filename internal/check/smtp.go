@@ -94,6 +94,8 @@ func (e *evaluator) smtp() {
 			case smtpprobe.ConnectRefused, smtpprobe.ConnectTimeout, smtpprobe.ConnectError:
 				unreachable++
 				add(finding.SMTPUnreachable, finding.Warning, "%s", p.Error)
+			case smtpprobe.ConnectBlocked:
+				add(finding.MXAddressNotPublic, finding.Warning, "%s", p.Error)
 			case smtpprobe.BannerTemporary, smtpprobe.BannerPermanent:
 				add(finding.SMTPBannerRefused, finding.Warning, "%s", p.Error)
 			case smtpprobe.BannerTimeout, smtpprobe.BannerClosed, smtpprobe.BannerMalformed, smtpprobe.EHLOFailed:
@@ -104,7 +106,7 @@ func (e *evaluator) smtp() {
 			case smtpprobe.STARTTLSRefused:
 				a.ResultType = tlsrpt.STARTTLSNotSupported
 				add(finding.SMTPSTARTTLSFailed, sev, "%s; %s", p.Error, effect)
-			case smtpprobe.TLSHandshake, smtpprobe.TLSTimeout:
+			case smtpprobe.TLSHandshake, smtpprobe.TLSTimeout, smtpprobe.TLSPlaintext:
 				a.ResultType = tlsrpt.ValidationFailure
 				add(finding.SMTPSTARTTLSFailed, sev, "%s; %s", p.Error, effect)
 			}

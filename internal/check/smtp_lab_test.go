@@ -183,6 +183,28 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 					t.Errorf("handshake failure result type %q, want validation-failure", got)
 				}
 			}},
+		{name: "A+ needs every address: probes pass but the AAAA lookup fails", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
+			w.enforce("enforce", "mx1.$D")
+			w.l.DNS.SetRcode("mx1."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
+		}, grade: finding.GradeA, want: []want{{finding.MXAddressFamilyUndetermined, finding.Warning}},
+			check: func(t *testing.T, r *check.Report) {
+				if len(r.MX[0].Addresses) != 1 || !r.MX[0].Addresses[0].Pass {
+					t.Errorf("the IPv4 address should be probed and pass: %+v", r.MX[0].Addresses)
+				}
+			}},
+		{name: "MISC-14 STARTTLS answered 220, then plain text", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPPlainAfterSTARTTLS}, false)
+			w.enforce("enforce", "*.$D")
+		}, grade: finding.GradeD, want: []want{{finding.SMTPSTARTTLSFailed, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.SMTPSTARTTLSFailed, "plain text")
+				a := r.MX[0].Addresses[0]
+				// Not tls-timeout: the plain text is recognised at once.
+				if a.Probe.Class != smtpprobe.TLSPlaintext || a.ResultType != tlsrpt.ValidationFailure {
+					t.Errorf("class %q result type %q; want tls-plaintext, validation-failure", a.Probe.Class, a.ResultType)
+				}
+			}},
 		{name: "MISC-14 TLS 1.0 only", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{MaxVersion: tls.VersionTLS10}, false)
 			w.enforce("enforce", "mx1.$D")

@@ -13,7 +13,7 @@ var tlsrptCodes = map[tlsrpt.Code]finding.ID{
 	tlsrpt.RecordNonASCII:             finding.TLSRPTSyntax,
 	tlsrpt.RecordQuoted:               finding.TLSRPTVersion,
 	tlsrpt.RecordVersion:              finding.TLSRPTVersion,
-	tlsrpt.RecordSpaceBeforeSemicolon: finding.TLSRPTSyntax,
+	tlsrpt.RecordSpaceBeforeSemicolon: finding.TLSRPTSpaceBeforeSemicolon,
 	tlsrpt.RecordSpaceAroundEquals:    finding.TLSRPTSyntax,
 	tlsrpt.RecordSyntax:               finding.TLSRPTSyntax,
 	tlsrpt.RecordTrailingSpace:        finding.TLSRPTSyntax,
@@ -37,20 +37,26 @@ func (e *evaluator) tlsrptRecord() {
 			e.fixText(finding.TLSRPTUndetermined))
 		return
 	}
-	cands, loose, other := sortTXT(a.TXT(), tlsrpt.IsCandidate, tlsrpt.LooksLikeRecord)
+	txts := a.TXT()
+	cands, loose, other := sortTXT(txts, tlsrpt.IsCandidate, tlsrpt.LooksLikeRecord)
 	switch {
+	case len(txts) == 1 && len(other) == 0:
+		// A single record is parsed as it is: no prefix filter applies
+		// (RFC 8460 §3).
+		e.parseTLSRPT(name, txts[0], false)
 	case len(cands) > 1:
 		e.rptState = recInvalid
 		e.add(finding.TLSRPTMultiple, finding.Error, name,
 			fmt.Sprintf("%s has %d TXT records starting with \"v=TLSRPTv1;\" (%s); senders then send no reports.", name, len(cands), quoteList(cands, 3)),
 			e.fixText(finding.TLSRPTMultiple))
 	case len(cands) == 1:
-		e.parseTLSRPT(name, cands[0])
+		e.parseTLSRPT(name, cands[0], true)
 	case len(loose) > 0:
+		// Several TXT records and none passes the filter: say why.
 		for _, t := range loose {
-			e.parseTLSRPT(name, t)
+			e.parseTLSRPT(name, t, true)
 		}
-		e.rptState = recInvalid
+		e.rptState, e.r.TLSRPT = recInvalid, nil
 	default:
 		e.rptState = recAbsent
 	}
@@ -61,12 +67,16 @@ func (e *evaluator) tlsrptRecord() {
 	e.tlsrptDraftNames()
 }
 
-func (e *evaluator) parseTLSRPT(name, txt string) {
+// parseTLSRPT parses the record senders read and reports its problems.
+// filtered says that several TXT records came back, so the "v=TLSRPTv1;"
+// prefix filter applied (RFC 8460 §3).
+func (e *evaluator) parseTLSRPT(name, txt string, filtered bool) {
 	rec, probs := tlsrpt.ParseRecord(txt)
 	usable := rec != nil && len(rec.Usable) > 0
 	for _, p := range probs {
 		id := tlsrptCodes[p.Code]
 		sev := finding.Error
+		msg := fmt.Sprintf("%s TXT %q: %s.", name, txt, p.Detail)
 		switch p.Code {
 		case tlsrpt.Extension:
 			sev = finding.Info
@@ -76,18 +86,22 @@ func (e *evaluator) parseTLSRPT(name, txt string) {
 			if usable {
 				sev = finding.Warning
 			}
+		case tlsrpt.RecordSpaceBeforeSemicolon:
+			if filtered {
+				msg += " With more than one TXT record at the name, senders discard every record that does not begin with \"v=TLSRPTv1;\", so a literal reading finds no TLS-RPT record and sends no reports (mox accepts it anyway)."
+			} else {
+				sev = finding.Warning
+				msg += " The grammar allows it and, as this is the only TXT record at the name, no prefix filter applies, so senders use it (mox does; Google's and Microsoft's parsers are not public). As soon as another TXT record is published there, senders that filter literally discard this one."
+			}
 		}
-		e.add(id, sev, name, fmt.Sprintf("%s TXT %q: %s.", name, txt, p.Detail), e.fixText(id))
+		e.add(id, sev, name, msg, e.fixText(id))
 	}
-	switch {
-	case usable:
+	e.rptState = recInvalid
+	if usable {
 		e.rptState = recValid
+	}
+	if rec != nil {
 		e.r.TLSRPT = rec
-	default:
-		e.rptState = recInvalid
-		if rec != nil {
-			e.r.TLSRPT = rec
-		}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -35,6 +37,69 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Host is the MTA-STS policy host role; absent means off.
 	Host *Host `yaml:"host"`
+	// Web is the web checker and its JSON API; absent means off. Without
+	// a configuration file it runs with its defaults.
+	Web *Web `yaml:"web"`
+}
+
+// Web is the web checker role (docs/config.md, docs/api.md).
+type Web struct {
+	// Listen are plain-HTTP addresses: for a local checker, or behind a
+	// reverse proxy that terminates TLS.
+	Listen []string `yaml:"listen"`
+	// ListenHTTPS are HTTPS addresses, served with TLS.Cert and TLS.Key.
+	ListenHTTPS []string `yaml:"listen_https"`
+	TLS         WebTLS   `yaml:"tls"`
+	// PublicURL is the address people use, e.g. https://check.example.com;
+	// an https URL turns on HSTS (also behind a proxy), and its origin is
+	// trusted for form posts.
+	PublicURL string `yaml:"public_url"`
+	// TrustedProxies are networks (CIDR) whose X-Forwarded-For header names
+	// the client, for the per-client limits.
+	TrustedProxies []string   `yaml:"trusted_proxies"`
+	Limits         WebLimits  `yaml:"limits"`
+	Scanner        WebScanner `yaml:"scanner"`
+}
+
+// WebTLS is the certificate of the HTTPS listeners.
+type WebTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// WebLimits bound the web checker.
+type WebLimits struct {
+	ConcurrentScans     int      `yaml:"concurrent_scans"`      // scans run at once
+	Queue               int      `yaml:"queue"`                 // scans waiting beyond those
+	ScansPerMinute      float64  `yaml:"scans_per_minute"`      // new scans per client; -1: no limit
+	ScanBurst           int      `yaml:"scan_burst"`            // per client
+	ConcurrentPerClient int      `yaml:"concurrent_per_client"` // queued and running per client; -1: no limit
+	StreamsPerClient    int      `yaml:"streams_per_client"`    // open progress streams per client
+	ResultTTL           Duration `yaml:"result_ttl"`            // how long a result is kept, at most 1h
+	Reuse               Duration `yaml:"reuse"`                 // a result this fresh answers a new request
+	ReadHeaderTimeout   Duration `yaml:"read_header_timeout"`
+	ReadTimeout         Duration `yaml:"read_timeout"`
+	WriteTimeout        Duration `yaml:"write_timeout"`
+	IdleTimeout         Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes      int      `yaml:"max_header_bytes"`
+}
+
+// WebScanner configures the scans of the web checker. There is no
+// connect-to, CA or per-request resolver setting: what a visitor can
+// reach is fixed here.
+type WebScanner struct {
+	// EHLO is the name the SMTP probes greet with ("" means the address
+	// literal of the local end); give it a matching PTR record.
+	EHLO string `yaml:"ehlo"`
+	// Resolvers answer the scans' DNS queries ("" = /etc/resolv.conf).
+	Resolvers   []string `yaml:"resolvers"`
+	Timeout     Duration `yaml:"timeout"`      // the whole budget of one scan
+	SMTPTimeout Duration `yaml:"smtp_timeout"` // each SMTP phase
+	// AllowPrivateTargets lets scans connect to loopback, private,
+	// link-local and other special-purpose addresses (an internal
+	// deployment); AllowNetworks lets through only the networks listed.
+	AllowPrivateTargets bool     `yaml:"allow_private_targets"`
+	AllowNetworks       []string `yaml:"allow_networks"`
 }
 
 // Log configures logging (log/slog).
@@ -245,11 +310,14 @@ const (
 	DefaultMaxConnsPerIP     = 64
 	DefaultRequestsPerSecond = 50
 	DefaultBurst             = 100
+	DefaultWebListen         = "127.0.0.1:8080"
+	MaxWebResultTTL          = time.Hour
 )
 
-// Default returns the configuration used without a file.
+// Default returns the configuration used without a file: the web
+// checker on DefaultWebListen and the admin listener.
 func Default() *Config {
-	c := &Config{}
+	c := &Config{Web: &Web{}}
 	c.applyDefaults()
 	return c
 }
@@ -263,6 +331,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen
+	}
+	if c.Web != nil {
+		c.Web.applyDefaults()
 	}
 	h := c.Host
 	if h == nil {
@@ -310,6 +381,99 @@ func (c *Config) applyDefaults() {
 	setDur(&l.ReadTimeout, 10*time.Second)
 	setDur(&l.WriteTimeout, 10*time.Second)
 	setDur(&l.IdleTimeout, 60*time.Second)
+}
+
+func (w *Web) applyDefaults() {
+	if w.Listen == nil && len(w.ListenHTTPS) == 0 {
+		w.Listen = []string{DefaultWebListen}
+	}
+	l := &w.Limits
+	setInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setInt(&l.ConcurrentScans, 4)
+	setInt(&l.Queue, 64)
+	setInt(&l.ScanBurst, 5)
+	setInt(&l.ConcurrentPerClient, 2)
+	setInt(&l.StreamsPerClient, 8)
+	setInt(&l.MaxHeaderBytes, 8<<10)
+	if l.ScansPerMinute == 0 {
+		l.ScansPerMinute = 10
+	}
+	setDur := func(v *Duration, d time.Duration) {
+		if *v == 0 {
+			*v = Duration(d)
+		}
+	}
+	setDur(&l.ResultTTL, MaxWebResultTTL)
+	setDur(&l.Reuse, 2*time.Minute)
+	setDur(&l.ReadHeaderTimeout, 5*time.Second)
+	setDur(&l.ReadTimeout, 10*time.Second)
+	// Long enough for a waiting progress page (20s) and ?wait (60s) to
+	// extend it; event streams extend it on every write.
+	setDur(&l.WriteTimeout, 30*time.Second)
+	setDur(&l.IdleTimeout, 60*time.Second)
+	setDur(&w.Scanner.Timeout, 60*time.Second)
+}
+
+func (w *Web) validate(bad func(string, ...any)) {
+	for _, l := range append(append([]string{}, w.Listen...), w.ListenHTTPS...) {
+		if err := checkListen(l); err != nil {
+			bad("web listen address %q: %v", l, err)
+		}
+	}
+	if len(w.Listen)+len(w.ListenHTTPS) == 0 {
+		bad("web: give at least one address in listen or listen_https")
+	}
+	if len(w.ListenHTTPS) > 0 && (w.TLS.Cert == "" || w.TLS.Key == "") {
+		bad("web.listen_https needs web.tls.cert and web.tls.key")
+	}
+	if (w.TLS.Cert == "") != (w.TLS.Key == "") {
+		bad("web.tls: give both cert and key, or neither")
+	}
+	for _, f := range []string{w.TLS.Cert, w.TLS.Key} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			bad("web.tls: %v", err)
+		}
+	}
+	if w.PublicURL != "" {
+		u, err := url.Parse(w.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			bad("web.public_url %q: want an origin such as https://check.example.com", w.PublicURL)
+		}
+	}
+	for _, p := range w.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad("web.trusted_proxies: %q is not a network such as 10.0.0.0/8", p)
+		}
+	}
+	for _, p := range w.Scanner.AllowNetworks {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad("web.scanner.allow_networks: %q is not a network such as 10.0.0.0/8", p)
+		}
+	}
+	l := w.Limits
+	if l.ConcurrentScans < 1 || l.Queue < 1 || l.ScanBurst < 1 || l.StreamsPerClient < 1 || l.MaxHeaderBytes < 1024 ||
+		(l.ScansPerMinute < 0 && l.ScansPerMinute != -1) || l.ConcurrentPerClient < -1 {
+		bad("web.limits: values must be positive (scans_per_minute and concurrent_per_client may be -1 for no limit; max_header_bytes at least 1024)")
+	}
+	if l.ResultTTL.D() > MaxWebResultTTL {
+		bad("web.limits.result_ttl %s: anonymous results are kept at most %s", l.ResultTTL.D(), MaxWebResultTTL)
+	}
+	if l.Reuse.D() > l.ResultTTL.D() {
+		bad("web.limits.reuse %s is longer than result_ttl %s", l.Reuse.D(), l.ResultTTL.D())
+	}
+	if e := w.Scanner.EHLO; e != "" && !strings.HasPrefix(e, "[") && domain.CheckHostname(strings.TrimSuffix(e, ".")) != nil {
+		bad("web.scanner.ehlo %q is not a host name or address literal", e)
+	}
+	if w.Scanner.Timeout.D() > 10*time.Minute {
+		bad("web.scanner.timeout %s: at most 10m", w.Scanner.Timeout.D())
+	}
 }
 
 var lineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
@@ -395,6 +559,9 @@ func (c *Config) Validate() error {
 	}
 	if h := c.Host; h != nil {
 		h.validate(bad)
+	}
+	if w := c.Web; w != nil {
+		w.validate(bad)
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultsWithoutFile(t *testing.T) {
@@ -13,12 +14,20 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	if c.Host != nil || c.Admin.Listen != DefaultAdminListen || c.Log.Level != "info" {
 		t.Errorf("defaults %+v", c)
 	}
+	// Without a file the web checker runs, on loopback only.
+	if c.Web == nil || len(c.Web.Listen) != 1 || c.Web.Listen[0] != DefaultWebListen || c.Web.Scanner.AllowPrivateTargets || c.Web.Limits.ResultTTL.D() != MaxWebResultTTL {
+		t.Errorf("web defaults %+v", c.Web)
+	}
 	if err := c.Validate(); err != nil {
 		t.Error(err)
 	}
 	empty, err := Parse("empty.yaml", nil)
-	if err != nil || empty.Admin.Listen != DefaultAdminListen {
-		t.Errorf("an empty file is the default configuration: %v", err)
+	if err != nil || empty.Admin.Listen != DefaultAdminListen || empty.Web != nil {
+		t.Errorf("an empty file names no role: %v %+v", err, empty.Web)
+	}
+	w, err := Parse("w.yaml", []byte("web: {}\n"))
+	if err != nil || w.Web == nil || w.Web.Listen[0] != DefaultWebListen || w.Web.Limits.Reuse.D() != 2*time.Minute || w.Web.Limits.ConcurrentScans != 4 {
+		t.Errorf("web: {} takes the defaults: %v %+v", err, w.Web)
 	}
 }
 
@@ -74,6 +83,15 @@ func TestErrors(t *testing.T) {
 		{"bad listen", "host:\n  listen_https: [\"example.com:443\"]\n", "must be an IP address"},
 		{"bad challenge", "host:\n  acme: {challenges: [dns-01]}\n", `"dns-01"`},
 		{"bad log level", "log: {level: loud}\n", `log.level "loud"`},
+		{"web: result_ttl above an hour", "web:\n  limits: {result_ttl: 2h}\n", "at most 1h0m0s"},
+		{"web: https without a certificate", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n", "needs web.tls.cert"},
+		{"web: bad public_url", "web:\n  public_url: check.example.com\n", "web.public_url"},
+		{"web: bad proxy", "web:\n  trusted_proxies: [10.0.0.1/99]\n", "web.trusted_proxies"},
+		{"web: bad allowed network", "web:\n  scanner: {allow_networks: [lan]}\n", "web.scanner.allow_networks"},
+		{"web: bad ehlo", "web:\n  scanner: {ehlo: \"not a name\"}\n", "web.scanner.ehlo"},
+		{"web: no listener", "web:\n  listen: []\n", "at least one address"},
+		{"web: unknown key", "web:\n  scaner: {}\n", `c.yaml:2: unknown key "scaner"`},
+		{"web: no connect-to from the config", "web:\n  scanner: {connect_to: [\"a:25:127.0.0.1:25\"]}\n", `unknown key "connect_to"`},
 		{"static certs needed without ACME", "host:\n  acme: {disabled: true}\n  domains:\n    example.com: {mode: none}\n", "needs a static cert"},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -23,12 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
+	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // Options are what the command line and the environment give the daemon.
 type Options struct {
-	ConfigPath string // "" runs on the defaults (admin listener only)
+	ConfigPath string // "" runs on the defaults (the web checker and the admin listener)
 	Stderr     io.Writer
 	Now        func() time.Time
 	// Reload receives a value for each SIGHUP.
@@ -44,8 +47,15 @@ type Options struct {
 	// Resolver replaces the DNS client of follow_mx (tests).
 	Resolver Resolver
 	// Ready, if set, is called once every listener is open, with their
-	// addresses by role ("host-https", "host-http", "admin").
+	// addresses by role ("host-https", "host-http", "web", "web-https",
+	// "admin").
 	Ready func(addrs map[string][]string)
+	// WebResolver, WebNet and WebRoots replace the web checker's DNS
+	// client, the dial function beneath its SSRF guard and its trusted
+	// roots (tests point them at the lab; the guard stays).
+	WebResolver scan.Resolver
+	WebNet      dial.NetDial
+	WebRoots    *x509.CertPool
 }
 
 // Daemon is one running `mailtls serve`.
@@ -63,6 +73,7 @@ type Daemon struct {
 	cfg      *config.Config
 	fileHash [sha256.Size]byte
 	host     *hostRole
+	web      *webRole
 }
 
 // Run loads the configuration and serves until ctx ends. A configuration
@@ -162,6 +173,17 @@ func (d *Daemon) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.cfg.Web != nil {
+		w, err := startWeb(ctx, d, d.cfg.Web, addrs, serveErr)
+		if w != nil {
+			d.web = w
+			closers = append(closers, w.shutdown)
+		}
+		if err != nil {
+			shutdown()
+			return err
+		}
+	}
 	if d.cfg.Admin.Listen != "off" {
 		srv, ln, err := d.startAdmin(d.cfg.Admin.Listen)
 		if err != nil {
@@ -176,10 +198,16 @@ func (d *Daemon) run(ctx context.Context) error {
 	if d.host != nil {
 		roles = append(roles, "host")
 	}
-	for _, role := range []string{"host-https", "host-http", "admin"} {
+	if d.web != nil {
+		roles = append(roles, "web")
+	}
+	for _, role := range []string{"host-https", "host-http", "web", "web-https", "admin"} {
 		for _, a := range addrs[role] {
 			d.log.Info("listening", "listener", role, "addr", a)
 		}
+	}
+	for _, u := range webURLs(addrs) {
+		d.log.Info("web checker ready", "url", u)
 	}
 	d.log.Info("mailtls serve started", "config", d.opts.ConfigPath, "roles", roles)
 	if d.opts.Ready != nil {
@@ -273,6 +301,12 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 			return err
 		}
 	}
+	switch {
+	case (next.Web == nil) != (d.web == nil):
+		restart = append(restart, "web (turning the role on or off)")
+	case d.web != nil:
+		restart = append(restart, d.web.restartNeeded(next.Web)...)
+	}
 	d.level.Set(parseLevel(next.Log.Level))
 	if len(restart) > 0 {
 		d.log.Warn("these settings changed but take effect only after a restart", "keys", restart)
@@ -288,6 +322,10 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	if h := d.host; h != nil {
 		served, waiting := h.counts()
 		fmt.Fprintf(&b, "host: %d domains served, %d waiting for their MX set\n", served, waiting)
+	}
+	if w := d.web; w != nil {
+		queued, running := w.jobs.Counts()
+		fmt.Fprintf(&b, "web: %d scans running, %d queued\n", running, queued)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

@@ -427,33 +427,6 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-// TestDefaultsWithoutConfig: serve runs with no file at all (admin only).
-func TestDefaultsWithoutConfig(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan map[string][]string, 1)
-	done := make(chan error, 1)
-	logs := &lab.LogBuffer{}
-	go func() {
-		done <- Run(ctx, Options{Stderr: logs, Ready: func(a map[string][]string) { ready <- a }})
-	}()
-	select {
-	case a := <-ready:
-		if len(a["admin"]) != 1 || a["admin"][0] != "127.0.0.1:9470" || len(a["host-https"]) != 0 {
-			t.Errorf("listeners %v", a)
-		}
-	case err := <-done:
-		// The default admin port may be taken on a shared machine.
-		if !strings.Contains(err.Error(), "9470") {
-			t.Fatalf("serve with defaults: %v", err)
-		}
-		t.Skipf("the default admin port is busy here: %v", err)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestIPv4AndIPv6Listeners: senders fetch over IPv6 when the policy host
 // has an AAAA record, so both families are served.
 func TestIPv4AndIPv6Listeners(t *testing.T) {

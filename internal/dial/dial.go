@@ -141,8 +141,13 @@ type NetDial func(ctx context.Context, network, address string) (net.Conn, error
 // directly with a net.Dialer.
 type Dialer struct {
 	Rules []Rule
-	// Net dials the final address; nil means (&net.Dialer{}).DialContext.
+	// Net dials the final address; nil means (&net.Dialer{}).DialContext,
+	// with Guard.Control as its Control function when Guard is set.
 	Net NetDial
+	// Guard, if set, is asked about every address before it is dialled
+	// (before the rules, which a guarded scan does not take from its
+	// users); a refused dial returns its *BlockedError.
+	Guard *Guard
 }
 
 // HostOverride reports whether a rule naming host (or matching any host)
@@ -192,10 +197,21 @@ func (d *Dialer) Dial(ctx context.Context, host string, ip netip.Addr, port int)
 			return nil, ErrNoAddress
 		}
 	}
+	if d != nil && d.Guard != nil {
+		if !ip.IsValid() {
+			return nil, fmt.Errorf("%w: %s has no address of its own to check", ErrBlocked, host)
+		}
+		if err := d.Guard.Check(netip.AddrPortFrom(ip, uint16(port))); err != nil {
+			return nil, err
+		}
+	}
 	addr := d.Target(host, ip, port)
 	netDial := (&net.Dialer{}).DialContext
-	if d != nil && d.Net != nil {
+	switch {
+	case d != nil && d.Net != nil:
 		netDial = d.Net
+	case d != nil && d.Guard != nil:
+		netDial = (&net.Dialer{Control: d.Guard.Control}).DialContext
 	}
 	return netDial(ctx, "tcp", addr)
 }

@@ -24,11 +24,13 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/webpki"
 )
 
@@ -54,6 +56,9 @@ const (
 	ConnectRefused Class = "connect-refused"
 	ConnectTimeout Class = "connect-timeout"
 	ConnectError   Class = "connect-error" // unreachable, reset and other network errors
+	// ConnectBlocked: a guarded scan (the web checker) did not connect,
+	// because the address is not a public one (dial.Guard).
+	ConnectBlocked Class = "connect-blocked"
 	TLSTimeout     Class = "tls-timeout"
 	TLSError       Class = "tls-error" // handshake failure: alert, protocol version, not TLS
 	HTTPTimeout    Class = "http-timeout"
@@ -62,21 +67,39 @@ const (
 
 // Result is everything observed fetching the policy from one address.
 type Result struct {
-	URL        string            `json:"url"`
-	Host       string            `json:"host"`
-	Address    string            `json:"address"`          // ip:port a sender would connect to ("" with a host override)
-	Dialed     string            `json:"dialed,omitempty"` // where the connection really went, when a connect-to rule applied
-	Error      string            `json:"error,omitempty"`
-	Class      Class             `json:"error_class,omitempty"`
-	TLS        *TLS              `json:"tls,omitempty"`
-	Status     int               `json:"status,omitempty"`
-	Header     map[string]string `json:"headers,omitempty"` // selected response headers
-	Body       Body              `json:"body,omitempty"`    // at most MaxBody bytes
-	BodyBytes  int64             `json:"body_bytes"`        // bytes read (up to MaxBody+1)
-	TooLarge   bool              `json:"too_large,omitempty"`
-	Timings    Timings           `json:"timings_ms"`
-	StartedAt  time.Time         `json:"started_at"`
+	URL       string            `json:"url"`
+	Host      string            `json:"host"`
+	Address   string            `json:"address"`          // ip:port a sender would connect to ("" with a host override)
+	Dialed    string            `json:"dialed,omitempty"` // where the connection really went, when a connect-to rule applied
+	Error     string            `json:"error,omitempty"`
+	Class     Class             `json:"error_class,omitempty"`
+	TLS       *TLS              `json:"tls,omitempty"`
+	Status    int               `json:"status,omitempty"`
+	Header    map[string]string `json:"headers,omitempty"` // selected response headers
+	Body      Body              `json:"body,omitempty"`    // at most MaxBody bytes; none when reading it failed
+	BodyBytes int64             `json:"body_bytes"`        // bytes read (up to MaxBody+1)
+	TooLarge  bool              `json:"too_large,omitempty"`
+	// Encoded are the responses to the same request sent with the
+	// Accept-Encoding headers senders send (the request above sends
+	// none), so each sender model reads the response it would get.
+	Encoded    []*Variant `json:"encoded,omitempty"`
+	Timings    Timings    `json:"timings_ms"`
+	StartedAt  time.Time  `json:"started_at"`
 	finishedAt time.Time
+}
+
+// Variant is the response to the policy request sent with an
+// Accept-Encoding header, fetched on its own connection. The body is kept
+// as received (not decoded), at most MaxBody bytes.
+type Variant struct {
+	AcceptEncoding string            `json:"accept_encoding"`
+	Error          string            `json:"error,omitempty"`
+	Class          Class             `json:"error_class,omitempty"`
+	Status         int               `json:"status,omitempty"`
+	Header         map[string]string `json:"headers,omitempty"`
+	Body           Body              `json:"body,omitempty"`
+	BodyBytes      int64             `json:"body_bytes"`
+	TooLarge       bool              `json:"too_large,omitempty"`
 }
 
 // TLS is the TLS evidence of a fetch.
@@ -142,6 +165,10 @@ type Fetcher struct {
 	ResponseTimeout  time.Duration
 	MaxBody          int64
 	UserAgent        string
+	// AcceptEncodings are the Accept-Encoding headers of the extra
+	// requests recorded in Result.Encoded; nil means those the sender
+	// models send (mtasts.AcceptEncodings), an empty slice none.
+	AcceptEncodings []string
 }
 
 func (f *Fetcher) now() time.Time {
@@ -158,10 +185,33 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-// Fetch gets https://host/.well-known/mta-sts.txt from ip:443. ip may be the
-// zero Addr when the Dialer has a connect-to rule for host. It never returns
-// nil and never panics on hostile input.
+// Fetch gets https://host/.well-known/mta-sts.txt from ip:443 without an
+// Accept-Encoding header and, at the same time on their own connections,
+// with each of the Accept-Encoding headers senders send (Result.Encoded).
+// ip may be the zero Addr when the Dialer has a connect-to rule for host.
+// It never returns nil and never panics on hostile input.
 func (f *Fetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *Result {
+	encodings := f.AcceptEncodings
+	if encodings == nil {
+		encodings = mtasts.AcceptEncodings()
+	}
+	variants := make([]*Variant, len(encodings))
+	var wg sync.WaitGroup
+	for i, ae := range encodings {
+		wg.Go(func() {
+			v := f.fetch(ctx, host, ip, ae)
+			variants[i] = &Variant{AcceptEncoding: ae, Error: v.Error, Class: v.Class, Status: v.Status,
+				Header: v.Header, Body: v.Body, BodyBytes: v.BodyBytes, TooLarge: v.TooLarge}
+		})
+	}
+	r := f.fetch(ctx, host, ip, "")
+	wg.Wait()
+	r.Encoded = variants
+	return r
+}
+
+// fetch makes one request, with the Accept-Encoding header ae unless empty.
+func (f *Fetcher) fetch(ctx context.Context, host string, ip netip.Addr, ae string) *Result {
 	r := &Result{URL: "https://" + host + Path, Host: host, StartedAt: f.now().UTC()}
 	if ip.IsValid() {
 		r.Address = netip.AddrPortFrom(ip, 443).String()
@@ -217,6 +267,9 @@ func (f *Fetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *Result
 
 	req, _ := http.NewRequest(http.MethodGet, r.URL, nil)
 	req.Header.Set("User-Agent", f.userAgent())
+	if ae != "" {
+		req.Header.Set("Accept-Encoding", ae)
+	}
 	req.Close = true
 	if err := req.Write(tc); err != nil {
 		r.Class, r.Error = classifyHTTP(err, ctx)
@@ -242,7 +295,11 @@ func (f *Fetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *Result
 		r.TooLarge = true
 		body = body[:maxBody]
 	} else if err != nil {
-		r.Class, r.Error = classifyHTTP(fmt.Errorf("reading the body: %w", err), ctx)
+		// A body cut off (deadline, reset, short of Content-Length) is a
+		// failed fetch: the bytes read are not a policy, so none are kept
+		// to be mistaken for one.
+		r.Class, r.Error = classifyHTTP(fmt.Errorf("reading the body after %d bytes: %w", len(body), err), ctx)
+		return r
 	}
 	r.Body = body
 	return r
@@ -278,7 +335,12 @@ func isTimeout(err error, ctx context.Context) bool {
 }
 
 func classifyConnect(err error, ctx context.Context) (Class, string) {
+	var blocked *dial.BlockedError
 	switch {
+	case errors.As(err, &blocked):
+		return ConnectBlocked, blocked.Error()
+	case errors.Is(err, dial.ErrBlocked):
+		return ConnectBlocked, err.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused, "connection refused on port 443"
 	case isTimeout(err, ctx):

@@ -4,16 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/webpki"
 )
 
@@ -190,6 +193,79 @@ func TestHostileServers(t *testing.T) {
 				t.Errorf("took %v; the phase timeouts should bound it", d)
 			}
 		})
+	}
+}
+
+// TestCutOffBodyIsNoPolicy: a body the deadline cuts off (a slow drip) or
+// that ends short of its Content-Length is a failed fetch and keeps no
+// bytes that could be read as a policy (issue 8 #6).
+func TestCutOffBodyIsNoPolicy(t *testing.T) {
+	l := lab.New(t)
+	drip := host(t, l, "drip.test", tls.Certificate{}, lab.Drip("version: STSv1\r\nmode: enf", 50*time.Millisecond), lab.HostOptions{})
+	short := host(t, l, "short.test", tls.Certificate{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "500")
+		_, _ = w.Write([]byte("version: STSv1\r\nmode: enf"))
+		// The handler returns: net/http closes the connection short of
+		// the announced length.
+	}), lab.HostOptions{})
+	for _, tt := range []struct {
+		name string
+		addr netip.Addr
+		want Class
+	}{{"drip.test", drip, HTTPTimeout}, {"short.test", short, HTTPError}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fetcher(l)
+			f.ResponseTimeout = 500 * time.Millisecond
+			r := f.Fetch(context.Background(), "mta-sts."+tt.name, tt.addr)
+			if r.Class != tt.want || r.Error == "" {
+				t.Errorf("class %q (%s), want %q", r.Class, r.Error, tt.want)
+			}
+			if r.Status != 200 || len(r.Body) != 0 || r.BodyBytes == 0 {
+				t.Errorf("status %d, body %q (%d bytes read): the cut-off bytes must not be kept", r.Status, r.Body, r.BodyBytes)
+			}
+		})
+	}
+}
+
+// TestFetchAsSenders: besides the request without Accept-Encoding, the
+// policy is fetched with each header the sender models send, and bodies
+// are kept as received (issue 8 #5).
+func TestFetchAsSenders(t *testing.T) {
+	l := lab.New(t)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	addr := host(t, l, "coded.test", tls.Certificate{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ae := r.Header.Get("Accept-Encoding")
+		mu.Lock()
+		seen[ae] = true
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain")
+		if ae != "" {
+			w.Header().Set("Content-Encoding", "gzip")
+		}
+		_, _ = io.WriteString(w, "as sent for "+ae)
+	}), lab.HostOptions{})
+	r := fetcher(l).Fetch(context.Background(), "mta-sts.coded.test", addr)
+	if r.Error != "" || string(r.Body) != "as sent for " || r.Header["Content-Encoding"] != "" {
+		t.Fatalf("main fetch: %s, body %q, headers %v", r.Error, r.Body, r.Header)
+	}
+	want := mtasts.AcceptEncodings()
+	if len(want) == 0 || len(r.Encoded) != len(want) {
+		t.Fatalf("encoded fetches %+v, want one per header %q", r.Encoded, want)
+	}
+	for i, v := range r.Encoded {
+		if v.AcceptEncoding != want[i] || v.Status != 200 || string(v.Body) != "as sent for "+want[i] || v.Header["Content-Encoding"] != "gzip" {
+			t.Errorf("variant %d: %+v", i, v)
+		}
+		if !seen[want[i]] {
+			t.Errorf("the server never saw Accept-Encoding: %s", want[i])
+		}
+	}
+	f := fetcher(l)
+	f.AcceptEncodings = []string{}
+	if r := f.Fetch(context.Background(), "mta-sts.coded.test", addr); len(r.Encoded) != 0 {
+		t.Errorf("AcceptEncodings empty: %d extra fetches", len(r.Encoded))
 	}
 }
 

@@ -54,9 +54,9 @@ var (
 		Checklist: []string{"STS-TXT-6", "MISC-31"},
 	})
 	STSRecordSpaceBeforeSemicolon = def(Def{
-		ID: "sts-record-space-before-semicolon", Component: ComponentRecord, Severities: onlyError,
+		ID: "sts-record-space-before-semicolon", Component: ComponentRecord, Severities: errorOrWarning,
 		Title:     "Space before the first semicolon of the MTA-STS record",
-		Explain:   "\"v=STSv1 ;\" matches the grammar but not the rule that a record must begin with \"v=STSv1;\" (erratum 6285). Senders differ: mox and postfix-mta-sts-resolver accept it, a literal reading discards it.",
+		Explain:   "\"v=STSv1 ;\" matches the grammar, whose delimiter allows whitespace around ';'. When it is the only TXT record at _mta-sts, no filter applies and senders use it (a warning: it is fragile). When several TXT records come back, senders first discard those that do not begin with exactly \"v=STSv1;\" (erratum 6285), and RFC 8461 senders then find no record (an error), while mox, postfix-mta-sts-resolver and postfix-tlspol accept it anyway.",
 		Fix:       "Remove the space: v=STSv1; id=<id>",
 		Ref:       "RFC 8461 §3.1; erratum 6285",
 		Checklist: []string{"STS-TXT-7", "AMB-2"},
@@ -227,6 +227,15 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-16", "MISC-1"},
 	})
+	PolicyHostFamilyUndetermined = def(Def{
+		ID: "policy-host-family-undetermined", Component: ComponentPolicyHost, Severities: onlyWarning,
+		Title:     "One address lookup of the policy host fails",
+		Explain:   "The A or the AAAA lookup of mta-sts.<domain> failed temporarily while the other one answered, so the scan fetched the policy only from the addresses it could see; the others, if any, were not checked. Senders that meet the same failure fetch over the family that answers.",
+		Fix:       "Make the name servers that answer for mta-sts.<domain> answer both A and AAAA queries (NODATA for a family without addresses), then scan again.",
+		Ref:       "RFC 8461 §3.3; RFC 2308 §2.2",
+		Checklist: []string{"STS-FETCH-16", "MISC-34"},
+		Caps:      map[Severity]Grade{Warning: GradeA},
+	})
 	PolicyHostDelegated = def(Def{
 		ID: "policy-host-delegated", Component: ComponentPolicyHost, Severities: onlyInfo,
 		Title:     "Policy host is a CNAME",
@@ -242,6 +251,14 @@ var (
 		Fix:       "Serve https://mta-sts.<domain>/.well-known/mta-sts.txt over HTTPS on port 443 (TLS 1.2 or newer) on every address of mta-sts.<domain>.",
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-2", "MISC-1"},
+	})
+	PolicyHostNotPublic = def(Def{
+		ID: "policy-host-not-public", Component: ComponentPolicyHost, Severities: onlyError,
+		Title:     "Policy host resolves to an address that is not public",
+		Explain:   "mta-sts.<domain> resolves to a loopback, private, link-local or other special-purpose address (IANA registries, RFC 6890). Senders on the internet cannot fetch the policy there. The public web checker does not connect to such addresses, so the policy was not fetched from it (the command-line scanner does).",
+		Fix:       "Point the A/AAAA records of mta-sts.<domain> at the public addresses of the policy host.",
+		Ref:       "RFC 8461 §3.3; RFC 6890",
+		Checklist: []string{"STS-FETCH-2"},
 	})
 	PolicyFetchPartial = def(Def{
 		ID: "policy-fetch-partial", Component: ComponentPolicyHost, Severities: onlyWarning,
@@ -333,10 +350,19 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-7", "STS-HOST-1", "MISC-7"},
 	})
+	PolicyContentEncoding = def(Def{
+		ID: "policy-content-encoding", Component: ComponentPolicyHost, Severities: onlyError,
+		Title:     "Senders cannot read the policy because of its Content-Encoding",
+		Explain:   "Senders ask for content codings differently: Go's net/http (mox, go-mtasts, postfix-tlspol) sends \"Accept-Encoding: gzip\" and decodes gzip only; aiohttp (postfix-mta-sts-resolver) sends \"gzip, deflate\" and decodes both (br only with an optional module); a client that sends none may get the body uncompressed. A body labelled Content-Encoding: gzip that is not gzip data (a web server or CDN compressing twice, or labelling a plain file), or a coding a sender does not decode (br, zstd), leaves that sender with no policy. mailtls fetches the policy as each of these clients and names the senders that fail. Google's and Microsoft's HTTP clients are not public.",
+		Fix:       "Serve /.well-known/mta-sts.txt uncompressed, without a Content-Encoding header (it is a few hundred bytes), or make sure the web server compresses it only with gzip and only when asked.",
+		Ref:       "RFC 8461 §3.3; RFC 9110 §8.4, §12.5.3",
+		Checklist: []string{"STS-FETCH-11", "STS-FETCH-12", "§H"},
+		Caps:      map[Severity]Grade{Error: GradeD},
+	})
 	PolicyContentType = def(Def{
 		ID: "policy-content-type", Component: ComponentPolicyHost, Severities: onlyError,
 		Title:     "Policy is not served as text/plain",
-		Explain:   "Senders should check the media type. postfix-mta-sts-resolver and go-mtasts (maddy) drop a policy that is not text/plain, while mox and postfix-tlspol use it anyway, so the policy applies to some senders only.",
+		Explain:   "Senders should check the media type. postfix-mta-sts-resolver, postfix-tlspol (since v1.12.1) and go-mtasts (maddy) drop a policy that is not text/plain, while mox uses it anyway, so the policy applies to some senders only.",
 		Fix:       "Serve /.well-known/mta-sts.txt with the header \"Content-Type: text/plain; charset=utf-8\".",
 		Ref:       "RFC 8461 §3.2",
 		Checklist: []string{"STS-FETCH-10", "MISC-5", "§H"},
@@ -536,7 +562,7 @@ var (
 	PolicyMXMissing = def(Def{
 		ID: "policy-mx-missing", Component: ComponentPolicy, Severities: onlyError,
 		Title:     "Policy has no mx line",
-		Explain:   "At least one mx line is required in testing and enforce mode; postfix-tlspol once deferred all mail for such a policy.",
+		Explain:   "At least one mx line is required in testing and enforce mode; postfix-tlspol once deferred all mail for such a policy, and since v1.12.1 rejects it like RFC 8461.",
 		Fix:       "Add one \"mx: <mx>\" line per MX host.",
 		Ref:       "RFC 8461 §3.2",
 		Checklist: []string{"STS-POL-10"},
@@ -676,6 +702,14 @@ var (
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-3"},
 	})
+	MXAddressNotPublic = def(Def{
+		ID: "mx-address-not-public", Component: ComponentMX, Severities: onlyWarning,
+		Title:     "MX host resolves to an address that is not public",
+		Explain:   "The MX host resolves to a loopback, private, link-local or other special-purpose address (IANA registries, RFC 6890). Senders on the internet cannot deliver there. The public web checker does not connect to such addresses, so STARTTLS was not probed at it (the command-line scanner does).",
+		Fix:       "Publish only public addresses for <mx>, or remove it from the MX set if it is meant for internal mail only.",
+		Ref:       "RFC 5321 §5.1; RFC 6890",
+		Checklist: []string{"MISC-34"},
+	})
 	MXAddressUndetermined = def(Def{
 		ID: "mx-address-undetermined", Component: ComponentMX, Severities: onlyWarning,
 		Title:     "MX host address could not be looked up",
@@ -683,6 +717,15 @@ var (
 		Fix:       "Retry the scan. If it persists, check the name servers that answer for <mx>.",
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-2"},
+	})
+	MXAddressFamilyUndetermined = def(Def{
+		ID: "mx-address-family-undetermined", Component: ComponentMX, Severities: onlyWarning,
+		Title:     "One address lookup of an MX host fails",
+		Explain:   "The A or the AAAA lookup of the MX host failed temporarily (SERVFAIL, timeout) while the other one answered, so the scan could not see, or probe, the addresses of that family. Senders that meet the same failure deliver over the other family only (Postfix and Exim use whatever answered); a host whose only addresses are in the failing family is deferred (Postfix: \"Host not found, try again\"). The usual cause is an authoritative server that mishandles AAAA queries instead of answering NODATA.",
+		Fix:       "Make the name servers of <mx> answer both A and AAAA queries (NODATA for a family without addresses), then scan again.",
+		Ref:       "RFC 5321 §5.1; RFC 2308 §2.2",
+		Checklist: []string{"DANE-DNS-2", "MISC-34"},
+		Caps:      map[Severity]Grade{Warning: GradeA},
 	})
 )
 
@@ -726,10 +769,19 @@ var (
 	TLSRPTSyntax = def(Def{
 		ID: "tlsrpt-syntax", Component: ComponentTLSRPT, Severities: onlyError,
 		Title:     "TLS-RPT record is not valid",
-		Explain:   "The record does not match the grammar (space around '=' or before the first ';', a missing ';', forbidden characters, trailing junk). Senders ignore it.",
+		Explain:   "The record does not match the grammar (space around '=', a missing ';', forbidden characters, trailing junk). Senders ignore it.",
 		Fix:       "Set the TXT value to: v=TLSRPTv1; rua=mailto:tlsrpt@<domain>",
 		Ref:       "RFC 8460 §3",
 		Checklist: []string{"RPT-TXT-4"},
+		Caps:      map[Severity]Grade{Error: GradeB},
+	})
+	TLSRPTSpaceBeforeSemicolon = def(Def{
+		ID: "tlsrpt-space-before-semicolon", Component: ComponentTLSRPT, Severities: errorOrWarning,
+		Title:     "Space before the first semicolon of the TLS-RPT record",
+		Explain:   "\"v=TLSRPTv1 ;\" matches the grammar, whose delimiter allows whitespace around ';'. When it is the only TXT record at _smtp._tls, no filter applies and senders use it (a warning: it is fragile). When several TXT records come back, senders first discard those that do not begin with exactly \"v=TLSRPTv1;\", so a literal reading finds no record and sends no reports (an error); mox accepts it anyway.",
+		Fix:       "Remove the space: v=TLSRPTv1; rua=mailto:tlsrpt@<domain>",
+		Ref:       "RFC 8460 §3",
+		Checklist: []string{"RPT-TXT-3", "RPT-TXT-4"},
 		Caps:      map[Severity]Grade{Error: GradeB},
 	})
 	TLSRPTRUAMissing = def(Def{

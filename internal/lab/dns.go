@@ -73,9 +73,10 @@ type controlKey struct {
 }
 
 type control struct {
-	rcode    int // -1: none
-	drop     bool
-	truncate bool
+	rcode       int // -1: none
+	drop        bool
+	truncate    bool // UDP answers
+	truncateTCP bool // TCP answers too
 }
 
 // StartDNS starts a DNS server on 127.0.0.1, UDP and TCP on the same
@@ -359,6 +360,13 @@ func (d *DNS) Truncate(name string, qtype uint16) {
 	d.setControl(name, qtype, func(c *control) { c.truncate = true })
 }
 
+// TruncateAlways makes every answer for (name, qtype) truncated (TC set,
+// no records), over UDP and over TCP: a server that never gives the whole
+// answer. qtype dns.TypeANY means every type.
+func (d *DNS) TruncateAlways(name string, qtype uint16) {
+	d.setControl(name, qtype, func(c *control) { c.truncate, c.truncateTCP = true, true })
+}
+
 // Clear removes the controls set for (name, qtype). It does not clear
 // controls set with another qtype (dns.TypeANY is a key of its own here).
 func (d *DNS) Clear(name string, qtype uint16) {
@@ -436,11 +444,12 @@ func (d *DNS) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if opt := req.IsEdns0(); opt != nil && int(opt.UDPSize()) > limit {
 			limit = int(opt.UDPSize())
 		}
-		if truncate || resp.Len() > limit {
-			resp.Truncated = true
-			resp.Answer, resp.Ns = nil, nil
-			resp.Extra = onlyOPT(resp.Extra)
-		}
+		truncate = truncate || resp.Len() > limit
+	}
+	if truncate {
+		resp.Truncated = true
+		resp.Answer, resp.Ns = nil, nil
+		resp.Extra = onlyOPT(resp.Extra)
 	}
 	_ = w.WriteMsg(resp) // the client may be gone; nothing to do about it
 }
@@ -475,8 +484,9 @@ func onlyOPT(extra []dns.RR) []dns.RR {
 	return out
 }
 
-// answer builds the response to req, and reports whether a UDP answer must
-// be truncated and whether the query must be dropped. It logs the query.
+// answer builds the response to req, and reports whether the answer must
+// be truncated (over network) and whether the query must be dropped. It
+// logs the query.
 func (d *DNS) answer(req *dns.Msg, network string) (resp *dns.Msg, truncate, drop bool) {
 	resp = new(dns.Msg)
 	resp.SetReply(req)
@@ -523,7 +533,7 @@ func (d *DNS) answer(req *dns.Msg, network string) (resp *dns.Msg, truncate, dro
 		ad = ad && d.adFor(name)
 	}
 	resp.AuthenticatedData = ad
-	return resp, c.truncate, false
+	return resp, c.truncate && network == "udp" || c.truncateTCP, false
 }
 
 // controlFor merges the controls for (name, qtype) and (name, ANY); the
@@ -537,6 +547,7 @@ func (d *DNS) controlFor(name string, qtype uint16) control {
 		}
 		c.drop = c.drop || x.drop
 		c.truncate = c.truncate || x.truncate
+		c.truncateTCP = c.truncateTCP || x.truncateTCP
 		if x.rcode >= 0 {
 			c.rcode = x.rcode
 		}

@@ -270,8 +270,9 @@ func TestDNSTruncation(t *testing.T) {
 	for i := range 10 {
 		d.MustAdd(t, fmt.Sprintf("big.example.test. 300 IN TXT \"%d%s\"", i, strings.Repeat("x", 199)))
 	}
-	d.MustAdd(t, "small.example.test. 300 IN A 127.0.0.10", "forced.example.test. 300 IN A 127.0.0.11")
+	d.MustAdd(t, "small.example.test. 300 IN A 127.0.0.10", "forced.example.test. 300 IN A 127.0.0.11", "always.example.test. 300 IN A 127.0.0.12")
 	d.Truncate("forced.example.test", dns.TypeANY)
+	d.TruncateAlways("always.example.test", dns.TypeA)
 
 	tests := []struct {
 		name    string
@@ -289,6 +290,8 @@ func TestDNSTruncation(t *testing.T) {
 		{"small over UDP", "small.example.test.", dns.TypeA, "udp", nil, false, 1},
 		{"forced over UDP", "forced.example.test.", dns.TypeA, "udp", opt(4096, false), true, 0},
 		{"forced over TCP", "forced.example.test.", dns.TypeA, "tcp", nil, false, 1},
+		{"always over UDP", "always.example.test.", dns.TypeA, "udp", opt(4096, false), true, 0},
+		{"always over TCP", "always.example.test.", dns.TypeA, "tcp", nil, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -65,7 +65,8 @@
 //     without STARTTLS ("502 5.5.1 not implemented");
 //   - [SMTPStartTLSRefused] advertises STARTTLS and answers it "454 4.7.0";
 //     [SMTPHandshakeFails] answers it 220 and then sends garbage instead of
-//     a ServerHello;
+//     a ServerHello; [SMTPPlainAfterSTARTTLS] answers it 220 and goes on in
+//     plain text;
 //   - [SMTPBanner421] and [SMTPBanner554] greet with a refusal and close;
 //   - [SMTPNoBanner] says nothing and [SMTPStallAfterBanner] nothing after
 //     its 220 banner, until the client or Close ends the connection;

@@ -202,6 +202,33 @@ func Endless() http.Handler {
 	})
 }
 
+// Drip answers 200 text/plain, sends head at once and then one more byte
+// of it every interval, never ending the body: a slow-drip server whose
+// body the client's deadline cuts off.
+func Drip(head string, interval time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		_, _ = io.WriteString(w, head)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			}
+			if _, err := w.Write([]byte{head[i%len(head)]}); err != nil {
+				return
+			}
+		}
+	})
+}
+
 // Slow waits delay, or until the client goes away, before calling h.
 func Slow(delay time.Duration, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

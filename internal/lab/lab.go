@@ -195,6 +195,21 @@ func (l *Lab) Dialer() *dial.Dialer {
 	return &dial.Dialer{Rules: l.Rules()}
 }
 
+// Net returns a dial function that applies the lab's rules as they are
+// when it dials (rules added later count) and then dials for real. It is
+// for a dial.Dialer that must see the fake addresses themselves, such as
+// one with a dial.Guard: the guard checks the fake address, Net reaches
+// the listener behind it.
+func (l *Lab) Net() dial.NetDial {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		if ap, err := netip.ParseAddrPort(address); err == nil {
+			address = (&dial.Dialer{Rules: l.Rules()}).Target("", ap.Addr(), int(ap.Port()))
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+}
+
 // ConnectToFlags returns the rules as --connect-to flag values.
 func (l *Lab) ConnectToFlags() []string {
 	rules := l.Rules()

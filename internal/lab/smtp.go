@@ -53,9 +53,14 @@ const (
 	// goes on in plain text.
 	SMTPStartTLSRefused
 	// SMTPHandshakeFails advertises STARTTLS and answers it with 220, then
-	// reads the client's first TLS flight, answers with bytes that are not
-	// a TLS record and closes.
+	// reads the client's first TLS flight, answers with a TLS record that
+	// holds no valid handshake message and closes.
 	SMTPHandshakeFails
+	// SMTPPlainAfterSTARTTLS advertises STARTTLS and answers it with 220
+	// followed, in the same write, by a plain-text line (a server or
+	// middlebox that never switches to TLS), then reads and discards what
+	// the client sends without answering until the client goes away.
+	SMTPPlainAfterSTARTTLS
 
 	smtpModeCount // not a mode
 )
@@ -64,6 +69,7 @@ var smtpModeNames = [smtpModeCount]string{
 	"SMTPStartTLS", "SMTPNoStartTLS", "SMTPBanner421", "SMTPBanner554",
 	"SMTPStallAfterBanner", "SMTPNoBanner", "SMTPEndlessBanner",
 	"SMTPEndlessMultiline", "SMTPStartTLSRefused", "SMTPHandshakeFails",
+	"SMTPPlainAfterSTARTTLS",
 }
 
 func (m SMTPMode) String() string {
@@ -101,9 +107,16 @@ var (
 	smtpEndlessLines = []byte(strings.Repeat("220-"+strings.Repeat("a", 72)+"\r\n", 52))
 )
 
-// smtpGarbage is what SMTPHandshakeFails sends instead of a ServerHello:
-// its first byte is not a TLS content type.
-var smtpGarbage = []byte("mailtls lab: this is not a TLS ServerHello\r\n\x00\x01\x02\x03\xff\xfe\xfd\xfc")
+// smtpGarbage is what SMTPHandshakeFails sends instead of a ServerHello: a
+// TLS 1.2 handshake record header whose body is not a handshake message,
+// so the client fails inside TLS (plain text after the 220 is
+// SMTPPlainAfterSTARTTLS).
+var smtpGarbage = append([]byte{0x16, 0x03, 0x03, 0x00, 0x2a}, "mailtls lab: this is not a ServerHello\x00\x01\xff\xfe"...)
+
+// smtpPlainAfterReady is the line SMTPPlainAfterSTARTTLS sends right after
+// its 220 to STARTTLS, where a ServerHello should follow the client's
+// ClientHello.
+const smtpPlainAfterReady = "250 2.0.0 mailtls lab: still talking plain SMTP"
 
 // SMTPOptions configures a lab SMTP server.
 type SMTPOptions struct {
@@ -607,7 +620,8 @@ func (c *smtpConn) command(line string) (verb, arg string) {
 }
 
 // dialog serves an SMTP session up to STARTTLS and beyond: the modes
-// SMTPStartTLS, SMTPNoStartTLS, SMTPStartTLSRefused and SMTPHandshakeFails.
+// SMTPStartTLS, SMTPNoStartTLS, SMTPStartTLSRefused, SMTPHandshakeFails and
+// SMTPPlainAfterSTARTTLS.
 func (c *smtpConn) dialog() {
 	s := c.s
 	if c.reply("220 "+s.name+" ESMTP mailtls lab") != nil {
@@ -715,6 +729,13 @@ func (c *smtpConn) startTLS(arg string) bool {
 		return c.reply("502 5.5.1 not implemented") == nil
 	case s.mode == SMTPStartTLSRefused:
 		return c.reply("454 4.7.0 TLS not available due to temporary reason") == nil
+	}
+	if s.mode == SMTPPlainAfterSTARTTLS {
+		s.end(c.rec, false)
+		if c.reply("220 2.0.0 Ready to start TLS", smtpPlainAfterReady) == nil {
+			c.discard()
+		}
+		return false
 	}
 	if c.reply("220 2.0.0 Ready to start TLS") != nil {
 		return false

@@ -157,6 +157,7 @@ func TestSMTPBanner(t *testing.T) {
 		{lab.SMTPNoStartTLS, 220, mxName + " ESMTP mailtls lab", false},
 		{lab.SMTPStartTLSRefused, 220, mxName + " ESMTP mailtls lab", false},
 		{lab.SMTPHandshakeFails, 220, mxName + " ESMTP mailtls lab", false},
+		{lab.SMTPPlainAfterSTARTTLS, 220, mxName + " ESMTP mailtls lab", false},
 		{lab.SMTPStallAfterBanner, 220, mxName + " ESMTP mailtls lab", false},
 		{lab.SMTPBanner421, 421, "4.7.0 " + mxName + " Too many connections, try again later", true},
 		{lab.SMTPBanner554, 554, "5.7.1 " + mxName + " No SMTP service here", true},
@@ -200,6 +201,7 @@ func TestSMTPDialog(t *testing.T) {
 		{lab.SMTPStartTLSRefused, true, 454, "4.7.0 TLS not available due to temporary reason"},
 		{lab.SMTPStartTLS, true, 220, "2.0.0 Ready to start TLS"},
 		{lab.SMTPHandshakeFails, true, 220, "2.0.0 Ready to start TLS"},
+		{lab.SMTPPlainAfterSTARTTLS, true, 220, "2.0.0 Ready to start TLS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode.String(), func(t *testing.T) {
@@ -393,6 +395,30 @@ func TestSMTPHandshakeFails(t *testing.T) {
 		t.Errorf("session = %+v, want commands %q and no TLS", got, want)
 	}
 	closesWithin(t, s, 5*time.Second)
+}
+
+func TestSMTPPlainAfterSTARTTLS(t *testing.T) {
+	t.Parallel()
+	s := lab.NewSMTP(t, lab.SMTPOptions{Mode: lab.SMTPPlainAfterSTARTTLS, Name: mxName}, nil)
+	c := dialSMTP(t, s.Addr())
+	c.expect(220)
+	c.ehlo()
+	c.send("STARTTLS")
+	c.expect(220)
+	// The plain-text line follows at once, where TLS should start.
+	if code, text := c.reply(); code != 250 || !strings.Contains(text, "plain SMTP") {
+		t.Errorf("after the 220: %d %q, want the plain-text line", code, text)
+	}
+	c.send("QUIT") // read and dropped: no answer
+	c.conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), smtpTestTimeout)
+	defer cancel()
+	if err := s.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := onlySession(t, s); got.TLS || !slices.Contains(got.Commands, "QUIT") {
+		t.Errorf("session = %+v, want no TLS and the discarded QUIT recorded", got)
+	}
 }
 
 // TestSMTPGoSMTPClient checks that a real SMTP client library gets through

@@ -390,7 +390,12 @@ func CheckPattern(v string) error {
 	case strings.HasPrefix(v, "."):
 		return fmt.Errorf("the draft-era form %q is not valid; write %q", v, "*"+v)
 	}
-	if _, err := netip.ParseAddr(strings.Trim(v, "[]")); err == nil {
+	// RFC 8461 §4.1 matches patterns against MX host names by the rules of
+	// RFC 6125, which cover DNS names only (RFC 6125 §1.7.2), and a host
+	// name never has the form of an IPv4 address (RFC 1123 §2.1). So an
+	// address is no pattern, with or without "*." (mox and postfix-tlspol
+	// reject both).
+	if _, err := netip.ParseAddr(strings.Trim(strings.TrimPrefix(v, "*."), "[]")); err == nil {
 		return fmt.Errorf("is an IP address; mx patterns are host names")
 	}
 	if host, port, ok := strings.Cut(v, ":"); ok {

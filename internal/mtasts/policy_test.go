@@ -52,6 +52,10 @@ func TestParsePolicy(t *testing.T) {
 		{"STS-POL-9 trailing dot", "version: STSv1\nmode: enforce\nmx: mail.example.com.\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},
 		{"STS-POL-9 port", "version: STSv1\nmode: enforce\nmx: mx.example.com:25\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},
 		{"STS-POL-9 IP", "version: STSv1\nmode: enforce\nmx: 192.0.2.1\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},
+		// RFC 8461 §4.1: a wildcard over an address is no more a host name
+		// than the address itself.
+		{"STS-POL-9 wildcard over an IP", "version: STSv1\nmode: enforce\nmx: *.1.2.3.4\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},
+		{"STS-POL-9 numeric labels under a name are fine", "version: STSv1\nmode: enforce\nmx: *.1.2.3.4.example\nmax_age: 1\n", true, nil, ModeEnforce, 1, []string{"*.1.2.3.4.example"}, ""},
 		{"STS-POL-9 draft dot form", "version: STSv1\nmode: enforce\nmx: .example.net\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},
 		{"STS-POL-9 partial wildcard", "version: STSv1\nmode: enforce\nmx: *example.com\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},
 		{"STS-POL-9 double wildcard", "version: STSv1\nmode: enforce\nmx: *.*.example.com\nmax_age: 1\n", false, []Code{PolicyMXInvalid}, "", 0, nil, ""},

@@ -32,9 +32,34 @@ type Record struct {
 }
 
 // IsCandidate reports whether a TXT record (its strings joined) survives
-// the sender's filter: it must begin with the exact bytes "v=STSv1;"
-// (RFC 8461 §3.1).
+// the sender's filter when several TXT records come back: it must begin
+// with the exact bytes "v=STSv1;" (RFC 8461 §3.1).
 func IsCandidate(txt string) bool { return strings.HasPrefix(txt, VersionTag+";") }
+
+// SelectRecord applies RFC 8461 §3.1 to the TXT records at _mta-sts (the
+// strings of each record joined): a single record is parsed as it is; of
+// several, those not beginning with "v=STSv1;" are discarded first. Exactly
+// one must remain and parse. It returns the record senders use and its
+// text, or nil and why there is none.
+func SelectRecord(txts []string) (rec *Record, txt, why string) {
+	kept, _ := txtrec.Select(txts, VersionTag+";")
+	switch len(kept) {
+	case 0:
+		return nil, "", "no TXT record begins with \"v=STSv1;\""
+	case 1:
+	default:
+		return nil, "", strconv.Itoa(len(kept)) + " TXT records begin with \"v=STSv1;\""
+	}
+	rec, probs := ParseRecord(kept[0])
+	if rec == nil {
+		for _, p := range probs {
+			if p.Fatal {
+				return nil, kept[0], "the TXT record is invalid: " + p.Detail
+			}
+		}
+	}
+	return rec, kept[0], ""
+}
 
 // LooksLikeRecord reports whether txt was meant as an MTA-STS record even
 // though it may fail the filter: a wrong case, quotes, a leading space, or a
@@ -52,7 +77,7 @@ func ParseRecord(txt string) (*Record, []Problem) {
 	tok := txtrec.Parse(txt, VersionTag)
 	var probs []Problem
 	for _, p := range tok.Problems {
-		probs = append(probs, Problem{Code: recordCode(p.Code), Fatal: true, Offset: p.Offset, Text: p.Text, Detail: p.Detail})
+		probs = append(probs, Problem{Code: recordCode(p.Code), Fatal: p.Code.Fatal(), Offset: p.Offset, Text: p.Text, Detail: p.Detail})
 	}
 	rec := &Record{}
 	haveID, badID := false, false

@@ -27,7 +27,10 @@ func TestParseRecord(t *testing.T) {
 		{"STS-TXT-6 STSv12", "v=STSv12; id=1", "", []Code{RecordVersion}},
 		{"STS-TXT-6 quotes", "\"v=STSv1; id=1\"", "", []Code{RecordQuoted}},
 		{"STS-TXT-6 not a record", "v=spf1 -all", "", []Code{RecordVersion}},
-		{"STS-TXT-7 space before semicolon", "v=STSv1 ; id=1", "", []Code{RecordSpaceBeforeSemicolon}},
+		// The grammar's delimiter is *WSP ";" *WSP; only the filter for
+		// several records needs "v=STSv1;" (RFC 8461 §3.1, erratum 6285).
+		{"STS-TXT-7 space before semicolon is grammatical", "v=STSv1 ; id=1", "1", []Code{RecordSpaceBeforeSemicolon}},
+		{"STS-TXT-7 tabs before semicolon", "v=STSv1 \t; \tid=policy1 \t;", "policy1", []Code{RecordSpaceBeforeSemicolon}},
 		{"STS-TXT-7 space before later semicolon is fine", "v=STSv1; id=1 ;", "1", nil},
 		{"missing semicolon after version", "v=STSv1 id=1", "", []Code{RecordSyntax}},
 		{"STS-TXT-8 space around equals", "v=STSv1; id = 1", "", []Code{RecordSpaceAroundEquals}},
@@ -103,6 +106,41 @@ func TestIsCandidate(t *testing.T) {
 	}
 }
 
+// TestSelectRecord: a single TXT record is parsed as it is; the
+// "v=STSv1;" filter applies only when several come back (RFC 8461 §3.1).
+func TestSelectRecord(t *testing.T) {
+	tests := []struct {
+		name   string
+		txts   []string
+		wantID string // "" = no record
+	}{
+		{"STS-TXT-7 single record with space before ;", []string{"v=STSv1 ; id=1"}, "1"},
+		{"STS-TXT-7 with another record the filter drops it", []string{"v=STSv1 ; id=1", "v=spf1 -all"}, ""},
+		{"STS-TXT-7 the filter keeps the exact one", []string{"v=STSv1 ; id=1", "v=STSv1; id=2"}, "2"},
+		{"STS-TXT-3 unrelated record ignored", []string{"verification=abc", "v=STSv1; id=policy1;"}, "policy1"},
+		{"STS-TXT-4 two records", []string{"v=STSv1; id=1", "v=STSv1; id=2"}, ""},
+		{"STS-TXT-4 none", nil, ""},
+		{"single unrelated record", []string{"v=spf1 -all"}, ""},
+		{"single invalid record", []string{"v=STSv1; id=a;;"}, ""},
+		{"STS-TXT-14 trailing space without ;", []string{"v=STSv1; id=abc "}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, _, why := SelectRecord(tt.txts)
+			got := ""
+			if rec != nil {
+				got = rec.ID
+			}
+			if got != tt.wantID {
+				t.Errorf("SelectRecord(%q) id = %q, want %q (%s)", tt.txts, got, tt.wantID, why)
+			}
+			if rec == nil && why == "" {
+				t.Errorf("SelectRecord(%q): no record and no reason", tt.txts)
+			}
+		})
+	}
+}
+
 func TestProblemDetailsNameTheValue(t *testing.T) {
 	_, probs := ParseRecord("v=STSv1; id=2024-01-01")
 	if len(probs) == 0 || !strings.Contains(probs[0].Detail, "2024-01-01") || !strings.Contains(probs[0].Detail, "-") {
@@ -133,8 +171,12 @@ func FuzzParseRecord(f *testing.F) {
 		if !ValidID(rec.ID) {
 			t.Fatalf("ParseRecord(%q) accepted invalid id %q", txt, rec.ID)
 		}
-		if !IsCandidate(txt) {
-			t.Fatalf("ParseRecord(%q) accepted a record that fails the v=STSv1; filter", txt)
+		rest, ok := strings.CutPrefix(txt, VersionTag)
+		if !ok || !strings.HasPrefix(strings.TrimLeft(rest, " \t"), ";") {
+			t.Fatalf("ParseRecord(%q) accepted a record that does not begin with v=STSv1 *WSP \";\"", txt)
+		}
+		if !IsCandidate(txt) && !hasCode(probs, RecordSpaceBeforeSemicolon) {
+			t.Fatalf("ParseRecord(%q) accepted a record that fails the filter without saying why", txt)
 		}
 		again, _ := ParseRecord(VersionTag + "; id=" + rec.ID)
 		if again == nil || again.ID != rec.ID {

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"mime"
+	"net"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/mailtls/mailtls/internal/domain"
+	"golang.org/x/net/idna"
+
+	"github.com/mailtls/mailtls/internal/txtrec"
 )
 
 // Sender emulation (spec-checklist §H, landscape §4 item 1). Widely deployed
@@ -19,25 +22,47 @@ import (
 // models are documented with what they were read from (docs/senders.md).
 
 // SenderInput is what a sender sees of a domain: the TXT records at
-// _mta-sts (strings of each record joined), the Content-Type header of a
-// 200 response (HasContentType false when the header is absent), the body,
-// and whether the body was cut at 64 KiB.
+// _mta-sts (strings of each record joined) and the 200 response to the
+// policy request without Accept-Encoding: its Content-Type header
+// (HasContentType false when the header is absent), its body and whether
+// the body was cut at 64 KiB; and the responses to the requests senders
+// make with Accept-Encoding (see encoding.go).
 type SenderInput struct {
 	TXT            []string
 	ContentType    string
 	HasContentType bool
-	Body           []byte
-	TooLarge       bool
+	// ContentEncoding is the Content-Encoding of the response ("" when
+	// absent); Body is as received, not decoded.
+	ContentEncoding string
+	Body            []byte
+	TooLarge        bool
+	// Encoded holds the responses to the same request sent with an
+	// Accept-Encoding header, keyed by the header. A sender whose header
+	// has no entry is judged on the response above.
+	Encoded map[string]*Response
 }
 
 // SenderView is what one sender makes of a domain's policy.
 type SenderView struct {
 	Sender  string   `json:"sender"`
-	Applies bool     `json:"applies"` // the sender has a policy for the domain
+	Applies bool     `json:"applies"`      // the sender has a policy for the domain
+	ID      string   `json:"id,omitempty"` // the record id the sender read
 	Mode    Mode     `json:"mode,omitempty"`
 	MaxAge  int64    `json:"max_age,omitempty"`
 	MX      []string `json:"mx,omitempty"`
 	Reason  string   `json:"reason,omitempty"` // why it has no policy
+
+	coding bool // it has no policy because of the content coding of the response it got
+}
+
+// FailedOnCoding reports whether the sender has no policy because of the
+// content coding of the response to its request: a body labelled with a
+// coding it is not in, a coding it does not decode, or a request with its
+// Accept-Encoding header that failed.
+func (v SenderView) FailedOnCoding() bool { return v.coding }
+
+func codingFailure(sender, why string) SenderView {
+	return SenderView{Sender: sender, Reason: why, coding: true}
 }
 
 // Same reports whether two views lead to the same sender behaviour.
@@ -59,6 +84,55 @@ func (v SenderView) Same(w SenderView) bool {
 	return true
 }
 
+// Match reports whether the sender accepts host as an MX host under the
+// policy it read (RFC 8461 §4.1). go-mtasts compares names after turning
+// A-labels into Unicode and lower-casing both sides, and finds the dot after
+// a wildcard's label in the host as given. For the Postfix resolvers this is
+// the RFC rule: how Postfix then applies the patterns is not modelled.
+func (v SenderView) Match(host string) bool {
+	if !v.Applies {
+		return false
+	}
+	for _, p := range v.MX {
+		if v.Sender == SenderGoMTASTS {
+			if goMTASTSMatch(p, host) {
+				return true
+			}
+		} else if MatchMX(p, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// goMTASTSMatch is go-mtasts' Policy.Match for one pattern.
+func goMTASTSMatch(pattern, host string) bool {
+	normHost, err := goMTASTSName(host)
+	if err != nil {
+		return false
+	}
+	normPattern, err := goMTASTSName(pattern)
+	if err != nil {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(normPattern, "*"); ok && strings.HasPrefix(rest, ".") {
+		dot := strings.Index(host, ".")
+		return dot >= 0 && dot <= len(normHost) && normHost[dot:] == rest
+	}
+	return normHost == normPattern
+}
+
+// goMTASTSName is go-mtasts' name normalisation: A-labels to Unicode, lower
+// case, no trailing dot (it also applies NFC, which the names that reach
+// this model never need).
+func goMTASTSName(name string) (string, error) {
+	u, err := idna.ToUnicode(name)
+	if err != nil {
+		return strings.ToLower(name), err
+	}
+	return strings.TrimSuffix(strings.ToLower(u), "."), nil
+}
+
 // Sender names.
 const (
 	SenderRFC      = "RFC 8461"
@@ -78,45 +152,63 @@ func noPolicy(sender, reason string) SenderView {
 	return SenderView{Sender: sender, Reason: reason}
 }
 
-func applies(sender string, mode Mode, maxAge int64, mx []string) SenderView {
-	return SenderView{Sender: sender, Applies: true, Mode: mode, MaxAge: maxAge, MX: mx}
+func applies(sender, id string, mode Mode, maxAge int64, mx []string) SenderView {
+	return SenderView{Sender: sender, Applies: true, ID: id, Mode: mode, MaxAge: maxAge, MX: mx}
 }
 
-// rfcView applies RFC 8461 strictly: exactly one record that begins with
-// "v=STSv1;" and parses, at most 64 KiB, a body that matches the grammar.
-// The media-type check is a SHOULD (§3.2); it is reported separately and
-// not held against the policy here.
+// rfcView applies RFC 8461 strictly: the record chosen by SelectRecord
+// (§3.1), at most 64 KiB, a body that matches the grammar (§3.2). The
+// media-type check is a SHOULD (§3.2); it is reported separately and not
+// held against the policy here.
 func rfcView(in SenderInput) SenderView {
-	return strictView(SenderRFC, in, IsCandidate)
+	rec, _, why := SelectRecord(in.TXT)
+	if rec == nil {
+		return noPolicy(SenderRFC, why)
+	}
+	rd, why := in.read(rfcClient)
+	if why != "" {
+		return codingFailure(SenderRFC, why)
+	}
+	return strictPolicy(SenderRFC, rec.ID, rd)
 }
 
-// moxView: mox parses both grammars strictly and does not check the media
-// type; its record filter also accepts a space before the first ';'
-// (spec-checklist STS-TXT-7).
+// moxView models mox (mtasts/mtasts.go LookupRecord, mtasts/parse.go): a
+// TXT record is an MTA-STS record when it begins with "v=STSv1" and a
+// delimiter (*WSP ";" *WSP), so "v=STSv1 ;" counts, also beside other
+// records; the first such record that does not parse, or a second one,
+// leaves no policy. Its record parser is the RFC grammar, except that a
+// repeated id is an error. Both grammars are otherwise strict; the media
+// type is not checked.
 func moxView(in SenderInput) SenderView {
-	return strictView(SenderMox, in, func(t string) bool {
-		return strings.HasPrefix(strings.TrimLeft(strings.TrimPrefix(t, VersionTag), " \t"), ";") && strings.HasPrefix(t, VersionTag)
-	})
+	const s = SenderMox
+	var rec *Record
+	for _, t := range in.TXT {
+		rest, ok := strings.CutPrefix(t, VersionTag)
+		if !ok || !strings.HasPrefix(strings.TrimLeft(rest, " \t"), ";") {
+			continue
+		}
+		r, probs := ParseRecord(t)
+		if r == nil || hasCode(probs, RecordIDDuplicate) {
+			return noPolicy(s, "its record parser rejects "+quote(t))
+		}
+		if rec != nil {
+			return noPolicy(s, "it finds more than one MTA-STS TXT record")
+		}
+		rec = r
+	}
+	if rec == nil {
+		return noPolicy(s, recordCount(0))
+	}
+	rd, why := in.read(goClient)
+	if why != "" {
+		return codingFailure(s, why)
+	}
+	return strictPolicy(s, rec.ID, rd)
 }
 
-func strictView(sender string, in SenderInput, filter func(string) bool) SenderView {
-	var recs []string
-	for _, t := range in.TXT {
-		if filter(t) {
-			recs = append(recs, t)
-		}
-	}
-	if len(recs) != 1 {
-		return noPolicy(sender, recordCount(len(recs)))
-	}
-	txt := recs[0]
-	if !IsCandidate(txt) {
-		// mox: "v=STSv1 ;" passes its filter; parse it without the space.
-		txt = VersionTag + strings.TrimLeft(strings.TrimPrefix(txt, VersionTag), " \t")
-	}
-	if rec, _ := ParseRecord(txt); rec == nil {
-		return noPolicy(sender, "the TXT record is invalid")
-	}
+// strictPolicy reads the body by the RFC 8461 §3.2 grammar, at most 64 KiB
+// (§3.3).
+func strictPolicy(sender, id string, in reading) SenderView {
 	if in.TooLarge {
 		return noPolicy(sender, "the policy is larger than 64 KiB")
 	}
@@ -129,7 +221,7 @@ func strictView(sender string, in SenderInput, filter func(string) bool) SenderV
 		}
 		return noPolicy(sender, "the policy is invalid")
 	}
-	return applies(sender, pp.Policy.Mode, pp.Policy.MaxAge, pp.Policy.MX)
+	return applies(sender, id, pp.Policy.Mode, pp.Policy.MaxAge, pp.Policy.MX)
 }
 
 func recordCount(n int) string {
@@ -166,18 +258,23 @@ func snawootView(in SenderInput) SenderView {
 		k, v, _ := strings.Cut(f, "=")
 		fields[k] = v
 	}
-	if _, ok := fields["id"]; fields["v"] != "STSv1" || !ok {
+	id, ok := fields["id"]
+	if fields["v"] != "STSv1" || !ok {
 		return noPolicy(s, "its record parser finds no \"v=STSv1\" with an \"id\" field")
 	}
-	if mt := mediaType(in); mt != "text/plain" {
-		return noPolicy(s, "it requires Content-Type text/plain"+gotType(in))
+	rd, why := in.read(aiohttpClient)
+	if why != "" {
+		return codingFailure(s, why)
 	}
-	if in.TooLarge {
+	if mt := mediaType(rd); mt != "text/plain" {
+		return noPolicy(s, "it requires Content-Type text/plain"+gotType(rd))
+	}
+	if rd.TooLarge {
 		return noPolicy(s, "the policy is larger than its 64 KiB limit")
 	}
-	text, ok := decodeCharset(in)
+	text, ok := decodeCharset(rd)
 	if !ok {
-		return noPolicy(s, "it cannot decode the body with the charset "+charsetOf(in))
+		return noPolicy(s, "it cannot decode the body with the charset "+charsetOf(rd))
 	}
 	pol := map[string]string{}
 	var mx []string
@@ -203,59 +300,85 @@ func snawootView(in SenderInput) SenderView {
 	case !ok:
 		return noPolicy(s, "it finds no mode line")
 	case mode == "none":
-		return applies(s, ModeNone, maxAge, mx)
+		return applies(s, id, ModeNone, maxAge, mx)
 	case mode != "testing" && mode != "enforce":
 		return noPolicy(s, "mode "+quote(mode)+" is not enforce, testing or none")
 	case len(mx) == 0:
 		return noPolicy(s, "it finds no mx line")
 	}
-	return applies(s, Mode(mode), maxAge, mx)
+	return applies(s, id, Mode(mode), maxAge, mx)
 }
 
-// tlspolView models postfix-tlspol (internal/mta-sts.go): a record is any
-// TXT string that starts with "v=STSv1" (no id check); the media type is not
-// checked; each line is trimmed, empty lines and lines with '{' or '}' are
-// skipped, a line without ':' or with an invalid version, mode or mx
-// invalidates the policy, the first duplicate wins, max_age above the cap is
-// clamped, and version and max_age are required.
+// tlspolView models postfix-tlspol v1.12.1 and later (internal/mta-sts.go;
+// checked against v1.13.0, whose parser is unchanged):
+//
+//   - Records: the joined TXT strings that begin with "v=STSv1", optional
+//     blanks and ';' are candidates; exactly one must remain, be printable
+//     ASCII (tabs allowed), and split on ';' into "v=STSv1" and fields with
+//     blanks trimmed (the last field only on the left, so "id=1 " fails); an
+//     empty field may only be the last; a field needs '='; the first id
+//     wins and must be 1-32 letters and digits, later ids are not checked;
+//     other names and values follow the RFC extension grammar; an id is
+//     required.
+//   - Fetch: the media type must be text/plain (a missing or unparsable
+//     header fails); at most 64 KiB.
+//   - Lines (split at LF, a CR before it dropped) lose trailing blanks; an
+//     empty line, a line without ':', an invalid extension name or value
+//     (control characters, tabs), a bad version, mode, max_age or mx
+//     invalidate the policy. Keys are not trimmed; values lose leading
+//     blanks. The first of a repeated key wins and later ones are not
+//     checked. An mx must be a host name by its own rule (one trailing dot
+//     allowed, no IP address, labels of letters, digits and inner hyphens,
+//     253 octets), optionally after "*.". max_age is 1-10 digits, clamped
+//     to one year. version, mode and max_age are required, and mx unless
+//     the mode is none.
 func tlspolView(in SenderInput) SenderView {
 	const s = SenderTLSPol
-	found := false
+	var cands []string
 	for _, t := range in.TXT {
-		if strings.HasPrefix(t, VersionTag) {
-			found = true
+		if rest, ok := strings.CutPrefix(t, VersionTag); ok && strings.HasPrefix(strings.TrimLeft(rest, " \t"), ";") {
+			cands = append(cands, t)
 		}
 	}
-	if !found {
-		return noPolicy(s, "it finds no TXT record starting with \"v=STSv1\"")
+	if len(cands) != 1 {
+		return noPolicy(s, recordCount(len(cands)))
 	}
-	if in.TooLarge {
-		return noPolicy(s, "the policy is larger than 64 KiB (mailtls did not read further)")
+	id, bad := tlspolRecord(cands[0])
+	if bad != "" {
+		return noPolicy(s, "its record check rejects "+quote(cands[0])+": "+bad)
+	}
+	rd, why := in.read(goClient)
+	if why != "" {
+		return codingFailure(s, why)
+	}
+	if mt := mediaType(rd); mt != "text/plain" {
+		return noPolicy(s, "it requires Content-Type text/plain"+gotType(rd))
+	}
+	if rd.TooLarge {
+		return noPolicy(s, "the policy is larger than its 64 KiB limit")
 	}
 	seen := map[string]bool{}
 	var (
-		mode             Mode
-		maxAge           int64
-		mx               []string
-		version, haveAge bool
+		mode            Mode
+		maxAge          int64
+		mx              []string
+		version, hasAge bool
 	)
-	sc := bufio.NewScanner(bytes.NewReader(in.Body))
+	sc := bufio.NewScanner(bytes.NewReader(rd.Body))
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+		line := strings.TrimRight(sc.Text(), " \t")
 		if line == "" {
-			continue
-		}
-		if !utf8.ValidString(line) {
-			return noPolicy(s, "a line is not valid UTF-8")
-		}
-		if strings.ContainsAny(line, "{}") {
-			continue
+			return noPolicy(s, "it rejects empty lines")
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			return noPolicy(s, "the line "+quote(line)+" has no ':'")
 		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		v = strings.TrimLeft(v, " \t")
+		known := k == "version" || k == "mode" || k == "mx" || k == "max_age"
+		if !known && !txtrec.ValidExtName(k) {
+			return noPolicy(s, "the key "+quote(k)+" is not a valid name")
+		}
 		if k != "mx" && seen[k] {
 			continue
 		}
@@ -267,8 +390,7 @@ func tlspolView(in SenderInput) SenderView {
 			}
 			version = true
 		case "mx":
-			name := strings.TrimPrefix(v, "*.")
-			if domain.CheckHostname(name) != nil {
+			if !tlspolHostname(strings.TrimPrefix(v, "*.")) {
 				return noPolicy(s, "mx "+quote(v)+" is not a host name")
 			}
 			mx = append(mx, strings.ToLower(v))
@@ -279,25 +401,108 @@ func tlspolView(in SenderInput) SenderView {
 			mode = Mode(v)
 		case "max_age":
 			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				return noPolicy(s, "max_age "+quote(v)+" is not a number")
+			if err != nil || len(v) > 10 || strings.ContainsAny(v, "+-") {
+				return noPolicy(s, "max_age "+quote(v)+" is not 1 to 10 digits")
 			}
-			maxAge, haveAge = int64(min(n, MaxMaxAge)), true
+			maxAge, hasAge = int64(min(n, MaxMaxAge)), true
+		default:
+			if !tlspolExtValue(v) {
+				return noPolicy(s, "the value of "+quote(k)+" is empty or has control characters")
+			}
 		}
 	}
 	if sc.Err() != nil {
 		return noPolicy(s, "a line is longer than 64 KiB")
 	}
-	if !version || !haveAge {
-		return noPolicy(s, "version or max_age is missing")
+	switch {
+	case !version || !hasAge || mode == "":
+		return noPolicy(s, "version, mode or max_age is missing")
+	case mode != ModeNone && len(mx) == 0:
+		return noPolicy(s, "mode is "+string(mode)+" but it finds no mx line")
 	}
-	if mode == "" {
-		return noPolicy(s, "it finds no mode line")
+	return applies(s, id, mode, maxAge, mx)
+}
+
+// tlspolRecord checks a candidate record as postfix-tlspol does and
+// returns its id, or why it fails.
+func tlspolRecord(txt string) (id, why string) {
+	for i := 0; i < len(txt); i++ {
+		if c := txt[i]; c != '\t' && (c < 0x20 || c > 0x7e) {
+			return "", "it is not printable ASCII"
+		}
 	}
-	if mode == ModeEnforce && len(mx) == 0 {
-		return noPolicy(s, "it finds no mx line")
+	fields := strings.Split(txt, ";")
+	if strings.TrimRight(fields[0], " \t") != VersionTag {
+		return "", "it does not start with the version"
 	}
-	return applies(s, mode, maxAge, mx)
+	haveID := false
+	for i, f := range fields[1:] {
+		last := i == len(fields)-2
+		f = strings.TrimLeft(f, " \t")
+		if !last {
+			f = strings.TrimRight(f, " \t")
+		}
+		if f == "" {
+			if last {
+				continue
+			}
+			return "", "it has an empty field"
+		}
+		k, v, ok := strings.Cut(f, "=")
+		switch {
+		case !ok:
+			return "", "the field " + quote(f) + " has no '='"
+		case k == "id" && haveID:
+		case k == "id":
+			if !validID(v) {
+				return "", "the id " + quote(v) + " is not 1 to 32 letters and digits"
+			}
+			id, haveID = v, true
+		case !txtrec.ValidExtName(k) || !txtrec.ValidExtValue(v):
+			return "", "the field " + quote(f) + " is not a valid extension"
+		}
+	}
+	if !haveID {
+		return "", "it has no id"
+	}
+	return id, ""
+}
+
+// tlspolHostname is postfix-tlspol's host-name rule: one trailing dot
+// allowed, not an IP address, at most 253 octets, labels of 1-63 letters,
+// digits and hyphens that neither start nor end with a hyphen.
+func tlspolHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 || net.ParseIP(s) != nil {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tlspolExtValue is postfix-tlspol's rule for policy extension values:
+// not empty, UTF-8, and only spaces, printable ASCII and non-control
+// characters above ASCII (so no tab, CR, NUL or DEL).
+func tlspolExtValue(v string) bool {
+	if v == "" || !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if !(r == ' ' || r >= 0x21 && r <= 0x7e || r >= 0x80 && !unicode.IsControl(r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // goMTASTSView models foxcpp/go-mtasts (used by maddy): the domain must have
@@ -336,10 +541,14 @@ func goMTASTSView(in SenderInput) SenderView {
 	if !version || id == "" {
 		return noPolicy(s, "its record parser finds no version or no id")
 	}
-	if mt := mediaType(in); mt != "text/plain" {
-		return noPolicy(s, "it requires Content-Type text/plain"+gotType(in))
+	rd, why := in.read(goClient)
+	if why != "" {
+		return codingFailure(s, why)
 	}
-	if in.TooLarge {
+	if mt := mediaType(rd); mt != "text/plain" {
+		return noPolicy(s, "it requires Content-Type text/plain"+gotType(rd))
+	}
+	if rd.TooLarge {
 		return noPolicy(s, "the policy is larger than 64 KiB (mailtls did not read further)")
 	}
 	var (
@@ -348,7 +557,7 @@ func goMTASTSView(in SenderInput) SenderView {
 		mx     []string
 	)
 	present := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(in.Body))
+	sc := bufio.NewScanner(bytes.NewReader(rd.Body))
 	for sc.Scan() {
 		parts := strings.Split(sc.Text(), ":")
 		if len(parts) != 2 {
@@ -387,12 +596,12 @@ func goMTASTSView(in SenderInput) SenderView {
 	if mode != ModeNone && len(mx) == 0 {
 		return noPolicy(s, "it finds no mx line")
 	}
-	return applies(s, mode, maxAge, mx)
+	return applies(s, id, mode, maxAge, mx)
 }
 
 // mediaType returns the lower-case media type of the response, "" when
 // absent or unparsable.
-func mediaType(in SenderInput) string {
+func mediaType(in reading) string {
 	if !in.HasContentType {
 		return ""
 	}
@@ -403,14 +612,14 @@ func mediaType(in SenderInput) string {
 	return mt
 }
 
-func gotType(in SenderInput) string {
+func gotType(in reading) string {
 	if !in.HasContentType {
 		return " and the response has no Content-Type"
 	}
 	return ", not " + quote(in.ContentType)
 }
 
-func charsetOf(in SenderInput) string {
+func charsetOf(in reading) string {
 	_, params, _ := mime.ParseMediaType(in.ContentType)
 	if cs := params["charset"]; cs != "" {
 		return quote(cs)
@@ -420,7 +629,7 @@ func charsetOf(in SenderInput) string {
 
 // decodeCharset decodes the body as Python would with the response charset
 // (ASCII by default). Only the charsets that matter are distinguished.
-func decodeCharset(in SenderInput) (string, bool) {
+func decodeCharset(in reading) (string, bool) {
 	_, params, _ := mime.ParseMediaType(in.ContentType)
 	switch strings.ToLower(params["charset"]) {
 	case "", "ascii", "us-ascii":

@@ -33,18 +33,42 @@ func TestSenderViews(t *testing.T) {
 		{"no Content-Type: go-mtasts drops it",
 			SenderInput{TXT: rec, Body: []byte(good)},
 			SenderGoMTASTS, false, "", true, ModeEnforce},
-		{"no Content-Type: postfix-tlspol does not care",
+		{"no Content-Type: postfix-tlspol (v1.12.1) drops it",
 			SenderInput{TXT: rec, Body: []byte(good)},
-			SenderTLSPol, true, ModeEnforce, true, ModeEnforce},
+			SenderTLSPol, false, "", true, ModeEnforce},
+		{"text/html: postfix-tlspol (v1.12.1) drops it",
+			SenderInput{TXT: rec, ContentType: "text/html", HasContentType: true, Body: []byte(good)},
+			SenderTLSPol, false, "", true, ModeEnforce},
+		{"no Content-Type: mox does not care",
+			SenderInput{TXT: rec, Body: []byte(good)},
+			SenderMox, true, ModeEnforce, true, ModeEnforce},
 		{"conflicting duplicate mode: last wins in postfix-mta-sts-resolver (STS-POL-14)",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: testing\nmx: a.example\nmode: enforce\nmax_age: 86400\n")},
 			SenderSnawoot, true, ModeEnforce, true, ModeTesting},
 		{"conflicting duplicate mode: last wins in go-mtasts",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: testing\nmx: a.example\nmode: enforce\nmax_age: 86400\n")},
 			SenderGoMTASTS, true, ModeEnforce, true, ModeTesting},
-		{"blank line: postfix-tlspol tolerates it (STS-POL-3)",
+		{"blank line: postfix-tlspol (v1.12.1) rejects it too (STS-POL-3)",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: enforce\n\nmx: a.example\nmax_age: 604800\n")},
+			SenderTLSPol, false, "", false, ""},
+		{"mx with a trailing dot: postfix-tlspol accepts it (STS-POL-10)",
+			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: enforce\nmx: test.\nmax_age: 604800\n")},
 			SenderTLSPol, true, ModeEnforce, false, ""},
+		{"testing without mx: postfix-tlspol (v1.12.1) rejects it like RFC 8461",
+			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: testing\nmax_age: 604800\n")},
+			SenderTLSPol, false, "", false, ""},
+		{"IP-literal mx: postfix-tlspol (v1.12.1) rejects it like RFC 8461 §4.1",
+			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: enforce\nmx: *.1.2.3.4\nmax_age: 604800\n")},
+			SenderTLSPol, false, "", false, ""},
+		{"tab in an extension value: postfix-tlspol (v1.12.1) rejects it like RFC 8461",
+			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte(good + "note: a\tb\r\n")},
+			SenderTLSPol, false, "", false, ""},
+		{"bad extension name: postfix-tlspol (v1.12.1) rejects it like RFC 8461",
+			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte(good + "_note: x\r\n")},
+			SenderTLSPol, false, "", false, ""},
+		{"conflicting duplicate mode: postfix-tlspol keeps the first, like RFC 8461",
+			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: testing\nmx: a.example\nmode: enforce\nmax_age: 86400\n")},
+			SenderTLSPol, true, ModeTesting, true, ModeTesting},
 		{"blank line: go-mtasts rejects it",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: enforce\n\nmx: a.example\nmax_age: 604800\n")},
 			SenderGoMTASTS, false, "", false, ""},
@@ -54,27 +78,42 @@ func TestSenderViews(t *testing.T) {
 		{"leading space: postfix-mta-sts-resolver loses the field (STS-POL-4)",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\n mode: enforce\nmx: a.example\nmax_age: 604800\n")},
 			SenderSnawoot, false, "", false, ""},
-		{"leading space: postfix-tlspol trims it",
+		{"leading space: postfix-tlspol (v1.12.1) rejects the key like RFC 8461",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\n mode: enforce\nmx: a.example\nmax_age: 604800\n")},
-			SenderTLSPol, true, ModeEnforce, false, ""},
+			SenderTLSPol, false, "", false, ""},
 		{"max_age over the cap: postfix-tlspol clamps (AMB-3)",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte("version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 99999999\n")},
 			SenderTLSPol, true, ModeEnforce, false, ""},
 		{"unrelated TXT: go-mtasts sees two records (STS-TXT-3)",
 			SenderInput{TXT: []string{"v=STSv1; id=1", "v=spf1 -all"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
 			SenderGoMTASTS, false, "", true, ModeEnforce},
-		{"space before semicolon: mox accepts it (STS-TXT-7)",
+		{"space before semicolon, single record: RFC 8461 applies it (STS-TXT-7)",
 			SenderInput{TXT: []string{"v=STSv1 ; id=1"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
+			SenderGoMTASTS, true, ModeEnforce, true, ModeEnforce},
+		{"space before semicolon beside another record: mox accepts it, the RFC filter drops it (STS-TXT-7)",
+			SenderInput{TXT: []string{"v=STSv1 ; id=1", "v=spf1 -all"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
 			SenderMox, true, ModeEnforce, false, ""},
-		{"space before semicolon: postfix-mta-sts-resolver accepts it",
-			SenderInput{TXT: []string{"v=STSv1 ; id=1"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
+		{"space before semicolon beside another record: postfix-mta-sts-resolver accepts it",
+			SenderInput{TXT: []string{"v=STSv1 ; id=1", "v=spf1 -all"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
 			SenderSnawoot, true, ModeEnforce, false, ""},
+		{"space before semicolon beside another record: postfix-tlspol accepts it",
+			SenderInput{TXT: []string{"v=STSv1 ; id=1", "v=spf1 -all"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
+			SenderTLSPol, true, ModeEnforce, false, ""},
+		{"repeated id: mox rejects the record (STS-TXT-10)",
+			SenderInput{TXT: []string{"v=STSv1; id=1; id=2"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
+			SenderMox, false, "", true, ModeEnforce},
 		{"UTF-8 extension without charset: postfix-mta-sts-resolver cannot decode",
 			SenderInput{TXT: rec, ContentType: "text/plain", HasContentType: true, Body: []byte(good + "note: grüße\r\n")},
 			SenderSnawoot, false, "", true, ModeEnforce},
-		{"id with a hyphen: postfix-tlspol does not check the id",
+		{"id with a hyphen: postfix-tlspol (v1.12.1) rejects it like RFC 8461 (STS-TXT-9)",
 			SenderInput{TXT: []string{"v=STSv1; id=2024-01-01"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
-			SenderTLSPol, true, ModeEnforce, false, ""},
+			SenderTLSPol, false, "", false, ""},
+		{"second id invalid: postfix-tlspol ignores it like RFC 8461",
+			SenderInput{TXT: []string{"v=STSv1; id=1; id=x-y"}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
+			SenderTLSPol, true, ModeEnforce, true, ModeEnforce},
+		{"trailing blank after the id: postfix-tlspol rejects it like RFC 8461 (STS-TXT-14)",
+			SenderInput{TXT: []string{"v=STSv1; id=1 "}, ContentType: "text/plain", HasContentType: true, Body: []byte(good)},
+			SenderTLSPol, false, "", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +148,26 @@ func TestSenderViewsAgreeOnCleanPolicy(t *testing.T) {
 		if !v.Same(vs[0]) {
 			t.Errorf("%s = %+v, differs from RFC 8461 %+v", v.Sender, v, vs[0])
 		}
+	}
+}
+
+// TestSenderMatch: go-mtasts compares names after turning A-labels into
+// Unicode, so a U-label pattern (invalid for RFC 8461 §3.2) still matches.
+func TestSenderMatch(t *testing.T) {
+	body := []byte("version: STSv1\nmode: enforce\nmx: \u00f1aca.com\nmx: *.example.org\nmax_age: 604800\n")
+	vs := SenderViews(SenderInput{TXT: []string{"v=STSv1; id=1"}, ContentType: "text/plain", HasContentType: true, Body: body})
+	if view(vs, SenderRFC).Applies {
+		t.Fatal("RFC 8461 applies a policy with a U-label mx")
+	}
+	g := view(vs, SenderGoMTASTS)
+	// x/net/idna, which go-mtasts uses, decodes only a lower-case "xn--".
+	for host, want := range map[string]bool{"xn--aca-6ma.com": true, "xn--aca-6ma.com.": true, "XN--ACA-6MA.COM": false, "mx.example.org": true, "a.mx.example.org": false, "example.org": false} {
+		if got := g.Match(host); got != want {
+			t.Errorf("go-mtasts Match(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if view(vs, SenderMox).Match("xn--aca-6ma.com") {
+		t.Error("mox has no policy, so nothing matches")
 	}
 }
 

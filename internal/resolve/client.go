@@ -385,6 +385,12 @@ type malformedError struct{ reason string }
 
 func (e *malformedError) Error() string { return "malformed reply: " + e.reason }
 
+// incompleteError is a reply that may lack records: it cannot say that
+// something is absent, nor give a whole RRset.
+type incompleteError struct{ reason string }
+
+func (e *incompleteError) Error() string { return "incomplete reply: " + e.reason }
+
 // classify maps an exchange error to a status and a description.
 func classify(ctx context.Context, err error) (Status, string) {
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -393,6 +399,10 @@ func classify(ctx context.Context, err error) (Status, string) {
 	var me *malformedError
 	if errors.As(err, &me) {
 		return StatusError, me.Error()
+	}
+	var ie *incompleteError
+	if errors.As(err, &ie) {
+		return StatusError, ie.Error()
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return StatusTimeout, "timeout (context deadline)"
@@ -500,12 +510,17 @@ func exchangeTCP(conn net.Conn, q *dns.Msg, wire []byte) (*dns.Msg, error) {
 	if _, err := io.ReadFull(conn, buf); err != nil {
 		return nil, err
 	}
-	resp, _, err := parseReply(q, buf)
+	resp, truncated, err := parseReply(q, buf)
 	if err != nil {
 		return nil, err
 	}
 	if resp == nil {
 		return nil, &malformedError{"unparsable truncated reply over tcp"}
+	}
+	if truncated {
+		// TCP is the last resort for a truncated answer (RFC 7766 §6.2.1):
+		// what is left may be missing records, so it proves nothing.
+		return nil, &incompleteError{"reply truncated (TC set) over tcp"}
 	}
 	return resp, nil
 }
@@ -515,6 +530,12 @@ const headerLen = 12 // DNS header octets (RFC 1035 §4.1.1)
 // parseReply unpacks b and checks it answers q. A reply with the TC bit that
 // does not parse (cut mid-record) is reported as truncated with a nil
 // message, since it will be asked again over TCP.
+//
+// miekg/dns accepts a message that ends before the records its header
+// announces (RFC 1035 §4.1.1), keeping what is there; a NOERROR or
+// NXDOMAIN reply cut like that would read as NODATA or as part of an
+// RRset. Such a reply is truncated when it says so (TC) and incomplete
+// otherwise; it is never believed.
 func parseReply(q *dns.Msg, b []byte) (*dns.Msg, bool, error) {
 	resp := new(dns.Msg)
 	if err := resp.Unpack(b); err != nil {
@@ -523,10 +544,36 @@ func parseReply(q *dns.Msg, b []byte) (*dns.Msg, bool, error) {
 		}
 		return nil, false, &malformedError{err.Error()}
 	}
+	final := resp.Rcode == dns.RcodeSuccess || resp.Rcode == dns.RcodeNameError
+	if final && resp.Response && resp.Id == q.Id {
+		if missing := missingRecords(resp, b); missing != "" {
+			if resp.Truncated {
+				return nil, true, nil
+			}
+			return nil, false, &incompleteError{missing}
+		}
+	}
 	if err := matchReply(q, resp); err != nil {
 		return nil, false, err
 	}
 	return resp, resp.Truncated, nil
+}
+
+// missingRecords compares the section counts of the header b starts with
+// to what was unpacked into m; it describes the shortfall, or returns "".
+func missingRecords(m *dns.Msg, b []byte) string {
+	counts := [4]int{}
+	for i := range counts {
+		counts[i] = int(binary.BigEndian.Uint16(b[4+2*i:]))
+	}
+	got := [4]int{len(m.Question), len(m.Answer), len(m.Ns), len(m.Extra)}
+	names := [4]string{"questions", "answer records", "authority records", "additional records"}
+	for i := range counts {
+		if got[i] < counts[i] {
+			return fmt.Sprintf("the reply announces %d %s but holds %d", counts[i], names[i], got[i])
+		}
+	}
+	return ""
 }
 
 // matchReply checks that resp is a reply to q: QR set, same ID, opcode and

@@ -1091,3 +1091,114 @@ func TestStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestIncompleteRepliesAreUndetermined: an answer that cannot be trusted
+// to be complete is never read as absence (or as the whole RRset): a reply
+// still truncated over TCP, with or without records, and a reply whose
+// header announces more records than it holds. RFC 1035 §4.1.1 (TC, the
+// section counts), RFC 7766 §6.2.1 (TCP is the fallback for TC).
+func TestIncompleteRepliesAreUndetermined(t *testing.T) {
+	t.Parallel()
+	mx := []string{"example.com. 60 IN MX 10 mx1.example.com.", "example.com. 60 IN MX 20 mx2.example.com."}
+	// short packs m and cuts it after its question and first answer record,
+	// leaving the header's counts as they were.
+	short := func(m *dns.Msg) []byte {
+		one := m.Copy()
+		one.Answer = one.Answer[:1]
+		one.Extra = nil
+		m.Extra = nil
+		return pack(m)[:len(pack(one))]
+	}
+	tests := []struct {
+		name    string
+		udp     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR)
+		tcp     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR)
+		wantErr string
+	}{
+		{
+			name: "TC over UDP and over TCP, no records",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, nil)
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
+			tcp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, nil)
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
+			wantErr: "truncated",
+		},
+		{
+			name: "TC over TCP with part of the records",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, nil)
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
+			tcp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
+				m := reply(r, dns.RcodeSuccess, rrs[:1])
+				m.Truncated = true
+				w.WriteMsg(m)
+			},
+			wantErr: "truncated",
+		},
+		{
+			name:    "fewer records than the header announces, no TC",
+			udp:     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) { w.Write(short(reply(r, dns.RcodeSuccess, rrs))) },
+			tcp:     func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) { w.Write(short(reply(r, dns.RcodeSuccess, rrs))) },
+			wantErr: "announces",
+		},
+		{
+			name: "header only, answer announced",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
+				w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen])
+			},
+			tcp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
+				w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen])
+			},
+			wantErr: "announces",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rrs := mustRRs(t, mx...)
+			srv := startServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
+				if w.LocalAddr().Network() == "udp" {
+					tt.udp(w, r, rrs)
+					return
+				}
+				tt.tcp(w, r, rrs)
+			})
+			c := newClient(srv)
+			c.Attempts = 1
+			got := c.Lookup(context.Background(), "example.com", dns.TypeMX)
+			if !got.Status.Temporary() || len(got.Records) != 0 {
+				t.Fatalf("Status %q with %d records (%s); want undetermined, no records", got.Status, len(got.Records), got.Error)
+			}
+			if !strings.Contains(got.Error, tt.wantErr) {
+				t.Errorf("Error %q, want it to mention %q", got.Error, tt.wantErr)
+			}
+		})
+	}
+	// The truncated UDP reply whose records are cut still goes to TCP,
+	// and a complete TCP answer is believed.
+	t.Run("TC over UDP with fewer records, complete over TCP", func(t *testing.T) {
+		t.Parallel()
+		rrs := mustRRs(t, mx...)
+		srv := startServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
+			m := reply(r, dns.RcodeSuccess, rrs)
+			if w.LocalAddr().Network() == "udp" {
+				m.Truncated = true
+				w.Write(short(m))
+				return
+			}
+			w.WriteMsg(m)
+		})
+		got := newClient(srv).Lookup(context.Background(), "example.com", dns.TypeMX)
+		if got.Status != StatusOK || !got.TCP || len(got.Records) != 2 {
+			t.Errorf("Status %q TCP %v records %d (%s); want ok over TCP with both records", got.Status, got.TCP, len(got.Records), got.Error)
+		}
+	})
+}

@@ -7,8 +7,10 @@
 // A scan must never report "not configured" when DNS merely failed. Only
 // NXDOMAIN ([StatusNXDomain]) and NOERROR without records of the asked type
 // ([StatusNoData]) mean that something is absent ([Status.Absent]). SERVFAIL,
-// REFUSED, timeouts, network errors, malformed replies, other rcodes and
-// broken CNAME chains mean "could not determine, retry later"
+// REFUSED, timeouts, network errors, malformed replies, replies that may be
+// missing records (truncated even over TCP, or holding fewer records than
+// their header announces), other rcodes and broken CNAME chains mean "could
+// not determine, retry later"
 // ([Status.Temporary]); a caller must not turn them into "missing". This is
 // the split RFC 7672 §2.1.1 draws between secure/insecure answers (normal
 // results, including NXDOMAIN and NODATA) and lookup errors.
@@ -45,7 +47,7 @@ const (
 	StatusServFail Status = "servfail" // a server answered SERVFAIL
 	StatusRefused  Status = "refused"  // a server answered REFUSED
 	StatusTimeout  Status = "timeout"  // no answer in time (per attempt or ctx deadline)
-	StatusError    Status = "error"    // network error, malformed reply, other rcodes, CNAME loop or too long, invalid name, canceled
+	StatusError    Status = "error"    // network error, malformed or incomplete reply (still truncated over TCP, fewer records than announced), other rcodes, CNAME loop or too long, invalid name, canceled
 )
 
 // Temporary reports whether s means "could not determine": the lookup should

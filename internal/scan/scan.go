@@ -69,6 +69,25 @@ type Scanner struct {
 	// probes (DNS and HTTPS only).
 	Prober    Prober
 	MaxProbes int
+	// Progress, if set, is told about each piece of evidence as soon as it
+	// is gathered, so a caller can show the scan as it runs. Calls never
+	// overlap; Progress must return quickly and must not change the Step.
+	Progress func(Step)
+}
+
+// Step is one piece of evidence that has just been gathered: exactly one
+// field is set. It is the same value that ends up in the Observations.
+type Step struct {
+	DNS   *resolve.Answer
+	Fetch *fetch.Result
+	Probe *smtpprobe.Result
+}
+
+// progress reports a step; the caller holds the scan's lock.
+func (s *Scanner) progress(st Step) {
+	if s.Progress != nil {
+		s.Progress(st)
+	}
 }
 
 // Observations is the evidence of one scan.
@@ -163,6 +182,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			a := s.Resolver.Lookup(ctx, name, qtype)
 			mu.Lock()
 			then(a)
+			s.progress(Step{DNS: a})
 			mu.Unlock()
 		})
 	}
@@ -193,6 +213,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 				r := s.Prober.Probe(ctx, h.Host, ip)
 				mu.Lock()
 				h.Probes = append(h.Probes, r)
+				s.progress(Step{Probe: r})
 				mu.Unlock()
 			})
 		}
@@ -202,6 +223,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			r := s.Fetcher.Fetch(ctx, o.PolicyHost, ip)
 			mu.Lock()
 			o.Fetches = append(o.Fetches, r)
+			s.progress(Step{Fetch: r})
 			mu.Unlock()
 		})
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/netip"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 func scanner(l *lab.Lab) *scan.Scanner {
@@ -146,5 +149,84 @@ func TestBudget(t *testing.T) {
 	}
 	if !o.DNS.STS.Status.Temporary() || !o.DNS.MX.Status.Temporary() {
 		t.Errorf("want temporary statuses, got %s and %s", o.DNS.STS.Status, o.DNS.MX.Status)
+	}
+}
+
+// TestProgress: every DNS answer, policy fetch and SMTP probe of the
+// Observations is reported once, as the same value, and an MX host's
+// address lookups come after the MX answer that named it.
+func TestProgress(t *testing.T) {
+	l := lab.New(t)
+	l.DNS.MustAdd(t, `_mta-sts.p.test. 300 IN TXT "v=STSv1; id=1"`, `p.test. 300 IN MX 10 mx1.p.test.`)
+	l.MustPolicyHost(t, "p.test", lab.PolicyHostOptions{Body: "version: STSv1\n"})
+	l.MustMX(t, "mx1.p.test", []netip.Addr{l.NextAddr()}, lab.SMTPOptions{})
+	s := scanner(l)
+	s.Dialer = l.Dialer()
+	s.Fetcher = &fetch.Fetcher{Dialer: s.Dialer, Roots: l.CA.Pool()}
+	s.Prober = &smtpprobe.Prober{Dialer: s.Dialer, Roots: l.CA.Pool()}
+	var (
+		steps    []scan.Step
+		inflight atomic.Int32
+		overlap  atomic.Bool
+	)
+	s.Progress = func(st scan.Step) {
+		if inflight.Add(1) > 1 {
+			overlap.Store(true)
+		}
+		steps = append(steps, st)
+		inflight.Add(-1)
+	}
+	o := s.Scan(context.Background(), "p.test")
+	if overlap.Load() {
+		t.Error("Progress calls overlapped")
+	}
+	seen := map[any]int{}
+	mxAt, mxHostAt := -1, -1
+	for i, st := range steps {
+		n := 0
+		switch {
+		case st.DNS != nil:
+			n++
+			seen[st.DNS]++
+			if st.DNS.Name == "p.test" && st.DNS.Type == "MX" {
+				mxAt = i
+			}
+			if st.DNS.Name == "mx1.p.test" && st.DNS.Type == "A" {
+				mxHostAt = i
+			}
+		case st.Fetch != nil:
+			n++
+			seen[st.Fetch]++
+		case st.Probe != nil:
+			n++
+			seen[st.Probe]++
+		}
+		if n != 1 {
+			t.Errorf("step %d has %d values set, want 1", i, n)
+		}
+	}
+	if mxAt < 0 || mxHostAt < mxAt {
+		t.Errorf("MX answer at step %d, mx1 A at %d: want the MX answer first", mxAt, mxHostAt)
+	}
+	var want []any
+	for _, a := range []*resolve.Answer{o.DNS.STS, o.DNS.STSDraft, o.DNS.Apex, o.DNS.TLSRPT, o.DNS.TLSRPTDraft, o.DNS.TLSRPTDraftUnder, o.DNS.MX, o.DNS.PolicyHostA, o.DNS.PolicyHostAAAA, o.DNS.Root} {
+		want = append(want, a)
+	}
+	for _, f := range o.Fetches {
+		want = append(want, f)
+	}
+	for _, h := range o.MXHosts {
+		want = append(want, h.A, h.AAAA, h.TLSA)
+		for _, p := range h.Probes {
+			want = append(want, p)
+		}
+	}
+	for _, v := range want {
+		if seen[v] != 1 {
+			t.Errorf("%+v reported %d times, want once", v, seen[v])
+		}
+	}
+	if len(o.MXHosts) != 1 || len(o.MXHosts[0].Probes) != 1 || len(o.Fetches) != 1 {
+		t.Fatalf("scan did not gather the expected evidence: %d MX hosts, %d fetches", len(o.MXHosts), len(o.Fetches))
 	}
 }

@@ -42,9 +42,12 @@ const (
 	DefaultBannerTimeout    = 20 * time.Second
 	DefaultCommandTimeout   = 10 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	// quitTimeout bounds the wait for the reply to QUIT.
+	quitTimeout = time.Second
 	// MaxRead caps everything read from one server, TLS handshake included.
 	MaxRead = 256 << 10
-	// maxTranscript caps the lines kept, and each line's length.
+	// maxTranscript caps the lines kept, and each line's length; the EHLO
+	// keywords kept are capped the same way.
 	maxTranscript     = 60
 	maxTranscriptLine = 200
 )
@@ -54,9 +57,12 @@ type Class string
 
 // Failure classes, in the order of the phases.
 const (
-	ConnectRefused     Class = "connect-refused"
-	ConnectTimeout     Class = "connect-timeout"
-	ConnectError       Class = "connect-error"
+	ConnectRefused Class = "connect-refused"
+	ConnectTimeout Class = "connect-timeout"
+	ConnectError   Class = "connect-error"
+	// ConnectBlocked: a guarded scan (the web checker) did not connect,
+	// because the address is not a public one (dial.Guard).
+	ConnectBlocked     Class = "connect-blocked"
 	BannerTimeout      Class = "banner-timeout"   // connected, no banner
 	BannerClosed       Class = "banner-closed"    // closed before or during the banner
 	BannerTemporary    Class = "banner-temporary" // 4xx banner: greylisting, rate limits, scanner blocking
@@ -67,6 +73,9 @@ const (
 	STARTTLSRefused    Class = "starttls-refused"
 	TLSHandshake       Class = "tls-handshake"
 	TLSTimeout         Class = "tls-timeout"
+	// TLSPlaintext: the server answered STARTTLS with 220 and then sent
+	// bytes that are not a TLS record (plain text): it never speaks TLS.
+	TLSPlaintext Class = "tls-plaintext"
 )
 
 // Result is everything observed probing one address of an MX host.
@@ -153,6 +162,7 @@ type probe struct {
 	r     *Result
 	ctx   context.Context
 	conn  net.Conn
+	br    *bufio.Reader // under text: what the server sent and was not read yet
 	text  *textproto.Reader
 	start time.Time
 }
@@ -205,7 +215,8 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	defer func() { s.conn.Close() }()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	s.text = textproto.NewReader(bufio.NewReader(s.conn))
+	s.br = bufio.NewReader(s.conn)
+	s.text = textproto.NewReader(s.br)
 
 	// Banner (RFC 5321 §4.3.1: 220 or 554).
 	s.deadline(or(p.BannerTimeout, DefaultBannerTimeout))
@@ -243,9 +254,11 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	}
 	for _, line := range strings.Split(msg, "\n")[1:] {
 		kw := strings.ToUpper(strings.Fields(line + " x")[0])
-		s.r.Extensions = append(s.r.Extensions, kw)
 		if kw == "STARTTLS" {
 			s.r.STARTTLS = true
+		}
+		if len(s.r.Extensions) < maxTranscript {
+			s.r.Extensions = append(s.r.Extensions, capLine(kw))
 		}
 	}
 	if !s.r.STARTTLS {
@@ -263,7 +276,15 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 		s.quit()
 		return s.fail(STARTTLSRefused, "the server offers STARTTLS but answered the command with %d %s", code, firstLine(msg))
 	}
-	tc := tls.Client(s.conn, &tls.Config{
+	// After the 220 the server must wait for the ClientHello (RFC 3207
+	// §4); bytes it already sent are plain text, not TLS.
+	if n := s.br.Buffered(); n > 0 {
+		early, _ := s.br.Peek(min(n, maxTranscriptLine))
+		s.log("S: ", strings.TrimRight(string(early), "\r\n"))
+		return s.fail(TLSPlaintext, "the server answered STARTTLS with 220 but then sent plain text instead of starting TLS: %q", firstLine(string(early)))
+	}
+	sniff := &tlsSniffConn{Conn: s.conn}
+	tc := tls.Client(sniff, &tls.Config{
 		ServerName:         host,
 		InsecureSkipVerify: true, // verified below, so that every problem is recorded and classified
 		MinVersion:         tls.VersionTLS10,
@@ -274,6 +295,10 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	cancel()
 	s.r.Timings.Handshake = s.ms()
 	if err != nil {
+		if sniff.plain != nil {
+			s.log("S: ", strings.TrimRight(string(sniff.plain), "\r\n"))
+			return s.fail(TLSPlaintext, "the server answered STARTTLS with 220 but replied to the TLS ClientHello in plain text: %q", firstLine(string(sniff.plain)))
+		}
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			return s.fail(TLSTimeout, "the TLS handshake did not finish in time")
 		}
@@ -293,7 +318,8 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 
 	// A second EHLO over TLS (RFC 3207 §4.2) shows the session works; then
 	// leave politely. Failures here do not change the verdict.
-	s.conn, s.text = tc, textproto.NewReader(bufio.NewReader(tc))
+	s.conn, s.br = tc, bufio.NewReader(tc)
+	s.text = textproto.NewReader(s.br)
 	if code, _, err := s.cmd("EHLO " + name); err == nil && code == 250 {
 		s.quit()
 	}
@@ -320,7 +346,11 @@ func (s *probe) read() (int, string, error) {
 
 // cmd sends one command line and reads the reply within the command timeout.
 func (s *probe) cmd(line string) (int, string, error) {
-	s.deadline(or(s.CommandTimeout, DefaultCommandTimeout))
+	return s.cmdWithin(line, or(s.CommandTimeout, DefaultCommandTimeout))
+}
+
+func (s *probe) cmdWithin(line string, d time.Duration) (int, string, error) {
+	s.deadline(d)
 	s.log("C: ", line)
 	if _, err := io.WriteString(s.conn, line+"\r\n"); err != nil {
 		return 0, "", err
@@ -328,9 +358,10 @@ func (s *probe) cmd(line string) (int, string, error) {
 	return s.read()
 }
 
+// quit says goodbye without waiting long for the answer: the verdict is
+// already made.
 func (s *probe) quit() {
-	s.deadline(time.Second)
-	s.cmd("QUIT")
+	s.cmdWithin("QUIT", quitTimeout)
 }
 
 // capConn fails reads once MaxRead bytes have been read.
@@ -355,10 +386,43 @@ func (c *capConn) Read(b []byte) (int, error) {
 
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
+	return capLine(line)
+}
+
+func capLine(line string) string {
 	if len(line) > maxTranscriptLine {
 		line = line[:maxTranscriptLine] + "…"
 	}
 	return line
+}
+
+// errPlaintext stops a handshake whose first byte from the server is not a
+// TLS record type.
+var errPlaintext = errors.New("the server's reply is not a TLS record")
+
+// tlsSniffConn checks the first byte the server sends in the TLS
+// handshake: a server's first record is a handshake (22) or an alert (21)
+// (RFC 8446 §5.1, RFC 5246 §6.2.1). crypto/tls would wait for a whole
+// 5-byte record header first, so a short plain-text reply such as "OK\r\n"
+// would only end in the handshake timeout; this fails at once and keeps
+// what was read for the report.
+type tlsSniffConn struct {
+	net.Conn
+	seen  bool
+	plain []byte
+}
+
+func (c *tlsSniffConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.seen || n == 0 {
+		return n, err
+	}
+	c.seen = true
+	if b[0] != 21 && b[0] != 22 {
+		c.plain = append([]byte(nil), b[:min(n, maxTranscriptLine)]...)
+		return 0, errPlaintext
+	}
+	return n, err
 }
 
 // addressLiteral is the EHLO argument for a local address (RFC 5321
@@ -381,7 +445,12 @@ func isTimeout(err error) bool {
 }
 
 func classifyConnect(ctx context.Context, err error) (Class, string) {
+	var blocked *dial.BlockedError
 	switch {
+	case errors.As(err, &blocked):
+		return ConnectBlocked, blocked.Error()
+	case errors.Is(err, dial.ErrBlocked):
+		return ConnectBlocked, err.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return ConnectRefused, "connection refused on port 25"
 	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:

@@ -1,8 +1,10 @@
 package smtpprobe_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -148,6 +150,117 @@ func TestHostileServersAreBounded(t *testing.T) {
 	}
 }
 
+// TestPlainTextAfterSTARTTLS: a server that answers STARTTLS with 220 and
+// then speaks plain text never gets to TLS; the probe says so at once
+// instead of waiting out the handshake timeout (RFC 3207 §4: after 220
+// the client starts the TLS negotiation, so anything else is not TLS).
+func TestPlainTextAfterSTARTTLS(t *testing.T) {
+	l := lab.New(t)
+	// script serves a session on a pipe: banner, EHLO with STARTTLS, then
+	// after the STARTTLS command what after does.
+	script := func(after func(s net.Conn)) *dial.Dialer {
+		return &dial.Dialer{Net: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, s := net.Pipe()
+			go func() {
+				defer s.Close()
+				s.SetDeadline(time.Now().Add(20 * time.Second))
+				r := bufio.NewReader(s)
+				io.WriteString(s, "220 mx ESMTP\r\n")
+				r.ReadString('\n') // EHLO
+				io.WriteString(s, "250-mx\r\n250 STARTTLS\r\n")
+				r.ReadString('\n') // STARTTLS
+				after(s)
+			}()
+			return c, nil
+		}}
+	}
+	tests := []struct {
+		name   string
+		dialer *dial.Dialer
+		want   string // in the error
+	}{
+		{name: "plain line in the same write as the 220 (lab server)", want: "plain SMTP"},
+		{name: "short text after the ClientHello, then silence", want: "OK", dialer: script(func(s net.Conn) {
+			io.WriteString(s, "220 go ahead\r\n")
+			s.Read(make([]byte, 4096))  // the ClientHello
+			io.WriteString(s, "OK\r\n") // shorter than a TLS record header
+			io.Copy(io.Discard, s)
+		})},
+		{name: "an SMTP reply to the ClientHello", want: "500", dialer: script(func(s net.Conn) {
+			io.WriteString(s, "220 go ahead\r\n")
+			s.Read(make([]byte, 4096))
+			io.WriteString(s, "500 5.5.2 Error: command not recognized\r\n")
+			io.Copy(io.Discard, s)
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, ip := "plain.example.test", netip.MustParseAddr("192.0.2.1")
+			if tt.dialer == nil {
+				ip = l.NextAddr()
+				l.MustMX(t, host, []netip.Addr{ip}, lab.SMTPOptions{Mode: lab.SMTPPlainAfterSTARTTLS})
+			}
+			p := prober(l, 15*time.Second)
+			if tt.dialer != nil {
+				p.Dialer = tt.dialer
+			}
+			start := time.Now()
+			r := p.Probe(context.Background(), host, ip)
+			if r.Class != smtpprobe.TLSPlaintext || !strings.Contains(r.Error, tt.want) {
+				t.Errorf("class %q (%s), want %q naming %q", r.Class, r.Error, smtpprobe.TLSPlaintext, tt.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %v: plain text must be recognised at once, not by the 15 s handshake timeout", took)
+			}
+			if r.TLS != nil || !r.STARTTLS {
+				t.Errorf("TLS %v STARTTLS %v", r.TLS, r.STARTTLS)
+			}
+		})
+	}
+}
+
+// TestEHLOExtensionsCapped: a server that lists thousands of EHLO keywords
+// costs a bounded list, like the transcript.
+func TestEHLOExtensionsCapped(t *testing.T) {
+	var ehlo strings.Builder
+	ehlo.WriteString("250-mx\r\n")
+	for i := range 600 {
+		fmt.Fprintf(&ehlo, "250-X%d%s\r\n", i, strings.Repeat("K", 300))
+	}
+	ehlo.WriteString("250 STARTTLS\r\n")
+	p := &smtpprobe.Prober{EHLO: "scanner.example.test", CommandTimeout: 5 * time.Second, HandshakeTimeout: 5 * time.Second,
+		Dialer: &dial.Dialer{Net: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, s := net.Pipe()
+			go func() {
+				defer s.Close()
+				s.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(s)
+				io.WriteString(s, "220 mx ESMTP\r\n")
+				r.ReadString('\n')
+				io.WriteString(s, ehlo.String())
+				r.ReadString('\n') // STARTTLS
+				io.WriteString(s, "454 4.7.0 not now\r\n")
+				io.Copy(io.Discard, s)
+			}()
+			return c, nil
+		}}}
+	r := p.Probe(context.Background(), "mx.example.test", netip.MustParseAddr("192.0.2.1"))
+	if !r.STARTTLS || r.Class != smtpprobe.STARTTLSRefused {
+		t.Errorf("STARTTLS at the end of the list not seen: %s (%s)", r.Class, r.Error)
+	}
+	if r.Timings.Total > 4000 {
+		t.Errorf("took %.0f ms: a QUIT that gets no answer is given 1 s, not the 5 s command timeout", r.Timings.Total)
+	}
+	if len(r.Extensions) > 60 {
+		t.Errorf("%d extensions kept, want at most 60", len(r.Extensions))
+	}
+	for _, x := range r.Extensions {
+		if len(x) > 210 {
+			t.Errorf("extension of %d bytes kept", len(x))
+		}
+	}
+}
+
 func TestContextCancelsProbe(t *testing.T) {
 	l := lab.New(t)
 	addr := l.NextAddr()
@@ -187,6 +300,7 @@ func FuzzProbeReplies(f *testing.F) {
 		"421 4.7.0 busy\r\n",
 		"220 " + strings.Repeat("x", 3000),
 		"hello\r\n",
+		"220 mx\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n250 plain text\r\n",
 		"220 ok\r\n250-mx\r\n250-STARTTLS\r\n250 8BITMIME\r\n454 no\r\n",
 	} {
 		f.Add([]byte(s))
@@ -212,8 +326,8 @@ func FuzzProbeReplies(f *testing.F) {
 		if r.Class != "" && r.Error == "" {
 			t.Fatalf("class %q without an error", r.Class)
 		}
-		if len(r.Transcript) > 60 || len(r.Banner) > 210 {
-			t.Fatalf("transcript or banner not capped")
+		if len(r.Transcript) > 60 || len(r.Banner) > 210 || len(r.Extensions) > 60 {
+			t.Fatalf("transcript, banner or extensions not capped")
 		}
 	})
 }

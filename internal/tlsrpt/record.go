@@ -58,8 +58,34 @@ type Record struct {
 }
 
 // IsCandidate reports whether a TXT record (strings joined) survives the
-// sender's filter: it begins with "v=TLSRPTv1;" (RFC 8460 §3).
+// sender's filter when several TXT records come back: it begins with
+// "v=TLSRPTv1;" (RFC 8460 §3).
 func IsCandidate(txt string) bool { return strings.HasPrefix(txt, VersionTag+";") }
+
+// SelectRecord applies RFC 8460 §3 to the TXT records at _smtp._tls (the
+// strings of each record joined): a single record is parsed as it is; of
+// several, those not beginning with "v=TLSRPTv1;" are discarded first.
+// Exactly one must remain and parse. It returns that record (which may
+// still have no usable rua) and its text, or nil and why there is none.
+func SelectRecord(txts []string) (rec *Record, txt, why string) {
+	kept, _ := txtrec.Select(txts, VersionTag+";")
+	switch len(kept) {
+	case 0:
+		return nil, "", "no TXT record begins with \"v=TLSRPTv1;\""
+	case 1:
+	default:
+		return nil, "", fmt.Sprintf("%d TXT records begin with \"v=TLSRPTv1;\"", len(kept))
+	}
+	rec, probs := ParseRecord(kept[0])
+	if rec == nil {
+		for _, p := range probs {
+			if p.Fatal {
+				return nil, kept[0], "the TXT record is invalid: " + p.Detail
+			}
+		}
+	}
+	return rec, kept[0], ""
+}
 
 // LooksLikeRecord reports whether txt was meant as a TLS-RPT record.
 func LooksLikeRecord(txt string) bool {
@@ -73,7 +99,7 @@ func ParseRecord(txt string) (*Record, []Problem) {
 	tok := txtrec.Parse(txt, VersionTag)
 	var probs []Problem
 	for _, p := range tok.Problems {
-		probs = append(probs, Problem{Code: recordCode(p.Code), Fatal: true, Offset: p.Offset, Text: p.Text, Detail: p.Detail})
+		probs = append(probs, Problem{Code: recordCode(p.Code), Fatal: p.Code.Fatal(), Offset: p.Offset, Text: p.Text, Detail: p.Detail})
 	}
 	rec := &Record{}
 	ruaFields := 0

@@ -21,7 +21,9 @@ func TestParseRecord(t *testing.T) {
 		{"list without blanks, trailing ;", "v=TLSRPTv1;rua=mailto:a@x.example,mailto:b@y.example;", true, []string{"mailto:a@x.example", "mailto:b@y.example"}, nil},
 		{"RPT-TXT-4 lower-case version", "v=tlsrptv1; rua=mailto:a@example.com", false, nil, []Code{RecordVersion}},
 		{"RPT-TXT-4 version not first", "rua=mailto:a@example.com; v=TLSRPTv1", false, nil, []Code{RecordVersion}},
-		{"RPT-TXT-4 space before ;", "v=TLSRPTv1 ; rua=mailto:a@example.com", false, nil, []Code{RecordSpaceBeforeSemicolon}},
+		// Grammatical (delimiter *WSP ";" *WSP); only the filter for
+		// several records needs "v=TLSRPTv1;" (RFC 8460 §3).
+		{"RPT-TXT-4 space before ;", "v=TLSRPTv1 ; rua=mailto:a@example.com", true, []string{"mailto:a@example.com"}, []Code{RecordSpaceBeforeSemicolon}},
 		{"RPT-TXT-4 missing ;", "v=TLSRPTv1 rua=mailto:a@example.com", false, nil, []Code{RecordSyntax}},
 		{"RPT-TXT-4 space around =", "v=TLSRPTv1; rua = mailto:a@example.com", false, nil, []Code{RecordSpaceAroundEquals}},
 		{"RPT-TXT-4 RUA upper-case", "v=TLSRPTv1; RUA=mailto:a@example.com", false, nil, []Code{RecordSyntax}},
@@ -73,6 +75,30 @@ func TestNoSchemeHint(t *testing.T) {
 	}
 }
 
+// TestSelectRecord: a single TXT record is parsed as it is; the
+// "v=TLSRPTv1;" filter applies only when several come back (RFC 8460 §3).
+func TestSelectRecord(t *testing.T) {
+	tests := []struct {
+		name  string
+		txts  []string
+		valid bool
+	}{
+		{"RPT-TXT-4 single record with space before ;", []string{"v=TLSRPTv1 ; rua=mailto:a@example.com"}, true},
+		{"RPT-TXT-3 with another record the filter drops it", []string{"v=TLSRPTv1 ; rua=mailto:a@example.com", "other"}, false},
+		{"RPT-TXT-3 unrelated record ignored", []string{"v=TLSRPTv1; rua=mailto:a@example.com", "other"}, true},
+		{"RPT-TXT-3 two records", []string{"v=TLSRPTv1; rua=mailto:a@example.com", "v=TLSRPTv1; rua=mailto:a@example.com"}, false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, _, why := SelectRecord(tt.txts)
+			if (rec != nil) != tt.valid {
+				t.Errorf("SelectRecord(%q) = %+v, want valid %v (%s)", tt.txts, rec, tt.valid, why)
+			}
+		})
+	}
+}
+
 func FuzzParseRecord(f *testing.F) {
 	for _, s := range []string{"v=TLSRPTv1;rua=mailto:a@b.c", "v=TLSRPTv1; rua=https://x/y, mailto:z@w.v;", "v=TLSRPTv1 rua=x", "v=TLSRPTv1; rua=mailto:a@b.c!10m"} {
 		f.Add(s)
@@ -87,8 +113,8 @@ func FuzzParseRecord(f *testing.F) {
 		if rec == nil {
 			return
 		}
-		if !IsCandidate(txt) {
-			t.Fatalf("accepted %q, which fails the v=TLSRPTv1; filter", txt)
+		if !IsCandidate(txt) && !hasCode(probs, RecordSpaceBeforeSemicolon) {
+			t.Fatalf("accepted %q, which fails the v=TLSRPTv1; filter, without saying why", txt)
 		}
 		if len(rec.RUA) == 0 {
 			t.Fatalf("accepted %q without rua", txt)

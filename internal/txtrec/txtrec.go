@@ -17,7 +17,10 @@ import (
 // Code names a tokenising problem.
 type Code string
 
-// Problems the tokeniser reports. Every one of them makes the record invalid.
+// Problems the tokeniser reports. Every one of them makes the record invalid,
+// except SpaceBeforeSemicolon: the grammar allows it, but a record written so
+// does not survive the sender's prefix filter when several TXT records come
+// back (see Select).
 const (
 	NonASCII             Code = "non-ascii"              // byte outside printable US-ASCII, SP, HTAB
 	Quoted               Code = "quoted"                 // literal quote characters around the value
@@ -39,6 +42,28 @@ func (c Code) Class() string {
 		return string(c)
 	}
 	return "syntax"
+}
+
+// Fatal reports whether the problem makes the record invalid by the
+// grammar (RFC 8461 §3.1, RFC 8460 §3).
+func (c Code) Fatal() bool { return c != SpaceBeforeSemicolon }
+
+// Select returns the TXT records (strings of each joined) that a sender
+// parses, and whether the prefix filter applied (RFC 8461 §3.1, RFC 8460 §3).
+// A single record is parsed as it is: "v=STSv1 ; id=1" matches the grammar,
+// whose delimiter is *WSP ";" *WSP. Only when several records come back are
+// those that do not begin with prefix (e.g. "v=STSv1;") discarded. The
+// caller must find exactly one record in kept, and it must parse.
+func Select(txts []string, prefix string) (kept []string, filtered bool) {
+	if len(txts) == 1 {
+		return txts, false
+	}
+	for _, t := range txts {
+		if strings.HasPrefix(t, prefix) {
+			kept = append(kept, t)
+		}
+	}
+	return kept, true
 }
 
 // Problem is one tokenising problem.

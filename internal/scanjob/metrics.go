@@ -1,0 +1,39 @@
+package scanjob
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics of a Manager. Labels take fixed values only: never a domain or
+// a client.
+type Metrics struct {
+	Requests *prometheus.CounterVec // submissions by result
+	Scans    *prometheus.CounterVec // finished scans by outcome
+	Duration prometheus.Histogram
+	Queued   prometheus.Gauge
+	Running  prometheus.Gauge
+	Panics   prometheus.Counter
+}
+
+// NewMetrics makes the metrics and registers them with reg (nil: none).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_web_scan_requests_total",
+			Help: "Scan submissions by result: started, joined (a scan of the same domain was running), reused (a fresh result), refused_rate, refused_concurrent (per-client limits), refused_queue_full."}, []string{"result"}),
+		Scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_web_scans_total",
+			Help: "Finished scans by outcome: graded, ungraded (the policy could not be determined), error (the scan could not run)."}, []string{"outcome"}),
+		Duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mailtls_web_scan_duration_seconds",
+			Help: "Wall time of scans.", Buckets: []float64{0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120}}),
+		Queued:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailtls_web_scans_queued", Help: "Scans waiting for a worker."}),
+		Running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailtls_web_scans_running", Help: "Scans running."}),
+		Panics:  prometheus.NewCounter(prometheus.CounterOpts{Name: "mailtls_web_scan_panics_total", Help: "Panics recovered in scans (the scan fails, the worker goes on)."}),
+	}
+	for _, r := range []string{"started", "joined", "reused", "refused_rate", "refused_concurrent", "refused_queue_full"} {
+		m.Requests.WithLabelValues(r)
+	}
+	for _, o := range []string{"graded", "ungraded", "error"} {
+		m.Scans.WithLabelValues(o)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Requests, m.Scans, m.Duration, m.Queued, m.Running, m.Panics)
+	}
+	return m
+}
