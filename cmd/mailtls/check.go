@@ -138,6 +138,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		noSMTP   bool
 		smtpWait time.Duration
 		ehlo     string
+		maxMX    int
 	)
 	nc.register(fs)
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON document per domain (JSON Lines); same as --format json")
@@ -146,6 +147,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 	fs.IntVar(&parallel, "parallel", 4, "scan up to `N` domains at once (output stays in input order)")
 	fs.BoolVar(&noSMTP, "no-smtp", false, "skip the SMTP probes of the MX hosts (DNS and HTTPS only)")
 	fs.DurationVar(&smtpWait, "smtp-timeout", 0, "time limit for each SMTP phase (connect, banner, command, TLS handshake); default 10s each, 20s for the banner")
+	fs.IntVar(&maxMX, "max-mx", scan.DefaultMaxMX, "look up and probe the `N` most preferred MX hosts; every MX host is still matched against the policy")
 	fs.StringVar(&ehlo, "ehlo", "", "the `NAME` to send in EHLO (default: the address literal of the local end, e.g. [192.0.2.1])")
 	inputs, code, ok := parseInterleaved(fs, args, env)
 	if !ok {
@@ -198,7 +200,11 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, "mailtls check: --smtp-timeout must be positive")
 		return ExitUsage
 	}
-	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now}
+	if maxMX < 1 {
+		fmt.Fprintln(env.Stderr, "mailtls check: --max-mx must be at least 1")
+		return ExitUsage
+	}
+	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now, MaxMX: maxMX}
 	if !noSMTP {
 		scanner.Prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: ehlo,
 			ConnectTimeout: smtpWait, BannerTimeout: smtpWait, CommandTimeout: smtpWait, HandshakeTimeout: smtpWait}

@@ -297,6 +297,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad timeout", []string{"check", "--timeout", "0s", "example.com"}, "--timeout"},
 		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "--trust-ad"},
 		{"bad ehlo", []string{"check", "--ehlo", "not a name", "example.com"}, "--ehlo"},
+		{"bad max-mx", []string{"check", "--max-mx", "0", "example.com"}, "--max-mx"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,7 +314,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	r := run(t, "check", "--help")
-	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "--no-smtp", "--smtp-timeout", "--ehlo", "--trust-ad", "Exit status"} {
+	for _, flag := range []string{"--json", "--format", "--resolver", "--ca-file", "--connect-to", "--timeout", "--no-smtp", "--smtp-timeout", "--ehlo", "--trust-ad", "--max-mx", "Exit status"} {
 		if !strings.Contains(r.stderr, strings.TrimPrefix(flag, "-")) {
 			t.Errorf("check --help lacks %s", flag)
 		}

@@ -55,6 +55,10 @@ type MX struct {
 	Implicit   bool
 	Pattern    string // the first matching mx pattern
 	Covered    *bool  // nil when there is no policy to match against
+	// NotChecked says why the host's addresses, SMTP and DANE were not
+	// looked at: scan.SkippedLimit, SkippedLocalhost or SkippedIPLiteral
+	// ("" when they were); NotCheckedWhy says it in words.
+	NotChecked string
 	Addresses  []Address
 	DANE       *DANEHost // nil for the implicit MX
 }

@@ -175,7 +175,7 @@ func (e *evaluator) daneFindings() {
 	unknownSaid := false
 	for _, h := range e.o.MXHosts {
 		m := e.mxFor(h.Host)
-		if h.Implicit || m == nil {
+		if h.Implicit || h.Skipped != "" || m == nil {
 			continue
 		}
 		st := e.daneOf(h)

@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -170,6 +171,17 @@ func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
 	if len(want.MX) == 0 && want.Mode != mtasts.ModeNone {
 		return nil, false
 	}
+	// Never print a policy that leaves a live MX host out (RFC 8461 §4.1):
+	// under enforce, senders would refuse to deliver there. Nor one that
+	// senders would not read whole (RFC 8461 §3.3: 64 KiB).
+	for _, h := range e.o.MXHosts {
+		if _, ok := want.Match(h.Host); !ok && deliverable(h) && !(h.Implicit && len(h.Addrs()) == 0) {
+			return nil, false
+		}
+	}
+	if len(want.String()) > mtasts.MaxPolicySize {
+		return nil, false
+	}
 	switch {
 	case want.Mode == mtasts.ModeEnforce && want.MaxAge < minMaxAgeEnforce:
 		want.MaxAge = minMaxAgeEnforce
@@ -191,9 +203,18 @@ func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
 	return &want, true
 }
 
-// wantedPatterns builds the mx patterns from the live MX set: an existing
-// pattern that covers a host is kept, otherwise the host itself is listed,
-// or its provider's one-label wildcard (mtasts.SuggestPatterns).
+// wildcardAfter is how many MX hosts one label below the same parent are
+// listed one by one; more are covered by "*.<parent>" (RFC 8461 §4.1: the
+// wildcard matches exactly one label), which keeps the policy short when a
+// domain has many MX hosts.
+const wildcardAfter = 8
+
+// wantedPatterns builds the mx patterns from the whole MX set (every host
+// of the RRset, looked up or not): an existing pattern that covers a host
+// is kept, otherwise the host itself is listed, or its provider's
+// one-label wildcard (mtasts.SuggestPatterns), and more than wildcardAfter
+// hosts under one parent become that parent's wildcard. Hosts that senders
+// cannot use (localhost, an IP address) are left out: their records must go.
 func (e *evaluator) wantedPatterns() []string {
 	old := e.coveragePolicy()
 	var out []string
@@ -202,8 +223,9 @@ func (e *evaluator) wantedPatterns() []string {
 			out = append(out, p)
 		}
 	}
+	var listed []string // hosts listed as themselves
 	for _, h := range e.o.MXHosts {
-		if h.Implicit && len(h.Addrs()) == 0 {
+		if h.Implicit && len(h.Addrs()) == 0 || !deliverable(h) {
 			continue
 		}
 		if old != nil {
@@ -214,7 +236,26 @@ func (e *evaluator) wantedPatterns() []string {
 		}
 		for _, p := range mtasts.SuggestPatterns([]string{h.Host}) {
 			add(p)
+			if p == h.Host {
+				listed = append(listed, p)
+			}
 		}
+	}
+	perParent := map[string]int{}
+	for _, h := range listed {
+		if _, parent, ok := strings.Cut(h, "."); ok {
+			perParent[parent]++
+		}
+	}
+	for _, parent := range slices.Sorted(maps.Keys(perParent)) {
+		if n := perParent[parent]; n <= wildcardAfter || mtasts.CheckPattern("*."+parent) != nil || isPublicSuffix(parent) {
+			continue
+		}
+		out = slices.DeleteFunc(out, func(p string) bool {
+			_, pp, _ := strings.Cut(p, ".")
+			return pp == parent && !strings.HasPrefix(p, "*.")
+		})
+		add("*." + parent)
 	}
 	return out
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
@@ -723,6 +724,88 @@ func scenarios() []scenario {
 			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeAAAA, dns.RcodeServerFailure)
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyHostFamilyUndetermined, finding.Warning}},
 			not: []finding.ID{finding.PolicyHostUndetermined}},
+		{name: "500 MX hosts: coverage and the fix account for every one", fixable: true, setup: func(w world) {
+			w.good()
+			for i := range 499 {
+				w.dns(fmt.Sprintf("$D. 300 IN MX %d h%03d.pool.$D.", 30+i, i))
+				if i < 20 {
+					w.dns(fmt.Sprintf("h%03d.pool.$D. 300 IN A 192.0.2.%d", i, 100+i))
+				}
+			}
+		}, status: check.StatusEnforce, grade: finding.GradeD,
+			want: []want{{finding.MXNotCovered, finding.Error}, {finding.MXNotChecked, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				if len(r.MX) != 501 {
+					t.Fatalf("%d MX hosts in the report, want all 501", len(r.MX))
+				}
+				checked, uncovered := 0, 0
+				for _, m := range r.MX {
+					if m.NotChecked == "" {
+						checked++
+					}
+					if !*m.Covered {
+						uncovered++
+					}
+				}
+				if checked != scan.DefaultMaxMX || uncovered != 499 {
+					t.Errorf("%d hosts checked, %d not covered; want %d and 499", checked, uncovered, scan.DefaultMaxMX)
+				}
+				mustMention(t, r, finding.MXNotCovered, "499 MX hosts")
+				mustMention(t, r, finding.MXNotChecked, "the 16 most preferred. The other 485")
+				if n := countID(r, finding.MXNotCovered); n != 1 {
+					t.Errorf("%d mx-not-covered findings, want one that names them all", n)
+				}
+				if p := fixCoversAll(t, r); p != nil && !slices.Contains(p.MX, "*.pool."+r.Domain) {
+					t.Errorf("fix patterns %q: want one wildcard for the 499 hosts under pool.%s", p.MX, r.Domain)
+				}
+				// The report says which hosts were not looked at.
+				var text, js strings.Builder
+				report.WriteText(&text, r, report.TextOptions{})
+				report.WriteJSON(&js, report.NewDocument(r, r.Domain))
+				if !strings.Contains(text.String(), "485 more MX hosts (preference 44 to 528), not looked up: beyond the scan's limit of MX hosts (--max-mx); 485 NOT covered") {
+					t.Errorf("text report lacks the summary of the hosts not looked up:\n%s", text.String())
+				}
+				if n := strings.Count(js.String(), `"not_checked":"mx-limit"`); n != 485 {
+					t.Errorf("JSON marks %d hosts not_checked, want 485", n)
+				}
+			}},
+		{name: "MX hosts beyond the limit under different parents are listed one by one", fixable: true, setup: func(w world) {
+			w.good()
+			for i := range 24 {
+				w.dns(fmt.Sprintf("$D. 300 IN MX %d mx.p%02d.$D.", 30+i, i), fmt.Sprintf("mx.p%02d.$D. 300 IN A 192.0.2.%d", i, 100+i))
+			}
+		}, status: check.StatusEnforce, grade: finding.GradeD,
+			want: []want{{finding.MXNotCovered, finding.Error}, {finding.MXNotChecked, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				p := fixCoversAll(t, r)
+				if p != nil && len(p.MX) != 26 {
+					t.Errorf("fix patterns %q: want the 2 kept and one per host (24)", p.MX)
+				}
+			}},
+		{name: "RFC 7505 null MX beside other MX records", setup: func(w world) {
+			w.good()
+			w.dns("$D. 300 IN MX 0 .")
+		}, status: check.StatusEnforce, grade: finding.GradeC, want: []want{{finding.MXNullMixed, finding.Error}},
+			not: []finding.ID{finding.MXNull}},
+		{name: "RFC 6761 localhost as the best MX", setup: func(w world) {
+			w.good()
+			w.dns("$D. 300 IN MX 5 localhost.")
+		}, status: check.StatusEnforce, grade: finding.GradeC, want: []want{{finding.MXLocalhost, finding.Error}},
+			not: []finding.ID{finding.MXNotCovered, finding.MXNoAddress},
+			check: func(t *testing.T, r *check.Report) {
+				if m := r.MX[0]; m.Host != "localhost" || m.NotChecked != scan.SkippedLocalhost {
+					t.Errorf("MX %+v: want localhost listed first and not looked up", m)
+				}
+			}},
+		{name: "RFC 6761 localhost as a backup MX", setup: func(w world) {
+			w.good()
+			w.dns("$D. 300 IN MX 50 localhost.")
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXLocalhost, finding.Warning}}},
+		{name: "MX record names an IP address", setup: func(w world) {
+			w.good()
+			w.dns("$D. 300 IN MX 30 192.0.2.77.")
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXIPLiteral, finding.Warning}},
+			not: []finding.ID{finding.MXNoAddress, finding.MXNotCovered}},
 		{name: "MX lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode(w.d, dns.TypeMX, dns.RcodeServerFailure) },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.MXUndetermined, finding.Warning}},
 			not: []finding.ID{finding.MXNotCovered, finding.MXImplicit}},
@@ -797,6 +880,42 @@ func scenarios() []scenario {
 		{name: "RPT-TXT-12 TLS-RPT lookup fails", setup: func(w world) { w.good(); w.l.DNS.SetRcode("_smtp._tls."+w.d, dns.TypeTXT, dns.RcodeServerFailure) },
 			status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTUndetermined, finding.Warning}}, not: []finding.ID{finding.TLSRPTMissing}},
 	}
+}
+
+func countID(r *check.Report, id finding.ID) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// fixCoversAll checks that the policy file among the fixes parses and
+// covers every MX host of the report (RFC 8461 §4.1), and returns it.
+func fixCoversAll(t *testing.T, r *check.Report) *mtasts.Policy {
+	t.Helper()
+	for _, f := range r.Fixes {
+		if f.Kind != check.FixPolicy {
+			continue
+		}
+		pp := mtasts.ParsePolicy([]byte(f.Content))
+		if pp.Policy == nil {
+			t.Fatalf("the fixed policy does not parse: %+v", pp.Problems)
+		}
+		for _, m := range r.MX {
+			if _, ok := pp.Policy.Match(m.Host); !ok {
+				t.Errorf("the fixed policy leaves %s uncovered", m.Host)
+			}
+		}
+		if len(f.Content) > mtasts.MaxPolicySize {
+			t.Errorf("fixed policy of %d bytes", len(f.Content))
+		}
+		return pp.Policy
+	}
+	t.Error("no policy fix")
+	return nil
 }
 
 func dump(r *check.Report) string {

@@ -45,14 +45,16 @@ func (e *evaluator) mxCoverage() {
 		return
 	}
 
+	e.mxTargets(a)
 	pol := e.coveragePolicy()
 	mode := mtasts.Mode("")
 	if pol != nil {
 		mode = pol.Mode
 	}
 	used := map[string]bool{}
+	var uncovered []*scan.MXHost
 	for _, h := range e.o.MXHosts {
-		m := MX{Host: h.Host, Preference: h.Preference, Implicit: h.Implicit}
+		m := MX{Host: h.Host, Preference: h.Preference, Implicit: h.Implicit, NotChecked: h.Skipped}
 		if h.Implicit {
 			if len(h.Addrs()) == 0 && h.A != nil && h.AAAA != nil && !h.A.Status.Temporary() && !h.AAAA.Status.Temporary() {
 				continue // no MX and no address: the domain receives no mail
@@ -63,15 +65,19 @@ func (e *evaluator) mxCoverage() {
 		if pol != nil {
 			pat, ok := pol.Match(h.Host)
 			m.Pattern, m.Covered = pat, &ok
-			if ok {
+			switch {
+			case ok:
 				used[strings.ToLower(pat)] = true
-			} else if mode == mtasts.ModeEnforce || mode == mtasts.ModeTesting {
-				e.notCovered(h, pol)
+			case !deliverable(h):
+				// Its own finding says to delete the record; no pattern helps.
+			case mode == mtasts.ModeEnforce || mode == mtasts.ModeTesting:
+				uncovered = append(uncovered, h)
 			}
 		}
 		e.r.MX = append(e.r.MX, m)
 		e.mxAddresses(h)
 	}
+	e.notCovered(uncovered, pol)
 	if pol != nil && len(e.o.MXHosts) > 0 {
 		for _, pat := range pol.MX {
 			if !used[strings.ToLower(pat)] {
@@ -82,12 +88,111 @@ func (e *evaluator) mxCoverage() {
 	}
 }
 
-// notCovered reports an MX host that no pattern matches.
-func (e *evaluator) notCovered(h *scan.MXHost, pol *mtasts.Policy) {
+// deliverable reports whether senders can deliver to h at all: not when
+// the MX record names localhost or an IP address.
+func deliverable(h *scan.MXHost) bool {
+	return h.Skipped != scan.SkippedLocalhost && h.Skipped != scan.SkippedIPLiteral
+}
+
+// NotCheckedWhy says in words why the host was not looked at ("" when it
+// was).
+func (m MX) NotCheckedWhy() string {
+	switch m.NotChecked {
+	case scan.SkippedLimit:
+		return "beyond the scan's limit of MX hosts (--max-mx)"
+	case scan.SkippedLocalhost:
+		return "localhost sends every sender to itself"
+	case scan.SkippedIPLiteral:
+		return "an IP address is not a host name"
+	}
+	return m.NotChecked
+}
+
+// mxTargets checks what the MX records point at (RFC 7505 §3, RFC 6761
+// §6.3, RFC 5321 §5.1) and says which hosts the scan left out.
+func (e *evaluator) mxTargets(a *resolve.Answer) {
+	d := e.o.Domain
+	var null bool
+	for _, mx := range a.MX() {
+		null = null || mx.Host == "." || mx.Host == ""
+	}
+	if null {
+		e.add(finding.MXNullMixed, finding.Error, d,
+			fmt.Sprintf("%s publishes a null MX (\"0 .\") beside %d other MX %s (%s); RFC 7505 §3 forbids that. Most senders skip the null entry and deliver to the others; a sender that honours it refuses all mail.",
+				d, len(e.o.MXHosts), plural(len(e.o.MXHosts), "record", "records"), hostList(e.o.MXHosts)),
+			e.fixText(finding.MXNullMixed))
+	}
+	// The most preferred host that senders can use, for the severities.
+	best := -1
+	for _, h := range e.o.MXHosts {
+		if deliverable(h) {
+			best = int(h.Preference)
+			break
+		}
+	}
+	var limited []*scan.MXHost
+	for _, h := range e.o.MXHosts {
+		switch h.Skipped {
+		case scan.SkippedLimit:
+			limited = append(limited, h)
+		case scan.SkippedLocalhost:
+			// Postfix takes the loopback address for itself: as the best
+			// MX it bounces the mail, as a backup it is skipped.
+			sev, effect := finding.Warning, "senders that try it reach themselves and go on to the next MX host"
+			if best < 0 || int(h.Preference) <= best {
+				sev, effect = finding.Error, "senders that try it first reach themselves: Postfix bounces the mail (\"loops back to myself\")"
+			}
+			e.add(finding.MXLocalhost, sev, h.Host,
+				fmt.Sprintf("The MX record %d %s points every sender at itself; %s.", h.Preference, h.Host, effect), e.fixText(finding.MXLocalhost, "<mx>", h.Host))
+		case scan.SkippedIPLiteral:
+			sev, effect := finding.Warning, "senders ignore it and use the other MX hosts"
+			if best < 0 {
+				sev, effect = finding.Error, "senders ignore it, and no other MX host is left"
+			}
+			e.add(finding.MXIPLiteral, sev, h.Host,
+				fmt.Sprintf("The MX record %d %s names an IP address, not a host name; %s.", h.Preference, h.Host, effect), e.fixText(finding.MXIPLiteral, "<mx>", h.Host))
+		}
+	}
+	if len(limited) > 0 {
+		looked := 0
+		for _, h := range e.o.MXHosts {
+			if h.Skipped == "" {
+				looked++
+			}
+		}
+		e.add(finding.MXNotChecked, finding.Info, d,
+			fmt.Sprintf("%s has %d MX hosts; the scan looked up and probed the %d most preferred. The other %d (%s) were matched against the policy, and the policy fix covers them, but their addresses, STARTTLS, certificates and DANE were not checked.",
+				d, len(e.o.MXHosts), looked, len(limited), hostList(limited)),
+			e.fixText(finding.MXNotChecked))
+	}
+}
+
+// maxCoverageFindings is how many MX hosts get a coverage finding each;
+// beyond it one finding names them all (a domain may list hundreds).
+const maxCoverageFindings = 10
+
+// notCovered reports the MX hosts that no pattern matches.
+func (e *evaluator) notCovered(hosts []*scan.MXHost, pol *mtasts.Policy) {
+	if len(hosts) == 0 {
+		return
+	}
 	sev, effect := finding.Warning, "in testing mode senders deliver anyway but report a failure"
 	if pol.Mode == mtasts.ModeEnforce {
-		sev, effect = finding.Error, "senders that honour the enforce policy will not deliver to it"
+		sev, effect = finding.Error, "senders that honour the enforce policy will not deliver to "+plural(len(hosts), "it", "them")
 	}
+	if len(hosts) > maxCoverageFindings {
+		e.add(finding.MXNotCovered, sev, fmt.Sprintf("%d MX hosts", len(hosts)),
+			fmt.Sprintf("%d MX hosts match none of the policy's mx patterns (%s): %s; %s.", len(hosts), quoteList(pol.MX, 5), hostList(hosts), effect),
+			"Serve the policy file of the fixes, which covers every MX host, and publish a new id in the TXT record.")
+		return
+	}
+	for _, h := range hosts {
+		e.notCoveredHost(h, pol, sev, effect)
+	}
+}
+
+// notCoveredHost reports one MX host that no pattern matches.
+func (e *evaluator) notCoveredHost(h *scan.MXHost, pol *mtasts.Policy, sev finding.Severity, effect string) {
 	msg := fmt.Sprintf("The MX host %s matches none of the policy's mx patterns (%s); %s.", h.Host, quoteList(pol.MX, 5), effect)
 	for _, pat := range pol.MX {
 		parent, ok := strings.CutPrefix(strings.ToLower(pat), "*.")
@@ -149,9 +254,14 @@ func (e *evaluator) mxAddresses(h *scan.MXHost) {
 		fmt.Sprintf("The MX host %s has no A or AAAA record (%s); senders cannot deliver to it.", h.Host, h.A.Status), e.fixText(finding.MXNoAddress, "<mx>", h.Host))
 }
 
+// hostList names the hosts, the first eight of them.
 func hostList(hosts []*scan.MXHost) string {
 	var names []string
-	for _, h := range hosts {
+	for i, h := range hosts {
+		if i == 8 {
+			names = append(names, fmt.Sprintf("and %d more", len(hosts)-i))
+			break
+		}
 		names = append(names, h.Host)
 	}
 	return strings.Join(names, ", ")

@@ -127,12 +127,19 @@ func (e *evaluator) policyAdvice(p *mtasts.Policy) {
 		if !ok {
 			continue
 		}
-		if suffix, icann := publicsuffix.PublicSuffix(parent); suffix == parent && (icann || strings.Contains(parent, ".")) {
+		if isPublicSuffix(parent) {
 			e.add(finding.PolicyMXPublicSuffix, finding.Warning, pat,
 				fmt.Sprintf("The mx pattern %q allows any host directly under the public suffix %q, which is almost no restriction.", pat, parent),
 				e.fixText(finding.PolicyMXPublicSuffix))
 		}
 	}
+}
+
+// isPublicSuffix reports whether name is a public suffix, where a "*."
+// pattern would allow any registered domain's host (STS-POL-20).
+func isPublicSuffix(name string) bool {
+	suffix, icann := publicsuffix.PublicSuffix(name)
+	return suffix == name && (icann || strings.Contains(name, "."))
 }
 
 // maxAgeAdvice warns about short lifetimes (STS-POL-8, MISC-17).

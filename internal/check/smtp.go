@@ -70,6 +70,7 @@ func (e *evaluator) modeSeverity(daneApplies bool) (finding.Severity, string) {
 func (e *evaluator) smtp() {
 	pol := e.coveragePolicy()
 	var all, unreachable int
+	var budget, limit []string // addresses not probed, by reason
 	for _, h := range e.o.MXHosts {
 		m := e.mxFor(h.Host)
 		if m == nil {
@@ -81,12 +82,25 @@ func (e *evaluator) smtp() {
 		sev, effect := e.modeSeverity(daneApplies)
 		certSev, certEffect := e.modeSeverity(false)
 		var pend []addrProblem
+		observed := 0
 		for _, p := range h.Probes {
-			all++
 			a := Address{IP: p.Address, Probe: p, STARTTLS: p.STARTTLS}
 			if ap, err := netip.ParseAddrPort(p.Address); err == nil {
 				a.IP = ap.Addr().String()
 			}
+			if !p.Class.Observed() {
+				// The scan did not look (or stopped looking): no verdict
+				// about the server.
+				if p.Class == smtpprobe.NotProbedLimit {
+					limit = append(limit, h.Host+" "+a.IP)
+				} else {
+					budget = append(budget, h.Host+" "+a.IP)
+				}
+				m.Addresses = append(m.Addresses, a)
+				continue
+			}
+			all++
+			observed++
 			add := func(id finding.ID, s finding.Severity, format string, args ...any) {
 				pend = append(pend, addrProblem{id: id, sev: s, ip: a.IP, detail: fmt.Sprintf(format, args...)})
 			}
@@ -145,7 +159,19 @@ func (e *evaluator) smtp() {
 			a.Pass = tlsOK && (a.CertValid && (a.PolicyMatch == nil || *a.PolicyMatch) || a.DANE == DANEAddrValid)
 			m.Addresses = append(m.Addresses, a)
 		}
-		e.addAddressProblems(h, pend)
+		e.addAddressProblems(h, pend, observed)
+	}
+	if len(budget) > 0 {
+		e.add(finding.SMTPNotProbed, finding.Info, e.o.Domain,
+			fmt.Sprintf("The scan's time budget ran out before %d MX %s could be probed, or while they were: %s. Nothing is known about them; this is not a fault of the servers. Scan again with a longer --timeout.",
+				len(budget), plural(len(budget), "address", "addresses"), quoteList(budget, 8)),
+			e.fixText(finding.SMTPNotProbed))
+	}
+	if len(limit) > 0 {
+		e.add(finding.SMTPNotProbed, finding.Info, e.o.Domain,
+			fmt.Sprintf("%d MX %s not probed because a host has more addresses than the scan probes (4 per address family): %s.",
+				len(limit), plural(len(limit), "address was", "addresses were"), quoteList(limit, 8)),
+			e.fixText(finding.SMTPNotProbed))
 	}
 	if all > 0 && unreachable == all {
 		e.add(finding.SMTPUnreachable, finding.Warning, e.o.Domain,
@@ -173,9 +199,9 @@ type addrProblem struct {
 	detail string
 }
 
-// addAddressProblems reports a problem once per host when every address of
-// the host has it, else once per address.
-func (e *evaluator) addAddressProblems(h *scan.MXHost, ps []addrProblem) {
+// addAddressProblems reports a problem once per host when every probed
+// address of the host (observed of them) has it, else once per address.
+func (e *evaluator) addAddressProblems(h *scan.MXHost, ps []addrProblem, observed int) {
 	type key struct {
 		id     finding.ID
 		sev    finding.Severity
@@ -193,7 +219,7 @@ func (e *evaluator) addAddressProblems(h *scan.MXHost, ps []addrProblem) {
 	for _, k := range order {
 		where := strings.Join(ips[k], ", ")
 		subject := h.Host
-		if len(ips[k]) < len(h.Probes) {
+		if len(ips[k]) < observed {
 			subject = h.Host + " (" + where + ")"
 		}
 		msg := fmt.Sprintf("%s at %s: %s.", h.Host, where, k.detail)
@@ -236,10 +262,16 @@ func (e *evaluator) allPass() (bool, string) {
 		return false, "there are no MX hosts to check"
 	}
 	for _, m := range e.r.MX {
+		if m.NotChecked != "" {
+			return false, fmt.Sprintf("%s was not checked (%s)", m.Host, m.NotCheckedWhy())
+		}
 		if len(m.Addresses) == 0 {
 			return false, fmt.Sprintf("%s was not probed over SMTP", m.Host)
 		}
 		for _, a := range m.Addresses {
+			if a.Probe != nil && !a.Probe.Class.Observed() {
+				return false, fmt.Sprintf("%s (%s) was not probed: %s", m.Host, a.IP, a.Probe.Error)
+			}
 			if !a.Pass {
 				return false, fmt.Sprintf("%s (%s) does not pass STARTTLS and certificate checks", m.Host, a.IP)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
@@ -482,5 +483,78 @@ func TestOneConnectionPerAddress(t *testing.T) {
 	}
 	if got := srv.MaxConcurrent(); got != 1 {
 		t.Errorf("%d simultaneous connections to one address, want 1", got)
+	}
+}
+
+// TestProbeBudget: when the time budget ends while probes wait for their
+// turn, those addresses are reported as not probed, with no finding that
+// blames their servers, and the probes that did run went to every MX host
+// before any host got a second (issue: probes that never ran are not
+// "unreachable").
+func TestProbeBudget(t *testing.T) {
+	l := lab.New(t)
+	w := mxWorld{world{t: t, l: l, d: "budget.test"}}
+	for i := 1; i <= 3; i++ {
+		host := fmt.Sprintf("mx%d.$D", i)
+		w.dns(fmt.Sprintf("$D. 300 IN MX %d %s.", 10*i, host))
+		l.MustMX(t, strings.ReplaceAll(host, "$D", w.d), []netip.Addr{l.NextAddr(), l.NextAddr()}, lab.SMTPOptions{Mode: lab.SMTPNoBanner})
+	}
+	w.enforce("enforce", "*.$D")
+	d := l.Dialer()
+	s := &scan.Scanner{
+		Resolver:  &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 400 * time.Millisecond, Attempts: 2},
+		Fetcher:   &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second, HandshakeTimeout: time.Second, ResponseTimeout: time.Second},
+		Dialer:    d,
+		MaxProbes: 1,
+		Prober:    &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), EHLO: "scanner.example.test", BannerTimeout: 700 * time.Millisecond},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	r := check.Evaluate(s.Scan(ctx, w.d), time.Now())
+
+	observed := map[string]int{}
+	addrs := 0
+	for _, m := range r.MX {
+		for _, a := range m.Addresses {
+			addrs++
+			if a.Probe.Class.Observed() {
+				observed[m.Host]++
+			} else if a.Pass || a.ResultType != "" {
+				t.Errorf("%s %s was not probed but is judged: %+v", m.Host, a.IP, a)
+			}
+		}
+	}
+	if addrs != 6 {
+		t.Errorf("%d addresses in the report, want all 6 (probed or not)", addrs)
+	}
+	if len(observed) == 0 {
+		t.Fatalf("no probe ran:\n%s", dump(r))
+	}
+	for _, m := range r.MX {
+		if observed[m.Host] == 0 {
+			for h, n := range observed {
+				if n > 1 {
+					t.Errorf("%s got %d probes while %s got none: %v", h, n, m.Host, observed)
+				}
+			}
+		}
+	}
+	if slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == finding.SMTPUnreachable }) {
+		t.Errorf("a probe that never ran is reported as unreachable:\n%s", dump(r))
+	}
+	for _, f := range r.Findings {
+		if f.Component == finding.ComponentSMTP && f.ID != finding.SMTPNotProbed {
+			for _, m := range r.MX {
+				if observed[m.Host] == 0 && strings.Contains(f.Subject, m.Host) {
+					t.Errorf("finding %s about %s, which was never probed", f.ID, m.Host)
+				}
+			}
+		}
+	}
+	mustMention(t, r, finding.SMTPNotProbed, "time budget ran out")
+	var text strings.Builder
+	report.WriteText(&text, r, report.TextOptions{})
+	if !strings.Contains(text.String(), "not probed (time budget)") {
+		t.Errorf("the text report does not say what was not probed:\n%s", text.String())
 	}
 }

@@ -718,6 +718,38 @@ var (
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"DANE-DNS-2"},
 	})
+	MXNotChecked = def(Def{
+		ID: "mx-not-checked", Component: ComponentMX, Severities: onlyInfo,
+		Title:     "MX hosts beyond the scan's limit were not checked",
+		Explain:   "The scan looks up and probes the most preferred MX hosts only (16 unless --max-mx says otherwise). Every MX host is still matched against the policy, and the policy fix covers them all, but the addresses, STARTTLS, certificates and DANE of the others were not checked.",
+		Fix:       "Scan again with --max-mx set to the number of MX hosts to check every one of them.",
+		Ref:       "RFC 5321 §5.1; RFC 8461 §4",
+		Checklist: []string{"STS-SND-6"},
+	})
+	MXNullMixed = def(Def{
+		ID: "mx-null-mixed", Component: ComponentMX, Severities: onlyError,
+		Title:     "Null MX published beside other MX records",
+		Explain:   "A null MX (\"0 .\") says that the domain accepts no mail, and a domain that publishes one must publish no other MX record. Beside other records it is not a null MX: most senders skip the \".\" entry and deliver to the other hosts, while a sender that honours it refuses all mail. Either way one of the two records says something false.",
+		Fix:       "If <domain> receives mail, delete the \"MX 0 .\" record; if it does not, delete every other MX record.",
+		Ref:       "RFC 7505 §3",
+		Checklist: []string{"MISC-38"},
+	})
+	MXLocalhost = def(Def{
+		ID: "mx-localhost", Component: ComponentMX, Severities: errorOrWarning,
+		Title:     "MX record names localhost",
+		Explain:   "localhost (and every name under .localhost) resolves to the loopback address of whoever looks it up (RFC 6761 §6.3), so this MX record sends every sender to itself. Postfix bounces the mail (\"mail for <domain> loops back to myself\") when it is the most preferred MX, and skips it otherwise; other senders try it and fail. The scan does not probe it, since that would test the scanner's own machine.",
+		Fix:       "Delete the MX record that names <mx>.",
+		Ref:       "RFC 6761 §6.3; RFC 5321 §5.1",
+		Checklist: []string{"MISC-38"},
+	})
+	MXIPLiteral = def(Def{
+		ID: "mx-ip-literal", Component: ComponentMX, Severities: errorOrWarning,
+		Title:     "MX record names an IP address",
+		Explain:   "The exchange of an MX record must be a host name with A/AAAA records, not an IP address. Senders do not deliver to it: Postfix ignores the record (\"numeric domain name in resource data of MX record\"), others look the address up as a name and find nothing. An MTA-STS policy cannot name it either.",
+		Fix:       "Replace the MX record for <mx> by one that names a host (publish A/AAAA records for that host).",
+		Ref:       "RFC 5321 §5.1; RFC 1035 §3.3.9",
+		Checklist: []string{"MISC-38", "STS-POL-9"},
+	})
 	MXAddressFamilyUndetermined = def(Def{
 		ID: "mx-address-family-undetermined", Component: ComponentMX, Severities: onlyWarning,
 		Title:     "One address lookup of an MX host fails",
@@ -851,6 +883,14 @@ var (
 		Fix:       "Check that <mx> accepts connections on port 25 from the internet; if the scan ran from a network that blocks port 25, run it again from one that does not.",
 		Ref:       "RFC 5321 §5.1",
 		Checklist: []string{"STS-SND-6", "DANE-DNS-3"},
+	})
+	SMTPNotProbed = def(Def{
+		ID: "smtp-not-probed", Component: ComponentSMTP, Severities: onlyInfo,
+		Title:     "MX addresses were not probed",
+		Explain:   "The scan did not probe these addresses, or stopped before a probe finished: its time budget (--timeout) ran out while probes waited for their turn (one connection at a time per address, a few addresses at once; every MX host gets one address probed before any host gets a second), or a host has more addresses than the scan probes (4 per address family). Nothing is known about them; this is not a fault of the server.",
+		Fix:       "Scan again with a longer --timeout.",
+		Ref:       "RFC 8461 §4; RFC 7672 §2.2",
+		Checklist: []string{"STS-SND-8"},
 	})
 	SMTPBannerRefused = def(Def{
 		ID: "smtp-banner-refused", Component: ComponentSMTP, Severities: onlyWarning,

@@ -59,6 +59,7 @@ type MX struct {
 	Implicit    bool      `json:"implicit,omitempty"`
 	PolicyMatch *bool     `json:"policy_match"`              // null when there is no policy
 	Pattern     string    `json:"matched_pattern,omitempty"` // the first pattern that matches
+	NotChecked  string    `json:"not_checked,omitempty"`     // why the host was not looked up: mx-limit, localhost, ip-literal
 	Addresses   []Address `json:"addresses"`                 // one per probed address (empty with --no-smtp)
 	DANE        *MXDANE   `json:"dane"`                      // null for the implicit MX
 }
@@ -168,7 +169,7 @@ func NewDocument(r *check.Report, input string) *Document {
 		d.Policy = &Policy{ID: r.PolicyID, Mode: string(p.Mode), MX: nonNil(p.MX), MaxAge: p.MaxAge, Extensions: p.Extensions}
 	}
 	for _, m := range r.MX {
-		wm := MX{Host: m.Host, Preference: m.Preference, Implicit: m.Implicit, PolicyMatch: m.Covered, Pattern: m.Pattern, Addresses: []Address{}}
+		wm := MX{Host: m.Host, Preference: m.Preference, Implicit: m.Implicit, PolicyMatch: m.Covered, Pattern: m.Pattern, NotChecked: m.NotChecked, Addresses: []Address{}}
 		for _, a := range m.Addresses {
 			wm.Addresses = append(wm.Addresses, wireAddress(a))
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 // TextOptions control the human report.
@@ -179,17 +180,20 @@ func observed(r *check.Report, c finding.Component) []string {
 		if a := o.DNS.MX; a != nil && a.Status != resolve.StatusOK {
 			out = append(out, fmt.Sprintf("%s MX: %s", o.Domain, a.Status))
 		}
+		var beyond []check.MX // over the MX limit: one summary line
 		for _, m := range r.MX {
-			cov := "no policy to match"
-			if m.Covered != nil {
-				cov = "NOT covered by the policy"
-				if *m.Covered {
-					cov = "covered by " + m.Pattern
-				}
+			if m.NotChecked == scan.SkippedLimit {
+				beyond = append(beyond, m)
+				continue
 			}
+			cov := coverage(m)
 			pref := fmt.Sprintf("%5d", m.Preference)
 			if m.Implicit {
 				pref = "(implicit)"
+			}
+			if m.NotChecked != "" {
+				out = append(out, fmt.Sprintf("%s %-32s %s, not looked up: %s", pref, m.Host, cov, m.NotCheckedWhy()))
+				continue
 			}
 			if len(m.Addresses) > 0 {
 				out = append(out, fmt.Sprintf("%s %-32s %s", pref, m.Host, cov))
@@ -199,6 +203,23 @@ func observed(r *check.Report, c finding.Component) []string {
 				continue
 			}
 			out = append(out, fmt.Sprintf("%s %-32s %s%s", pref, m.Host, cov, addrSummary(o, m.Host)))
+		}
+		if len(beyond) > 0 {
+			var uncovered []string
+			for _, m := range beyond {
+				if m.Covered != nil && !*m.Covered {
+					uncovered = append(uncovered, m.Host)
+				}
+			}
+			line := fmt.Sprintf("%d more MX hosts (preference %d to %d), not looked up: %s", len(beyond), beyond[0].Preference, beyond[len(beyond)-1].Preference, beyond[0].NotCheckedWhy())
+			switch {
+			case beyond[0].Covered == nil:
+			case len(uncovered) == 0:
+				line += "; all covered by the policy"
+			default:
+				line += fmt.Sprintf("; %d NOT covered by the policy", len(uncovered))
+			}
+			out = append(out, line)
 		}
 		return out
 	case finding.ComponentSMTP:
@@ -262,8 +283,29 @@ func fetchLine(f *fetch.Result) string {
 	return fmt.Sprintf("%s  %s, %s, %s, %s", where, f.TLS.Version, cert, status, ms(f.Timings.Total))
 }
 
+// coverage says whether the policy covers an MX host.
+func coverage(m check.MX) string {
+	switch {
+	case m.Covered == nil:
+		return "no policy to match"
+	case *m.Covered:
+		return "covered by " + m.Pattern
+	}
+	return "NOT covered by the policy"
+}
+
+// notProbed words the classes of probes that did not look at the server.
+var notProbed = map[smtpprobe.Class]string{
+	smtpprobe.NotProbedBudget: "not probed (time budget)",
+	smtpprobe.NotProbedLimit:  "not probed (address limit)",
+	smtpprobe.CutOff:          "not finished (time budget)",
+}
+
 // addressLine summarises one probed MX address.
 func addressLine(a check.Address) string {
+	if a.Probe != nil && !a.Probe.Class.Observed() {
+		return fmt.Sprintf("? %-15s %s", a.IP, notProbed[a.Probe.Class])
+	}
 	var parts []string
 	switch {
 	case a.Probe != nil && a.Probe.Class != "" && a.TLSVersion == "" && a.ResultType == "":

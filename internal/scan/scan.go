@@ -11,6 +11,7 @@ package scan
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -42,13 +43,33 @@ type Prober interface {
 	Probe(ctx context.Context, host string, ip netip.Addr) *smtpprobe.Result
 }
 
-// Limits on how much one scan looks at.
+// Limits on how much one scan looks at. What a limit leaves out is
+// recorded as such (MXHost.Skipped, smtpprobe.NotProbedLimit), never
+// dropped.
 const (
-	DefaultMaxAddrs = 4  // addresses per host and family that are fetched or probed
-	DefaultMaxMX    = 16 // MX hosts whose addresses are looked up
+	DefaultMaxAddrs = 4 // addresses per host and family that are fetched or probed
+	// DefaultMaxMX is how many MX hosts, the most preferred, have their
+	// addresses, TLSA records and SMTP looked at: each costs several
+	// lookups and probes. Every host of the MX RRset is listed (and so
+	// matched against the policy) whatever the limit: the RRset is bounded
+	// by the size of a DNS message.
+	DefaultMaxMX = 16
 	// DefaultMaxProbes bounds the SMTP probes in flight; probes of one
 	// address never overlap (one connection at a time per IP address).
 	DefaultMaxProbes = 8
+)
+
+// Why an MX host was not looked at (MXHost.Skipped).
+const (
+	// SkippedLimit: the host is beyond the Scanner's MaxMX most preferred.
+	SkippedLimit = "mx-limit"
+	// SkippedLocalhost: "localhost" (or a name below it) points every
+	// sender at itself (RFC 6761 §6.3); a probe would reach the scanner's
+	// own machine.
+	SkippedLocalhost = "localhost"
+	// SkippedIPLiteral: the exchange is an IP address, not a host name
+	// (RFC 5321 §5.1 wants a name); senders do not look it up as one.
+	SkippedIPLiteral = "ip-literal"
 )
 
 // WildcardProbeLabel is the label queried to tell whether a zone wildcard
@@ -124,11 +145,15 @@ type DNS struct {
 // MXHost is one MX host (or the domain itself as implicit MX) and its
 // address lookups.
 type MXHost struct {
-	Host       string          `json:"host"`
-	Preference uint16          `json:"preference"`
-	Implicit   bool            `json:"implicit,omitempty"` // no MX records: the domain's own addresses (RFC 5321 §5.1)
-	A          *resolve.Answer `json:"a"`
-	AAAA       *resolve.Answer `json:"aaaa"`
+	Host       string `json:"host"`
+	Preference uint16 `json:"preference"`
+	Implicit   bool   `json:"implicit,omitempty"` // no MX records: the domain's own addresses (RFC 5321 §5.1)
+	// Skipped says why the host's addresses, TLSA records and SMTP were not
+	// looked at (SkippedLimit, SkippedLocalhost, SkippedIPLiteral); empty
+	// when they were. A, AAAA and TLSA are then nil.
+	Skipped string          `json:"skipped,omitempty"`
+	A       *resolve.Answer `json:"a"`
+	AAAA    *resolve.Answer `json:"aaaa"`
 	// Probes has one SMTP probe per address, IPv4 first (absent with
 	// --no-smtp).
 	Probes []*smtpprobe.Result `json:"probes,omitempty"`
@@ -188,32 +213,40 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 	}
 	// set returns a callback that stores an answer; callers hold mu.
 	set := func(dst **resolve.Answer) func(*resolve.Answer) { return func(a *resolve.Answer) { *dst = a } }
-	// SMTP probes: every address, different addresses in parallel up to a
-	// bound, one connection at a time per address.
-	sem := make(chan struct{}, cmp.Or(s.MaxProbes, DefaultMaxProbes))
-	perIP := map[netip.Addr]*sync.Mutex{}
-	probe := func(h *MXHost, a *resolve.Answer) {
+	// SMTP probes: every address (up to maxAddrs per family), scheduled by
+	// probeSlots; what is not probed is recorded as such.
+	slots, stopSlots := newProbeSlots(ctx, cmp.Or(s.MaxProbes, DefaultMaxProbes))
+	defer stopSlots()
+	addProbe := func(h *MXHost, r *smtpprobe.Result) { // caller holds mu
+		h.Probes = append(h.Probes, r)
+		s.progress(Step{Probe: r})
+	}
+	ranks, seq := map[*MXHost]int{}, 0
+	probe := func(h *MXHost, hostIdx int, a *resolve.Answer) { // caller holds mu
 		if s.Prober == nil {
 			return
 		}
-		for _, ip := range limit(a.Addrs(), s.maxAddrs()) {
-			lock, ok := perIP[ip]
-			if !ok {
-				lock = &sync.Mutex{}
-				perIP[ip] = lock
+		for i, ip := range a.Addrs() {
+			if i >= s.maxAddrs() {
+				addProbe(h, smtpprobe.NotProbed(h.Host, ip, smtpprobe.NotProbedLimit,
+					fmt.Sprintf("not probed: the scan probes at most %d %s addresses per host", s.maxAddrs(), a.Type), now()))
+				continue
 			}
+			t := &probeTurn{ip: ip, rank: ranks[h], host: hostIdx, seq: seq}
+			ranks[h]++
+			seq++
+			slots.add(t)
 			wg.Go(func() {
-				lock.Lock()
-				defer lock.Unlock()
-				select {
-				case sem <- struct{}{}:
-					defer func() { <-sem }()
-				case <-ctx.Done(): // probe anyway: it fails at once and says so
+				var r *smtpprobe.Result
+				if slots.wait(t) {
+					r = s.Prober.Probe(ctx, h.Host, ip)
+					slots.release(t)
+				} else {
+					r = smtpprobe.NotProbed(h.Host, ip, smtpprobe.NotProbedBudget,
+						"not probed: the scan's time budget ran out before this address's turn", now())
 				}
-				r := s.Prober.Probe(ctx, h.Host, ip)
 				mu.Lock()
-				h.Probes = append(h.Probes, r)
-				s.progress(Step{Probe: r})
+				addProbe(h, r)
 				mu.Unlock()
 			})
 		}
@@ -268,32 +301,25 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		var hosts []*MXHost
 		switch {
 		case a.Status == resolve.StatusOK && !IsNullMX(a):
-			seen := map[string]bool{}
-			for _, mx := range a.MX() {
-				h := strings.ToLower(mx.Host)
-				if h == "." || h == "" || seen[h] {
-					continue
-				}
-				seen[h] = true
-				hosts = append(hosts, &MXHost{Host: h, Preference: mx.Preference})
-			}
-			slices.SortStableFunc(hosts, func(x, y *MXHost) int { return cmp.Compare(x.Preference, y.Preference) })
-			hosts = limit(hosts, s.maxMX())
+			hosts = s.mxHosts(a)
 		case a.Status == resolve.StatusNoData:
 			hosts = []*MXHost{{Host: domain, Implicit: true}}
 		}
 		o.MXHosts = hosts
-		for _, h := range hosts {
+		for i, h := range hosts {
+			if h.Skipped != "" {
+				continue
+			}
 			lookup(h.Host, dns.TypeA, func(a *resolve.Answer) {
 				h.A = a
-				probe(h, a)
+				probe(h, i, a)
 				if len(a.CNAMEs) > 0 && a.Status == resolve.StatusOK {
 					lookup("_25._tcp."+a.Target(), dns.TypeTLSA, set(&h.TLSAExpanded))
 				}
 			})
 			lookup(h.Host, dns.TypeAAAA, func(a *resolve.Answer) {
 				h.AAAA = a
-				probe(h, a)
+				probe(h, i, a)
 			})
 			if h.Implicit {
 				continue // DANE applies to MX hosts (RFC 7672 §2.2)
@@ -315,6 +341,38 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 	slices.SortFunc(o.Fetches, func(x, y *fetch.Result) int { return compareAddr(x.Address, y.Address) })
 	o.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	return o
+}
+
+// mxHosts lists every distinct exchange of an MX answer, most preferred
+// first ("." of a null MX among other records is left out), and marks the
+// ones that are not looked at and why.
+func (s *Scanner) mxHosts(a *resolve.Answer) []*MXHost {
+	var hosts []*MXHost
+	seen := map[string]bool{}
+	for _, mx := range a.MX() {
+		h := strings.ToLower(mx.Host)
+		if h == "." || h == "" || seen[h] {
+			continue
+		}
+		seen[h] = true
+		hosts = append(hosts, &MXHost{Host: h, Preference: mx.Preference})
+	}
+	slices.SortStableFunc(hosts, func(x, y *MXHost) int { return cmp.Compare(x.Preference, y.Preference) })
+	looked := 0
+	for _, h := range hosts {
+		_, ipErr := netip.ParseAddr(h.Host)
+		switch {
+		case h.Host == "localhost" || strings.HasSuffix(h.Host, ".localhost"):
+			h.Skipped = SkippedLocalhost
+		case ipErr == nil:
+			h.Skipped = SkippedIPLiteral
+		case looked >= s.maxMX():
+			h.Skipped = SkippedLimit
+		default:
+			looked++
+		}
+	}
+	return hosts
 }
 
 func (s *Scanner) maxAddrs() int {

@@ -3,10 +3,14 @@ package scan_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,5 +232,157 @@ func TestProgress(t *testing.T) {
 	}
 	if len(o.MXHosts) != 1 || len(o.MXHosts[0].Probes) != 1 || len(o.Fetches) != 1 {
 		t.Fatalf("scan did not gather the expected evidence: %d MX hosts, %d fetches", len(o.MXHosts), len(o.Fetches))
+	}
+}
+
+// fakeProber records the probes it is asked for; each takes d (or until
+// ctx ends). It tracks how many probes of one address overlap.
+type fakeProber struct {
+	d       time.Duration
+	mu      sync.Mutex
+	calls   []string // host of each probe, in start order
+	running map[netip.Addr]int
+	overlap bool // two probes of one address at once
+}
+
+func (p *fakeProber) Probe(ctx context.Context, host string, ip netip.Addr) *smtpprobe.Result {
+	p.mu.Lock()
+	p.calls = append(p.calls, host)
+	if p.running == nil {
+		p.running = map[netip.Addr]int{}
+	}
+	p.running[ip]++
+	p.overlap = p.overlap || p.running[ip] > 1
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running[ip]--
+		p.mu.Unlock()
+	}()
+	r := &smtpprobe.Result{Host: host, Address: netip.AddrPortFrom(ip, 25).String(), Transcript: []string{}}
+	select {
+	case <-time.After(p.d):
+	case <-ctx.Done():
+		r.Class, r.Error = smtpprobe.CutOff, "cut off"
+	}
+	return r
+}
+
+// TestProbeScheduling: when the budget runs out, probes still waiting for
+// a slot are recorded as not probed (never as unreachable servers), and
+// slots go to every MX host's first address before any host's second.
+func TestProbeScheduling(t *testing.T) {
+	l := lab.New(t)
+	hosts := []string{"mx1.p.test", "mx2.p.test", "mx3.p.test"}
+	for i, h := range hosts {
+		l.DNS.MustAdd(t, fmt.Sprintf("p.test. 300 IN MX %d %s.", 10*(i+1), h))
+		for j := range 3 {
+			l.DNS.MustAdd(t, fmt.Sprintf("%s. 300 IN A 192.0.2.%d", h, 10*(i+1)+j))
+		}
+	}
+	fp := &fakeProber{d: 300 * time.Millisecond}
+	s := scanner(l)
+	s.Prober, s.MaxProbes = fp, 1
+	ctx, cancel := context.WithTimeout(context.Background(), 1100*time.Millisecond)
+	defer cancel()
+	o := s.Scan(ctx, "p.test")
+
+	fp.mu.Lock()
+	calls := append([]string(nil), fp.calls...)
+	fp.mu.Unlock()
+	if len(calls) < 3 || len(calls) > 5 {
+		t.Fatalf("%d probes ran (%q) in 1.1 s at 300 ms each, one at a time", len(calls), calls)
+	}
+	if first := calls[:3]; !slices.Contains(first, hosts[0]) || !slices.Contains(first, hosts[1]) || !slices.Contains(first, hosts[2]) {
+		t.Errorf("first probes %q: want one address of every host before a second of any", first)
+	}
+	notProbed := 0
+	for _, h := range o.MXHosts {
+		if len(h.Probes) != 3 {
+			t.Errorf("%s: %d probe results, want one per address (3)", h.Host, len(h.Probes))
+		}
+		for _, p := range h.Probes {
+			switch p.Class {
+			case smtpprobe.NotProbedBudget:
+				notProbed++
+				if !strings.Contains(p.Error, "time budget") || p.Class.Observed() {
+					t.Errorf("not-probed result %+v", p)
+				}
+			case "", smtpprobe.CutOff:
+			default:
+				t.Errorf("%s %s: class %q; a probe that never ran is not a server failure", h.Host, p.Address, p.Class)
+			}
+		}
+	}
+	if notProbed != 9-len(calls) {
+		t.Errorf("%d addresses recorded as not probed, want %d", notProbed, 9-len(calls))
+	}
+}
+
+// TestOneConnectionPerAddress: an address shared by two MX hosts is never
+// probed twice at once, even with free slots.
+func TestOneConnectionPerAddress(t *testing.T) {
+	l := lab.New(t)
+	l.DNS.MustAdd(t, "q.test. 300 IN MX 10 a.q.test.", "q.test. 300 IN MX 20 b.q.test.",
+		"a.q.test. 300 IN A 192.0.2.1", "b.q.test. 300 IN A 192.0.2.1", "b.q.test. 300 IN A 192.0.2.2")
+	fp := &fakeProber{d: 100 * time.Millisecond}
+	s := scanner(l)
+	s.Prober, s.MaxProbes = fp, 8
+	o := s.Scan(context.Background(), "q.test")
+	if fp.overlap || len(fp.calls) != 3 {
+		t.Errorf("overlap %v, %d probes; want 3 probes, none overlapping at one address", fp.overlap, len(fp.calls))
+	}
+	if len(o.MXHosts[0].Probes)+len(o.MXHosts[1].Probes) != 3 {
+		t.Errorf("probes %+v %+v", o.MXHosts[0].Probes, o.MXHosts[1].Probes)
+	}
+}
+
+// TestMXLimits: every host of the MX RRset is listed; beyond MaxMX, and
+// for localhost or an IP address as exchange, nothing is looked up, and
+// the host says why. Addresses beyond MaxAddrs are recorded as not probed.
+func TestMXLimits(t *testing.T) {
+	l := lab.New(t)
+	for i := range 20 {
+		l.DNS.MustAdd(t, fmt.Sprintf("many.test. 300 IN MX %d mx%02d.many.test.", 10+i, i), fmt.Sprintf("mx%02d.many.test. 300 IN A 192.0.2.%d", i, 100+i))
+	}
+	l.DNS.MustAdd(t, "many.test. 300 IN MX 5 localhost.", "many.test. 300 IN MX 6 192.0.2.99.", "many.test. 300 IN MX 0 .")
+	for j := range 6 {
+		l.DNS.MustAdd(t, fmt.Sprintf("mx00.many.test. 300 IN A 192.0.2.%d", 200+j))
+	}
+	fp := &fakeProber{}
+	s := scanner(l)
+	s.Prober, s.MaxMX = fp, 5
+	o := s.Scan(context.Background(), "many.test")
+	if len(o.MXHosts) != 22 {
+		t.Fatalf("%d MX hosts, want all 22 (the null MX entry left out)", len(o.MXHosts))
+	}
+	skipped := map[string]int{}
+	for _, h := range o.MXHosts {
+		skipped[h.Skipped]++
+		if h.Skipped != "" {
+			if h.A != nil || h.AAAA != nil || h.TLSA != nil || len(h.Probes) > 0 || queried(l, h.Host, dns.TypeA) {
+				t.Errorf("%s (%s) was looked at", h.Host, h.Skipped)
+			}
+		} else if h.A == nil || h.AAAA == nil || h.TLSA == nil {
+			t.Errorf("%s was not looked up", h.Host)
+		}
+	}
+	if skipped[""] != 5 || skipped[scan.SkippedLimit] != 15 || skipped[scan.SkippedLocalhost] != 1 || skipped[scan.SkippedIPLiteral] != 1 {
+		t.Errorf("skipped %v", skipped)
+	}
+	if o.MXHosts[0].Host != "localhost" || o.MXHosts[2].Host != "mx00.many.test" || o.MXHosts[6].Skipped != "" || o.MXHosts[7].Skipped != scan.SkippedLimit {
+		t.Errorf("want preference order with the 5 most preferred names looked at: %s %s %q %q", o.MXHosts[0].Host, o.MXHosts[2].Host, o.MXHosts[6].Skipped, o.MXHosts[7].Skipped)
+	}
+	var limited, probed int
+	for _, p := range o.MXHosts[2].Probes {
+		switch p.Class {
+		case smtpprobe.NotProbedLimit:
+			limited++
+		case "":
+			probed++
+		}
+	}
+	if probed != 4 || limited != 3 {
+		t.Errorf("mx00 with 7 addresses: %d probed, %d recorded as over the limit; want 4 and 3", probed, limited)
 	}
 }

@@ -76,7 +76,31 @@ const (
 	// TLSPlaintext: the server answered STARTTLS with 220 and then sent
 	// bytes that are not a TLS record (plain text): it never speaks TLS.
 	TLSPlaintext Class = "tls-plaintext"
+
+	// The classes below say nothing about the server: the scan stopped
+	// looking, or never looked.
+
+	// CutOff: the scan's time budget ran out (or the scan was interrupted)
+	// during the probe, before the phase's own deadline.
+	CutOff Class = "cut-off"
+	// NotProbedBudget: the budget ran out while the probe waited for its
+	// turn (see package scan); nothing was sent to the address.
+	NotProbedBudget Class = "not-probed-budget"
+	// NotProbedLimit: the host has more addresses than a scan probes.
+	NotProbedLimit Class = "not-probed-limit"
 )
+
+// Observed reports whether a probe of this class saw the server: false for
+// the classes that only say that the scan did not look (or stopped).
+func (c Class) Observed() bool {
+	return c != CutOff && c != NotProbedBudget && c != NotProbedLimit
+}
+
+// NotProbed is the Result for an address the scan did not connect to; c
+// (NotProbedBudget or NotProbedLimit) and why say why.
+func NotProbed(host string, ip netip.Addr, c Class, why string, now time.Time) *Result {
+	return &Result{Host: host, Address: netip.AddrPortFrom(ip, 25).String(), Class: c, Error: why, StartedAt: now.UTC(), Transcript: []string{}}
+}
 
 // Result is everything observed probing one address of an MX host.
 type Result struct {
@@ -207,6 +231,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	conn, err := p.Dialer.Dial(cctx, host, ip, 25)
 	cancel()
 	if err != nil {
+		if r := s.cutOff(err, "the connection"); r != nil {
+			return r
+		}
 		c, detail := classifyConnect(ctx, err)
 		return s.fail(c, "%s", detail)
 	}
@@ -223,6 +250,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	code, msg, err := s.read()
 	s.r.Timings.Banner = s.ms()
 	s.r.BannerCode, s.r.Banner = code, firstLine(msg)
+	if r := s.cutOff(err, "the banner"); r != nil && code == 0 {
+		return r
+	}
 	switch {
 	case err != nil && code == 0:
 		return s.fail(classifyRead(err, BannerTimeout, BannerClosed, BannerMalformed, "the banner"))
@@ -247,6 +277,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	s.r.Timings.EHLO = s.ms()
 	if err != nil || code != 250 {
 		if code == 0 {
+			if r := s.cutOff(err, "the EHLO reply"); r != nil {
+				return r
+			}
 			c, detail := classifyRead(err, EHLOFailed, EHLOFailed, EHLOFailed, "the EHLO reply")
 			return s.fail(c, "%s (the server sent its banner, then stopped answering)", detail)
 		}
@@ -269,6 +302,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	// STARTTLS (RFC 3207 §4).
 	code, msg, err = s.cmd("STARTTLS")
 	if err != nil && code == 0 {
+		if r := s.cutOff(err, "the STARTTLS reply"); r != nil {
+			return r
+		}
 		c, detail := classifyRead(err, STARTTLSRefused, STARTTLSRefused, STARTTLSRefused, "the STARTTLS reply")
 		return s.fail(c, "%s", detail)
 	}
@@ -299,6 +335,9 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 			s.log("S: ", strings.TrimRight(string(sniff.plain), "\r\n"))
 			return s.fail(TLSPlaintext, "the server answered STARTTLS with 220 but replied to the TLS ClientHello in plain text: %q", firstLine(string(sniff.plain)))
 		}
+		if r := s.cutOff(err, "the TLS handshake"); r != nil {
+			return r
+		}
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			return s.fail(TLSTimeout, "the TLS handshake did not finish in time")
 		}
@@ -324,6 +363,35 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 		s.quit()
 	}
 	return s.r
+}
+
+// cutOff is the Result when err is the probe's context ending (the scan's
+// time budget, or an interrupt) rather than the server's doing: a phase
+// deadline is capped by the context's, so a phase cut short says nothing
+// about the server. It returns nil for any other error.
+func (s *probe) cutOff(err error, what string) *Result {
+	if err == nil || !Ended(s.ctx) {
+		return nil
+	}
+	if !isTimeout(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return nil
+	}
+	why := "the scan's time budget ran out"
+	if errors.Is(s.ctx.Err(), context.Canceled) {
+		why = "the scan was interrupted"
+	}
+	return s.fail(CutOff, "%s while waiting for %s; this says nothing about the server", why, what)
+}
+
+// Ended reports whether ctx is done or its deadline has passed. An I/O
+// deadline set from the context's fires at the same instant as the
+// context's own timer, so a timeout may be seen before ctx.Err() is set.
+func Ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // read reads one (possibly multi-line) reply and logs it.

@@ -261,16 +261,43 @@ func TestEHLOExtensionsCapped(t *testing.T) {
 	}
 }
 
+// TestContextCancelsProbe: the scan's context bounds a probe. A phase cut
+// short by it is "cut-off", which says nothing about the server; a phase
+// that runs out of its own time is the server's doing.
 func TestContextCancelsProbe(t *testing.T) {
 	l := lab.New(t)
 	addr := l.NextAddr()
 	l.MustMX(t, "stall.example.test", []netip.Addr{addr}, lab.SMTPOptions{Mode: lab.SMTPNoBanner})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	r := (&smtpprobe.Prober{Dialer: l.Dialer()}).Probe(ctx, "stall.example.test", addr)
-	if r.Class != smtpprobe.BannerTimeout || time.Since(start) > time.Second {
-		t.Errorf("class %q after %v", r.Class, time.Since(start))
+	tests := []struct {
+		name     string
+		budget   time.Duration
+		cancel   bool
+		banner   time.Duration
+		class    smtpprobe.Class
+		observed bool
+		want     string
+	}{
+		{"budget ends before the banner timeout", 200 * time.Millisecond, false, 20 * time.Second, smtpprobe.CutOff, false, "time budget ran out while waiting for the banner"},
+		{"interrupted", 200 * time.Millisecond, true, 20 * time.Second, smtpprobe.CutOff, false, "interrupted"},
+		{"banner timeout before the budget", 10 * time.Second, false, 200 * time.Millisecond, smtpprobe.BannerTimeout, true, "did not arrive in time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), tt.budget)
+			defer cancel()
+			if tt.cancel {
+				ctx, cancel = context.WithCancel(context.Background())
+				time.AfterFunc(200*time.Millisecond, cancel)
+			}
+			start := time.Now()
+			r := (&smtpprobe.Prober{Dialer: l.Dialer(), BannerTimeout: tt.banner}).Probe(ctx, "stall.example.test", addr)
+			if r.Class != tt.class || r.Class.Observed() != tt.observed || !strings.Contains(r.Error, tt.want) {
+				t.Errorf("class %q observed %v (%s), want %q naming %q", r.Class, r.Class.Observed(), r.Error, tt.class, tt.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %v", took)
+			}
+		})
 	}
 }
 
