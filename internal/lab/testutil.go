@@ -3,6 +3,8 @@ package lab
 import (
 	"bytes"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -51,4 +53,34 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// Shared returns the path of sub inside the project's shared folder
+// (../shared next to the repository), whose files tests read at run time
+// and never copy into the repository. Without it the test skips with a
+// message; with CI set (non-empty) it fails instead.
+func Shared(t testing.TB, sub string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("lab: go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+	p := filepath.Join(filepath.Dir(dir), "shared", sub)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("lab: %s is missing (CI is set, so this fails instead of skipping): %v", p, err)
+		}
+		t.Skipf("lab: %s is missing; this test reads it at run time: %v", p, err)
+	}
+	return p
 }
