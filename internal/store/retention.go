@@ -23,18 +23,26 @@ type Retention struct {
 	// UsedTokens: used or expired one-time tokens are kept this long
 	// (so a second click says "already used" rather than "unknown").
 	UsedTokens time.Duration
+	// TLSRPTRaw: the raw bytes of TLS-RPT reports are kept this long after
+	// they arrived; the parsed report stays.
+	TLSRPTRaw time.Duration
+	// TLSRPTReports: reports whose date range ended longer ago are deleted.
+	TLSRPTReports time.Duration
 }
 
-// DefaultRetention keeps full reports for 30 days (and always the last 10
-// of each domain), summaries for two years.
+// DefaultRetention keeps full scan reports for 30 days (and always the
+// last 10 of each domain), summaries for two years, raw TLS-RPT reports for
+// 90 days and parsed ones for two years.
 func DefaultRetention() Retention {
 	return Retention{
-		FullScans:  30 * 24 * time.Hour,
-		KeepFull:   10,
-		Scans:      2 * 365 * 24 * time.Hour,
-		StaleScan:  time.Hour,
-		Outbox:     30 * 24 * time.Hour,
-		UsedTokens: 7 * 24 * time.Hour,
+		FullScans:     30 * 24 * time.Hour,
+		KeepFull:      10,
+		Scans:         2 * 365 * 24 * time.Hour,
+		StaleScan:     time.Hour,
+		Outbox:        30 * 24 * time.Hour,
+		UsedTokens:    7 * 24 * time.Hour,
+		TLSRPTRaw:     90 * 24 * time.Hour,
+		TLSRPTReports: 2 * 365 * 24 * time.Hour,
 	}
 }
 
@@ -51,6 +59,8 @@ func (r Retention) WithDefaults() Retention {
 	set(&r.StaleScan, d.StaleScan)
 	set(&r.Outbox, d.Outbox)
 	set(&r.UsedTokens, d.UsedTokens)
+	set(&r.TLSRPTRaw, d.TLSRPTRaw)
+	set(&r.TLSRPTReports, d.TLSRPTReports)
 	if r.KeepFull == 0 {
 		r.KeepFull = d.KeepFull
 	}
@@ -69,4 +79,6 @@ type PruneStats struct {
 	ScansDeleted   int64
 	Messages       int64
 	Deliveries     int64
+	TLSRPTRaw      int64 // raw bytes removed
+	TLSRPTReports  int64
 }

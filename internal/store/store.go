@@ -58,6 +58,7 @@ type Store interface {
 	Outbox
 	Shares
 	Channels
+	TLSRPT
 	Maintenance
 }
 

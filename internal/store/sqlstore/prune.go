@@ -48,6 +48,10 @@ func (db *DB) Prune(ctx context.Context, r store.Retention) (store.PruneStats, e
 		{new(int64), false, "DELETE FROM scan_events WHERE scan_id IN (SELECT id FROM scans WHERE pruned_at IS NOT NULL)", nil},
 		{&st.Messages, r.Outbox < 0, "DELETE FROM outbox WHERE delivered_at < $1 OR abandoned_at < $1", []any{tv(now.Add(-r.Outbox))}},
 		{&st.Deliveries, r.Outbox < 0, "DELETE FROM outbox_deliveries WHERE created_at < $1", []any{tv(now.Add(-r.Outbox))}},
+		{&st.TLSRPTReports, r.TLSRPTReports < 0, "DELETE FROM tlsrpt_reports WHERE end_at < $1", []any{tv(now.Add(-r.TLSRPTReports))}},
+		{&st.TLSRPTRaw, r.TLSRPTRaw < 0,
+			"UPDATE tlsrpt_reports SET raw = NULL, raw_encoding = '', raw_pruned_at = $1 WHERE raw IS NOT NULL AND created_at < $2",
+			[]any{tv(now), tv(now.Add(-r.TLSRPTRaw))}},
 	}
 	for _, s := range steps {
 		if s.skip {

@@ -62,6 +62,13 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	}
 	must[[]store.MessageID](t)(s.Enqueue(ctx(t), store.NewMessage{ChannelID: ch.ID, DomainID: d.ID, Kind: "alert", Key: "fixture-alert", Payload: []byte("queued")}))
 	must[bool](t)(s.AcquireLease(ctx(t), "janitor", "fixture", time.Minute))
+	// Schema version 2: TLS-RPT reports.
+	rep := sampleTLSRPT("google.com", "2026-01-14_example.com", "example.com", fixtureTime.Add(-32*time.Hour), 3)
+	_, _, err := s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: rep, Raw: rawJSON(t, rep, ""),
+		Receipt: store.ReportReceipt{Channel: "smtp", DKIM: "pass", DKIMDomain: "google.com"}})
+	check(t, err)
+	_, _, err = s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: rep, Receipt: store.ReportReceipt{Channel: "file", FileName: "google.json"}})
+	check(t, err)
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -118,6 +125,17 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		t.Fatalf("fixture delivery log = %+v", log)
 	}
 	must[store.OneTimeToken](t)(s.ConsumeOneTimeToken(ctx(t), store.PurposeResetPassword, sha256.Sum256([]byte("fixture-reset"))))
+	if v >= 2 {
+		reps, _, err := s.ListTLSRPTReports(ctx(t), store.TLSRPTQuery{Domain: "example.com"})
+		check(t, err)
+		if len(reps) != 1 || reps[0].State != store.ReportCounted || len(reps[0].Receipts) != 2 || reps[0].Report.Policies[0].Failed != 3 {
+			t.Fatalf("fixture TLS-RPT reports = %+v", reps)
+		}
+		full := must[store.StoredTLSRPT](t)(s.GetTLSRPTReport(ctx(t), reps[0].ID, true))
+		if len(full.Raw) == 0 || full.Receipts[0].DKIM != "pass" {
+			t.Fatalf("fixture TLS-RPT report = %+v", full)
+		}
+	}
 	// New rows get new ids next to the old ones.
 	b := must[store.User](t)(s.GetUserByEmail(ctx(t), "bob@example.test"))
 	newDomain(t, s, b.ID, "example.org")

@@ -5,6 +5,7 @@
 // under concurrent claimers, lease expiry and rescue, a missed run after
 // downtime running once, outbox retries and exactly-once delivery claims,
 // session, share and token expiry, pagination order, retention, and
+// TLS-RPT deduplication, conflicts and provenance (RFC 8460 §3), and
 // migration from empty and from a fixture of every earlier schema version.
 package storetest
 
@@ -67,6 +68,9 @@ func Run(t *testing.T, h Harness) {
 		{"OutboxRetry", testOutboxRetry},
 		{"OutboxExactlyOnceClaims", testOutboxConcurrent},
 		{"OutboxInScanTransaction", testOutboxInScan},
+		{"TLSRPTDedupe", testTLSRPTDedupe},
+		{"TLSRPTList", testTLSRPTList},
+		{"TLSRPTRetention", testTLSRPTRetention},
 		{"CascadingDelete", testCascade},
 		{"Retention", testRetention},
 		{"MigrateFromEmpty", testMigrateEmpty},
