@@ -40,11 +40,13 @@ func (db *DB) Prune(ctx context.Context, r store.Retention) (store.PruneStats, e
 		// progress events go. The latest KeepFull finished scans of each
 		// domain stay whole.
 		{&st.Summarised, r.FullScans < 0,
-			`UPDATE scans SET report = NULL, report_encoding = '', stored_size = 0, pruned_at = $1
-			WHERE pruned_at IS NULL AND report IS NOT NULL AND domain_id IS NOT NULL AND created_at < $2
+			`UPDATE scans SET stored_size = 0, pruned_at = $1
+			WHERE pruned_at IS NULL AND domain_id IS NOT NULL AND created_at < $2
+			AND id IN (SELECT scan_id FROM scan_reports)
 			AND id NOT IN (SELECT k.id FROM scans k WHERE k.domain_id = scans.domain_id AND k.state = 'done'
 				ORDER BY k.created_at DESC, k.id DESC LIMIT $3)`,
 			[]any{tv(now), tv(now.Add(-r.FullScans)), r.KeepFull}},
+		{new(int64), false, "DELETE FROM scan_reports WHERE scan_id IN (SELECT id FROM scans WHERE pruned_at IS NOT NULL)", nil},
 		{new(int64), false, "DELETE FROM scan_events WHERE scan_id IN (SELECT id FROM scans WHERE pruned_at IS NOT NULL)", nil},
 		{&st.Messages, r.Outbox < 0, "DELETE FROM outbox WHERE delivered_at < $1 OR abandoned_at < $1", []any{tv(now.Add(-r.Outbox))}},
 		{&st.Deliveries, r.Outbox < 0, "DELETE FROM outbox_deliveries WHERE created_at < $1", []any{tv(now.Add(-r.Outbox))}},

@@ -219,12 +219,17 @@ func (db *DB) FinishScan(ctx context.Context, id store.ScanID, r store.ScanResul
 		s, err = scanScan(tx.QueryRowContext(ctx, `UPDATE scans SET state = $2, started_at = $3, finished_at = $4,
 			scanner_version = $5, catalog_version = $6, report_schema = $7, grade = $8, policy_status = $9,
 			errors = $10, warnings = $11, infos = $12, error = $13,
-			report = $14, report_encoding = $15, report_size = $16, stored_size = $17, report_sha256 = $18
+			report_size = $14, stored_size = $15, report_sha256 = $16
 			WHERE id = $1 RETURNING `+scanCols,
 			id, string(r.State), tv(started), tv(now), r.ScannerVersion, r.CatalogVersion, r.ReportSchema, r.Grade, r.PolicyStatus,
-			counts[0], counts[1], counts[2], r.Error, blob, enc, len(r.Report), len(blob), sum))
+			counts[0], counts[1], counts[2], r.Error, len(r.Report), len(blob), sum))
 		if err != nil {
 			return err
+		}
+		if blob != nil {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO scan_reports (scan_id, encoding, data) VALUES ($1, $2, $3)", id, enc, blob); err != nil {
+				return err
+			}
 		}
 		for i, f := range r.Findings {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO scan_findings (scan_id, seq, finding_id, severity, component, subject, message)
@@ -257,7 +262,8 @@ func (db *DB) ScanReport(ctx context.Context, id store.ScanID) ([]byte, error) {
 	var enc string
 	var size int
 	var pruned time.Time
-	err := db.r.QueryRowContext(ctx, "SELECT report, report_encoding, report_size, pruned_at FROM scans WHERE id = $1", id).
+	err := db.r.QueryRowContext(ctx, `SELECT r.data, COALESCE(r.encoding, ''), s.report_size, s.pruned_at
+		FROM scans s LEFT JOIN scan_reports r ON r.scan_id = s.id WHERE s.id = $1`, id).
 		Scan(&blob, &enc, &size, at(&pruned))
 	if err != nil {
 		return nil, db.wrap(err)

@@ -62,6 +62,9 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	}
 	must[[]store.MessageID](t)(s.Enqueue(ctx(t), store.NewMessage{ChannelID: ch.ID, DomainID: d.ID, Kind: "alert", Key: "fixture-alert", Payload: []byte("queued")}))
 	must[bool](t)(s.AcquireLease(ctx(t), "janitor", "fixture", time.Minute))
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 2 {
+		return
+	}
 	// Schema version 2: TLS-RPT reports.
 	rep := sampleTLSRPT("google.com", "2026-01-14_example.com", "example.com", fixtureTime.Add(-32*time.Hour), 3)
 	_, _, err := s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: rep, Raw: rawJSON(t, rep, ""),

@@ -89,8 +89,6 @@ CREATE TABLE scans (
 	warnings        INTEGER NOT NULL DEFAULT 0,
 	infos           INTEGER NOT NULL DEFAULT 0,
 	error           TEXT NOT NULL DEFAULT '',
-	report          BLOB,
-	report_encoding TEXT NOT NULL DEFAULT '',
 	report_size     INTEGER NOT NULL DEFAULT 0,
 	stored_size     INTEGER NOT NULL DEFAULT 0,
 	report_sha256   BLOB,
@@ -100,6 +98,14 @@ CREATE INDEX scans_domain ON scans(domain_id, created_at, id);
 CREATE INDEX scans_user ON scans(user_id);
 CREATE INDEX scans_expiry ON scans(expires_at);
 CREATE INDEX scans_state ON scans(state);
+
+-- The report lives apart from the scan's row, so lists and the dashboard
+-- read small rows and never walk a compressed document's overflow pages.
+CREATE TABLE scan_reports (
+	scan_id  INTEGER PRIMARY KEY REFERENCES scans(id) ON DELETE CASCADE,
+	encoding TEXT NOT NULL,
+	data     BLOB NOT NULL
+);
 
 CREATE TABLE scan_findings (
 	scan_id    INTEGER NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
@@ -191,6 +197,7 @@ DROP TABLE leases;
 DROP TABLE shares;
 DROP TABLE scan_events;
 DROP TABLE scan_findings;
+DROP TABLE scan_reports;
 DROP TABLE scans;
 DROP TABLE domains;
 DROP TABLE one_time_tokens;

@@ -12,13 +12,15 @@ CREATE TABLE tlsrpt_reports (
 	reason          TEXT NOT NULL DEFAULT '',
 	start_at        INTEGER NOT NULL,
 	end_at          INTEGER NOT NULL,
-	parsed          BLOB NOT NULL,
 	parsed_encoding TEXT NOT NULL,
-	raw             BLOB,
 	raw_encoding    TEXT NOT NULL DEFAULT '',
 	raw_size        INTEGER NOT NULL DEFAULT 0,
 	raw_pruned_at   INTEGER,
 	created_at      INTEGER NOT NULL,
+	-- Blobs last: SQLite reads the columns before them without walking
+	-- their overflow pages.
+	parsed          BLOB NOT NULL,
+	raw             BLOB,
 	UNIQUE (organization, report_id, content_sha256)
 );
 -- One counted report per key; conflicts and ignored copies sit beside it.
