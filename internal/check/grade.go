@@ -36,19 +36,27 @@ func (e *evaluator) senders() {
 	views := mtasts.SenderViews(in)
 	e.r.Senders = views
 	rfc := views[0]
-	var diffs, coding []string
+	var diffs, reasons []string
+	coding := map[string][]string{} // reason -> senders
 	for _, s := range views[1:] {
 		switch {
 		case s.FailedOnCoding():
-			coding = append(coding, s.Sender+": "+s.Reason)
+			if coding[s.Reason] == nil {
+				reasons = append(reasons, s.Reason)
+			}
+			coding[s.Reason] = append(coding[s.Reason], s.Sender)
 		case s.Same(rfc):
 		default:
 			diffs = append(diffs, s.Sender+": "+describeDiff(s, rfc))
 		}
 	}
-	if len(coding) > 0 {
+	if len(reasons) > 0 {
+		var parts []string
+		for _, why := range reasons {
+			parts = append(parts, strings.Join(coding[why], ", ")+": "+why)
+		}
 		e.add(finding.PolicyContentEncoding, finding.Error, e.o.PolicyHost,
-			"Some senders cannot read the policy because of its content coding and find no policy: "+strings.Join(coding, "; ")+".",
+			"Some senders cannot read the policy because of its content coding and find no policy. "+strings.Join(parts, "; ")+".",
 			e.fixText(finding.PolicyContentEncoding))
 	}
 	if len(diffs) > 0 {

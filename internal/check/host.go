@@ -76,6 +76,10 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 		}
 		return v
 	}
+	if n := webpki.CertificateMessageSize(r.TLS.Chain, r.TLS.Version); n > webpki.OpenSSLMaxCertList {
+		v.problems = append(v.problems, pending{finding.PolicyCertChainTooLarge, finding.Warning,
+			fmt.Sprintf("The certificate chain of %s (at %s) takes at least %d bytes in the TLS handshake, more than the %d bytes OpenSSL accepts by default: postfix-mta-sts-resolver (Python's ssl, on OpenSSL) fails the handshake and finds no policy, while Go-based senders (mox, go-mtasts, postfix-tlspol) accept it.", r.Host, v.where, n, webpki.OpenSSLMaxCertList)})
+	}
 	if tlsOld(r.TLS.Version) {
 		bad(finding.PolicyTLSVersion, "%s at %s negotiated %s; senders require TLS 1.2 or newer.", r.Host, v.where, r.TLS.Version)
 	}
@@ -110,7 +114,7 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 		switch {
 		case err != nil:
 			v.body, v.codingFailed = nil, true
-			bad(finding.PolicyContentEncoding, "%s at %s answers a request without Accept-Encoding with Content-Encoding: %s, and %v; such a sender finds no policy.", r.URL, v.where, ce, err)
+			bad(finding.PolicyContentEncoding, "%s at %s, asked without Accept-Encoding: %v, so a sender that asks that way finds no policy.", r.URL, v.where, err)
 		case tooLarge:
 			v.body = nil
 			bad(finding.PolicyTooLarge, "%s decoded from Content-Encoding: %s is larger than %d bytes (mailtls stopped decoding there); senders that cap the policy at 64 KiB find no policy.", r.URL, ce, mtasts.MaxPolicySize)

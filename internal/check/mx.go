@@ -161,7 +161,7 @@ func (e *evaluator) mxTargets(a *resolve.Answer) {
 			}
 		}
 		e.add(finding.MXNotChecked, finding.Info, d,
-			fmt.Sprintf("%s has %d MX hosts; the scan looked up and probed the %d most preferred. The other %d (%s) were matched against the policy, and the policy fix covers them, but their addresses, STARTTLS, certificates and DANE were not checked.",
+			fmt.Sprintf("%s has %d MX hosts; the scan looked at the %d most preferred. The other %d (%s) were matched against the policy, and the policy fix covers them, but their addresses, STARTTLS, certificates and DANE were not checked.",
 				d, len(e.o.MXHosts), looked, len(limited), hostList(limited)),
 			e.fixText(finding.MXNotChecked))
 	}

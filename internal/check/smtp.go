@@ -128,6 +128,9 @@ func (e *evaluator) smtp() {
 				a.TLSVersion = t.Version
 				a.CertValid = t.Verdict.OK()
 				a.CertNotAfter = t.Verdict.NotAfter
+				if n := webpki.CertificateMessageSize(t.Chain, t.Version); n > webpki.OpenSSLMaxCertList {
+					add(finding.SMTPCertChainTooLarge, finding.Warning, "its certificate chain takes at least %d bytes in the TLS handshake, more than the %d bytes OpenSSL accepts by default, so Postfix and other OpenSSL-based senders fail the STARTTLS handshake, while Go-based senders accept it", n, webpki.OpenSSLMaxCertList)
+				}
 				if tlsOld(t.Version) {
 					a.ResultType = tlsrpt.ValidationFailure
 					add(finding.SMTPTLSVersion, sev, "it negotiated %s; %s", t.Version, effect)
@@ -171,7 +174,7 @@ func (e *evaluator) smtp() {
 		e.add(finding.SMTPNotProbed, finding.Info, e.o.Domain,
 			fmt.Sprintf("%d MX %s not probed because a host has more addresses than the scan probes (4 per address family): %s.",
 				len(limit), plural(len(limit), "address was", "addresses were"), quoteList(limit, 8)),
-			e.fixText(finding.SMTPNotProbed))
+			"Nothing to change for the scan: it checks at most 4 addresses per host and family, so make sure the others are set up like the ones it checked.")
 	}
 	if all > 0 && unreachable == all {
 		e.add(finding.SMTPUnreachable, finding.Warning, e.o.Domain,

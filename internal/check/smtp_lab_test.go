@@ -194,6 +194,27 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 					t.Errorf("the IPv4 address should be probed and pass: %+v", r.MX[0].Addresses)
 				}
 			}},
+		{name: "more addresses than the scan probes are named, not dropped", setup: func(w mxWorld) {
+			host := "mx1." + w.d
+			w.dns("$D. 300 IN MX 10 mx1.$D.")
+			w.l.MustMX(w.t, host, []netip.Addr{w.l.NextAddr(), w.l.NextAddr(), w.l.NextAddr(), w.l.NextAddr(), w.l.NextAddr()}, lab.SMTPOptions{Cert: w.cert(host, nil)})
+			w.enforce("enforce", "mx1.$D")
+		}, grade: finding.GradeA, want: []want{{finding.SMTPNotProbed, finding.Info}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.SMTPNotProbed, "more addresses than the scan probes")
+				var passed, limited int
+				for _, a := range r.MX[0].Addresses {
+					switch {
+					case a.Pass:
+						passed++
+					case a.Probe.Class == smtpprobe.NotProbedLimit:
+						limited++
+					}
+				}
+				if passed != 4 || limited != 1 {
+					t.Errorf("%d addresses pass and %d are over the limit, want 4 and 1", passed, limited)
+				}
+			}},
 		{name: "MISC-14 STARTTLS answered 220, then plain text", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Mode: lab.SMTPPlainAfterSTARTTLS}, false)
 			w.enforce("enforce", "*.$D")
@@ -239,6 +260,10 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: c}, false)
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeAPlus, want: []want{{finding.SMTPCertExpiring, finding.Warning}}},
+		{name: "STS-SND-9 chain larger than OpenSSL accepts (issue 8 #10)", setup: func(w mxWorld) {
+			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.Padding = 110 << 10 })}, false)
+			w.enforce("enforce", "mx1.$D")
+		}, grade: "*", want: []want{{finding.SMTPCertChainTooLarge, finding.Warning}}},
 		{name: "MISC-13 incomplete chain and untrusted root", setup: func(w mxWorld) {
 			w.mx(10, "mx1.$D", lab.SMTPOptions{Cert: w.cert("mx1."+w.d, func(o *lab.LeafOptions) { o.OmitIntermediate = true })}, false)
 			w.mx(20, "mx2.$D", lab.SMTPOptions{Cert: w.l.Untrusted.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mx2." + w.d}})}, false)

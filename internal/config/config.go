@@ -37,9 +37,50 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Host is the MTA-STS policy host role; absent means off.
 	Host *Host `yaml:"host"`
+	// Resolver is the sending-side policy resolver for Postfix (socketmap);
+	// absent means off.
+	Resolver *Resolver `yaml:"resolver"`
 	// Web is the web checker and its JSON API; absent means off. Without
 	// a configuration file it runs with its defaults.
 	Web *Web `yaml:"web"`
+}
+
+// Resolver is the resolver role: Postfix smtp_tls_policy_maps lookups over
+// the socketmap protocol, answered with DANE and MTA-STS.
+type Resolver struct {
+	Listen   []string `yaml:"listen"`    // TCP "host:port"; [] turns TCP off
+	Unix     string   `yaml:"unix"`      // a unix socket path ("" = none)
+	UnixMode string   `yaml:"unix_mode"` // octal permissions of the socket
+	// CacheFile is the SQLite file of the policy cache; "none" keeps the
+	// cache in memory only (a restart forgets every policy).
+	CacheFile string `yaml:"cache_file"`
+	CacheSize int    `yaml:"cache_size"` // policies kept in memory (LRU)
+	// Resolvers are the DNS servers ("" = /etc/resolv.conf). DANE needs a
+	// DNSSEC-validating resolver reached over a trusted path: loopback, or
+	// an address listed in trust_ad.
+	Resolvers []string `yaml:"resolvers"`
+	TrustAD   []string `yaml:"trust_ad"`
+	// LookupTimeout bounds how long Postfix waits for a domain that is not
+	// cached; the lookup goes on in the background after it.
+	LookupTimeout   Duration `yaml:"lookup_timeout"`
+	CheckInterval   Duration `yaml:"check_interval"`   // TXT id re-check of a cached policy
+	NegativeTTL     Duration `yaml:"negative_ttl"`     // no MTA-STS record
+	TemporaryTTL    Duration `yaml:"temporary_ttl"`    // failed lookups
+	RefreshInterval Duration `yaml:"refresh_interval"` // proactive refetch, at most this long after a fetch
+	MaxConns        int      `yaml:"max_conns"`
+	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // 0: no limit
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+	DefaultZone     Zone     `yaml:"default_zone"`
+	// Zones are per socketmap name (socketmap:inet:HOST:PORT:NAME).
+	Zones map[string]Zone `yaml:"zones"`
+}
+
+// Zone is the answer style for one socketmap name.
+type Zone struct {
+	StrictTesting     bool  `yaml:"strict_testing"`
+	RequireSNI        *bool `yaml:"require_sni"` // default true
+	TLSRPT            bool  `yaml:"tlsrpt"`
+	DeferOnSTSFailure bool  `yaml:"defer_on_sts_failure"`
 }
 
 // Web is the web checker role (docs/config.md, docs/api.md).
@@ -310,6 +351,8 @@ const (
 	DefaultMaxConnsPerIP     = 64
 	DefaultRequestsPerSecond = 50
 	DefaultBurst             = 100
+	DefaultResolverListen    = "127.0.0.1:8461"
+	DefaultResolverCacheFile = "/var/lib/mailtls/resolver-cache.db"
 	DefaultWebListen         = "127.0.0.1:8080"
 	MaxWebResultTTL          = time.Hour
 )
@@ -331,6 +374,20 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen
+	}
+	if r := c.Resolver; r != nil {
+		if r.Listen == nil {
+			r.Listen = []string{DefaultResolverListen}
+		}
+		if r.UnixMode == "" {
+			r.UnixMode = "0666"
+		}
+		if r.CacheSize == 0 {
+			r.CacheSize = 100000
+		}
+		if r.CacheFile == "" {
+			r.CacheFile = DefaultResolverCacheFile
+		}
 	}
 	if c.Web != nil {
 		c.Web.applyDefaults()
@@ -560,6 +617,9 @@ func (c *Config) Validate() error {
 	if h := c.Host; h != nil {
 		h.validate(bad)
 	}
+	if r := c.Resolver; r != nil {
+		r.validate(bad)
+	}
 	if w := c.Web; w != nil {
 		w.validate(bad)
 	}
@@ -676,3 +736,41 @@ func checkListen(addr string) error {
 	}
 	return nil
 }
+
+func (r *Resolver) validate(bad func(string, ...any)) {
+	for _, l := range r.Listen {
+		if err := checkListen(l); err != nil {
+			bad("resolver.listen %q: %v", l, err)
+		}
+	}
+	if len(r.Listen) == 0 && r.Unix == "" {
+		bad("resolver: give listen addresses or a unix socket")
+	}
+	if r.Unix != "" && !strings.HasPrefix(r.Unix, "/") {
+		bad("resolver.unix %q: use an absolute path", r.Unix)
+	}
+	if m, err := strconv.ParseUint(r.UnixMode, 8, 32); err != nil || m > 0o777 {
+		bad("resolver.unix_mode %q: use octal permissions such as 0660", r.UnixMode)
+	}
+	if r.CacheSize < 1 {
+		bad("resolver.cache_size %d: at least 1", r.CacheSize)
+	}
+	for _, a := range r.TrustAD {
+		if net.ParseIP(strings.Trim(a, "[]")) == nil {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("resolver.trust_ad %q: an IP address or IP:port", a)
+			}
+		}
+	}
+	if r.MaxConns < 0 || r.MaxConnsPerIP < 0 {
+		bad("resolver: max_conns and max_conns_per_ip must not be negative")
+	}
+	for name := range r.Zones {
+		if name == "" || strings.ContainsAny(name, " \t:") {
+			bad("resolver.zones %q: a socketmap name has no spaces or colons", name)
+		}
+	}
+}
+
+// SNI reports whether the zone adds servername=hostname (default yes).
+func (z Zone) SNI() bool { return z.RequireSNI == nil || *z.RequireSNI }

@@ -46,6 +46,10 @@ type Options struct {
 	ResolvConf string
 	// Resolver replaces the DNS client of follow_mx (tests).
 	Resolver Resolver
+	// Roots and Dialer replace the system roots and direct dials of the
+	// resolver role's policy fetches (tests).
+	Roots  *x509.CertPool
+	Dialer *dial.Dialer
 	// Ready, if set, is called once every listener is open, with their
 	// addresses by role ("host-https", "host-http", "web", "web-https",
 	// "admin").
@@ -73,6 +77,7 @@ type Daemon struct {
 	cfg      *config.Config
 	fileHash [sha256.Size]byte
 	host     *hostRole
+	resolver *resolverRole
 	web      *webRole
 }
 
@@ -184,6 +189,15 @@ func (d *Daemon) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if d.cfg.Resolver != nil {
+		r, err := startResolver(ctx, d, d.cfg.Resolver, addrs, serveErr)
+		if err != nil {
+			shutdown()
+			return err
+		}
+		d.resolver = r
+		closers = append(closers, r.shutdown)
+	}
 	if d.cfg.Admin.Listen != "off" {
 		srv, ln, err := d.startAdmin(d.cfg.Admin.Listen)
 		if err != nil {
@@ -198,10 +212,13 @@ func (d *Daemon) run(ctx context.Context) error {
 	if d.host != nil {
 		roles = append(roles, "host")
 	}
+	if d.resolver != nil {
+		roles = append(roles, "resolver")
+	}
 	if d.web != nil {
 		roles = append(roles, "web")
 	}
-	for _, role := range []string{"host-https", "host-http", "web", "web-https", "admin"} {
+	for _, role := range []string{"host-https", "host-http", "resolver", "web", "web-https", "admin"} {
 		for _, a := range addrs[role] {
 			d.log.Info("listening", "listener", role, "addr", a)
 		}
@@ -307,6 +324,13 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 	case d.web != nil:
 		restart = append(restart, d.web.restartNeeded(next.Web)...)
 	}
+	switch {
+	case (next.Resolver == nil) != (d.resolver == nil):
+		restart = append(restart, "resolver (turning the role on or off)")
+	case d.resolver != nil:
+		restart = append(restart, d.resolver.restartNeeded(next.Resolver)...)
+		d.resolver.apply(next.Resolver)
+	}
 	d.level.Set(parseLevel(next.Log.Level))
 	if len(restart) > 0 {
 		d.log.Warn("these settings changed but take effect only after a restart", "keys", restart)
@@ -322,6 +346,9 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	if h := d.host; h != nil {
 		served, waiting := h.counts()
 		fmt.Fprintf(&b, "host: %d domains served, %d waiting for their MX set\n", served, waiting)
+	}
+	if r := d.resolver; r != nil {
+		fmt.Fprintf(&b, "resolver: %d domains cached, %d connections\n", r.cache.Len(), r.srv.Conns())
 	}
 	if w := d.web; w != nil {
 		queued, running := w.jobs.Counts()
@@ -340,6 +367,9 @@ func (d *Daemon) startAdmin(addr string) (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.Handle("GET /metrics", promhttpHandler(d.reg))
+	if d.resolver != nil {
+		d.resolver.routes(mux)
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -302,6 +302,14 @@ var (
 		Ref:       "RFC 8461 §3.3",
 		Checklist: []string{"STS-FETCH-5", "MISC-4"},
 	})
+	PolicyCertChainTooLarge = def(Def{
+		ID: "policy-cert-chain-too-large", Component: ComponentPolicyHost, Severities: onlyWarning,
+		Title:     "Policy host's certificate chain is larger than OpenSSL accepts",
+		Explain:   "OpenSSL refuses a Certificate handshake message over 100 KiB by default (SSL_MAX_CERT_LIST_DEFAULT). postfix-mta-sts-resolver fetches the policy with Python's ssl module, which uses OpenSSL with that default, so its handshake fails and it finds no policy; Go-based senders (mox, go-mtasts, postfix-tlspol) accept up to 256 KiB, so the chain looks fine to them and to mailtls.",
+		Fix:       "Serve mta-sts.<domain> with a smaller chain: the certificate and only the intermediates it needs, without a cross-signed or extra root, and without certificates carrying large extensions.",
+		Ref:       "RFC 8461 §3.3; RFC 8446 §4.4.2",
+		Checklist: []string{"STS-FETCH-5", "§H"},
+	})
 	PolicyCertExpired = def(Def{
 		ID: "policy-cert-expired", Component: ComponentPolicyHost, Severities: onlyError,
 		Title:     "Policy host certificate has expired",
@@ -943,6 +951,14 @@ var (
 		Ref:       "RFC 8461 §4.2; RFC 7672 §3.1.1",
 		Checklist: []string{"STS-SND-9", "MISC-12", "MISC-13", "STS-DANE-6"},
 		Caps:      map[Severity]Grade{Error: GradeD},
+	})
+	SMTPCertChainTooLarge = def(Def{
+		ID: "smtp-cert-chain-too-large", Component: ComponentSMTP, Severities: onlyWarning,
+		Title:     "MX certificate chain is larger than OpenSSL accepts",
+		Explain:   "OpenSSL refuses a Certificate handshake message over 100 KiB by default (SSL_MAX_CERT_LIST_DEFAULT), and Postfix keeps that default, so the STARTTLS handshake of Postfix and other OpenSSL-based senders with this address fails; Go-based senders accept up to 256 KiB, so the chain looks fine to them and to mailtls.",
+		Fix:       "Serve <mx> with a smaller chain: the certificate and only the intermediates it needs, without a cross-signed or extra root, and without certificates carrying large extensions.",
+		Ref:       "RFC 8461 §4.2; RFC 8446 §4.4.2",
+		Checklist: []string{"STS-SND-9"},
 	})
 	SMTPCertIncompleteChain = def(Def{
 		ID: "smtp-cert-incomplete-chain", Component: ComponentSMTP, Severities: byMode,

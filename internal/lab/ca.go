@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -62,7 +63,14 @@ type LeafOptions struct {
 	OmitIntermediate bool
 	// SelfSigned makes the leaf sign itself instead of the intermediate.
 	SelfSigned bool
+	// Padding adds a non-critical private extension of that many bytes,
+	// for chains larger than a client accepts.
+	Padding int
 }
+
+// paddingOID is under the enterprise number IANA keeps for documentation
+// (RFC 5612).
+var paddingOID = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1}
 
 // NewCA generates a root and an intermediate named after name.
 func NewCA(name string) (*CA, error) {
@@ -153,6 +161,9 @@ func (ca *CA) Issue(o LeafOptions) (tls.Certificate, error) {
 		KeyUsage:              keyUsage,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
+	}
+	if o.Padding > 0 {
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: paddingOID, Value: make([]byte, o.Padding)}}
 	}
 	if tmpl.NotBefore.IsZero() {
 		tmpl.NotBefore = now.Add(-leafBackdate)

@@ -188,10 +188,12 @@ func TestPyHelpers(t *testing.T) {
 }
 
 func FuzzSenderViews(f *testing.F) {
-	f.Add("v=STSv1; id=1", "text/plain", []byte(good))
-	f.Add("v=STSv1 ; id=1", "", []byte("version: STSv1\n\nmode: none\nmax_age: 1"))
-	f.Fuzz(func(t *testing.T, txt, ct string, body []byte) {
-		vs := SenderViews(SenderInput{TXT: []string{txt}, ContentType: ct, HasContentType: ct != "", Body: body})
+	f.Add("v=STSv1; id=1", "text/plain", "", []byte(good))
+	f.Add("v=STSv1 ; id=1", "", "", []byte("version: STSv1\n\nmode: none\nmax_age: 1"))
+	f.Add("v=STSv1; id=1", "text/plain", "gzip", gzipped(good))
+	f.Add("v=STSv1; id=1", "text/plain", "deflate", []byte(good))
+	f.Fuzz(func(t *testing.T, txt, ct, coding string, body []byte) {
+		vs := SenderViews(SenderInput{TXT: []string{txt}, ContentType: ct, HasContentType: ct != "", ContentEncoding: coding, Body: body})
 		for _, v := range vs {
 			if !v.Applies && v.Reason == "" {
 				t.Fatalf("%s: no policy without a reason", v.Sender)

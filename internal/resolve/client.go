@@ -351,6 +351,13 @@ func (c *Client) attempt(ctx context.Context, server, qname string, qtype uint16
 	r.msg = resp
 	switch resp.Rcode {
 	case dns.RcodeSuccess, dns.RcodeNameError:
+		if len(resp.Answer) == 0 && !resp.RecursionAvailable && !resp.Authoritative {
+			// Neither a recursive answer nor the zone's own: a referral
+			// (RFC 1034 §4.3.1) or a lame server. Its empty answer says
+			// nothing about the name.
+			r.status, r.detail = StatusError, "the server neither recursed (RA) nor answered for the zone (AA): a referral is not an answer"
+			return r
+		}
 		r.final = true
 	case dns.RcodeServerFailure:
 		r.status, r.detail = StatusServFail, "SERVFAIL"

@@ -1150,6 +1150,17 @@ func TestIncompleteRepliesAreUndetermined(t *testing.T) {
 			wantErr: "announces",
 		},
 		{
+			name: "a referral from a server that does not recurse",
+			udp: func(w dns.ResponseWriter, r *dns.Msg, _ []dns.RR) {
+				m := new(dns.Msg)
+				m.SetReply(r)
+				ns, _ := dns.NewRR("example.com. 3600 IN NS ns1.example.net.")
+				m.Ns = []dns.RR{ns}
+				w.WriteMsg(m)
+			},
+			wantErr: "referral",
+		},
+		{
 			name: "header only, answer announced",
 			udp: func(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
 				w.Write(pack(reply(r, dns.RcodeSuccess, rrs))[:headerLen])
@@ -1165,7 +1176,7 @@ func TestIncompleteRepliesAreUndetermined(t *testing.T) {
 			t.Parallel()
 			rrs := mustRRs(t, mx...)
 			srv := startServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
-				if w.LocalAddr().Network() == "udp" {
+				if w.LocalAddr().Network() == "udp" || tt.tcp == nil {
 					tt.udp(w, r, rrs)
 					return
 				}
@@ -1182,6 +1193,19 @@ func TestIncompleteRepliesAreUndetermined(t *testing.T) {
 			}
 		})
 	}
+	// An authoritative server asked directly (AA, no RA) is believed.
+	t.Run("NODATA from an authoritative server that does not recurse", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			m.Authoritative = true
+			w.WriteMsg(m)
+		})
+		if got := newClient(srv).Lookup(context.Background(), "example.com", dns.TypeMX); got.Status != StatusNoData {
+			t.Errorf("Status %q (%s), want nodata", got.Status, got.Error)
+		}
+	})
 	// The truncated UDP reply whose records are cut still goes to TCP,
 	// and a complete TCP answer is believed.
 	t.Run("TC over UDP with fewer records, complete over TCP", func(t *testing.T) {

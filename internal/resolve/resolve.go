@@ -9,8 +9,9 @@
 // ([StatusNoData]) mean that something is absent ([Status.Absent]). SERVFAIL,
 // REFUSED, timeouts, network errors, malformed replies, replies that may be
 // missing records (truncated even over TCP, or holding fewer records than
-// their header announces), other rcodes and broken CNAME chains mean "could
-// not determine, retry later"
+// their header announces), empty replies from a server that neither
+// recursed nor is authoritative (a referral), other rcodes and broken CNAME
+// chains mean "could not determine, retry later"
 // ([Status.Temporary]); a caller must not turn them into "missing". This is
 // the split RFC 7672 §2.1.1 draws between secure/insecure answers (normal
 // results, including NXDOMAIN and NODATA) and lookup errors.
@@ -47,7 +48,7 @@ const (
 	StatusServFail Status = "servfail" // a server answered SERVFAIL
 	StatusRefused  Status = "refused"  // a server answered REFUSED
 	StatusTimeout  Status = "timeout"  // no answer in time (per attempt or ctx deadline)
-	StatusError    Status = "error"    // network error, malformed or incomplete reply (still truncated over TCP, fewer records than announced), other rcodes, CNAME loop or too long, invalid name, canceled
+	StatusError    Status = "error"    // network error, malformed or incomplete reply (still truncated over TCP, fewer records than announced, a referral), other rcodes, CNAME loop or too long, invalid name, canceled
 )
 
 // Temporary reports whether s means "could not determine": the lookup should

@@ -76,6 +76,7 @@ const (
 	StatusFailed       Status = "failed"       // the server answered badly or not at all
 	StatusBlocked      Status = "blocked"      // not connected to: not a public address
 	StatusStopped      Status = "stopped"      // cut off by the scan's time budget
+	StatusSkipped      Status = "skipped"      // not looked at: beyond the scan's limits
 )
 
 // describe turns a step of a scan of domain into an event. overBudget
@@ -90,7 +91,7 @@ func describe(domain string, st scan.Step, overBudget bool) Event {
 	case st.Probe != nil:
 		e = describeProbe(st.Probe)
 	}
-	if overBudget && e.Status != StatusOK && e.Status != StatusAbsent && e.Status != StatusBlocked {
+	if overBudget && (e.Status == StatusFailed || e.Status == StatusUndetermined) {
 		e.Status = StatusStopped
 		e.Text += " (the scan's time budget ran out)"
 	}
@@ -233,6 +234,10 @@ func describeProbe(r *smtpprobe.Result) Event {
 	switch {
 	case r.Class == smtpprobe.ConnectBlocked:
 		e.Status, e.Text = StatusBlocked, r.Error
+	case r.Class == smtpprobe.NotProbedLimit:
+		e.Status, e.Text = StatusSkipped, r.Error
+	case !r.Class.Observed():
+		e.Status, e.Text = StatusStopped, r.Error // the budget ran out: nothing about the server
 	case r.Class != "":
 		e.Status, e.Text = StatusFailed, r.Error
 		if r.Class == smtpprobe.BannerTemporary || r.Class == smtpprobe.BannerPermanent {

@@ -829,7 +829,7 @@ func (p *parser) policy(e *entry) Policy {
 	}
 
 	// mx-host, and the patterns in force.
-	pol.MXHost = p.mxHost(mx, ppath+".mx-host", pol.Type)
+	pol.MXHost = p.mxHost(mx, ppath+".mx-host")
 	var fromString []string
 	if pp := pol.STS(); pp != nil {
 		fromString = pp.Draft.MX
@@ -942,10 +942,10 @@ func (p *parser) policyDomain(v *jv, path string) string {
 	return d
 }
 
-// policyStrings reads policy-string: echoed CRs are removed (Google 2022
-// echoed a CRLF policy file), and Microsoft's TLSA list, a one-element
-// array holding a JSON-encoded array, is decoded (RFC 8460 §4.5).
-func (p *parser) policyStrings(v *jv, path string, typ PolicyType) []string {
+// stringList reads an array of strings. A lone string is read as one
+// element (noted with lone and loneText); other elements are dropped with
+// a note.
+func (p *parser) stringList(v *jv, path, name string, lone NoteCode, loneText string) []string {
 	if v == nil || v.kind == 'z' {
 		return nil
 	}
@@ -954,20 +954,34 @@ func (p *parser) policyStrings(v *jv, path string, typ PolicyType) []string {
 	case 'a':
 		in = v.arr
 	case 's':
-		p.note(NoteWrongType, path, v.raw(), "policy-string is a single string, not an array; it was read as one element")
+		p.note(lone, path, v.raw(), "%s", loneText)
 		in = []jv{*v}
 	default:
-		p.note(NoteWrongType, path, v.raw(), "policy-string is %s, not an array of strings; it was ignored", v.typeName())
+		p.note(NoteWrongType, path, v.raw(), "%s is %s, not an array of strings; it was ignored", name, v.typeName())
+		return nil
+	}
+	out := make([]string, 0, len(in))
+	for _, e := range in {
+		if e.kind != 's' {
+			p.note(NoteWrongType, path+"[*]", e.raw(), "a %s element is %s; it was ignored", name, e.typeName())
+			continue
+		}
+		out = append(out, e.s)
+	}
+	return out
+}
+
+// policyStrings reads policy-string: echoed CRs are removed (Google 2022
+// echoed a CRLF policy file), and Microsoft's TLSA list, a one-element
+// array holding a JSON-encoded array, is decoded (RFC 8460 §4.5).
+func (p *parser) policyStrings(v *jv, path string, typ PolicyType) []string {
+	in := p.stringList(v, path, "policy-string", NoteWrongType, "policy-string is a single string, not an array; it was read as one element")
+	if in == nil {
 		return nil
 	}
 	var out []string
 	cr, encoded := false, false
-	for _, e := range in {
-		if e.kind != 's' {
-			p.note(NoteWrongType, path+"[*]", e.raw(), "a policy-string element is %s; it was ignored", e.typeName())
-			continue
-		}
-		s := e.s
+	for _, s := range in {
 		if strings.ContainsAny(s, "\r") {
 			cr = true
 			s = strings.ReplaceAll(s, "\r", "")
@@ -1000,28 +1014,11 @@ func (p *parser) policyStrings(v *jv, path string, typ PolicyType) []string {
 // mxHost reads mx-host: an array of patterns per RFC 8460 §4.4; the
 // Appendix B example's single string (erratum 6241) and elements with an
 // "mx:" prefix are accepted.
-func (p *parser) mxHost(v *jv, path string, typ PolicyType) []string {
-	if v == nil || v.kind == 'z' {
-		return nil
-	}
-	var in []jv
-	switch v.kind {
-	case 'a':
-		in = v.arr
-	case 's':
-		p.note(NoteMXHostString, path, v.raw(), "mx-host is a string, not an array (as in RFC 8460 Appendix B; erratum 6241); it was read as one pattern")
-		in = []jv{*v}
-	default:
-		p.note(NoteWrongType, path, v.raw(), "mx-host is %s, not an array; it was ignored", v.typeName())
-		return nil
-	}
+func (p *parser) mxHost(v *jv, path string) []string {
+	in := p.stringList(v, path, "mx-host", NoteMXHostString, "mx-host is a string, not an array (as in RFC 8460 Appendix B; erratum 6241); it was read as one pattern")
 	var out []string
-	for _, e := range in {
-		if e.kind != 's' {
-			p.note(NoteWrongType, path+"[*]", e.raw(), "an mx-host element is %s; it was ignored", e.typeName())
-			continue
-		}
-		s := strings.TrimSpace(strings.ReplaceAll(e.s, "\r", ""))
+	for _, raw := range in {
+		s := strings.TrimSpace(strings.ReplaceAll(raw, "\r", ""))
 		if _, ok := cutPrefixFold(s, "mx:"); ok {
 			for ok {
 				var rest string
@@ -1030,7 +1027,7 @@ func (p *parser) mxHost(v *jv, path string, typ PolicyType) []string {
 					s = strings.TrimSpace(rest)
 				}
 			}
-			p.note(NoteMXHostPrefix, path, clip(e.s, 200), "the mx-host element %q repeats the policy's \"mx:\" key; the pattern %q was used", clip(e.s, 200), s)
+			p.note(NoteMXHostPrefix, path, clip(raw, 200), "the mx-host element %q repeats the policy's \"mx:\" key; the pattern %q was used", clip(raw, 200), s)
 		}
 		if s == "" {
 			continue

@@ -78,8 +78,9 @@ type DomainRow struct {
 
 // Day returns the UTC day of t (midnight).
 func Day(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	// Go's time has no leap seconds, so UTC days are whole multiples of
+	// 24 hours from the zero time.
+	return t.UTC().Truncate(24 * time.Hour)
 }
 
 // MXSet is the canonical form of a pattern list: sorted, lower-case,
@@ -108,7 +109,7 @@ func MXSet(patterns []string) string {
 // are the same single day. A range of zero length belongs to its day.
 func days(start, end time.Time) ([]time.Time, []int64) {
 	start, end = start.UTC(), end.UTC()
-	if !end.After(start) {
+	if !end.After(start) || Day(start).Equal(Day(end.Add(-time.Nanosecond))) {
 		return []time.Time{Day(start)}, []int64{1}
 	}
 	var ds []time.Time
@@ -202,9 +203,9 @@ type domKey struct {
 // listed in Duplicates).
 func Aggregate(reports []*tlsrpt.Report) *Summary {
 	s := &Summary{}
-	rows := map[rowKey]*Row{}
-	doms := map[domKey]*DomainRow{}
-	seen := map[[2]string]bool{}
+	rows := make(map[rowKey]*Row, len(reports))
+	doms := make(map[domKey]*DomainRow, len(reports))
+	seen := make(map[[2]string]bool, len(reports))
 	for _, rep := range reports {
 		if rep == nil {
 			continue
@@ -291,18 +292,29 @@ func Aggregate(reports []*tlsrpt.Report) *Summary {
 			}
 		}
 	}
-	for _, r := range rows {
-		s.Rows = append(s.Rows, *r)
+	// Sort the keys, not the rows: a Row is large to swap.
+	rks := make([]rowKey, 0, len(rows))
+	for k := range rows {
+		rks = append(rks, k)
 	}
-	slices.SortFunc(s.Rows, func(a, b Row) int {
-		return cmp.Or(cmp.Compare(a.Domain, b.Domain), a.Day.Compare(b.Day), cmp.Compare(a.Type, b.Type), cmp.Compare(a.Organization, b.Organization))
+	slices.SortFunc(rks, func(a, b rowKey) int {
+		return cmp.Or(cmp.Compare(a.domain, b.domain), a.day.Compare(b.day), cmp.Compare(a.typ, b.typ), cmp.Compare(a.org, b.org))
 	})
-	for _, d := range doms {
-		s.DomainRows = append(s.DomainRows, *d)
+	s.Rows = make([]Row, 0, len(rks))
+	for _, k := range rks {
+		s.Rows = append(s.Rows, *rows[k])
 	}
-	slices.SortFunc(s.DomainRows, func(a, b DomainRow) int {
-		return cmp.Or(cmp.Compare(a.Domain, b.Domain), a.Day.Compare(b.Day), cmp.Compare(a.Organization, b.Organization))
+	dks := make([]domKey, 0, len(doms))
+	for k := range doms {
+		dks = append(dks, k)
+	}
+	slices.SortFunc(dks, func(a, b domKey) int {
+		return cmp.Or(cmp.Compare(a.domain, b.domain), a.day.Compare(b.day), cmp.Compare(a.org, b.org))
 	})
+	s.DomainRows = make([]DomainRow, 0, len(dks))
+	for _, k := range dks {
+		s.DomainRows = append(s.DomainRows, *doms[k])
+	}
 	return s
 }
 

@@ -71,6 +71,21 @@ type DKIMResult struct {
 // Counts reports whether the report may be counted (RFC 8460 §3).
 func (r *DKIMResult) Counts() bool { return r != nil && r.Status == DKIMPass }
 
+// Ignored says why a report does not count, in the words a list of
+// reports shows ("ignored: no valid DKIM signature", and why), or "" when
+// it counts. A temporary failure is not ignored for good: it says retry.
+func (r *DKIMResult) Ignored() string {
+	switch {
+	case r.Counts():
+		return ""
+	case r == nil:
+		return "ignored: no valid DKIM signature (not checked)"
+	case r.Status == DKIMTempError:
+		return "not counted yet: " + r.Reason
+	}
+	return "ignored: no valid DKIM signature (" + r.Reason + ")"
+}
+
 // MaxSignatures bounds the DKIM-Signature fields checked per message.
 const MaxSignatures = 5
 

@@ -167,6 +167,14 @@ func TestDKIM(t *testing.T) {
 			if r.Counts() != (tt.status == DKIMPass) {
 				t.Errorf("Counts() = %v", r.Counts())
 			}
+			switch ign := r.Ignored(); {
+			case tt.status == DKIMPass && ign != "":
+				t.Errorf("a passing report says %q", ign)
+			case tt.status == DKIMTempError && !strings.HasPrefix(ign, "not counted yet"):
+				t.Errorf("temperror says %q", ign)
+			case tt.status != DKIMPass && tt.status != DKIMTempError && !strings.HasPrefix(ign, "ignored: no valid DKIM signature ("):
+				t.Errorf("%s says %q", tt.status, ign)
+			}
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/scanjob"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 //go:embed templates/*.html
@@ -95,6 +96,8 @@ var templates = func() map[string]*template.Template {
 		"duration":   humanSeconds,
 		"inc":        func(i int) int { return i + 1 },
 		"deref":      func(b *bool) bool { return b != nil && *b },
+		"sentence":   sentence,
+		"observed":   func(class string) bool { return smtpprobe.Class(class).Observed() },
 		"stageTitle": func(s scanjob.Stage) string { return s.Title() },
 		"statusIcon": func(s scanjob.Status) string { return statusWords[s][0] },
 		"statusWord": func(s scanjob.Status) string { return statusWords[s][1] },
@@ -107,6 +110,14 @@ var templates = func() map[string]*template.Template {
 	}
 	return out
 }()
+
+// sentence starts s with a capital letter.
+func sentence(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
 
 // humanSeconds renders a max_age.
 func humanSeconds(s int64) string {

@@ -71,6 +71,9 @@ type harness struct {
 	store *scanjob.MemoryStore
 	clock *testClock
 	api   routers.Router
+
+	mu       sync.Mutex
+	requests []string
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -82,7 +85,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	d := &dial.Dialer{Guard: dial.NewGuard(allow...), Net: l.Net()}
 	sc := &scan.Scanner{
-		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 500 * time.Millisecond, Attempts: 2},
+		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 1500 * time.Millisecond, Attempts: 2},
 		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: 3 * time.Second},
 		Dialer:   d,
 		Prober: &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), EHLO: "checker.example.test",
@@ -97,7 +100,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	store := scanjob.NewMemoryStore()
 	jobs := scanjob.New(cfg, NewScanFunc(sc, nil), store, nil, nil)
 	w := &Server{Jobs: jobs, TLS: o.tls, EHLOName: "checker.example.test", Heartbeat: 200 * time.Millisecond}
-	srv := httptest.NewServer(w.Handler())
+	hs := &harness{}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		hs.mu.Lock()
+		hs.requests = append(hs.requests, r.Method+" "+r.URL.RequestURI())
+		hs.mu.Unlock()
+		w.Handler().ServeHTTP(rw, r)
+	}))
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -120,7 +129,15 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, lab: l, srv: srv, web: w, jobs: jobs, store: store, clock: clock, api: router}
+	hs.t, hs.lab, hs.srv, hs.web, hs.jobs, hs.store, hs.clock, hs.api = t, l, srv, w, jobs, store, clock, router
+	return hs
+}
+
+// Requests returns the requests the server got, as "METHOD /path?query".
+func (h *harness) Requests() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.requests...)
 }
 
 // response is one HTTP exchange.

@@ -191,6 +191,7 @@ var statusWords = map[scanjob.Status][2]string{
 	scanjob.StatusFailed:       {"✗", "Failed"},
 	scanjob.StatusBlocked:      {"⊘", "Not connected"},
 	scanjob.StatusStopped:      {"⏱", "Stopped"},
+	scanjob.StatusSkipped:      {"–", "Not probed"},
 }
 
 // downloads

@@ -56,6 +56,30 @@ type Cert struct {
 	KeyType    string    `json:"key_type"`
 	SHA256     string    `json:"sha256"`      // of the whole certificate (DER)
 	SPKISHA256 string    `json:"spki_sha256"` // of the SubjectPublicKeyInfo, as in TLSA 3 1 1
+	Size       int       `json:"size"`        // bytes of DER
+}
+
+// OpenSSLMaxCertList is the largest Certificate handshake message OpenSSL
+// accepts from a peer by default (SSL_MAX_CERT_LIST_DEFAULT, 100 KiB).
+// Postfix and Python's ssl module (postfix-mta-sts-resolver) keep that
+// default; Go's crypto/tls accepts 256 KiB.
+const OpenSSLMaxCertList = 100 * 1024
+
+// CertificateMessageSize returns the size of the body of the TLS
+// Certificate handshake message that carries chain: a 3-byte list length
+// and a 3-byte length before each certificate (RFC 5246 §7.4.2); TLS 1.3
+// adds a 1-byte request context and 2 bytes of extensions per certificate
+// (RFC 8446 §4.4.2). Stapled OCSP responses and SCTs, which the evidence
+// does not keep, only add to it, so this is a lower bound.
+func CertificateMessageSize(chain []Cert, version string) int {
+	n := 3
+	for _, c := range chain {
+		n += 3 + c.Size
+	}
+	if version == "TLS 1.3" {
+		n += 1 + 2*len(chain)
+	}
+	return n
 }
 
 // Describe turns a chain into evidence.
@@ -75,6 +99,7 @@ func Describe(chain []*x509.Certificate) []Cert {
 			KeyType:    keyType(c),
 			SHA256:     hex.EncodeToString(sum[:]),
 			SPKISHA256: hex.EncodeToString(spki[:]),
+			Size:       len(c.Raw),
 		})
 	}
 	return out

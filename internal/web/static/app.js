@@ -14,17 +14,21 @@
       b.type = "button";
       b.className = "copy-button";
       var what = pre.getAttribute("aria-label") || "text";
-      b.textContent = "Copy";
-      b.setAttribute("aria-label", "Copy " + what);
+      // The accessible name starts with the visible word (WCAG 2.5.3).
+      var say = function (word) {
+        b.textContent = word;
+        b.setAttribute("aria-label", word + ": " + what);
+      };
+      say("Copy");
       b.addEventListener("click", function () {
         var text = pre.textContent;
         var done = function () {
-          b.textContent = "Copied";
+          say("Copied");
           live.textContent = what + " copied to the clipboard";
-          setTimeout(function () { b.textContent = "Copy"; }, 2000);
+          setTimeout(function () { say("Copy"); }, 2000);
         };
         var fail = function () {
-          b.textContent = "Select and copy";
+          say("Select and copy");
           live.textContent = "Copying failed; select the text and copy it";
           var range = document.createRange();
           range.selectNodeContents(pre);
@@ -48,7 +52,8 @@
     undetermined: ["?", "Could not tell"],
     failed: ["\u2717", "Failed"],
     blocked: ["\u2298", "Not connected"],
-    stopped: ["\u23f1", "Stopped"]
+    stopped: ["\u23f1", "Stopped"],
+    skipped: ["\u2013", "Not probed"]
   };
   var stageTitles = {
     "mta-sts-record": "MTA-STS record",
