@@ -190,6 +190,14 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// capList joins the first max items and says how many more there are.
+func capList(items []string, max int) string {
+	if len(items) > max {
+		return strings.Join(items[:max], ", ") + fmt.Sprintf(" and %d more", len(items)-max)
+	}
+	return strings.Join(items, ", ")
+}
+
 func quoteList(items []string, max int) string {
 	var q []string
 	for i, s := range items {

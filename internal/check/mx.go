@@ -257,14 +257,10 @@ func (e *evaluator) mxAddresses(h *scan.MXHost) {
 // hostList names the hosts, the first eight of them.
 func hostList(hosts []*scan.MXHost) string {
 	var names []string
-	for i, h := range hosts {
-		if i == 8 {
-			names = append(names, fmt.Sprintf("and %d more", len(hosts)-i))
-			break
-		}
+	for _, h := range hosts {
 		names = append(names, h.Host)
 	}
-	return strings.Join(names, ", ")
+	return capList(names, 8)
 }
 
 // familyFailure reports an address lookup that failed temporarily while
@@ -295,12 +291,8 @@ func family(a *resolve.Answer) string {
 // addrList lists an answer's addresses, the first four of them.
 func addrList(a *resolve.Answer) string {
 	var out []string
-	for i, ip := range a.Addrs() {
-		if i == 4 {
-			out = append(out, fmt.Sprintf("and %d more", len(a.Addrs())-i))
-			break
-		}
+	for _, ip := range a.Addrs() {
 		out = append(out, ip.String())
 	}
-	return strings.Join(out, ", ")
+	return capList(out, 4)
 }

@@ -92,9 +92,9 @@ func (e *evaluator) smtp() {
 				// The scan did not look (or stopped looking): no verdict
 				// about the server.
 				if p.Class == smtpprobe.NotProbedLimit {
-					limit = append(limit, h.Host+" "+a.IP)
+					limit = append(limit, h.Host+" ("+a.IP+")")
 				} else {
-					budget = append(budget, h.Host+" "+a.IP)
+					budget = append(budget, h.Host+" ("+a.IP+")")
 				}
 				m.Addresses = append(m.Addresses, a)
 				continue
@@ -167,13 +167,13 @@ func (e *evaluator) smtp() {
 	if len(budget) > 0 {
 		e.add(finding.SMTPNotProbed, finding.Info, e.o.Domain,
 			fmt.Sprintf("The scan's time budget ran out before %d MX %s could be probed, or while they were: %s. Nothing is known about them; this is not a fault of the servers. Scan again with a longer --timeout.",
-				len(budget), plural(len(budget), "address", "addresses"), quoteList(budget, 8)),
+				len(budget), plural(len(budget), "address", "addresses"), capList(budget, 8)),
 			e.fixText(finding.SMTPNotProbed))
 	}
 	if len(limit) > 0 {
 		e.add(finding.SMTPNotProbed, finding.Info, e.o.Domain,
 			fmt.Sprintf("%d MX %s not probed because a host has more addresses than the scan probes (4 per address family): %s.",
-				len(limit), plural(len(limit), "address was", "addresses were"), quoteList(limit, 8)),
+				len(limit), plural(len(limit), "address was", "addresses were"), capList(limit, 8)),
 			"Nothing to change for the scan: it checks at most 4 addresses per host and family, so make sure the others are set up like the ones it checked.")
 	}
 	if all > 0 && unreachable == all {

@@ -206,8 +206,8 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		wg.Go(func() {
 			a := s.Resolver.Lookup(ctx, name, qtype)
 			mu.Lock()
+			s.progress(Step{DNS: a}) // before what then derives from it
 			then(a)
-			s.progress(Step{DNS: a})
 			mu.Unlock()
 		})
 	}
@@ -239,8 +239,10 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			wg.Go(func() {
 				var r *smtpprobe.Result
 				if slots.wait(t) {
-					r = s.Prober.Probe(ctx, h.Host, ip)
-					slots.release(t)
+					func() {
+						defer slots.release(t)
+						r = s.Prober.Probe(ctx, h.Host, ip)
+					}()
 				} else {
 					r = smtpprobe.NotProbed(h.Host, ip, smtpprobe.NotProbedBudget,
 						"not probed: the scan's time budget ran out before this address's turn", now())
