@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,13 @@ type Cache struct {
 	log        *slog.Logger
 	flushEvery time.Duration
 
+	// max bounds the entries over all shards; count is how many there are.
+	// A new entry beyond max evicts the least recently used entry of its
+	// own shard: shards are chosen by hash, so this approximates a global
+	// LRU without a global lock.
+	max   int64
+	count atomic.Int64
+
 	mu    sync.Mutex
 	dirty map[string]*Entry // policies to write; nil value: delete
 	purge bool              // delete everything before writing dirty
@@ -42,7 +50,6 @@ type Cache struct {
 
 type shard struct {
 	mu    sync.Mutex
-	max   int
 	items map[string]*node
 	head  node // sentinel: head.next is the most recently used
 }
@@ -67,10 +74,9 @@ func Open(o Options) (*Cache, error) {
 	if max <= 0 {
 		max = DefaultMaxEntries
 	}
-	per := (max + shardCount - 1) / shardCount
+	c.max = int64(max)
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.max = per
 		s.items = map[string]*node{}
 		s.head.next, s.head.prev = &s.head, &s.head
 	}
@@ -154,7 +160,31 @@ func (c *Cache) Put(e *Entry) {
 // leaves the entry alone. When the policy in force changed (or its check
 // time), the entry is written to the file at the next flush.
 func (c *Cache) Update(domain string, f func(old *Entry) *Entry) *Entry {
-	return c.update(domain, f, true)
+	e := c.update(domain, f, true)
+	c.trim(domain)
+	return e
+}
+
+// trim evicts least recently used entries while there are more than max:
+// from the shard of domain first (the one that grew), then the next ones.
+// One shard is locked at a time.
+func (c *Cache) trim(domain string) {
+	start := int(maphash.String(c.seed, domain) % shardCount)
+	for i := 0; c.count.Load() > c.max && i < shardCount; {
+		s := &c.shards[(start+i)%shardCount]
+		s.mu.Lock()
+		if len(s.items) == 0 || i == 0 && len(s.items) == 1 {
+			// Empty, or holding only the entry just added.
+			s.mu.Unlock()
+			i++
+			continue
+		}
+		lru := s.head.prev
+		s.unlink(lru)
+		delete(s.items, lru.e.Domain)
+		c.count.Add(-1)
+		s.mu.Unlock()
+	}
 }
 
 // loaded puts an entry read from the file, unless the domain has one.
@@ -165,6 +195,7 @@ func (c *Cache) loaded(e *Entry) {
 		}
 		return e
 	}, false)
+	c.trim(e.Domain)
 }
 
 func (c *Cache) update(domain string, f func(old *Entry) *Entry, persist bool) *Entry {
@@ -192,11 +223,7 @@ func (c *Cache) update(domain string, f func(old *Entry) *Entry, persist bool) *
 		n = &node{e: e}
 		s.items[domain] = n
 		s.insertFront(n)
-		for len(s.items) > s.max {
-			lru := s.head.prev
-			s.unlink(lru)
-			delete(s.items, lru.e.Domain)
-		}
+		c.count.Add(1)
 	}
 	if persist {
 		c.markDirty(old, e)
@@ -246,6 +273,7 @@ func (c *Cache) Delete(domain string) {
 	if n, ok := s.items[domain]; ok {
 		s.unlink(n)
 		delete(s.items, domain)
+		c.count.Add(-1)
 	}
 	s.mu.Unlock()
 	if c.store != nil {
@@ -260,6 +288,7 @@ func (c *Cache) Purge() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		c.count.Add(-int64(len(s.items)))
 		s.items = map[string]*node{}
 		s.head.next, s.head.prev = &s.head, &s.head
 		s.mu.Unlock()
