@@ -104,6 +104,8 @@ type Resolver struct {
 	bgCancel context.CancelFunc
 	closed   atomic.Bool
 
+	render rendered
+
 	rootMu    sync.Mutex
 	rootUntil time.Time
 	rootOK    bool
@@ -205,11 +207,13 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) *Result {
 func stsState(e *stscache.Entry, now int64, d *Discovery) sendpolicy.STS {
 	switch {
 	case e.Valid(now):
-		why := "cached policy id " + e.ID + " fetched " + time.Unix(int64(e.FetchedAt), 0).UTC().Format(time.RFC3339) + ", expires " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339)
-		if e.Outcome != stscache.OutcomePolicy && e.Outcome != stscache.OutcomeNone {
-			why += "; kept although the last check found: " + e.Outcome.String() + " (" + e.Detail + ") (RFC 8461 §3.3)"
-		}
-		return sendpolicy.STS{Policy: e.Policy, Reason: why}
+		return sendpolicy.STS{Policy: e.Policy, Why: func() string {
+			why := "cached policy id " + e.ID + " fetched " + time.Unix(int64(e.FetchedAt), 0).UTC().Format(time.RFC3339) + ", expires " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339)
+			if e.Outcome != stscache.OutcomePolicy && e.Outcome != stscache.OutcomeNone {
+				why += "; kept although the last check found: " + e.Outcome.String() + " (" + e.Detail + ") (RFC 8461 §3.3)"
+			}
+			return why
+		}}
 	case e == nil && d == nil:
 		return sendpolicy.STS{Temporary: true, Reason: "the MTA-STS lookup did not finish in time"}
 	case e == nil:
@@ -217,9 +221,11 @@ func stsState(e *stscache.Entry, now int64, d *Discovery) sendpolicy.STS {
 	case e.Outcome == stscache.OutcomeTemporary:
 		return sendpolicy.STS{Temporary: true, Reason: e.Detail}
 	case e.Policy != nil:
-		return sendpolicy.STS{Reason: "the cached policy expired at " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339) + " and the last check found: " + e.Outcome.String() + " (" + e.Detail + ")"}
+		return sendpolicy.STS{Why: func() string {
+			return "the cached policy expired at " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339) + " and the last check found: " + e.Outcome.String() + " (" + e.Detail + ")"
+		}}
 	}
-	return sendpolicy.STS{Reason: e.Outcome.String() + ": " + e.Detail}
+	return sendpolicy.STS{Why: func() string { return e.Outcome.String() + ": " + e.Detail }}
 }
 
 // discoverWait runs (or joins) the discovery of domain and waits for it
