@@ -15,6 +15,8 @@ echo "$out" | awk '
 /^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
 /^BenchmarkSMTPScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") sc=$i; if ($(i+1)=="allocs/op") sa=$i } }
 /^BenchmarkSMTPScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") ss=$i }
+/^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
+/^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 END {
   if (c != "") {
     printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
@@ -28,7 +30,14 @@ END {
     if (ss != "") printf "  probes one at a time: %.2fx\n", ss
     printf "  allocations per scan: %s\n", sa
   }
+  if (rc != "") printf "resolver cold lookup / critical path (TXT, policy host address, connection; 50 ms each): %.2fx\n", rc
+  if (rm != "") printf "resolver memory with a million cached policies: %s MiB RSS, %s bytes per domain (target < 512 MiB)\n", rm, rb
 }'
+# The resolver against Debian's mta-sts-daemon (bench/resolver.sh, about 70 s).
+if echo Resolver | grep -qE "$pattern"; then
+  echo
+  bench/resolver.sh
+fi
 # The policy host against nginx with wrk (bench/host.sh, about 75 s).
 if echo Host | grep -qE "$pattern"; then
   echo
