@@ -42,6 +42,7 @@ type Cache struct {
 	// LRU without a global lock.
 	max   int64
 	count atomic.Int64
+	clock atomic.Uint64 // ticks at every use, for comparing shards' LRU ends
 
 	mu    sync.Mutex
 	dirty map[string]*Entry // policies to write; nil value: delete
@@ -49,6 +50,7 @@ type Cache struct {
 }
 
 type shard struct {
+	c     *Cache
 	mu    sync.Mutex
 	items map[string]*node
 	head  node // sentinel: head.next is the most recently used
@@ -57,6 +59,7 @@ type shard struct {
 type node struct {
 	e          *Entry
 	prev, next *node
+	used       uint64 // the cache's clock at the last use
 }
 
 // Open makes a cache and, with a Path, opens (or creates) the SQLite
@@ -77,6 +80,7 @@ func Open(o Options) (*Cache, error) {
 	c.max = int64(max)
 	for i := range c.shards {
 		s := &c.shards[i]
+		s.c = c
 		s.items = map[string]*node{}
 		s.head.next, s.head.prev = &s.head, &s.head
 	}
@@ -165,25 +169,33 @@ func (c *Cache) Update(domain string, f func(old *Entry) *Entry) *Entry {
 	return e
 }
 
-// trim evicts least recently used entries while there are more than max:
-// from the shard of domain first (the one that grew), then the next ones.
-// One shard is locked at a time.
+// trim evicts while there are more than max entries: each time the least
+// recently used entry among the LRU ends of four shards (the shard of
+// domain and the next three), so eviction approximates a global LRU
+// without a global lock; the entry just added is never taken.
 func (c *Cache) trim(domain string) {
 	start := int(maphash.String(c.seed, domain) % shardCount)
-	for i := 0; c.count.Load() > c.max && i < shardCount; {
-		s := &c.shards[(start+i)%shardCount]
-		s.mu.Lock()
-		if len(s.items) == 0 || i == 0 && len(s.items) == 1 {
-			// Empty, or holding only the entry just added.
+	for tries := 0; c.count.Load() > c.max && tries < 2*shardCount; tries++ {
+		var best *shard
+		var bestUsed uint64
+		for k := range 4 {
+			s := &c.shards[(start+tries+k)%shardCount]
+			s.mu.Lock()
+			if lru := s.head.prev; lru != &s.head && lru.e.Domain != domain && (best == nil || lru.used < bestUsed) {
+				best, bestUsed = s, lru.used
+			}
 			s.mu.Unlock()
-			i++
+		}
+		if best == nil {
 			continue
 		}
-		lru := s.head.prev
-		s.unlink(lru)
-		delete(s.items, lru.e.Domain)
-		c.count.Add(-1)
-		s.mu.Unlock()
+		best.mu.Lock()
+		if lru := best.head.prev; lru != &best.head && lru.e.Domain != domain {
+			best.unlink(lru)
+			delete(best.items, lru.e.Domain)
+			c.count.Add(-1)
+		}
+		best.mu.Unlock()
 	}
 }
 
@@ -253,12 +265,14 @@ func (s *shard) unlink(n *node) {
 }
 
 func (s *shard) insertFront(n *node) {
+	n.used = s.c.clock.Add(1)
 	n.prev, n.next = &s.head, s.head.next
 	s.head.next.prev = n
 	s.head.next = n
 }
 
 func (s *shard) moveFront(n *node) {
+	n.used = s.c.clock.Add(1)
 	if s.head.next == n {
 		return
 	}
