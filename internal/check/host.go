@@ -69,7 +69,7 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 			bad(finding.PolicyHostNotPublic, "%s: %s.", r.Host, r.Error)
 			return v
 		}
-		if r.Class == fetch.TLSError && strings.Contains(r.Error, "protocol version") {
+		if r.Class == fetch.TLSVersion {
 			bad(finding.PolicyTLSVersion, "%s at %s: the server offers no TLS version senders accept (%s).", r.Host, v.where, r.Error)
 		} else {
 			bad(finding.PolicyFetchFailed, "%s at %s: %s.", r.URL, v.where, r.Error)
