@@ -291,11 +291,11 @@ func TestUsageErrors(t *testing.T) {
 		{"IP address", []string{"check", "192.0.2.1"}, "IP address"},
 		{"single label", []string{"check", "localhost"}, "single label"},
 		{"bad format", []string{"check", "--format", "xml", "example.com"}, "--format"},
-		{"bad resolver", []string{"check", "--resolver", "not a resolver", "example.com"}, "--resolver"},
+		{"bad resolver", []string{"check", "--resolver", "not a resolver", "example.com"}, "mailtls check: --resolver \"not a resolver\": want an address such as 127.0.0.1:53"},
 		{"bad connect-to", []string{"check", "--connect-to", "a:b", "example.com"}, "--connect-to"},
 		{"missing CA file", []string{"check", "--ca-file", "/nonexistent.pem", "example.com"}, "--ca-file"},
 		{"bad timeout", []string{"check", "--timeout", "0s", "example.com"}, "--timeout"},
-		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "--trust-ad"},
+		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "mailtls check: --trust-ad \"nope nope\": want an address such as 127.0.0.1:53"},
 		{"bad ehlo", []string{"check", "--ehlo", "not a name", "example.com"}, "--ehlo"},
 		{"bad max-mx", []string{"check", "--max-mx", "0", "example.com"}, "--max-mx"},
 	}

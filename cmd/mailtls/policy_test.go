@@ -188,6 +188,17 @@ func TestPolicyCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("a plan that cannot be made says why, in the command's words", func(t *testing.T) {
+		r := run(t, policy("plan", "prod.test")...)
+		if r.code != ExitUsage || !strings.HasPrefix(r.stderr, "mailtls policy plan: name the MX hosts to add (--add-mx)") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+		r = run(t, policy("plan", "--add-mx", "mx.newprovider.test", "new.test")...)
+		if r.code != ExitUsage || !strings.HasPrefix(r.stderr, "mailtls policy plan: new.test has no policy in effect (") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+
 	t.Run("usage errors", func(t *testing.T) {
 		for _, args := range [][]string{{"policy"}, {"policy", "bogus"}, {"policy", "init"}, {"policy", "init", "--format", "xml", "a.test"}, {"policy", "plan", "--add-mx", "not a host", "a.test"}, {"policy", "promote", "--max-age", "99999999999", "a.test"}} {
 			if r := run(t, args...); r.code != ExitUsage {
