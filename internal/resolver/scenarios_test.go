@@ -235,6 +235,16 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(tls.Certificate{}, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 		}, want: nf},
+		{name: "STS-FETCH-3 no TLS version in common (protocol_version alert)", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			alert := lab.NewReply(w.t, []byte{21, 3, 3, 0, 2, 2, 70}) // fatal protocol_version (RFC 8446 §6)
+			addr := w.l.NextAddr()
+			if err := w.l.MapAddr(alert.Addr(), addr, 443); err != nil {
+				w.t.Fatal(err)
+			}
+			w.dns("mta-sts.$D. 300 IN A " + addr.String())
+		}, want: nf},
 		{name: "STS-FETCH-6 MISC-3 certificate for the wrong name", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
