@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -22,19 +23,39 @@ import (
 // binary is the mailtls binary built once for the end-to-end tests.
 var binary string
 
+// TestMain builds the binary with coverage counters (-cover) for every
+// package of the module, so that what the end-to-end tests run counts:
+// each run writes its counters to GOCOVERDIR, which is $MAILTLS_COVERDIR
+// when set, else the -test.gocoverdir of "go test -cover", else a
+// directory deleted afterwards (docs/development.md, "Coverage").
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "mailtls-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	binary = filepath.Join(dir, "mailtls")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	build := exec.Command("go", "build", "-cover", "-coverpkg=github.com/mailtls/mailtls/...", "-o", binary, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building mailtls: %v\n%s", err, out)
 		os.Exit(2)
 	}
+	coverDir := os.Getenv("MAILTLS_COVERDIR")
+	if f := flag.Lookup("test.gocoverdir"); coverDir == "" && f != nil {
+		coverDir = f.Value.String()
+	}
+	if coverDir == "" {
+		coverDir = filepath.Join(dir, "cover")
+	}
+	if err := os.MkdirAll(coverDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	// Every run of the binary inherits it (a binary built with -cover
+	// warns on stderr without it).
+	os.Setenv("GOCOVERDIR", coverDir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
