@@ -15,6 +15,7 @@ echo "$out" | awk '
 /^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
 /^BenchmarkSMTPScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") sc=$i; if ($(i+1)=="allocs/op") sa=$i } }
 /^BenchmarkSMTPScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") ss=$i }
+/^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i } }
 END {
   if (c != "") {
     printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
@@ -27,6 +28,13 @@ END {
     printf "  concurrent probes: %.2fx   (target <= 1.3x)\n", sc
     if (ss != "") printf "  probes one at a time: %.2fx\n", ss
     printf "  allocations per scan: %s\n", sa
+  }
+  if (br != "") {
+    printf "mailtls check -f: 10,000 lab domains sharing 5 MX hosts, 50 ms per DNS answer and TCP accept, --parallel 200:\n"
+    printf "  %.0f domains/s = %.2fx the bound of --parallel / critical path (200 / 100 ms = 2000/s; target >= 0.8x)\n", br, bb
+    printf "  peak RSS %.0f MiB (target < 200 MiB); %.0f bytes per JSON record\n", bm, brec
+    if (ns != "") printf "  naive, one mailtls check process per domain in a loop (sample): %.1f domains/s; bulk is %.0fx faster\n", ns, nsx
+    if (np != "") printf "  naive, 200 mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", np, npx
   }
 }'
 # The policy host against nginx with wrk (bench/host.sh, about 75 s).

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/bulk"
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/domain"
@@ -25,6 +26,7 @@ import (
 )
 
 const checkUsage = `Usage: mailtls check [flags] DOMAIN...
+       mailtls check -f FILE [-o OUT [--resume]] [--format json|csv] [flags]
 
 Scans each domain's MTA-STS record, policy host and policy, MX coverage,
 STARTTLS and certificates on every address of every MX host, DANE (TLSA with
@@ -37,6 +39,15 @@ Exit status: 0 when no finding has severity error, 1 when at least one does,
 3 when a domain's policy could not be determined (DNS failed or no resolver
 answered; retry). With several domains the first of 2, 1, 3, 0 that applies
 wins.
+
+With -f, the domains come from FILE ("-" for standard input), one per line
+or as "rank,domain"; blank lines and # comments are skipped, invalid lines
+reported and skipped, duplicates scanned once. Records (JSON Lines, or CSV)
+come out in the order the scans finish; DNS answers, policy fetches and SMTP
+probes are shared across the run, connections to each address are spaced
+out, and --resume continues a run that was stopped. See "Scan many domains"
+in the README. The exit status is that of the records this run wrote; 2 also
+when the run was interrupted or could not write its output.
 
 Flags:
 `
@@ -142,12 +153,14 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		smtpWait time.Duration
 		ehlo     string
 		maxMX    int
+		bf       bulkFlags
 	)
 	nc.register(fs)
+	bf.register(fs)
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON document per domain (JSON Lines); same as --format json")
-	fs.StringVar(&format, "format", "text", "output `format`: text or json")
+	fs.StringVar(&format, "format", "", "output `format`: text, json or csv (default text, json with -f)")
 	fs.StringVar(&color, "color", "auto", "colour the text report: auto (on a terminal, unless NO_COLOR is set), always or never")
-	fs.IntVar(&parallel, "parallel", 4, "scan up to `N` domains at once (output stays in input order)")
+	fs.IntVar(&parallel, "parallel", 4, "scan up to `N` domains at once (output stays in input order; with -f the default is 50 and records come in completion order)")
 	fs.BoolVar(&noSMTP, "no-smtp", false, "skip the SMTP probes of the MX hosts (DNS and HTTPS only)")
 	fs.DurationVar(&smtpWait, "smtp-timeout", 0, "time limit for each SMTP phase (connect, banner, command, TLS handshake); default 10s each, 20s for the banner")
 	fs.IntVar(&maxMX, "max-mx", scan.DefaultMaxMX, "look up and probe the `N` most preferred MX hosts; every MX host is still matched against the policy")
@@ -159,13 +172,34 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 	if jsonOut {
 		format = "json"
 	}
-	if format != "text" && format != "json" {
-		fmt.Fprintf(env.Stderr, "mailtls check: --format must be text or json, not %q\n", format)
+	if format == "" {
+		format = "text"
+		if bf.file != "" {
+			format = "json"
+		}
+	}
+	if format != "text" && format != "json" && format != "csv" {
+		fmt.Fprintf(env.Stderr, "mailtls check: --format must be text, json or csv, not %q\n", format)
 		return ExitUsage
 	}
 	if color != "auto" && color != "always" && color != "never" {
 		fmt.Fprintf(env.Stderr, "mailtls check: --color must be auto, always or never, not %q\n", color)
 		return ExitUsage
+	}
+	if bf.file != "" || bf.used(fs) {
+		if len(inputs) > 0 {
+			fmt.Fprintln(env.Stderr, "mailtls check: give the domains either on the command line or with -f, not both")
+			return ExitUsage
+		}
+		if bf.file == "" {
+			fmt.Fprintf(env.Stderr, "mailtls check: %s needs -f FILE (the list of domains)\n", bf.firstUsed(fs))
+			return ExitUsage
+		}
+		if !flagSet(fs, "parallel") {
+			parallel = bulk.DefaultParallel
+		}
+		opts := scanOptions{nc: nc, noSMTP: noSMTP, smtpWait: smtpWait, ehlo: ehlo, maxMX: maxMX}
+		return runBulk(ctx, env, opts, bf, format, parallel)
 	}
 	if len(inputs) == 0 {
 		fmt.Fprintln(env.Stderr, "mailtls check: name at least one domain")
@@ -190,27 +224,11 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 	if bad {
 		return ExitUsage
 	}
-	res, fetcher, dialer, err := nc.tools(env)
+	opts := scanOptions{nc: nc, noSMTP: noSMTP, smtpWait: smtpWait, ehlo: ehlo, maxMX: maxMX}
+	scanner, _, err := opts.build(env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "mailtls check: %v\n", err)
 		return ExitUsage
-	}
-	if ehlo != "" && domain.CheckHostname(strings.TrimSuffix(ehlo, ".")) != nil && !strings.HasPrefix(ehlo, "[") {
-		fmt.Fprintf(env.Stderr, "mailtls check: --ehlo %q is not a host name or address literal\n", ehlo)
-		return ExitUsage
-	}
-	if smtpWait < 0 {
-		fmt.Fprintln(env.Stderr, "mailtls check: --smtp-timeout must be positive")
-		return ExitUsage
-	}
-	if maxMX < 1 {
-		fmt.Fprintln(env.Stderr, "mailtls check: --max-mx must be at least 1")
-		return ExitUsage
-	}
-	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now, MaxMX: maxMX}
-	if !noSMTP {
-		scanner.Prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: ehlo,
-			ConnectTimeout: smtpWait, BannerTimeout: smtpWait, CommandTimeout: smtpWait, HandshakeTimeout: smtpWait}
 	}
 	useColor := color == "always" || color == "auto" && env.Getenv("NO_COLOR") == "" && env.IsTerminal(env.Stdout)
 
@@ -237,6 +255,13 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		var err error
 		if format == "json" {
 			err = report.WriteJSON(env.Stdout, report.NewDocument(r, j.input))
+		} else if format == "csv" {
+			if i == 0 {
+				_, err = env.Stdout.Write(bulk.EncodeCSVHeader())
+			}
+			if err == nil {
+				_, err = env.Stdout.Write(bulk.EncodeCSV(bulk.NewFacts(r), r.Domain, 0))
+			}
 		} else {
 			if i > 0 {
 				fmt.Fprintln(env.Stdout)
@@ -261,6 +286,45 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		return ExitUndetermined
 	}
 	return exit
+}
+
+// scanOptions are the check flags that shape a scan.
+type scanOptions struct {
+	nc       netConfig
+	noSMTP   bool
+	smtpWait time.Duration
+	ehlo     string
+	maxMX    int
+}
+
+// build checks the options and returns the scanner and its DNS client.
+func (o scanOptions) build(env Env) (*scan.Scanner, *resolve.Client, error) {
+	res, fetcher, dialer, err := o.nc.tools(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.ehlo != "" && domain.CheckHostname(strings.TrimSuffix(o.ehlo, ".")) != nil && !strings.HasPrefix(o.ehlo, "[") {
+		return nil, nil, fmt.Errorf("--ehlo %q is not a host name or address literal", o.ehlo)
+	}
+	if o.smtpWait < 0 {
+		return nil, nil, errors.New("--smtp-timeout must be positive")
+	}
+	if o.maxMX < 1 {
+		return nil, nil, errors.New("--max-mx must be at least 1")
+	}
+	scanner := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now, MaxMX: o.maxMX}
+	if !o.noSMTP {
+		scanner.Prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: o.ehlo,
+			ConnectTimeout: o.smtpWait, BannerTimeout: o.smtpWait, CommandTimeout: o.smtpWait, HandshakeTimeout: o.smtpWait}
+	}
+	return scanner, res, nil
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // parseInterleaved parses flags that may come before, between or after the

@@ -101,7 +101,8 @@ func (r Rule) String() string {
 	return host(r.Host) + ":" + port(r.Port) + ":" + host(r.ToHost) + ":" + port(r.ToPort)
 }
 
-// matchesName reports whether the rule's HOST is the host name given.
+// matchesName reports whether the rule's HOST is the host name given,
+// which the caller has lower-cased and stripped of its trailing dot.
 func (r Rule) matchesName(host string, port int) bool {
 	if r.Port != 0 && r.Port != port {
 		return false
@@ -109,19 +110,29 @@ func (r Rule) matchesName(host string, port int) bool {
 	if r.Host == "" {
 		return true
 	}
-	if _, err := netip.ParseAddr(r.Host); err == nil {
-		return false
+	if r.Host != host {
+		return false // compared first: a dial may check thousands of rules
 	}
-	return r.Host == strings.TrimSuffix(strings.ToLower(host), ".")
+	_, err := netip.ParseAddr(r.Host)
+	return err != nil // a rule naming an IP address matches no host name
 }
 
-// matchesAddr reports whether the rule's HOST is the IP address given.
-func (r Rule) matchesAddr(ip netip.Addr, port int) bool {
-	if r.Port != 0 && r.Port != port {
+// matchesAddr reports whether the rule's HOST is the IP address given,
+// whose unmapped text form the caller passes as ipText.
+func (r Rule) matchesAddr(ip netip.Addr, ipText string, port int) bool {
+	if r.Port != 0 && r.Port != port || !ip.IsValid() {
+		return false
+	}
+	if r.Host == ipText {
+		return true
+	}
+	if !strings.Contains(r.Host, ":") {
+		// IPv4 text has one form (netip refuses leading zeros), so a
+		// different string is a different address or a name.
 		return false
 	}
 	a, err := netip.ParseAddr(r.Host)
-	return err == nil && ip.IsValid() && a.Unmap() == ip.Unmap()
+	return err == nil && a.Unmap() == ip.Unmap()
 }
 
 func (r Rule) apply(host string, port int) string {
@@ -157,8 +168,9 @@ func (d *Dialer) HostOverride(host string, port int) (string, bool) {
 	if d == nil {
 		return "", false
 	}
+	name := strings.TrimSuffix(strings.ToLower(host), ".")
 	for _, r := range d.Rules {
-		if r.matchesName(host, port) {
+		if r.matchesName(name, port) {
 			return r.apply(host, port), true
 		}
 	}
@@ -173,8 +185,9 @@ func (d *Dialer) Target(host string, ip netip.Addr, port int) string {
 		return to
 	}
 	if d != nil {
+		ipText := ip.Unmap().String()
 		for _, r := range d.Rules {
-			if r.matchesAddr(ip, port) {
+			if r.matchesAddr(ip, ipText, port) {
 				return r.apply(ip.String(), port)
 			}
 		}

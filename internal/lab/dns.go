@@ -65,6 +65,7 @@ type DNS struct {
 	ad       map[string]bool // suffix → AD on/off
 	latency  time.Duration
 	queries  []Query
+	negSOA   bool // negative answers carry the closest SOA (SetNegativeSOA)
 }
 
 type controlKey struct {
@@ -533,7 +534,44 @@ func (d *DNS) answer(req *dns.Msg, network string) (resp *dns.Msg, truncate, dro
 		ad = ad && d.adFor(name)
 	}
 	resp.AuthenticatedData = ad
+	if d.negSOA && !hasType(res.answer, q.Qtype) {
+		if soa := d.closestSOA(res.names[len(res.names)-1]); soa != nil {
+			resp.Ns = []dns.RR{soa}
+		}
+	}
 	return resp, c.truncate && network == "udp" || c.truncateTCP, false
+}
+
+// SetNegativeSOA makes NXDOMAIN and NODATA answers carry the SOA record of
+// the closest enclosing zone (the nearest name at or above the name that
+// has one) in the authority section, as real servers do so that resolvers
+// can cache the absence (RFC 2308 §3).
+func (d *DNS) SetNegativeSOA(on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.negSOA = on
+}
+
+// closestSOA returns a copy of the SOA at name or its nearest ancestor, or
+// nil. The caller holds d.mu.
+func (d *DNS) closestSOA(name string) dns.RR {
+	for s := name; ; s = parent(s) {
+		if set := d.rrs[s][dns.TypeSOA]; len(set) > 0 {
+			return dns.Copy(set[0])
+		}
+		if s == "." {
+			return nil
+		}
+	}
+}
+
+func hasType(rrs []dns.RR, t uint16) bool {
+	for _, rr := range rrs {
+		if rr.Header().Rrtype == t {
+			return true
+		}
+	}
+	return false
 }
 
 // controlFor merges the controls for (name, qtype) and (name, ANY); the

@@ -512,3 +512,37 @@ func TestStartDNSAt(t *testing.T) {
 		t.Error("a second server on a busy address")
 	}
 }
+
+// TestNegativeSOA: with SetNegativeSOA, NXDOMAIN and NODATA answers carry
+// the SOA of the closest enclosing zone (RFC 2308 §3); answers with records
+// do not.
+func TestNegativeSOA(t *testing.T) {
+	d := lab.NewDNS(t)
+	d.MustAdd(t, "zone.test. 3600 IN SOA ns.zone.test. h.zone.test. 1 3600 600 86400 300",
+		"www.zone.test. 300 IN A 192.0.2.1")
+	ask := func(name string, qtype uint16) *dns.Msg {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, err := dns.Exchange(m, d.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := ask("gone.zone.test.", dns.TypeA); len(r.Ns) != 0 {
+		t.Errorf("SOA without SetNegativeSOA: %v", r.Ns)
+	}
+	d.SetNegativeSOA(true)
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+		soa   bool
+	}{{"gone.zone.test.", dns.TypeA, true}, {"www.zone.test.", dns.TypeAAAA, true}, {"www.zone.test.", dns.TypeA, false}, {"other.test.", dns.TypeA, false}} {
+		r := ask(q.name, q.qtype)
+		got := len(r.Ns) == 1 && r.Ns[0].Header().Rrtype == dns.TypeSOA && r.Ns[0].Header().Name == "zone.test."
+		if got != q.soa {
+			t.Errorf("%s %s: authority %v, want SOA %v", q.name, dns.TypeToString[q.qtype], r.Ns, q.soa)
+		}
+	}
+}

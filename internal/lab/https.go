@@ -59,6 +59,7 @@ func StartHTTPS(addr string) (*HTTPS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: https listen: %w", err)
 	}
+	ln = &latencyListener{Listener: ln}
 	s := &HTTPS{ln: ln, hosts: make(map[string]*vhost)}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

@@ -63,6 +63,46 @@ func Start() (*Lab, error) {
 	return l, nil
 }
 
+// StartAt starts a lab whose DNS server listens on dnsAddr and whose HTTPS
+// server listens on httpsAddr, both loopback "ip:port", for clients that
+// cannot be given ports or dial rules (a resolver that reads resolv.conf,
+// an HTTPS client that connects to port 443). When httpsAddr has port 443,
+// PolicyHost publishes its IP address itself, needing no connect-to rule.
+func StartAt(dnsAddr, httpsAddr string) (*Lab, error) {
+	l := &Lab{next: firstFakeAddr}
+	var err error
+	if l.CA, err = NewCA("mailtls lab"); err != nil {
+		return nil, err
+	}
+	if l.Untrusted, err = NewCA("mailtls untrusted"); err != nil {
+		return nil, err
+	}
+	if l.DNS, err = StartDNSAt(dnsAddr); err != nil {
+		return nil, err
+	}
+	if l.HTTPS, err = StartHTTPS(httpsAddr); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// NewAt is StartAt for tests, with New's checks at the end.
+func NewAt(t testing.TB, dnsAddr, httpsAddr string) *Lab {
+	t.Helper()
+	l, err := StartAt(dnsAddr, httpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.Close()
+		if n := l.DNS.Panics(); n > 0 {
+			t.Errorf("lab: dns handler panicked %d times", n)
+		}
+	})
+	return l
+}
+
 // New is Start for tests: it fails t on error, and when the test ends it
 // closes the lab and fails t if a lab server (DNS, SMTP) recovered a panic.
 func New(t testing.TB) *Lab {
@@ -256,7 +296,11 @@ type PolicyHostOptions struct {
 // returns the address.
 func (l *Lab) PolicyHost(domain string, o PolicyHostOptions) (netip.Addr, error) {
 	host := "mta-sts." + strings.TrimSuffix(strings.ToLower(domain), ".")
-	addr := l.NextAddr()
+	direct, _ := netip.ParseAddrPort(l.HTTPS.Addr())
+	addr := direct.Addr()
+	if direct.Port() != 443 {
+		addr = l.NextAddr()
+	}
 	if !addr.IsValid() {
 		return netip.Addr{}, errors.New("lab: policy host: out of fake addresses")
 	}
@@ -275,6 +319,9 @@ func (l *Lab) PolicyHost(domain string, o PolicyHostOptions) (netip.Addr, error)
 		h = Static(http.StatusOK, "text/plain", o.Body)
 	}
 	l.HTTPS.HostWith(host, cert, h, o.TLS)
+	if direct.Port() == 443 {
+		return addr, nil // the listener itself: no rule needed
+	}
 	if err := l.MapAddr(l.HTTPS.Addr(), addr, 443); err != nil {
 		return netip.Addr{}, err
 	}

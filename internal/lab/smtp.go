@@ -271,7 +271,7 @@ func startSMTP(o SMTPOptions, ca *CA, hook func()) (*SMTPServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: smtp %s: listen: %w", s.name, err)
 	}
-	s.ln = ln
+	s.ln = &latencyListener{Listener: ln}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil

@@ -291,13 +291,16 @@ func (s *Server) serveFast(fc *fastConn, q *connQueue) {
 		}
 		fc.out = out
 		refresh(&fc.writeBy, now, l.WriteTimeout.D(), fc.c.SetWriteDeadline)
-		if _, err := fc.c.Write(out); err != nil {
-			return
-		}
+		// Counted before the write, as the net/http path counts after
+		// WriteHeader: a client that has read the response then always
+		// finds it in /metrics.
 		if limited {
 			s.rateLimited.Inc()
 		} else {
 			s.policyServed.Inc()
+		}
+		if _, err := fc.c.Write(out); err != nil {
+			return
 		}
 		if req.close {
 			return

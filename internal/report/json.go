@@ -26,6 +26,7 @@ type Document struct {
 	SchemaVersion int                `json:"schema_version"`
 	Domain        string             `json:"domain"`
 	Input         string             `json:"input,omitempty"`
+	Line          int                `json:"line,omitempty"` // the input line (mailtls check -f)
 	Notes         []string           `json:"notes,omitempty"`
 	ScannedAt     string             `json:"scanned_at"`
 	DurationMS    float64            `json:"duration_ms"`

@@ -217,15 +217,29 @@ func (c *Client) lookup(ctx context.Context, a *Answer, qtype uint16) {
 		if msg.Rcode == dns.RcodeNameError {
 			// RFC 6604 §3: the rcode is about the last name of the chain.
 			a.Status = StatusNXDomain
+			a.NegativeTTL = negativeTTL(msg)
 			return
 		}
 		if cur == asked {
 			a.Status = StatusNoData
+			a.NegativeTTL = negativeTTL(msg)
 			return
 		}
 		// NOERROR, the chain in this reply ended at an alias target without
 		// data: the server may not have followed it across zones. Ask again.
 	}
+}
+
+// negativeTTL is the negative caching TTL of a reply without records: the
+// smaller of the SOA record's own TTL and its MINIMUM field (RFC 2308 §5),
+// or 0 when the authority section has no SOA.
+func negativeTTL(m *dns.Msg) uint32 {
+	for _, rr := range m.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return min(soa.Hdr.Ttl, soa.Minttl)
+		}
+	}
+	return 0
 }
 
 // recordsAt returns the RRs of type t owned by name (canonical form).

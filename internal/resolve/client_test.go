@@ -1226,3 +1226,37 @@ func TestIncompleteRepliesAreUndetermined(t *testing.T) {
 		}
 	})
 }
+
+// TestNegativeTTL: an NXDOMAIN or NODATA reply carries the zone's SOA, and
+// the negative answer may be cached for the smaller of its TTL and its
+// MINIMUM field (RFC 2308 §5); without an SOA, nothing says how long.
+func TestNegativeTTL(t *testing.T) {
+	soa := func(ttl, minimum uint32) dns.RR {
+		return &dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+			Ns: "ns.example.", Mbox: "h.example.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: minimum}
+	}
+	s := startServer(t, func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.RecursionAvailable = true
+		switch req.Question[0].Name {
+		case "gone.example.":
+			m.Rcode = dns.RcodeNameError
+			m.Ns = []dns.RR{soa(3600, 300)}
+		case "empty.example.":
+			m.Ns = []dns.RR{soa(120, 900)}
+		}
+		_ = w.WriteMsg(m)
+	})
+	c := newClient(s)
+	for _, tt := range []struct {
+		name   string
+		status Status
+		ttl    uint32
+	}{{"gone.example", StatusNXDomain, 300}, {"empty.example", StatusNoData, 120}, {"bare.example", StatusNoData, 0}} {
+		a := c.Lookup(context.Background(), tt.name, dns.TypeA)
+		if a.Status != tt.status || a.NegativeTTL != tt.ttl {
+			t.Errorf("%s: %s with negative TTL %d, want %s and %d", tt.name, a.Status, a.NegativeTTL, tt.status, tt.ttl)
+		}
+	}
+}

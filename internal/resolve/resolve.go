@@ -124,6 +124,10 @@ type Answer struct {
 
 	CNAMEs  []Record `json:"cnames,omitempty"`  // CNAME chain followed, in order
 	Records []Record `json:"records,omitempty"` // RRs of the asked type only, owned by the final name
+	// NegativeTTL is how long an NXDOMAIN or NODATA answer may be cached:
+	// the smaller of the TTL and the MINIMUM field of the SOA record in the
+	// reply's authority section (RFC 2308 §5); 0 without an SOA.
+	NegativeTTL uint32 `json:"negative_ttl,omitempty"`
 
 	// Error is a human-readable cause when Status is temporary. For failed
 	// attempts it lists each attempt's server and failure, separated by "; ".

@@ -260,7 +260,7 @@ func SecureValue(domain string, p *mtasts.Policy, z Zone) string {
 
 // printable keeps a reason to printable ASCII of at most n bytes.
 func printable(s string, n int) string {
-	b := []byte(s)
+	b := []byte(strings.ReplaceAll(s, "§", "section "))
 	for i, c := range b {
 		if c < 0x20 || c > 0x7e {
 			b[i] = '?'

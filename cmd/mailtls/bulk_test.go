@@ -1,0 +1,578 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/bulk"
+	"github.com/mailtls/mailtls/internal/lab"
+)
+
+// popLab starts a lab with a generated population and returns it with the
+// flags that point the binary at it.
+func popLab(t *testing.T, o lab.PopulationOptions) (*lab.Lab, *lab.Population, []string) {
+	t.Helper()
+	l := lab.New(t)
+	p, err := l.Populate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := l.CA.WriteRootPEM(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"check", "--resolver", l.DNS.Addr(), "--ca-file", ca, "--smtp-timeout", "3s", "--timeout", "20s"}
+	for _, c := range l.ConnectToFlags() {
+		args = append(args, "--connect-to", c)
+	}
+	return l, p, args
+}
+
+// bulkDoc is what the tests read of a JSON record.
+type bulkDoc struct {
+	Domain       string  `json:"domain"`
+	Input        string  `json:"input"`
+	Line         int     `json:"line"`
+	Grade        *string `json:"grade"`
+	PolicyStatus string  `json:"policy_status"`
+	DurationMS   float64 `json:"duration_ms"`
+	MX           []struct {
+		Host      string `json:"host"`
+		Addresses []struct {
+			IP       string `json:"ip"`
+			STARTTLS bool   `json:"starttls"`
+			Failure  string `json:"failure"`
+		} `json:"addresses"`
+	} `json:"mx"`
+	Findings []struct {
+		ID string `json:"id"`
+	} `json:"findings"`
+}
+
+// readRecords parses JSON Lines; every line must be a whole record.
+func readRecords(t *testing.T, out string) []bulkDoc {
+	t.Helper()
+	var docs []bulkDoc
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		t.Errorf("output does not end with a line end: a cut-off record")
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<24)
+	for n := 1; sc.Scan(); n++ {
+		var d bulkDoc
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			t.Fatalf("output line %d is not a JSON record: %v\n%.200s", n, err, sc.Text())
+		}
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+// onceEach checks that the records name every domain of want exactly once.
+func onceEach(t *testing.T, docs []bulkDoc, want []string) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, d := range docs {
+		seen[d.Domain]++
+	}
+	for _, w := range want {
+		if seen[w] != 1 {
+			t.Errorf("%s: %d records, want exactly 1", w, seen[w])
+		}
+		delete(seen, w)
+	}
+	for d, n := range seen {
+		t.Errorf("unexpected record for %s (%d)", d, n)
+	}
+}
+
+func names(p *lab.Population) []string {
+	var out []string
+	for _, d := range p.Domains {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func readSummary(t *testing.T, path string) bulk.Summary {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s bulk.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("summary: %v\n%s", err, b)
+	}
+	return s
+}
+
+func TestBulkInputFileAndStdin(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 24})
+	d := p.Domains
+	input := strings.Join([]string{
+		"# customers, exported 2026-11-30",
+		d[0].Name,
+		"",
+		"  " + strings.ToUpper(d[1].Name) + ".  ",
+		"17," + d[2].Name, // a top-sites line
+		"not a domain",
+		d[0].Name, // a duplicate
+		"user@" + d[3].Name,
+		"12,bad..name",
+		"https://" + d[4].Name + "/",
+		"1.2.3.4",
+		d[5].Name + "\r",
+	}, "\n")
+	want := []string{d[0].Name, d[1].Name, d[2].Name, d[3].Name, d[4].Name, d[5].Name}
+	wantLines := map[string]int{d[0].Name: 2, d[1].Name: 4, d[2].Name: 5, d[3].Name: 8, d[4].Name: 10, d[5].Name: 12}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "domains.txt")
+	if err := os.WriteFile(file, []byte(input), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(r result, sumPath string) {
+		t.Helper()
+		if r.code == ExitUsage {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		docs := readRecords(t, r.stdout)
+		onceEach(t, docs, want)
+		for _, doc := range docs {
+			if doc.Line != wantLines[doc.Domain] {
+				t.Errorf("%s: line %d, want %d", doc.Domain, doc.Line, wantLines[doc.Domain])
+			}
+		}
+		for _, bad := range []string{":6: more than one word", ":9: ", ":11: 1.2.3.4 is an IP address"} {
+			if !strings.Contains(r.stderr, bad) {
+				t.Errorf("stderr lacks %q:\n%s", bad, r.stderr)
+			}
+		}
+		s := readSummary(t, sumPath)
+		if s.Input.InvalidLines != 3 || s.Input.Duplicates != 1 || s.Input.Domains != 6 || s.Scanned != 6 || !s.Complete || s.Input.Lines != 12 {
+			t.Errorf("summary input %+v scanned %d complete %v", s.Input, s.Scanned, s.Complete)
+		}
+		if len(s.Input.Invalid) != 3 || s.Input.Invalid[0].Line != 6 {
+			t.Errorf("summary lists invalid lines %+v", s.Input.Invalid)
+		}
+	}
+	t.Run("file", func(t *testing.T) {
+		sum := filepath.Join(dir, "sum1.json")
+		check(run(t, append(args, "-f", file, "--summary", sum)...), sum)
+	})
+	t.Run("stdin", func(t *testing.T) {
+		sum := filepath.Join(dir, "sum2.json")
+		check(runIn(t, input, append(args, "-f", "-", "--summary", sum)...), sum)
+	})
+}
+
+// runIn is run with stdin.
+func runIn(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running mailtls: %v", err)
+	}
+	return r
+}
+
+func writeList(t *testing.T, p *lab.Population) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "domains.txt")
+	if err := os.WriteFile(file, []byte(p.List()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestBulkCSV(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 12})
+	r := run(t, append(args, "-f", writeList(t, p), "--format", "csv")...)
+	if r.code != ExitFindings {
+		t.Fatalf("exit %d, want 1 (some domains have errors)\n%s", r.code, r.stderr)
+	}
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rows[0], []string{"line", "domain", "grade", "policy_status", "mode", "max_age", "mx_count", "mx_covered", "starttls_failures", "dane", "tlsrpt", "error_findings", "duration_ms"}) {
+		t.Fatalf("header %q", rows[0])
+	}
+	if len(rows) != 1+len(p.Domains) {
+		t.Fatalf("%d rows, want %d", len(rows)-1, len(p.Domains))
+	}
+	kind := map[string]string{}
+	for _, d := range p.Domains {
+		kind[d.Name] = d.Kind
+	}
+	for _, row := range rows[1:] {
+		col := map[string]string{}
+		for i, h := range rows[0] {
+			col[h] = row[i]
+		}
+		var want map[string]string
+		switch kind[col["domain"]] {
+		case lab.KindEnforce:
+			want = map[string]string{"grade": "A+", "policy_status": "enforce", "mode": "enforce", "max_age": "604800", "mx_count": "1", "mx_covered": "1", "starttls_failures": "0", "tlsrpt": "true", "error_findings": ""}
+		case lab.KindNotCovered:
+			want = map[string]string{"policy_status": "enforce", "mx_covered": "0", "error_findings": "mx-not-covered"}
+		case lab.KindNoMTASTS:
+			want = map[string]string{"policy_status": "absent", "mode": "", "max_age": "", "mx_covered": "", "tlsrpt": "false"}
+		case lab.KindServFail:
+			want = map[string]string{"grade": "", "policy_status": "undetermined"}
+		case lab.KindNoSTARTTLS:
+			want = map[string]string{"starttls_failures": "1"}
+		case lab.KindMX421:
+			want = map[string]string{"starttls_failures": "0"} // never got as far as STARTTLS: not a STARTTLS failure
+		}
+		for k, v := range want {
+			if col[k] != v {
+				t.Errorf("%s (%s): %s = %q, want %q", col["domain"], kind[col["domain"]], k, col[k], v)
+			}
+		}
+		if col["line"] == "" || col["duration_ms"] == "" || col["dane"] != "none" {
+			t.Errorf("%s: line %q duration %q dane %q", col["domain"], col["line"], col["duration_ms"], col["dane"])
+		}
+	}
+}
+
+// TestBulkSharedWork scans many domains that share a few MX hosts: each
+// shared MX address gets one STARTTLS probe for the whole run, every
+// domain's report still shows its result, and the tenant MX names that
+// share one address never get more than --per-address connections at once.
+func TestBulkSharedWork(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 240, Kinds: []string{lab.KindEnforce, lab.KindTenant, lab.KindNoSTARTTLS, lab.KindTenant}})
+	sum := filepath.Join(t.TempDir(), "summary.json")
+	r := run(t, append(args, "-f", writeList(t, p), "--parallel", "60", "--address-interval", "1ms", "--summary", sum)...)
+	if r.code == ExitUsage {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	docs := readRecords(t, r.stdout)
+	onceEach(t, docs, names(p))
+	mxOf := map[string]string{}
+	for _, d := range p.Domains {
+		mxOf[d.Name] = d.MX
+	}
+	for _, doc := range docs {
+		if len(doc.MX) != 1 || doc.MX[0].Host != mxOf[doc.Domain] || len(doc.MX[0].Addresses) != 1 {
+			t.Errorf("%s: MX %+v, want the result of %s", doc.Domain, doc.MX, mxOf[doc.Domain])
+			continue
+		}
+		a := doc.MX[0].Addresses[0]
+		if wantTLS := !strings.HasPrefix(mxOf[doc.Domain], "plain."); a.STARTTLS != wantTLS {
+			t.Errorf("%s: starttls %v, want %v (%s)", doc.Domain, a.STARTTLS, wantTLS, a.Failure)
+		}
+	}
+	tenants := 0
+	for _, d := range p.Domains {
+		if d.Kind == lab.KindTenant {
+			tenants++
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, s := range append(p.SharedMX, p.NoSTARTTLS) {
+		if err := s.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(s.Sessions()); n != 1 {
+			t.Errorf("shared MX %d: %d SMTP sessions in the run, want 1", i+1, n)
+		}
+	}
+	if err := p.Tenant.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Tenant.Sessions()); n != tenants {
+		t.Errorf("tenant address: %d sessions, want one per tenant MX name (%d)", n, tenants)
+	}
+	if got := p.Tenant.MaxConcurrent(); got > bulk.DefaultPerAddress || got < 1 {
+		t.Errorf("tenant address: %d connections at once, want at most --per-address %d", got, bulk.DefaultPerAddress)
+	}
+	s := readSummary(t, sum)
+	if s.Shared.Probes != int64(len(p.SharedMX)+1+tenants) {
+		t.Errorf("summary: %d probes, want %d", s.Shared.Probes, len(p.SharedMX)+1+tenants)
+	}
+	if s.Shared.PeakPerAddress > bulk.DefaultPerAddress {
+		t.Errorf("summary: peak %d per address", s.Shared.PeakPerAddress)
+	}
+}
+
+// TestBulkPerAddressFlag: --per-address 1 makes the tenant address see one
+// connection at a time; the minimum interval spaces them out.
+func TestBulkPerAddressFlag(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 12, Kinds: []string{lab.KindTenant}})
+	start := time.Now()
+	r := run(t, append(args, "-f", writeList(t, p), "--parallel", "12", "--per-address", "1", "--address-interval", "100ms")...)
+	took := time.Since(start)
+	if r.code == ExitUsage {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	onceEach(t, readRecords(t, r.stdout), names(p))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Tenant.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Tenant.MaxConcurrent(); got != 1 {
+		t.Errorf("%d connections at once, want 1", got)
+	}
+	sessions := p.Tenant.Sessions()
+	if len(sessions) != 12 {
+		t.Fatalf("%d sessions, want 12", len(sessions))
+	}
+	// 12 connections at least 100 ms apart take at least 1.1 s.
+	if took < 1100*time.Millisecond {
+		t.Errorf("12 connections to one address in %v: not spaced 100 ms apart", took)
+	}
+}
+
+// startBulk starts the binary in the background.
+func startBulk(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, &errb
+}
+
+// waitLines waits until path holds at least n line ends.
+func waitLines(t *testing.T, path string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(path)
+		if bytes.Count(b, []byte("\n")) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: fewer than %d records after 60 s", path, n)
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestBulkKillThenResume kills a run at arbitrary moments (SIGKILL: no
+// chance to clean up) and resumes it until it finishes: every domain ends
+// up in the output exactly once, and no line is cut off.
+func TestBulkKillThenResume(t *testing.T) {
+	for _, format := range []string{"json", "csv"} {
+		t.Run(format, func(t *testing.T) {
+			l, p, args := popLab(t, lab.PopulationOptions{Domains: 120})
+			l.DNS.SetLatency(20 * time.Millisecond)
+			out := filepath.Join(t.TempDir(), "out."+format)
+			base := append(args, "-f", writeList(t, p), "-o", out, "--format", format, "--parallel", "8", "--quiet")
+			cmd, _ := startBulk(t, base...)
+			waitLines(t, out, 20)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			// A kill in the middle of a write leaves a cut-off record: make
+			// one, as the kernel may.
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString(`{"schema_version":1,"domain":"d000`)
+			f.Close()
+			cmd, errb := startBulk(t, append(base, "--resume")...)
+			waitLines(t, out, 60)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if !strings.Contains(errb.String(), "dropped a cut-off last record") {
+				t.Errorf("the resumed run did not say it dropped the cut-off record:\n%s", errb.String())
+			}
+			sum := filepath.Join(t.TempDir(), "summary.json")
+			r := run(t, append(base, "--resume", "--summary", sum)...)
+			if r.code == ExitUsage {
+				t.Fatalf("exit %d\n%s", r.code, r.stderr)
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var docs []bulkDoc
+			if format == "json" {
+				docs = readRecords(t, string(b))
+			} else {
+				rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+				if err != nil {
+					t.Fatalf("CSV output: %v", err)
+				}
+				if len(rows) == 0 || rows[0][0] != "line" {
+					t.Fatalf("want one header line first, got %q", rows[:min(1, len(rows))])
+				}
+				for _, row := range rows[1:] {
+					if row[0] == "line" {
+						t.Errorf("a second header line")
+						continue
+					}
+					docs = append(docs, bulkDoc{Domain: row[1]})
+				}
+			}
+			onceEach(t, docs, names(p))
+			s := readSummary(t, sum)
+			if !s.Complete || s.Input.AlreadyDone == 0 || s.Input.AlreadyDone+s.Scanned != len(p.Domains) {
+				t.Errorf("summary of the last run: complete %v, already done %d, scanned %d", s.Complete, s.Input.AlreadyDone, s.Scanned)
+			}
+		})
+	}
+}
+
+// TestBulkInterrupt: Ctrl-C (SIGINT) stops the run cleanly: whole records
+// only, exit status 2, a summary that says how far it got; --resume
+// finishes the list.
+func TestBulkInterrupt(t *testing.T) {
+	l, p, args := popLab(t, lab.PopulationOptions{Domains: 150})
+	l.DNS.SetLatency(20 * time.Millisecond)
+	dir := t.TempDir()
+	out, sum := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "summary.json")
+	base := append(args, "-f", writeList(t, p), "-o", out, "--parallel", "8", "--quiet", "--summary", sum)
+	cmd, errb := startBulk(t, base...)
+	waitLines(t, out, 15)
+	_ = cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if code := exitCode(err); code != ExitUsage {
+		t.Errorf("exit %d after Ctrl-C, want 2", code)
+	}
+	for _, want := range []string{"interrupted after", "abandoned in flight", "not started", "--resume"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+	b, _ := os.ReadFile(out)
+	docs := readRecords(t, string(b))
+	s := readSummary(t, sum)
+	if !s.Interrupted || s.Complete || s.Scanned != len(docs) || s.NotStarted == nil || s.Scanned+s.Abandoned+*s.NotStarted != len(p.Domains) {
+		t.Errorf("summary: interrupted %v complete %v scanned %d (records %d) abandoned %d not started %v of %d",
+			s.Interrupted, s.Complete, s.Scanned, len(docs), s.Abandoned, s.NotStarted, len(p.Domains))
+	}
+	r := run(t, append(base, "--resume")...)
+	if r.code == ExitUsage {
+		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+	}
+	b, _ = os.ReadFile(out)
+	onceEach(t, readRecords(t, string(b)), names(p))
+}
+
+// TestBulkShards: the outputs of --shard 1/3, 2/3 and 3/3 together hold
+// every domain exactly once.
+func TestBulkShards(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 60, Kinds: []string{lab.KindEnforce, lab.KindNoMTASTS}})
+	list := writeList(t, p)
+	var all []bulkDoc
+	for i := 1; i <= 3; i++ {
+		r := run(t, append(args, "-f", list, "--shard", fmt.Sprintf("%d/3", i), "--quiet")...)
+		if r.code == ExitUsage {
+			t.Fatalf("shard %d: exit %d\n%s", i, r.code, r.stderr)
+		}
+		docs := readRecords(t, r.stdout)
+		if len(docs) == 0 || len(docs) == len(p.Domains) {
+			t.Errorf("shard %d/3 has %d of %d domains", i, len(docs), len(p.Domains))
+		}
+		all = append(all, docs...)
+	}
+	onceEach(t, all, names(p))
+}
+
+// TestBulkSlowServerSlowsOnlyItsDomains: a tarpit MX (no banner) holds back
+// the domains that use it, not the others.
+func TestBulkSlowServerSlowsOnlyItsDomains(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 40, Kinds: []string{lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindTarpit}})
+	r := run(t, append(args, "-f", writeList(t, p), "--parallel", "40", "--quiet")...)
+	if r.code == ExitUsage {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	docs := readRecords(t, r.stdout)
+	onceEach(t, docs, names(p))
+	kind := map[string]string{}
+	for _, d := range p.Domains {
+		kind[d.Name] = d.Kind
+	}
+	for _, d := range docs {
+		slow := d.DurationMS >= 3000 // --smtp-timeout 3s: the banner wait
+		if (kind[d.Domain] == lab.KindTarpit) != slow {
+			t.Errorf("%s (%s): %.0f ms", d.Domain, kind[d.Domain], d.DurationMS)
+		}
+	}
+}
+
+// TestBulkProgress: a plain line every --progress-every without a
+// terminal, a line redrawn in place on a terminal (a pty), none with
+// --quiet.
+func TestBulkProgress(t *testing.T) {
+	l, p, args := popLab(t, lab.PopulationOptions{Domains: 60, Kinds: []string{lab.KindEnforce}})
+	l.DNS.SetLatency(30 * time.Millisecond)
+	base := append(args, "-f", writeList(t, p), "--parallel", "4", "-o", filepath.Join(t.TempDir(), "out.jsonl"))
+	t.Run("no terminal", func(t *testing.T) {
+		r := run(t, append(base, "--progress-every", "200ms")...)
+		lines := 0
+		for _, line := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(line, "/60 domains (") && strings.Contains(line, "/s") {
+				lines++
+			}
+		}
+		if lines < 2 || strings.Contains(r.stderr, "\r") || strings.Contains(r.stderr, "\x1b[") {
+			t.Errorf("want plain progress lines, got:\n%q", r.stderr)
+		}
+	})
+	t.Run("quiet", func(t *testing.T) {
+		r := run(t, append(base, "--progress-every", "200ms", "--quiet")...)
+		if strings.Contains(r.stderr, "/60 domains (") {
+			t.Errorf("--quiet printed progress:\n%s", r.stderr)
+		}
+	})
+	t.Run("terminal", func(t *testing.T) {
+		ptmx, pts := openPTY(t)
+		cmd := exec.Command(binary, base...)
+		cmd.Stderr = pts
+		var out bytes.Buffer
+		done := make(chan struct{})
+		go func() { defer close(done); _, _ = out.ReadFrom(ptmx) }()
+		err := cmd.Run()
+		pts.Close()
+		if code := exitCode(err); code == ExitUsage || code < 0 {
+			t.Fatalf("exit %d: %v", code, err)
+		}
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			ptmx.Close()
+			<-done
+		}
+		screen := out.String()
+		if strings.Count(screen, "\r\x1b[K") < 2 || !strings.Contains(screen, "/60 domains (") || !strings.Contains(screen, "scanned 60 domains") {
+			t.Errorf("want a progress line redrawn in place, then the summary; got:\n%q", screen)
+		}
+	})
+}
