@@ -503,6 +503,10 @@ func TestBulkShards(t *testing.T) {
 		all = append(all, docs...)
 	}
 	onceEach(t, all, names(p))
+	r := run(t, append(args, "-f", list, "--shard", "4/3")...)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, `mailtls check: --shard: shard "4/3": want i/n with 1 <= i <= n`) {
+		t.Errorf("--shard 4/3: exit %d, stderr %q", r.code, r.stderr)
+	}
 }
 
 // TestBulkSlowServerSlowsOnlyItsDomains: a tarpit MX (no banner) holds back
