@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,12 +232,23 @@ func (b *browserEnv) text(ctx context.Context, css string) string {
 // downloads the policy file and the JSON report.
 func TestBrowserScan(t *testing.T) {
 	b := newBrowser(t)
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{fetchTimeout: time.Minute})
 	world{t, h.lab}.grade("people.test", "F")
-	// A slow policy host (no record points at it, so the grade stays F):
-	// the stages arrive over a couple of seconds.
-	h.lab.MustPolicyHost(t, "people.test", lab.PolicyHostOptions{Handler: lab.Slow(2*time.Second, lab.Static(404, "text/plain", "no policy here"))})
-	h.lab.DNS.SetLatency(400 * time.Millisecond)
+	// The policy host answers only when the test opens the gate (no record
+	// points at it, so the grade stays F): until then the scan runs, and
+	// the page can be watched and checked at leisure.
+	gate := make(chan struct{})
+	var closeGate sync.Once
+	open := func() { closeGate.Do(func() { close(gate) }) }
+	defer open()
+	h.lab.MustPolicyHost(t, "people.test", lab.PolicyHostOptions{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+		http.NotFound(rw, r)
+	})})
+	h.lab.DNS.SetLatency(400 * time.Millisecond) // the page is up before the first stage
 	ctx := b.tab(true)
 	downloads := t.TempDir()
 	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
@@ -256,32 +270,35 @@ func TestBrowserScan(t *testing.T) {
 	b.checkA11y(ctx, "home")
 	b.do(ctx, chromedp.SendKeys(chromedp.ID("domain"), "postmaster@people.test"), chromedp.Click(chromedp.CSS(`form.scan button[type=submit]`)))
 
-	// Live progress: the list grows while the scan runs.
-	counts := map[int]bool{}
-	deadline := time.Now().Add(30 * time.Second)
-	axed := false
-	for time.Now().Before(deadline) {
+	// Live progress: while the policy fetch waits, every other stage
+	// arrives in the open page, after it was rendered.
+	var rendered, shown int
+	for n, still, deadline := -1, 0, time.Now().Add(30*time.Second); still < 10; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the progress page did not settle (%d stages)", n)
+		}
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		n, err := chromedp.Run(tctx, chromedp.Evaluate[int](`document.querySelector(".grade") ? -1 : document.getElementById("stages") ? document.querySelectorAll("#stages li").length : 0`))
+		m, err := chromedp.Run(tctx, chromedp.Evaluate[[]int](`document.getElementById("progress") ? [Number(document.getElementById("progress").dataset.seen), document.querySelectorAll("#stages li").length] : [-1, -1]`))
 		cancel()
-		if err != nil {
-			time.Sleep(50 * time.Millisecond) // navigating: ask the next page
-			continue
+		if err != nil || m[0] < 0 {
+			continue // still on the way to the progress page
 		}
-		if n < 0 {
-			break // the report has replaced the progress page
+		if m[1] == n && n > 0 {
+			still++
+		} else {
+			n, still = m[1], 0
 		}
-		counts[n] = true
-		if n > 2 && !axed {
-			b.shot(ctx, "02-progress")
-			b.checkA11y(ctx, "progress")
-			axed = true
-		}
-		time.Sleep(50 * time.Millisecond)
+		rendered, shown = m[0], m[1]
 	}
-	if len(counts) < 3 {
-		t.Errorf("the progress list took only the sizes %v: stages did not arrive one by one", counts)
+	if shown <= rendered {
+		t.Errorf("the progress page was rendered with %d stages and shows %d: none arrived live", rendered, shown)
 	}
+	b.shot(ctx, "02-progress")
+	b.checkA11y(ctx, "progress")
+	if st := b.text(ctx, "#state"); !strings.Contains(st, "Scanning") {
+		t.Errorf("state line %q", st)
+	}
+	open() // the last stage, then the report
 	h.lab.DNS.SetLatency(0)
 	b.do(ctx, chromedp.WaitVisible(chromedp.CSS(".grade .letter")))
 	if g := b.text(ctx, ".grade .letter"); g != "F" {
@@ -366,7 +383,7 @@ func waitFile(t *testing.T, path string) string {
 // refreshes itself until the report is there, and the downloads work.
 func TestBrowserWithoutJavaScript(t *testing.T) {
 	b := newBrowser(t)
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{fetchTimeout: time.Minute})
 	world{t, h.lab}.grade("nojs.test", "B")
 	h.lab.DNS.SetLatency(800 * time.Millisecond) // a scan of a few seconds
 	ctx := b.tab(false)
@@ -409,17 +426,36 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	b.shot(ctx, "02-result")
 	b.checkA11yNoJS(ctx, "result without JavaScript")
 
-	// A progress page with stages, held still to be checked: the next
-	// stage is 0.8 s away, and Stop cancels the refresh that waits for it.
-	world{t, h.lab}.grade("nojs2.test", "B")
-	h.lab.DNS.SetLatency(800 * time.Millisecond)
-	id := h.startScan("nojs2.test", true)
+	// A progress page with stages, held still to be checked: the policy
+	// fetch waits for a gate, so no stage comes while the page is looked
+	// at, and Stop cancels the refresh that waits for the next one.
+	h.lab.DNS.SetLatency(0)
+	gate := make(chan struct{})
+	defer func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}()
+	w := world{t, h.lab}
+	w.dns("held.test", `_mta-sts.$D. 300 IN TXT "v=STSv1; id=1"`, "$D. 300 IN MX 10 mx.$D.")
+	h.lab.MustMX(t, "mx.held.test", []netip.Addr{h.lab.NextAddr()}, lab.SMTPOptions{})
+	h.lab.MustPolicyHost(t, "held.test", lab.PolicyHostOptions{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+		rw.Write([]byte("version: STSv1\r\nmode: testing\r\nmx: mx.held.test\r\nmax_age: 86400\r\n"))
+	})})
+	id := h.startScan("held.test", true)
 	j, _ := h.jobs.Get(context.Background(), id)
-	wctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	snap := j.Wait(wctx, 0)
-	cancel()
-	if snap.State.Final() {
-		t.Fatal("the scan ended before its progress page could be checked")
+	for n, still := -1, 0; still < 10; time.Sleep(50 * time.Millisecond) { // every other stage is in
+		if m := len(j.Snapshot().Events); m == n {
+			still++
+		} else {
+			n, still = m, 0
+		}
 	}
 	b.do(ctx, chromedp.Navigate(h.srv.URL+"/scan/"+id+"?seen=0"), chromedp.Stop())
 	if n := run(b, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#stages li").length`)); n == 0 {
@@ -427,7 +463,7 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	}
 	b.shot(ctx, "01-progress")
 	b.checkA11yNoJS(ctx, "progress without JavaScript")
-	h.lab.DNS.SetLatency(0)
+	close(gate)
 	h.finish(id)
 }
 

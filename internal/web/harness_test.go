@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,8 @@ type harnessOptions struct {
 	allow []netip.Prefix // nil: labAllow; empty non-nil: nothing
 	jobs  scanjob.Config
 	tls   bool
+	// fetchTimeout is the policy fetch's response timeout (default 3s).
+	fetchTimeout time.Duration
 }
 
 // harness is a web checker on an httptest server, scanning the lab through
@@ -86,7 +89,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	d := &dial.Dialer{Guard: dial.NewGuard(allow...), Net: l.Net()}
 	sc := &scan.Scanner{
 		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 1500 * time.Millisecond, Attempts: 2},
-		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: 3 * time.Second},
+		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second, ResponseTimeout: cmp.Or(o.fetchTimeout, 3*time.Second)},
 		Dialer:   d,
 		Prober: &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), EHLO: "checker.example.test",
 			ConnectTimeout: 2 * time.Second, BannerTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second},
