@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -433,16 +432,7 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeA, want: []want{{finding.SMTPNoBanner, finding.Warning}}},
 		{name: "unreachable everywhere points at the scanner's network", setup: func(w mxWorld) {
-			refused, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				w.t.Fatal(err)
-			}
-			ra := refused.Addr().String()
-			refused.Close()
-			addr := w.l.NextAddr()
-			if err := w.l.MapAddr(ra, addr, 25); err != nil {
-				w.t.Fatal(err)
-			}
+			addr := w.l.MustRefusedAddr(w.t, 25) // a lab port that refuses
 			w.dns("$D. 300 IN MX 10 mx1.$D.", "mx1.$D. 300 IN A "+addr.String())
 			w.enforce("enforce", "mx1.$D")
 		}, grade: finding.GradeA, want: []want{{finding.SMTPUnreachable, finding.Warning}},
