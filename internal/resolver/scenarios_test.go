@@ -229,7 +229,11 @@ func scenarios() []scenario {
 			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeANY, dns.RcodeServerFailure)
 		}, want: nf},
 		{name: "STS-FETCH-16 MISC-34 only one of two addresses works", setup: func(w world) { w.good(); w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String()) }, want: sec},
-		{name: "STS-FETCH-2 MISC-1 connection refused", setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String()) }, want: nf},
+		{name: "STS-FETCH-2 MISC-1 connection refused", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String())
+		}, want: nf},
 		{name: "STS-FETCH-3 TLS 1.1 only", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
