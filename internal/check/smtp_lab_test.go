@@ -325,7 +325,9 @@ func TestSMTPAndDANEScenarios(t *testing.T) {
 			w.signed()
 			w.mx(10, "mx1.$D", lab.SMTPOptions{}, false)
 			w.tlsa("mx1.$D", rec(2, 0, 1, w.l.CA.Intermediate()))
-		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}, {finding.DANENoRollover, finding.Warning}}},
+			// No TLS-RPT record at _smtp._tls.mx1, where DANE reporters
+			// send (RPT-TXT-1, AMB-10).
+		}, grade: finding.GradeF, want: []want{{finding.DANEValid, finding.Info}, {finding.DANENoRollover, finding.Warning}, {finding.DANEHostTLSRPT, finding.Info}}},
 		{name: "MISC-44 only PKIX usages", setup: func(w mxWorld) {
 			w.signed()
 			c := w.cert("mx1."+w.d, nil)
