@@ -128,7 +128,7 @@ type Input struct {
 	// its id; nil takes this scan as the baseline.
 	Baseline     []Observation
 	BaselineScan int64
-	Muted    bool
+	Muted        bool
 	// Now is the time of the decision: the scan's scheduled time, so that
 	// a daily scan's reminders fall daily whatever the scan's duration.
 	Now time.Time

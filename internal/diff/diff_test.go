@@ -81,7 +81,9 @@ func TestPolicy(t *testing.T) {
 		{"id only", func(d *report.Document) { d.Policy.ID = "2" },
 			func(p *diff.PolicyChange) bool { return p.IDChanged && !p.BodyChanged() && p.Changed() }},
 		{"policy gone", func(d *report.Document) { d.Policy = nil },
-			func(p *diff.PolicyChange) bool { return p.From != nil && p.To == nil && p.Changed() && !p.BodyChanged() }},
+			func(p *diff.PolicyChange) bool {
+				return p.From != nil && p.To == nil && p.Changed() && !p.BodyChanged()
+			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b := difftest.Healthy(t0), difftest.Healthy(t0.Add(time.Hour))

@@ -34,8 +34,8 @@ func Healthy(at time.Time) *report.Document {
 	d := &report.Document{
 		SchemaVersion: report.SchemaVersion, Domain: "example.com", ScannedAt: at.UTC().Format(time.RFC3339),
 		Grade: &grade, GradeReasons: []string{}, PolicyStatus: "enforce",
-		Policy: &report.Policy{ID: "1", Mode: "enforce", MX: []string{"mx1.example.com", "mx2.example.com"}, MaxAge: 604800},
-		TLSRPT: &report.TLSRPT{RUA: []string{"mailto:tlsrpt@example.com"}, UsableRUA: []string{"mailto:tlsrpt@example.com"}},
+		Policy:   &report.Policy{ID: "1", Mode: "enforce", MX: []string{"mx1.example.com", "mx2.example.com"}, MaxAge: 604800},
+		TLSRPT:   &report.TLSRPT{RUA: []string{"mailto:tlsrpt@example.com"}, UsableRUA: []string{"mailto:tlsrpt@example.com"}},
 		Findings: []report.Finding{}, Fixes: []report.Fix{},
 		Evidence: &scan.Observations{Domain: "example.com", StartedAt: at.UTC(), PolicyHost: "mta-sts.example.com"},
 	}
