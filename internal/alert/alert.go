@@ -64,6 +64,7 @@ type Problem struct {
 	Component string `json:"component"`
 	Subject   string `json:"subject,omitempty"`
 	Message   string `json:"message"`
+	Fix       string `json:"fix,omitempty"`
 	Stage     int    `json:"stage,omitempty"`
 	Status    string `json:"status"`
 	Transient bool   `json:"transient,omitempty"`
@@ -237,7 +238,7 @@ func Decide(in Input) Output {
 		}
 		delete(now, pr.Key)
 		before := pr
-		pr.Severity, pr.Message, pr.Stage, pr.Component, pr.Transient = o.Severity, o.Message, o.Stage, o.Component, o.Transient
+		pr.Severity, pr.Message, pr.Fix, pr.Stage, pr.Component, pr.Transient = o.Severity, o.Message, o.Fix, o.Stage, o.Component, o.Transient
 		switch {
 		case pr.Status == Pending:
 			// Seen twice in a row: confirmed.
@@ -314,7 +315,7 @@ func Decide(in Input) Output {
 }
 
 func newProblem(o Observation, status string, now time.Time, scan int64) Problem {
-	return Problem{Key: Key(o.Finding), ID: o.ID, Severity: o.Severity, Component: o.Component, Subject: o.Subject, Message: o.Message,
+	return Problem{Key: Key(o.Finding), ID: o.ID, Severity: o.Severity, Component: o.Component, Subject: o.Subject, Message: o.Message, Fix: o.Fix,
 		Stage: o.Stage, Status: status, Transient: o.Transient, Since: now, SinceScan: scan}
 }
 
