@@ -190,6 +190,12 @@ func (e permanentError) Unwrap() error { return e.err }
 // Permanent marks err as not worth retrying.
 func Permanent(err error) error { return permanentError{err} }
 
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
 // sender wraps the Deliverer.
 type sender struct {
 	deliver Deliverer
