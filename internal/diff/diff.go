@@ -39,31 +39,33 @@ func FromDocument(d *report.Document) Scan {
 
 // Diff is what changed from scan A (older) to scan B (newer).
 type Diff struct {
-	Added     []report.Finding // in B, not in A
-	Removed   []report.Finding // in A, not in B
-	Sustained []Sustained      // in both (by ID and subject)
-	Grade     GradeChange
+	Added     []report.Finding `json:"added"`     // in B, not in A
+	Removed   []report.Finding `json:"removed"`   // in A, not in B
+	Sustained []Sustained      `json:"sustained"` // in both (by ID and subject)
+	Grade     GradeChange      `json:"grade"`
 	// Policy is nil when neither scan has an effective policy, or one of
 	// them was reduced to a summary.
-	Policy *PolicyChange
+	Policy *PolicyChange `json:"policy"`
 	// MX is nil when it could not be compared (a summary).
-	MX    *SetChange
-	Certs []CertChange
-	TLSA  []TLSAChange
+	MX    *SetChange   `json:"mx"`
+	Certs []CertChange `json:"certificates"`
+	TLSA  []TLSAChange `json:"tlsa"`
 	// Limited says why the policy, MX, certificate and TLSA parts are
 	// missing ("" when both documents were there).
-	Limited string
+	Limited string `json:"limited,omitempty"`
 }
 
 // Sustained is a finding present in both scans; its severity or message
 // may have changed.
 type Sustained struct {
-	Before, After report.Finding
+	Before report.Finding `json:"before"`
+	After  report.Finding `json:"after"`
 }
 
 // GradeChange compares the grades; "" is an undetermined grade.
 type GradeChange struct {
-	From, To string
+	From string `json:"from"`
+	To   string `json:"to"`
 }
 
 // Changed reports whether the grade differs.
@@ -88,13 +90,14 @@ func Rank(g string) int {
 // PolicyChange compares the effective policies. A nil side has no
 // effective policy (none published, or it could not be fetched).
 type PolicyChange struct {
-	From, To   *report.Policy
-	IDChanged  bool
-	Mode       bool // the mode changed
-	MaxAge     bool // max_age changed
-	MXAdded    []string
-	MXRemoved  []string
-	Extensions bool // the extension fields changed
+	From       *report.Policy `json:"from"`
+	To         *report.Policy `json:"to"`
+	IDChanged  bool           `json:"id_changed"`
+	Mode       bool           `json:"mode_changed"`
+	MaxAge     bool           `json:"max_age_changed"`
+	MXAdded    []string       `json:"mx_added"`
+	MXRemoved  []string       `json:"mx_removed"`
+	Extensions bool           `json:"extensions_changed"`
 }
 
 // Changed reports whether anything of the policy changed.
@@ -113,7 +116,8 @@ func (p *PolicyChange) BodyChanged() bool {
 
 // SetChange is a change of a set of names.
 type SetChange struct {
-	Added, Removed []string
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
 }
 
 // Changed reports whether the set changed.
@@ -139,19 +143,21 @@ type Cert struct {
 // host or of an MX host, looked at in both scans. From or To is nil when
 // TLS failed on that side, so no certificate was seen.
 type CertChange struct {
-	Role     string // RolePolicyHost or RoleMX
-	Host     string
-	Address  string // the IP address
-	From, To *Cert
-	Issuer   bool // the issuer changed
-	Expiry   bool // not_after changed
-	Key      bool // the key (SPKI) changed
+	Role    string `json:"role"` // RolePolicyHost or RoleMX
+	Host    string `json:"host"`
+	Address string `json:"address"` // the IP address
+	From    *Cert  `json:"from"`
+	To      *Cert  `json:"to"`
+	Issuer  bool   `json:"issuer_changed"`
+	Expiry  bool   `json:"expiry_changed"`
+	Key     bool   `json:"key_changed"`
 }
 
 // TLSAChange is a change of an MX host's TLSA records.
 type TLSAChange struct {
-	Host           string
-	Added, Removed []string
+	Host    string   `json:"host"`
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
 }
 
 // Compare returns the changes from a to b.
