@@ -36,9 +36,12 @@ type Monitoring struct {
 // Users authenticates requests. APIUser reads the Authorization: Bearer
 // token of an API request (never a session cookie) and checks that it
 // has scope. Errors: ErrUnauthenticated (401), ErrScope (403), or one with
-// a RetryAfter() time.Duration method (429, a rate limit).
+// a RetryAfter() time.Duration method (429, a rate limit). PageUser is the
+// signed-in user of a page request (the session cookie); pages without
+// one send the browser to /login?next=….
 type Users interface {
 	APIUser(r *http.Request, scope store.Scope) (store.UserID, error)
+	PageUser(r *http.Request) (store.UserID, bool)
 }
 
 // Errors of Users.
@@ -88,6 +91,7 @@ func (s *Server) routesMonitor(mux *http.ServeMux) {
 	// unsubscribe).
 	mux.HandleFunc("POST /unsubscribe/{id}", m.unsubscribe)
 	mux.HandleFunc("GET /unsubscribe/{id}", s.unsubscribePage)
+	s.routesMonitorPages(mux)
 }
 
 func authError(w http.ResponseWriter, err error) {

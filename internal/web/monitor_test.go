@@ -45,6 +45,16 @@ func (u tokenUsers) APIUser(r *http.Request, scope store.Scope) (store.UserID, e
 	return t.user, nil
 }
 
+// PageUser reads the "session" cookie, naming a token's user.
+func (u tokenUsers) PageUser(r *http.Request) (store.UserID, bool) {
+	c, err := r.Cookie("session")
+	if err != nil {
+		return 0, false
+	}
+	t, ok := u[c.Value]
+	return t.user, ok
+}
+
 // saveScan stores a finished scan of a domain with doc as its report.
 func saveScan(t *testing.T, st *sqlstore.DB, d store.DomainID, doc *report.Document) store.Scan {
 	t.Helper()
@@ -271,5 +281,104 @@ func TestUnsubscribe(t *testing.T) {
 	// Other state-changing routes keep the cross-origin protection.
 	if r := h.do("POST", "/scan", "application/x-www-form-urlencoded", "domain=example.com", "Sec-Fetch-Site", "cross-site"); r.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST /scan: %d", r.StatusCode)
+	}
+}
+
+// TestMonitoringPages: the dashboard, a domain's page with its timeline,
+// a saved scan (the rules changed since), the diff, rescan now and mute by
+// form, for the signed-in owner only, with remote content escaped.
+func TestMonitoringPages(t *testing.T) {
+	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
+	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
+	bob, _ := st.CreateUser(t.Context(), "bob@example.test", "x")
+	users := tokenUsers{"ann": {ann.ID, nil}, "bob": {bob.ID, nil}}
+	var pokes atomic.Int32
+	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: users, Now: clock.Now, Poke: func() { pokes.Add(1) }}})
+	as := func(who string) []string { return []string{"Cookie", "session=" + who} }
+
+	d, _ := st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
+	st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.org"})
+	s1 := saveScan(t, st, d.ID, difftest.Healthy(clock.Now()))
+	clock.Advance(24 * time.Hour)
+	broken := difftest.Healthy(clock.Now())
+	broken.Policy.MX = append(broken.Policy.MX, "mx9.example.com")
+	difftest.AddFinding(broken, "mx-not-covered", "error", "mx", "mx3.example.com", "<script>alert(1)</script> is not covered")
+	difftest.SetGrade(broken, "D")
+	s2 := saveScan(t, st, d.ID, broken)
+
+	// Not signed in: to the login page, coming back here after.
+	if r := h.do("GET", "/domains", "", ""); r.StatusCode != 303 || r.Header.Get("Location") != "/login?next=%2Fdomains" {
+		t.Errorf("anonymous dashboard: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	r := h.do("GET", "/domains", "", "", as("ann")...)
+	body := string(r.body)
+	if r.StatusCode != 200 || !strings.Contains(body, `href="/domains/`+fmt.Sprint(d.ID)+`">example.com</a>`) || !strings.Contains(body, "↓</span> worse") ||
+		!strings.Contains(body, "example.org") || !strings.Contains(body, "2 saved domains") {
+		t.Errorf("dashboard: %d\n%s", r.StatusCode, body)
+	}
+	if r := h.do("GET", "/domains", "", "", as("bob")...); strings.Contains(string(r.body), "example.com") {
+		t.Error("bob's dashboard shows ann's domain")
+	}
+
+	page := fmt.Sprintf("/domains/%d", d.ID)
+	for _, p := range []string{page, fmt.Sprintf("%s/scans/%d", page, s2.ID), fmt.Sprintf("%s/diff?from=%d&to=%d", page, s1.ID, s2.ID)} {
+		if r := h.do("GET", p, "", "", as("bob")...); r.StatusCode != 404 {
+			t.Errorf("bob GET %s: %d", p, r.StatusCode)
+		}
+	}
+	r = h.do("GET", page, "", "", as("ann")...)
+	body = string(r.body)
+	if r.StatusCode != 200 || !strings.Contains(body, `name="to" value="`+fmt.Sprint(s2.ID)+`"`) || !strings.Contains(body, "Rescan now") ||
+		!strings.Contains(body, "Scanned every 1 day") {
+		t.Errorf("domain page: %d\n%s", r.StatusCode, body)
+	}
+
+	r = h.do("GET", fmt.Sprintf("%s/scans/%d", page, s2.ID), "", "", as("ann")...)
+	body = string(r.body)
+	if r.StatusCode != 200 || !strings.Contains(body, "The rules have changed since") || strings.Contains(body, "<script>alert") ||
+		!strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt; is not covered") {
+		t.Errorf("saved scan: %d\n%s", r.StatusCode, body)
+	}
+	r = h.do("GET", fmt.Sprintf("%s/scans/%d/report.json", page, s2.ID), "", "", as("ann")...)
+	var doc report.Document
+	if r.StatusCode != 200 || json.Unmarshal(r.body, &doc) != nil || *doc.Grade != "D" || !strings.HasPrefix(r.Header.Get("Content-Disposition"), "attachment") {
+		t.Errorf("report.json: %d %v", r.StatusCode, r.Header)
+	}
+
+	r = h.do("GET", fmt.Sprintf("%s/diff?from=%d&to=%d", page, s2.ID, s1.ID), "", "", as("ann")...)
+	body = string(r.body)
+	if r.StatusCode != 200 || !strings.Contains(body, "A → D (worse)") || !strings.Contains(body, "mx pattern added: <code>mx9.example.com</code>") ||
+		!strings.Contains(body, "<code>mx-not-covered</code>") {
+		t.Errorf("diff page: %d\n%s", r.StatusCode, body)
+	}
+
+	// Rescan now by form: within the cooldown it says so; later it
+	// wakes the worker. A cross-site form post is refused.
+	if r := h.do("POST", page+"/rescan", "application/x-www-form-urlencoded", "", append(as("ann"), "Sec-Fetch-Site", "cross-site")...); r.StatusCode != 403 {
+		t.Errorf("cross-site rescan: %d", r.StatusCode)
+	}
+	if r := h.do("POST", page+"/rescan", "application/x-www-form-urlencoded", "", as("ann")...); r.StatusCode != 303 || !strings.HasSuffix(r.Header.Get("Location"), "done=cooldown") {
+		t.Errorf("rescan in the cooldown: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	clock.Advance(time.Hour)
+	if r := h.do("POST", page+"/rescan", "application/x-www-form-urlencoded", "", as("ann")...); r.StatusCode != 303 || !strings.HasSuffix(r.Header.Get("Location"), "done=rescan") || pokes.Load() != 1 {
+		t.Errorf("rescan: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	if r := h.do("POST", page+"/mute", "application/x-www-form-urlencoded", "hours=168", as("ann")...); r.StatusCode != 303 {
+		t.Errorf("mute: %d", r.StatusCode)
+	}
+	if got, _ := st.GetDomain(t.Context(), d.ID); !got.MutedUntil.Equal(clock.Now().Add(168 * time.Hour)) {
+		t.Errorf("muted until %v", got.MutedUntil)
+	}
+	if r := h.do("GET", page+"?done=muted", "", "", as("ann")...); !strings.Contains(string(r.body), "Unmute alerts") || !strings.Contains(string(r.body), "Alerts for this domain are muted.") {
+		t.Errorf("muted page:\n%s", r.body)
+	}
+	if r := h.do("POST", page+"/mute", "application/x-www-form-urlencoded", "hours=0", as("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob unmuting: %d", r.StatusCode)
 	}
 }
