@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
+	"github.com/mailtls/mailtls/internal/web"
 )
 
 // monitorNames are 10,000 saved-domain names of the kinds a monitoring
@@ -67,19 +70,21 @@ func BenchmarkSchedule(b *testing.B) {
 	b.Logf("spread-hours %s", strings.Join(counts, " "))
 }
 
-// BenchmarkMonitor runs the monitor's worker (scheduler, history rules,
-// alert decisions, outbox) over 10,000 saved domains of 10 accounts in
-// SQLite: a first round makes every domain's baseline, then every domain
-// is due again at once (a day's rescans after downtime, the worst burst)
-// and 5% of them regress. The scan itself is a stored real report, so the
-// figures are the worker and the store's: scans stored per second, alert
-// messages queued, database size per scan. It ignores b.N (bench/run.sh
-// runs it with -benchtime 1x).
-func BenchmarkMonitor(b *testing.B) {
-	domains, accounts := 10000, 10
-	if testing.Short() {
-		domains = 500
-	}
+// monitorEnv is a SQLite store of saved domains with the monitor's worker
+// scanning them: every scan returns a stored real report, regressed for
+// the domains in regress after the first round.
+type monitorEnv struct {
+	db      *sqlstore.DB
+	path    string
+	w       *monitor.Worker
+	users   []store.User
+	raw     []byte
+	regress map[string]bool
+	mu      sync.Mutex
+	round   int
+}
+
+func newMonitorEnv(b *testing.B, domains, accounts int) *monitorEnv {
 	raw, _, _ := realReport(b)
 	var healthy report.Document
 	if err := json.Unmarshal(raw, &healthy); err != nil {
@@ -91,44 +96,41 @@ func BenchmarkMonitor(b *testing.B) {
 	difftest.SetGrade(&regressed, "D")
 
 	ctx := context.Background()
-	path := filepath.Join(b.TempDir(), "monitor.db")
-	db, err := sqlstore.Open(ctx, path, sqlstore.Options{})
-	if err != nil {
+	e := &monitorEnv{path: filepath.Join(b.TempDir(), "monitor.db"), raw: raw, regress: map[string]bool{}}
+	var err error
+	if e.db, err = sqlstore.Open(ctx, e.path, sqlstore.Options{}); err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	b.Cleanup(func() { e.db.Close() })
 	names := monitorNames(domains)
-	regress := map[string]bool{}
 	for a := range accounts {
-		u, err := db.CreateUser(ctx, fmt.Sprintf("admin%d@bench.example", a), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+		u, err := e.db.CreateUser(ctx, fmt.Sprintf("admin%d@bench.example", a), "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
 		if err != nil {
 			b.Fatal(err)
 		}
-		ch, err := db.CreateChannel(ctx, store.NewChannel{UserID: u.ID, Kind: store.ChannelWebhook, Target: "https://hooks.bench.example/x", Secret: []byte("s")})
+		e.users = append(e.users, u)
+		ch, err := e.db.CreateChannel(ctx, store.NewChannel{UserID: u.ID, Kind: store.ChannelWebhook, Target: "https://hooks.bench.example/x", Secret: []byte("s")})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := db.MarkChannelVerified(ctx, ch.ID); err != nil {
+		if err := e.db.MarkChannelVerified(ctx, ch.ID); err != nil {
 			b.Fatal(err)
 		}
 		for i := a; i < domains; i += accounts {
-			if _, err := db.AddDomain(ctx, store.NewDomain{UserID: u.ID, Name: names[i], NextScanAt: time.Now()}); err != nil {
+			if _, err := e.db.AddDomain(ctx, store.NewDomain{UserID: u.ID, Name: names[i], NextScanAt: time.Now()}); err != nil {
 				b.Fatal(err)
 			}
 			if i%20 == 0 {
-				regress[names[i]] = true
+				e.regress[names[i]] = true
 			}
 		}
 	}
-
-	var mu sync.Mutex
-	round := 0
 	scanFunc := func(_ context.Context, name string) *report.Document {
-		mu.Lock()
-		r := round
-		mu.Unlock()
+		e.mu.Lock()
+		r := e.round
+		e.mu.Unlock()
 		src := &healthy
-		if r > 0 && regress[name] {
+		if r > 0 && e.regress[name] {
 			src = &regressed
 		}
 		d := *src
@@ -136,54 +138,119 @@ func BenchmarkMonitor(b *testing.B) {
 		d.Findings = slices.Clone(src.Findings)
 		return &d
 	}
-	w, err := monitor.New(monitor.Config{Scheduler: true, Scans: 4, Poll: 20 * time.Millisecond, ScannerVersion: "bench"},
-		monitor.Options{Store: db, Scan: scanFunc, Owner: "bench"})
+	e.w, err = monitor.New(monitor.Config{Scheduler: true, Scans: 4, Poll: 20 * time.Millisecond, ScannerVersion: "bench"},
+		monitor.Options{Store: e.db, Scan: scanFunc, Owner: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	// burst runs the worker until it has stored want more scans.
-	burst := func(want int64) time.Duration {
-		rctx, cancel := context.WithCancel(ctx)
-		before := w.Stats().Scanned
-		start := time.Now()
-		done := make(chan struct{})
-		go func() { w.Run(rctx); close(done) }()
-		for w.Stats().Scanned-before < want {
-			if s := w.Stats(); s.Failed > 0 || s.LeaseLost > 0 {
-				b.Fatalf("worker stats %+v", s)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		elapsed := time.Since(start)
-		cancel()
-		<-done
-		return elapsed
-	}
-	burst(int64(domains)) // the baselines
-	size0 := fileSize(b, db, path)
+	return e
+}
 
-	mu.Lock()
-	round = 1
-	mu.Unlock()
-	if _, err := db.SQL().Exec("UPDATE domains SET next_scan_at = 0"); err != nil {
-		b.Fatal(err)
+// burst makes every domain due, runs the worker until it has stored a scan
+// of each, and returns the time it took.
+func (e *monitorEnv) burst(b *testing.B, domains int) time.Duration {
+	e.mu.Lock()
+	first := e.round == 0
+	e.mu.Unlock()
+	if !first {
+		if _, err := e.db.SQL().Exec("UPDATE domains SET next_scan_at = 0"); err != nil {
+			b.Fatal(err)
+		}
 	}
+	rctx, cancel := context.WithCancel(context.Background())
+	before := e.w.Stats().Scanned
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { e.w.Run(rctx); close(done) }()
+	for e.w.Stats().Scanned-before < int64(domains) {
+		if s := e.w.Stats(); s.Failed > 0 || s.LeaseLost > 0 {
+			b.Fatalf("worker stats %+v", s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	<-done
+	e.mu.Lock()
+	e.round++
+	e.mu.Unlock()
+	return elapsed
+}
+
+// BenchmarkMonitor runs the monitor's worker (scheduler, history rules,
+// alert decisions, outbox) over 10,000 saved domains of 10 accounts in
+// SQLite: a first round makes every domain's baseline, then every domain
+// is due again at once (a day's rescans after downtime, the worst burst)
+// and 5% of them regress. The scan itself is a stored real report, so the
+// figures are the worker and the store's: scans stored per second, alert
+// messages queued, database size per scan. It ignores b.N (bench/run.sh
+// runs it with -benchtime 1x).
+func BenchmarkMonitor(b *testing.B) {
+	domains := 10000
+	if testing.Short() {
+		domains = 500
+	}
+	e := newMonitorEnv(b, domains, 10)
+	e.burst(b, domains) // the baselines
+	size0 := fileSize(b, e.db, e.path)
 	b.ResetTimer()
-	elapsed := burst(int64(domains))
+	elapsed := e.burst(b, domains)
 	b.StopTimer()
-	size1 := fileSize(b, db, path)
+	size1 := fileSize(b, e.db, e.path)
 
 	var queued int
-	if err := db.SQL().QueryRow("SELECT count(*) FROM outbox").Scan(&queued); err != nil {
+	if err := e.db.SQL().QueryRow("SELECT count(*) FROM outbox").Scan(&queued); err != nil {
 		b.Fatal(err)
 	}
-	if queued != len(regress) {
-		b.Fatalf("%d alerts queued for %d regressed domains", queued, len(regress))
+	if queued != len(e.regress) {
+		b.Fatalf("%d alerts queued for %d regressed domains", queued, len(e.regress))
 	}
 	b.ReportMetric(float64(domains)/elapsed.Seconds(), "scans/s")
 	b.ReportMetric(float64(queued), "alerts")
 	b.ReportMetric(float64(size1-size0)/float64(domains), "db-bytes/scan")
-	b.ReportMetric(float64(len(raw)), "json-bytes/scan")
+	b.ReportMetric(float64(len(e.raw)), "json-bytes/scan")
+}
+
+// oneUser signs every request in as one user.
+type oneUser store.UserID
+
+func (u oneUser) APIUser(*http.Request, store.Scope) (store.UserID, error) {
+	return store.UserID(u), nil
+}
+func (u oneUser) PageUser(*http.Request) (store.UserID, bool) { return store.UserID(u), true }
+
+// BenchmarkDashboardPage renders the dashboard page (GET /domains, the
+// whole HTML page through the web handler: store query, alert states,
+// template) of an account with 1,000 saved domains, each scanned twice by
+// the worker and 5% with open problems; p50 and p95 of 200 renders
+// (issue 11 target: p95 < 100 ms). It ignores b.N.
+func BenchmarkDashboardPage(b *testing.B) {
+	domains := 1000
+	if testing.Short() {
+		domains = 100
+	}
+	e := newMonitorEnv(b, domains, 1)
+	e.burst(b, domains)
+	e.burst(b, domains)
+	srv := &web.Server{Monitor: &web.Monitoring{Store: e.db, Users: oneUser(e.users[0].ID)}}
+	h := srv.Handler()
+	var times []time.Duration
+	size := 0
+	b.ResetTimer()
+	for range 200 {
+		rec := httptest.NewRecorder()
+		t0 := time.Now()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/domains", nil))
+		times = append(times, time.Since(t0))
+		if rec.Code != 200 || strings.Count(rec.Body.String(), "<tr>") != domains+1 {
+			b.Fatalf("dashboard: %d, %d rows", rec.Code, strings.Count(rec.Body.String(), "<tr>"))
+		}
+		size = rec.Body.Len()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(times, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(times, 0.95).Microseconds())/1000, "p95-ms")
+	b.ReportMetric(float64(size), "html-bytes")
 }
 
 func fileSize(b *testing.B, db *sqlstore.DB, path string) int64 {

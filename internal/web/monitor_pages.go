@@ -41,21 +41,20 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 	page("POST /domains/{id}/mute", s.muteForm)
 }
 
-// dashboardRow is one saved domain on the dashboard.
+// dashboardRow is one saved domain on the dashboard, its cells written
+// out here (a dashboard may list thousands; the template only places
+// them).
 type dashboardRow struct {
 	ID         store.DomainID
 	Name       string
-	Grade      string
+	Grade      string // "none" when undetermined or not scanned
 	GradeClass string
-	// Trend compares the grade with the previous scan's: "up", "down",
-	// "same" or "" (nothing to compare).
-	Trend    string
-	LastScan time.Time
-	Failed   bool // the latest scan could not run
-	Errors   int  // open problems by severity
-	Warnings int
-	Muted    bool
-	Next     time.Time
+	// Trend compares the grade with the previous scan's.
+	TrendIcon, Trend string
+	LastScan         string
+	Errors, Warnings int
+	Muted            bool
+	Next             string
 }
 
 type dashboardView struct {
@@ -95,12 +94,26 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 	}
 	now := s.Monitor.now()
 	v := dashboardView{page: page{Title: "Your domains"}, Rows: make([]dashboardRow, 0, len(rows))}
+	const stamp = "2006-01-02 15:04 UTC"
 	for _, d := range rows {
-		row := dashboardRow{ID: d.ID, Name: d.Name, Muted: d.Muted(now), Next: d.NextScanAt, GradeClass: "g-none"}
+		row := dashboardRow{ID: d.ID, Name: d.Name, Muted: d.Muted(now), Next: d.NextScanAt.UTC().Format(stamp),
+			Grade: "none", GradeClass: "g-none", LastScan: "not yet", Trend: "—"}
 		if d.Last != nil {
-			row.Grade, row.GradeClass, row.LastScan = d.Last.Grade, gradeClass(d.Last.Grade), d.Last.CreatedAt
-			row.Trend = trend(d.PreviousGrade, d.Last.Grade)
-			row.Failed = d.Last.State == store.ScanFailed
+			row.LastScan = d.Last.CreatedAt.UTC().Format(stamp)
+			if d.Last.State == store.ScanFailed {
+				row.LastScan += " (failed)"
+			}
+			if d.Last.Grade != "" {
+				row.Grade, row.GradeClass = d.Last.Grade, gradeClass(d.Last.Grade)
+			}
+			switch trend(d.PreviousGrade, d.Last.Grade) {
+			case "up":
+				row.TrendIcon, row.Trend = "↑", "better"
+			case "down":
+				row.TrendIcon, row.Trend = "↓", "worse"
+			case "same":
+				row.TrendIcon, row.Trend = "=", "same"
+			}
 		}
 		if st, err := alert.Unmarshal(d.AlertState); err == nil {
 			for _, p := range st.Open() {
