@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 
 	"github.com/mailtls/mailtls/internal/diff/difftest"
 	"github.com/mailtls/mailtls/internal/report"
@@ -380,5 +384,49 @@ func TestMonitoringPages(t *testing.T) {
 	}
 	if r := h.do("POST", page+"/mute", "application/x-www-form-urlencoded", "hours=0", as("bob")...); r.StatusCode != 404 {
 		t.Errorf("bob unmuting: %d", r.StatusCode)
+	}
+}
+
+// TestBrowserMonitoringPages: the dashboard, a domain's page (with a
+// notice and muted), a saved scan, the diff and the unsubscribe page in
+// Chromium, each state checked by axe-core (WCAG 2.2 AA).
+func TestBrowserMonitoringPages(t *testing.T) {
+	b := newBrowser(t)
+	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
+	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
+	ch, _ := st.CreateChannel(t.Context(), store.NewChannel{UserID: ann.ID, Kind: store.ChannelEmail, Target: "ann@example.test"})
+	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, nil}}, Now: clock.Now}})
+	d, _ := st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
+	st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.org"})
+	s1 := saveScan(t, st, d.ID, difftest.Healthy(clock.Now()))
+	clock.Advance(24 * time.Hour)
+	broken := difftest.Healthy(clock.Now())
+	broken.Policy.MX = append(broken.Policy.MX, "mx9.example.com")
+	difftest.AddFinding(broken, "mx-not-covered", "error", "mx", "mx3.example.com", "mx3.example.com is not covered")
+	difftest.SetGrade(broken, "D")
+	s2 := saveScan(t, st, d.ID, broken)
+	st.Mute(t.Context(), ann.ID, d.ID, clock.Now().Add(24*time.Hour))
+
+	ctx := b.tab(true)
+	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: "session", Value: "ann", URL: h.srv.URL})
+		return err
+	}))
+	page := fmt.Sprintf("%s/domains/%d", h.srv.URL, d.ID)
+	for _, p := range []struct{ name, url, want string }{
+		{"dashboard", h.srv.URL + "/domains", "table.domains"},
+		{"domain", page + "?done=muted", "table.timeline"},
+		{"saved-scan", fmt.Sprintf("%s/scans/%d", page, s2.ID), ".grade"},
+		{"diff", fmt.Sprintf("%s/diff?from=%d&to=%d", page, s1.ID, s2.ID), "h1"},
+		{"unsubscribe", h.srv.URL + "/unsubscribe/" + ch.UnsubscribeID, "form button"},
+	} {
+		b.do(ctx, chromedp.Navigate(p.url), chromedp.WaitVisible(chromedp.CSS(p.want)))
+		b.shot(ctx, "monitoring-"+p.name)
+		b.checkA11y(ctx, "monitoring page "+p.name)
 	}
 }
