@@ -30,7 +30,10 @@ type Monitoring struct {
 	// RescanCooldown is the least time between two "rescan now" of one
 	// domain (default 5 minutes).
 	RescanCooldown time.Duration
-	Now            func() time.Time
+	// BaseURL is where the pages are ("https://checker.example.com"), for
+	// the unsubscribe link of test messages; "" leaves it out.
+	BaseURL string
+	Now     func() time.Time
 }
 
 // Users authenticates requests. APIUser reads the Authorization: Bearer
@@ -84,6 +87,7 @@ func (s *Server) routesMonitor(mux *http.ServeMux) {
 	api("GET /api/v1/domains/{id}/diff", store.ScopeRead, m.getDiff)
 	api("POST /api/v1/domains/{id}/rescan", store.ScopeScan, m.rescan)
 	api("PUT /api/v1/domains/{id}/mute", store.ScopeManage, m.mute)
+	s.routesChannels(api)
 	// One-click unsubscribe (RFC 8058 §3.1): a POST of
 	// "List-Unsubscribe=One-Click" to the link, from the mail provider, so
 	// no login and no cross-origin check; the unguessable id is the

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailtls/mailtls/internal/diff/difftest"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
@@ -428,5 +429,102 @@ func TestBrowserMonitoringPages(t *testing.T) {
 		b.do(ctx, chromedp.Navigate(p.url), chromedp.WaitVisible(chromedp.CSS(p.want)))
 		b.shot(ctx, "monitoring-"+p.name)
 		b.checkA11y(ctx, "monitoring page "+p.name)
+	}
+}
+
+// okDeliverer accepts every delivery.
+type okDeliverer struct{}
+
+func (okDeliverer) Deliver(context.Context, store.Channel, store.Message) (string, error) {
+	return "HTTP 204", nil
+}
+
+// TestChannelsAPI: alert channels through the API — webhook targets
+// checked (https, port 443, public), the secret shown once, e-mail only to
+// the account's own verified address, digest and on/off, send test and its
+// delivery in the log, another account's channel invisible.
+func TestChannelsAPI(t *testing.T) {
+	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
+	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
+	bob, _ := st.CreateUser(t.Context(), "bob@example.test", "x")
+	all := []store.Scope{store.ScopeRead, store.ScopeScan, store.ScopeManage}
+	users := tokenUsers{"ann": {ann.ID, all}, "ann-read": {ann.ID, []store.Scope{store.ScopeRead}}, "bob": {bob.ID, all}}
+	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: users, Now: clock.Now, BaseURL: "https://checker.example.test"}})
+	auth := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+	post := func(tok, body string) response {
+		return h.do("POST", "/api/v1/channels", "application/json", body, auth(tok)...)
+	}
+
+	for _, bad := range []string{`{"kind":"webhook","url":"http://hooks.example.com/x"}`, `{"kind":"webhook","url":"https://10.0.0.1/x"}`,
+		`{"kind":"webhook","url":"https://hooks.example.com:8443/x"}`, `{"kind":"pager"}`, `{"kind":"email","address":"boss@example.test"}`,
+		`{"kind":"email"}`} {
+		if r := post("ann", bad); r.StatusCode != 422 {
+			t.Errorf("%s: %d %s", bad, r.StatusCode, r.body)
+		}
+	}
+	if r := post("ann-read", `{"kind":"webhook","url":"https://hooks.example.com/x"}`); r.StatusCode != 403 {
+		t.Errorf("read token: %d", r.StatusCode)
+	}
+	r := post("ann", `{"kind":"webhook","url":"https://hooks.example.com/mailtls"}`)
+	var hook channelResource
+	json.Unmarshal(r.body, &hook)
+	if r.StatusCode != 201 || !strings.HasPrefix(hook.Secret, "whsec_") || len(hook.Secret) != 6+64 || !hook.Verified {
+		t.Fatalf("webhook: %d %s", r.StatusCode, r.body)
+	}
+	if c, _ := st.GetChannel(t.Context(), store.ChannelID(hook.ID)); string(c.Secret) != hook.Secret {
+		t.Error("the secret shown is not the signing key")
+	}
+	if r := post("ann", `{"kind":"webhook","url":"https://hooks.example.com/mailtls"}`); r.StatusCode != 409 {
+		t.Errorf("duplicate: %d", r.StatusCode)
+	}
+	st.MarkEmailVerified(t.Context(), ann.ID)
+	if r := post("ann", `{"kind":"email","address":"Ann@Example.test"}`); r.StatusCode != 201 {
+		t.Errorf("own address: %d %s", r.StatusCode, r.body)
+	}
+	r = h.do("GET", "/api/v1/channels", "", "", auth("ann-read")...)
+	if r.StatusCode != 200 || strings.Contains(string(r.body), "whsec_") || strings.Count(string(r.body), `"kind"`) != 2 {
+		t.Errorf("list: %s", r.body)
+	}
+
+	path := fmt.Sprintf("/api/v1/channels/%d", hook.ID)
+	if r := h.do("GET", path+"/deliveries", "", "", auth("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob's view: %d", r.StatusCode)
+	}
+	r = h.do("PATCH", path, "application/json", `{"digest_hour":7}`, auth("ann")...)
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), `"digest":true,"digest_hour":7`) {
+		t.Errorf("digest: %d %s", r.StatusCode, r.body)
+	}
+	if r := h.do("PATCH", path, "application/json", `{"digest_hour":24}`, auth("ann")...); r.StatusCode != 422 {
+		t.Errorf("hour 24: %d", r.StatusCode)
+	}
+	h.do("PATCH", path, "application/json", `{"disabled":true}`, auth("ann")...)
+	if r := h.do("POST", path+"/test", "", "", auth("ann")...); r.StatusCode != 409 {
+		t.Errorf("test of a disabled channel: %d", r.StatusCode)
+	}
+	h.do("PATCH", path, "application/json", `{"disabled":false,"digest":false}`, auth("ann")...)
+	if r := h.do("POST", path+"/test", "", "", auth("ann")...); r.StatusCode != 202 {
+		t.Fatalf("test: %d %s", r.StatusCode, r.body)
+	}
+	w, err := monitor.New(monitor.Config{Notifier: true}, monitor.Options{Store: st, Deliver: okDeliverer{}, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.DeliverDue(t.Context()); n != 1 || err != nil {
+		t.Fatalf("delivered %d: %v", n, err)
+	}
+	r = h.do("GET", path+"/deliveries", "", "", auth("ann-read")...)
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), `"kind":"test"`) || !strings.Contains(string(r.body), `"ok":true,"detail":"HTTP 204"`) {
+		t.Errorf("delivery log: %s", r.body)
+	}
+	if r := h.do("DELETE", path, "", "", auth("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob deleting: %d", r.StatusCode)
+	}
+	if r := h.do("DELETE", path, "", "", auth("ann")...); r.StatusCode != 204 {
+		t.Errorf("delete: %d", r.StatusCode)
 	}
 }
