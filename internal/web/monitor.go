@@ -288,6 +288,9 @@ func (m *Monitoring) addDomain(w http.ResponseWriter, r *http.Request, user stor
 		apiError(w, http.StatusConflict, "exists", name+" is saved already")
 		return
 	}
+	if err == nil {
+		err = monitor.DefaultChannel(r.Context(), m.Store, user)
+	}
 	if err != nil {
 		internalError(w, err)
 		return

@@ -112,7 +112,9 @@ func TestMonitoringAPI(t *testing.T) {
 		t.Errorf("read token adding a domain: %d", r.StatusCode)
 	}
 
-	// Add, normalised; a duplicate; an invalid name.
+	// Add, normalised (the verified owner gets an e-mail channel with the
+	// first domain); a duplicate; an invalid name.
+	st.MarkEmailVerified(t.Context(), ann.ID)
 	r := h.do("POST", "/api/v1/domains", "application/json", `{"domain":"Postmaster@Example.COM."}`, auth("ann")...)
 	if r.StatusCode != 201 {
 		t.Fatalf("add: %d %s", r.StatusCode, r.body)
@@ -121,6 +123,9 @@ func TestMonitoringAPI(t *testing.T) {
 	json.Unmarshal(r.body, &dom)
 	if dom.Domain != "example.com" || dom.IntervalSecs != 86400 || r.Header.Get("Location") != fmt.Sprintf("/api/v1/domains/%d", dom.ID) {
 		t.Errorf("added %+v, location %q", dom, r.Header.Get("Location"))
+	}
+	if chans, _ := st.ListChannels(t.Context(), ann.ID); len(chans) != 1 || chans[0].Target != "ann@example.test" || chans[0].VerifiedAt.IsZero() {
+		t.Errorf("default channel: %+v", chans)
 	}
 	if r := h.do("POST", "/api/v1/domains", "application/json", `{"domain":"example.com"}`, auth("ann")...); r.StatusCode != 409 {
 		t.Errorf("duplicate: %d", r.StatusCode)
