@@ -13,7 +13,7 @@ out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|Dashbo
 for fixed in Store Monitor DashboardPage; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
     out="$out
-$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 ./bench/)"
+$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/)"
   fi
 done
 echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu)' || true
