@@ -283,7 +283,9 @@ func (m *Monitoring) addDomain(w http.ResponseWriter, r *http.Request, user stor
 		apiError(w, http.StatusUnprocessableEntity, "invalid_interval", "interval_seconds must be between 3600 (an hour) and 604800 (a week)")
 		return
 	}
-	d, err := m.Store.AddDomain(r.Context(), store.NewDomain{UserID: user, Name: name, Interval: interval})
+	// Scanned at once: the first scan is the baseline monitoring compares
+	// with; the next ones fall on the domain's own slot.
+	d, err := m.Store.AddDomain(r.Context(), store.NewDomain{UserID: user, Name: name, Interval: interval, NextScanAt: m.now()})
 	if errors.Is(err, store.ErrConflict) {
 		apiError(w, http.StatusConflict, "exists", name+" is saved already")
 		return
@@ -294,6 +296,9 @@ func (m *Monitoring) addDomain(w http.ResponseWriter, r *http.Request, user stor
 	if err != nil {
 		internalError(w, err)
 		return
+	}
+	if m.Poke != nil {
+		m.Poke()
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/domains/%d", d.ID))
 	writeJSON(w, http.StatusCreated, m.domainView(d, nil, ""))

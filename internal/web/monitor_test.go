@@ -121,7 +121,8 @@ func TestMonitoringAPI(t *testing.T) {
 	}
 	var dom domainResource
 	json.Unmarshal(r.body, &dom)
-	if dom.Domain != "example.com" || dom.IntervalSecs != 86400 || r.Header.Get("Location") != fmt.Sprintf("/api/v1/domains/%d", dom.ID) {
+	if dom.Domain != "example.com" || dom.IntervalSecs != 86400 || r.Header.Get("Location") != fmt.Sprintf("/api/v1/domains/%d", dom.ID) ||
+		!dom.NextScanAt.Equal(clock.Now()) || pokes.Load() != 1 {
 		t.Errorf("added %+v, location %q", dom, r.Header.Get("Location"))
 	}
 	if chans, _ := st.ListChannels(t.Context(), ann.ID); len(chans) != 1 || chans[0].Target != "ann@example.test" || chans[0].VerifiedAt.IsZero() {
@@ -219,11 +220,11 @@ func TestMonitoringAPI(t *testing.T) {
 	if r := h.do("POST", path+"/rescan", "", "", auth("ann-read")...); r.StatusCode != 403 {
 		t.Errorf("rescan with a read token: %d", r.StatusCode)
 	}
-	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 429 || r.Header.Get("Retry-After") == "" || pokes.Load() != 0 {
+	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 429 || r.Header.Get("Retry-After") == "" || pokes.Load() != 1 {
 		t.Errorf("rescan in the cooldown: %d %s", r.StatusCode, r.body)
 	}
 	clock.Advance(10 * time.Minute)
-	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 202 || pokes.Load() != 1 {
+	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 202 || pokes.Load() != 2 {
 		t.Errorf("rescan: %d %s", r.StatusCode, r.body)
 	}
 	got, _ := st.GetDomain(t.Context(), store.DomainID(dom.ID))
