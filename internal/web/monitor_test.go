@@ -232,6 +232,19 @@ func TestMonitoringAPI(t *testing.T) {
 		t.Errorf("after rescan now the domain is due at %v", got.NextScanAt)
 	}
 
+	// A weekly interval: the next scan moves to the domain's weekly slot.
+	r = h.do("PATCH", path, "application/json", `{"interval_seconds":604800}`, auth("ann")...)
+	json.Unmarshal(r.body, &dom)
+	if r.StatusCode != 200 || dom.IntervalSecs != 604800 || !dom.NextScanAt.Equal(store.NextScan("example.com", 7*24*time.Hour, clock.Now())) {
+		t.Errorf("interval: %d %s", r.StatusCode, r.body)
+	}
+	if r := h.do("PATCH", path, "application/json", `{"interval_seconds":60}`, auth("ann")...); r.StatusCode != 422 {
+		t.Errorf("a one-minute interval: %d", r.StatusCode)
+	}
+	if r := h.do("PATCH", path, "application/json", `{"interval_seconds":86400}`, auth("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob changing the interval: %d", r.StatusCode)
+	}
+
 	// Mute and unmute.
 	until := clock.Now().Add(48 * time.Hour).Format(time.RFC3339)
 	if r := h.do("PUT", path+"/mute", "application/json", `{"until":"`+until+`"}`, auth("ann")...); r.StatusCode != 200 || !strings.Contains(string(r.body), until) {
