@@ -1,7 +1,9 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +50,16 @@ const namespaceWrapper = `mount --bind "$1" /etc/resolv.conf || exit 97
 if [ -e /etc/nsswitch.conf ]; then mount --bind "$2" /etc/nsswitch.conf || exit 98; fi
 shift 2
 exec "$@"`
+
+// Check runs "true" in a namespace: it fails on a machine that cannot make
+// private mount namespaces (a container without CAP_SYS_ADMIN), where the
+// programs cannot be pointed at a lab without touching the host's files.
+func (ns *Namespace) Check(ctx context.Context) error {
+	if out, err := ns.Command(ctx, "true").CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: this machine cannot make private mount namespaces: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
 
 // Command returns the command args run in the namespace. unshare execs the
 // shell, which execs the program, so the process is the program itself.
