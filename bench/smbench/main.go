@@ -10,11 +10,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: smbench lab|load [flags]")
+		fmt.Fprintln(os.Stderr, "usage: smbench lab|load|hist [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -36,6 +39,8 @@ func main() {
 		err = runLab(os.Args[2:])
 	case "load":
 		err = runLoad(os.Args[2:])
+	case "hist":
+		err = runHist(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -236,5 +241,78 @@ func runLoad(args []string) error {
 		return float64(d[int(q*float64(len(d)-1))].Microseconds())
 	}
 	fmt.Printf("%.0f %.0f %.0f %.0f %.0f\n", float64(total.Load())/dur.Seconds(), pct(lats, 0.50), pct(lats, 0.99), pct(lats, 0.999), pct(lags, 0.99))
+	return nil
+}
+
+// runHist reads the resolver's lookup latency histogram (the time in the
+// handler, from a parsed request to its reply) from the admin listener's
+// /metrics and prints its cumulative buckets, one "le count" a line. With
+// -since (an earlier output) it prints "count p99-bound-in-us" for the
+// lookups since then: the smallest bucket bound at or under which 99% of
+// them took.
+func runHist(args []string) error {
+	fs := flag.NewFlagSet("hist", flag.ExitOnError)
+	url := fs.String("url", "", "the /metrics URL")
+	since := fs.String("since", "", "an earlier output of hist")
+	fs.Parse(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	type bucket struct {
+		le    string
+		count float64
+	}
+	var now []bucket
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), `mailtls_resolver_lookup_seconds_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, v, _ := strings.Cut(rest, `"} `)
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("metrics line %q: %v", sc.Text(), err)
+		}
+		now = append(now, bucket{le, n})
+	}
+	if len(now) == 0 {
+		return fmt.Errorf("no mailtls_resolver_lookup_seconds histogram at %s", *url)
+	}
+	if *since == "" {
+		for _, b := range now {
+			fmt.Println(b.le, b.count)
+		}
+		return nil
+	}
+	data, err := os.ReadFile(*since)
+	if err != nil {
+		return err
+	}
+	before := map[string]float64{}
+	for line := range strings.Lines(string(data)) {
+		le, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		before[le], _ = strconv.ParseFloat(v, 64)
+	}
+	total := now[len(now)-1].count - before[now[len(now)-1].le]
+	for _, b := range now {
+		if b.count-before[b.le] >= 0.99*total {
+			bound := b.le
+			if f, err := strconv.ParseFloat(b.le, 64); err == nil {
+				bound = strconv.FormatFloat(f*1e6, 'f', -1, 64)
+			}
+			fmt.Printf("%.0f %s\n", total, bound)
+			return nil
+		}
+	}
 	return nil
 }
