@@ -252,20 +252,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 			t.Errorf("lab dns panicked %d times", n)
 		}
 	})
-	ns, err := lab.NewNamespace(dir, zone.IP().String(), ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Can this machine make private mount namespaces (containers without
-	// CAP_SYS_ADMIN cannot)?
-	ctx, cancel := context.WithTimeout(context.Background(), peerQueryWait)
-	err = ns.Check(ctx)
-	cancel()
-	if err != nil {
-		// A capability of the machine, not a broken install: skipped even
-		// under CI, saying so loudly.
-		t.Skipf("SKIPPED: the peer cannot be pointed at the lab DNS without touching /etc/resolv.conf: %v", err)
-	}
+	ns := lab.NeedNamespace(t, dir, zone.IP().String(), ca, "the peer")
 	// The policy host: port 443 of the DNS server's address, which this
 	// test owns (lab.FreeLoopback).
 	httpsAddr := lab.AddrPort(zone.IP(), 443)

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
+	"time"
 )
 
 // Namespace runs programs that read their DNS server from /etc/resolv.conf
@@ -42,6 +44,25 @@ func NewNamespace(dir, dnsIP string, ca *CA) (*Namespace, error) {
 		}
 	}
 	return ns, nil
+}
+
+// NeedNamespace is NewNamespace for tests: it fails t on error and skips
+// t when this machine cannot make private mount namespaces (Check) —
+// even under CI, saying so loudly, since that is a capability of the
+// machine, not a broken install. who names the program to run, for the
+// message.
+func NeedNamespace(t testing.TB, dir, dnsIP string, ca *CA, who string) *Namespace {
+	t.Helper()
+	ns, err := NewNamespace(dir, dnsIP, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ns.Check(ctx); err != nil {
+		t.Skipf("SKIPPED: %s cannot be pointed at the lab DNS without touching /etc/resolv.conf: %v", who, err)
+	}
+	return ns
 }
 
 // namespaceWrapper bind-mounts the lab files over /etc in the private
