@@ -15,10 +15,10 @@ import (
 	"github.com/mailtls/mailtls/internal/domain"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/report"
+	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/rollout"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
-	"github.com/miekg/dns"
 )
 
 const policyUsage = `Usage: mailtls policy COMMAND [flags] ...
@@ -180,7 +180,7 @@ func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
 	case "plan":
 		probes := map[string][]*smtpprobe.Result{}
 		for _, h := range c.add {
-			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			for _, qt := range []uint16{resolve.TypeA, resolve.TypeAAAA} {
 				for _, ip := range res.Lookup(dctx, h, qt).Addrs() {
 					probes[h] = append(probes[h], prober.Probe(dctx, h, ip))
 				}

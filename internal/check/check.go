@@ -73,12 +73,8 @@ const (
 // Fix is one step that repairs what the scan found.
 type Fix struct {
 	Kind string
-	// DNS fixes.
-	Action string // "publish" or "delete"
-	Name   string // owner name, no trailing dot
-	Type   string // "TXT"
-	TTL    int
-	Value  string // the TXT value, unquoted; for "delete", the value to delete
+	// DNS fixes: the record to publish or delete.
+	Record
 	// Policy fixes.
 	URL         string
 	Content     string

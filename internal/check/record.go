@@ -114,7 +114,7 @@ func (e *evaluator) record() recordVerdict {
 	if len(other) > 0 && e.unrelatedTXT(name, other, len(cands)+len(loose) > 0) {
 		v.misplaced = true
 	}
-	if v.state == recValid && a.MinTTL() > 3600 {
+	if v.state == recValid && a.MinTTL() > RecordTTL {
 		e.add(finding.STSRecordTTL, finding.Info, name,
 			fmt.Sprintf("The TTL of %s is %d seconds; a new id becomes visible to senders only after the TTL.", name, a.MinTTL()),
 			e.fixText(finding.STSRecordTTL))

@@ -11,16 +11,20 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
 )
 
 var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -374,7 +378,7 @@ func TestFollowMX(t *testing.T) {
 // TestRecords: serve records prints what to publish and finds stale ids.
 func TestRecords(t *testing.T) {
 	e := newEnv(t)
-	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"), e.domainYAML("b.test", "testing", "mx1.b.test"), e.domainYAML("c.test", "testing", "mx1.c.test"), e.domainYAML("d.test", "testing", "mx1.d.test"))
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"), e.domainYAML("b.test", "testing", "mx1.b.test"), e.domainYAML("c.test", "testing", "mx1.c.test"), e.domainYAML("d.test", "testing", "mx1.d.test"), e.domainYAML("e.test", "testing", "mx1.e.test"))
 	h := mustHost(t, e.cfgPath)
 	recs, err := Records(context.Background(), h, nil)
 	if err != nil || recs[0].Pending == "" || recs[0].ID != "" {
@@ -386,7 +390,11 @@ func TestRecords(t *testing.T) {
 	e.l.DNS.MustAdd(t,
 		`_mta-sts.a.test. 300 IN TXT "v=STSv1; id=`+id+`"`, "mta-sts.a.test. 300 IN CNAME mta-sts.host.test.", "mta-sts.host.test. 300 IN A 192.0.2.1",
 		`_mta-sts.b.test. 300 IN TXT "v=STSv1; id=2025"`, "mta-sts.b.test. 300 IN A 192.0.2.1",
-		"mta-sts.c.test. 300 IN CNAME mta-sts.host.test.")
+		"mta-sts.c.test. 300 IN CNAME mta-sts.host.test.",
+		// Two records pass the "v=STSv1;" filter, one of them invalid:
+		// senders then see no policy (RFC 8461 §3.1, STS-TXT-2).
+		`_mta-sts.e.test. 300 IN TXT "v=STSv1; id=`+id+`"`, `_mta-sts.e.test. 300 IN TXT "v=STSv1; id=bad id!"`,
+		"mta-sts.e.test. 300 IN CNAME mta-sts.host.test.")
 	e.l.DNS.SetRcode("_mta-sts.d.test", dns.TypeTXT, dns.RcodeServerFailure)
 	recs, err = Records(context.Background(), h, res)
 	if err != nil {
@@ -402,8 +410,21 @@ func TestRecords(t *testing.T) {
 	if r := byDomain["b.test"]; r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), "publishes id=2025 but the server serves the policy with id="+id) || !strings.Contains(strings.Join(r.Problems, "\n"), "not a CNAME to mta-sts.host.test") {
 		t.Errorf("b.test has a stale id and no CNAME: %+v", r.Problems)
 	}
-	if r := byDomain["c.test"]; !strings.Contains(strings.Join(r.Problems, "\n"), "has no TXT record") {
+	if r := byDomain["c.test"]; !strings.Contains(strings.Join(r.Problems, "\n"), "has no MTA-STS record") {
 		t.Errorf("c.test has no TXT record: %+v", r.Problems)
+	}
+	// serve records judges the published record as check does, with the
+	// same finding IDs.
+	obs := &scan.Observations{Domain: "e.test", PolicyHost: "mta-sts.e.test"}
+	obs.DNS.STS = res.Lookup(context.Background(), "_mta-sts.e.test", dns.TypeTXT)
+	var want []finding.ID
+	for _, f := range check.Evaluate(obs, now).Findings {
+		if f.Component == finding.ComponentRecord {
+			want = append(want, f.ID)
+		}
+	}
+	if r := byDomain["e.test"]; r.OK() || r.PublishedID != "" || !slices.Equal(findingIDs(r.Findings), want) || !slices.Equal(want, []finding.ID{finding.STSRecordMultiple}) {
+		t.Errorf("e.test has two v=STSv1 records: serve records says OK=%v, findings %v; check says %v", r.OK(), findingIDs(r.Findings), want)
 	}
 	if r := byDomain["d.test"]; len(r.Unknown) == 0 || strings.Contains(strings.Join(r.Problems, "\n"), "_mta-sts") || !strings.Contains(r.Unknown[0], "retry") {
 		t.Errorf("a DNS failure is unknown, not missing: %+v", r)
@@ -411,6 +432,14 @@ func TestRecords(t *testing.T) {
 	if mtasts.NewID(now) != id {
 		t.Fatal("the test's id assumption")
 	}
+}
+
+func findingIDs(fs []finding.Finding) []finding.ID {
+	var ids []finding.ID
+	for _, f := range fs {
+		ids = append(ids, f.ID)
+	}
+	return ids
 }
 
 func TestStartErrors(t *testing.T) {

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
@@ -121,7 +119,7 @@ func (w *mxWatcher) Refresh(ctx context.Context, domains []string) (changed bool
 func (w *mxWatcher) refreshOne(ctx context.Context, d string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	a := w.res.Lookup(ctx, d, dns.TypeMX)
+	a := w.res.Lookup(ctx, d, resolve.TypeMX)
 	var hosts []string
 	switch {
 	case a.Status.Temporary():

@@ -23,8 +23,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailtls/mailtls/internal/config"
-	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
 // certmagic keeps challenges, on-demand waits and renewal backoff in
@@ -217,7 +217,7 @@ func (r *acmeRig) fetchPolicy(t *testing.T, label string) {
 		TLSClientConfig: &tls.Config{RootCAs: r.pebble.IssuedRoots()},
 	}}
 	defer c.CloseIdleConnections()
-	resp, err := c.Get("https://" + host + fetch.Path)
+	resp, err := c.Get("https://" + host + mtasts.PolicyPath)
 	if err != nil {
 		t.Fatalf("%s: %v", host, err)
 	}

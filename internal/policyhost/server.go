@@ -20,7 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mailtls/mailtls/internal/config"
-	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
 // CertSource supplies certificates the server does not hold statically
@@ -229,7 +229,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.TLS != nil && !strings.EqualFold(strings.TrimSuffix(r.TLS.ServerName, "."), site.Host):
 		s.reply(w, http.StatusMisdirectedRequest, "misdirected")
 		return
-	case r.URL.Path != fetch.Path:
+	case r.URL.Path != mtasts.PolicyPath:
 		s.reply(w, http.StatusNotFound, "not_found")
 		return
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:

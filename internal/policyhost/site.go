@@ -176,14 +176,10 @@ func Build(h *config.Host, ids *IDStore, mx MXSource, now time.Time) (sites *Sit
 	bodies := make(map[string][]byte, len(h.Domains))
 	var certErrs []error
 	for d, dc := range h.Domains {
-		pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(dc.Mode), MaxAge: dc.EffectiveMaxAge(), MX: dc.MX}
-		if dc.FollowMX {
-			patterns, ok := mx(d)
-			if !ok {
-				skipped[d] = fmt.Errorf("the MX set of %s is not known yet", d)
-				continue
-			}
-			pol.MX = patterns
+		pol, ok := dc.ServedPolicy(d, mx)
+		if !ok {
+			skipped[d] = fmt.Errorf("the MX set of %s is not known yet", d)
+			continue
 		}
 		body := []byte(pol.String())
 		bodies[d] = body

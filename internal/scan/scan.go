@@ -18,8 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/mtasts"
@@ -269,9 +267,9 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		o.PolicyHostOverride = override
 		fetchFrom(netip.Addr{})
 	}
-	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+	for _, qt := range []uint16{resolve.TypeA, resolve.TypeAAAA} {
 		dst := &o.DNS.PolicyHostA
-		if qt == dns.TypeAAAA {
+		if qt == resolve.TypeAAAA {
 			dst = &o.DNS.PolicyHostAAAA
 		}
 		lookup(o.PolicyHost, qt, func(a *resolve.Answer) {
@@ -285,20 +283,20 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		})
 	}
 
-	lookup("_mta-sts."+domain, dns.TypeTXT, func(a *resolve.Answer) {
+	lookup("_mta-sts."+domain, resolve.TypeTXT, func(a *resolve.Answer) {
 		o.DNS.STS = a
 		if needsWildcardProbe(a) {
-			lookup(WildcardProbeLabel+"."+domain, dns.TypeTXT, set(&o.DNS.WildcardProbe))
+			lookup(WildcardProbeLabel+"."+domain, resolve.TypeTXT, set(&o.DNS.WildcardProbe))
 		}
 	})
-	lookup("_mta_sts."+domain, dns.TypeTXT, set(&o.DNS.STSDraft))
-	lookup(".", dns.TypeSOA, set(&o.DNS.Root))
-	lookup(domain, dns.TypeTXT, set(&o.DNS.Apex))
-	lookup("_smtp._tls."+domain, dns.TypeTXT, set(&o.DNS.TLSRPT))
-	lookup("_smtp-tlsrpt."+domain, dns.TypeTXT, set(&o.DNS.TLSRPTDraft))
-	lookup("_smtp_tlsrpt."+domain, dns.TypeTXT, set(&o.DNS.TLSRPTDraftUnder))
+	lookup("_mta_sts."+domain, resolve.TypeTXT, set(&o.DNS.STSDraft))
+	lookup(".", resolve.TypeSOA, set(&o.DNS.Root))
+	lookup(domain, resolve.TypeTXT, set(&o.DNS.Apex))
+	lookup("_smtp._tls."+domain, resolve.TypeTXT, set(&o.DNS.TLSRPT))
+	lookup("_smtp-tlsrpt."+domain, resolve.TypeTXT, set(&o.DNS.TLSRPTDraft))
+	lookup("_smtp_tlsrpt."+domain, resolve.TypeTXT, set(&o.DNS.TLSRPTDraftUnder))
 
-	lookup(domain, dns.TypeMX, func(a *resolve.Answer) {
+	lookup(domain, resolve.TypeMX, func(a *resolve.Answer) {
 		o.DNS.MX = a
 		var hosts []*MXHost
 		switch {
@@ -312,25 +310,25 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			if h.Skipped != "" {
 				continue
 			}
-			lookup(h.Host, dns.TypeA, func(a *resolve.Answer) {
+			lookup(h.Host, resolve.TypeA, func(a *resolve.Answer) {
 				h.A = a
 				probe(h, i, a)
 				if len(a.CNAMEs) > 0 && a.Status == resolve.StatusOK {
-					lookup("_25._tcp."+a.Target(), dns.TypeTLSA, set(&h.TLSAExpanded))
+					lookup("_25._tcp."+a.Target(), resolve.TypeTLSA, set(&h.TLSAExpanded))
 				}
 			})
-			lookup(h.Host, dns.TypeAAAA, func(a *resolve.Answer) {
+			lookup(h.Host, resolve.TypeAAAA, func(a *resolve.Answer) {
 				h.AAAA = a
 				probe(h, i, a)
 			})
 			if h.Implicit {
 				continue // DANE applies to MX hosts (RFC 7672 §2.2)
 			}
-			lookup("_25._tcp."+h.Host, dns.TypeTLSA, func(a *resolve.Answer) {
+			lookup("_25._tcp."+h.Host, resolve.TypeTLSA, func(a *resolve.Answer) {
 				h.TLSA = a
 				if a.Status == resolve.StatusOK {
-					lookup("_tcp."+h.Host, dns.TypeTXT, set(&h.TCPNode))
-					lookup("_smtp._tls."+h.Host, dns.TypeTXT, set(&h.TLSRPT))
+					lookup("_tcp."+h.Host, resolve.TypeTXT, set(&h.TCPNode))
+					lookup("_smtp._tls."+h.Host, resolve.TypeTXT, set(&h.TLSRPT))
 				}
 			})
 		}
