@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 )
@@ -488,5 +490,61 @@ func TestIPv4AndIPv6Listeners(t *testing.T) {
 		if got := e.policy(c, "a.test"); !strings.Contains(got, "mx: mx1.a.test") {
 			t.Errorf("%s: %q", addr, got)
 		}
+	}
+}
+
+// TestHostDomains: the configuration becomes what policyhost serves. A
+// follow_mx domain waits for its MX set; a certificate file is read with a
+// cap (a device or a huge file never fills the memory), and every file
+// that cannot be read is reported at once.
+func TestHostDomains(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	cert, key := certFiles(t, l.CA, dir, "a.test")
+	h := &config.Host{CacheControl: "max-age=60", Domains: map[string]config.Domain{
+		"a.test": {Mode: "enforce", MX: []string{"mx1.a.test"}, Cert: cert, Key: key},
+		"f.test": {Mode: "testing", FollowMX: true},
+		"u.test": {Mode: "testing", FollowMX: true},
+	}}
+	learnt := func(d string) ([]string, bool) {
+		if d == "f.test" {
+			return []string{"mx1.f.test", "*.mail.protection.outlook.com"}, true
+		}
+		return nil, false
+	}
+	domains, skipped, err := hostDomains(h, learnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(domains) != 2 || domains[0].Name != "a.test" || domains[1].Name != "f.test" {
+		t.Fatalf("domains %+v", domains)
+	}
+	if a := domains[0]; a.Policy.MaxAge != mtasts.EnforceMaxAge || a.CertFile != cert || len(a.CertPEM) == 0 || len(a.KeyPEM) == 0 {
+		t.Errorf("a.test: %+v", a)
+	}
+	if f := domains[1]; strings.Join(f.Policy.MX, " ") != "mx1.f.test *.mail.protection.outlook.com" || f.Policy.MaxAge != mtasts.TestingMaxAge || f.CertPEM != nil {
+		t.Errorf("f.test: %+v", f.Policy)
+	}
+	if _, ok := skipped["u.test"]; !ok || len(skipped) != 1 {
+		t.Errorf("a follow_mx domain without a known MX set is not served yet: %v", skipped)
+	}
+
+	big := filepath.Join(dir, "big.pem")
+	if err := os.WriteFile(big, make([]byte, policyhost.MaxCertFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.Domains = map[string]config.Domain{
+		"big.test": {Mode: "none", Cert: big, Key: key},
+		"dev.test": {Mode: "none", Cert: "/dev/zero", Key: key},
+	}
+	_, _, err = hostDomains(h, learnt)
+	for _, want := range []string{"big.test: certificate " + big + ": ", "larger than", "dev.test: certificate /dev/zero: ", "not a regular file"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	var ce *policyhost.CertError
+	if !errors.As(err, &ce) {
+		t.Errorf("error %v is not a *policyhost.CertError", err)
 	}
 }
