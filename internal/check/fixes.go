@@ -9,7 +9,6 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 )
 
@@ -132,7 +131,7 @@ func (e *evaluator) receivesMail() bool {
 	if a == nil {
 		return false
 	}
-	if a.Status == resolve.StatusNXDomain || scan.IsNullMX(a) {
+	if a.Status == resolve.StatusNXDomain || a.NullMX() {
 		return false
 	}
 	if a.Status == resolve.StatusNoData {

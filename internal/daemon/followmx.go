@@ -16,7 +16,6 @@ import (
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // Resolver is the DNS lookup the MX watcher needs (resolve.Client, or a
@@ -130,7 +129,7 @@ func (w *mxWatcher) refreshOne(ctx context.Context, d string) bool {
 		w.obs("absent")
 		w.log.Error("follow_mx: the domain does not exist in DNS; keeping the last known policy", "domain", d)
 		return false
-	case a.Status == resolve.StatusOK && scan.IsNullMX(a):
+	case a.Status == resolve.StatusOK && a.NullMX():
 		w.obs("absent")
 		w.log.Error("follow_mx: the domain publishes a null MX (RFC 7505) and takes no mail; give it mode none", "domain", d)
 		return false

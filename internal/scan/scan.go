@@ -121,6 +121,9 @@ type Observations struct {
 	PolicyHostOverride string          `json:"policy_host_override,omitempty"`
 	Fetches            []*fetch.Result `json:"policy_fetches"`
 	MXHosts            []*MXHost       `json:"mx_hosts"`
+	// Planned are hosts the caller means to add to the MX set (`mailtls
+	// policy plan`), looked up and probed like MX hosts.
+	Planned []*MXHost `json:"planned_mx_hosts,omitempty"`
 }
 
 // DNS holds every DNS answer of a scan. Answers that were not needed are nil.
@@ -179,17 +182,18 @@ func (h *MXHost) Addrs() []netip.Addr {
 	return out
 }
 
-// IsNullMX reports whether an MX answer is a null MX (RFC 7505: a single MX
-// record with the root as exchange).
-func IsNullMX(a *resolve.Answer) bool {
-	mx := a.MX()
-	return len(mx) == 1 && (mx[0].Host == "." || mx[0].Host == "")
-}
-
 // Scan gathers the evidence for domain (an A-label name from
 // domain.Parse). It always returns Observations; failures are recorded in
 // them. ctx bounds the whole scan.
 func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
+	return s.ScanPlanned(ctx, domain, nil)
+}
+
+// ScanPlanned is Scan, plus the addresses and SMTP probes of the hosts
+// planned to join the MX set (Observations.Planned), in the same probe
+// schedule (one connection at a time per address). A planned host that a
+// connect-to rule sends elsewhere on port 25 is probed once, there.
+func (s *Scanner) ScanPlanned(ctx context.Context, domain string, planned []string) *Observations {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
@@ -220,14 +224,14 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		s.progress(Step{Probe: r})
 	}
 	ranks, seq := map[*MXHost]int{}, 0
-	probe := func(h *MXHost, hostIdx int, a *resolve.Answer) { // caller holds mu
+	probeAddrs := func(h *MXHost, hostIdx int, addrs []netip.Addr, family string) { // caller holds mu
 		if s.Prober == nil {
 			return
 		}
-		for i, ip := range a.Addrs() {
+		for i, ip := range addrs {
 			if i >= s.maxAddrs() {
 				addProbe(h, smtpprobe.NotProbed(h.Host, ip, smtpprobe.NotProbedLimit,
-					fmt.Sprintf("not probed: the scan probes at most %d %s addresses per host", s.maxAddrs(), a.Type), now()))
+					fmt.Sprintf("not probed: the scan probes at most %d %s addresses per host", s.maxAddrs(), family), now()))
 				continue
 			}
 			t := &probeTurn{ip: ip, rank: ranks[h], host: hostIdx, seq: seq}
@@ -251,6 +255,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			})
 		}
 	}
+	probe := func(h *MXHost, hostIdx int, a *resolve.Answer) { probeAddrs(h, hostIdx, a.Addrs(), a.Type) }
 	fetchFrom := func(ip netip.Addr) {
 		wg.Go(func() {
 			r := s.Fetcher.Fetch(ctx, o.PolicyHost, ip)
@@ -300,7 +305,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		o.DNS.MX = a
 		var hosts []*MXHost
 		switch {
-		case a.Status == resolve.StatusOK && !IsNullMX(a):
+		case a.Status == resolve.StatusOK && !a.NullMX():
 			hosts = s.mxHosts(a)
 		case a.Status == resolve.StatusNoData:
 			hosts = []*MXHost{{Host: domain, Implicit: true}}
@@ -334,8 +339,25 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		}
 	})
 
+	// Planned hosts rank after every MX host in the probe schedule.
+	for i, name := range planned {
+		h := &MXHost{Host: name}
+		o.Planned = append(o.Planned, h)
+		rank := s.maxMX() + i
+		if _, ok := s.Dialer.HostOverride(name, 25); ok {
+			mu.Lock()
+			probeAddrs(h, rank, []netip.Addr{netip.IPv4Unspecified()}, "")
+			mu.Unlock()
+			lookup(name, resolve.TypeA, set(&h.A))
+			lookup(name, resolve.TypeAAAA, set(&h.AAAA))
+			continue
+		}
+		lookup(name, resolve.TypeA, func(a *resolve.Answer) { h.A = a; probe(h, rank, a) })
+		lookup(name, resolve.TypeAAAA, func(a *resolve.Answer) { h.AAAA = a; probe(h, rank, a) })
+	}
+
 	wg.Wait()
-	for _, h := range o.MXHosts {
+	for _, h := range slices.Concat(o.MXHosts, o.Planned) {
 		slices.SortFunc(h.Probes, func(x, y *smtpprobe.Result) int { return compareAddr(x.Address, y.Address) })
 	}
 	slices.SortFunc(o.Fetches, func(x, y *fetch.Result) int { return compareAddr(x.Address, y.Address) })
