@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/time/rate"
 
 	"github.com/mailtls/mailtls/internal/fetch"
@@ -203,7 +202,7 @@ func ageRecords(rs []resolve.Record, age uint32) []resolve.Record {
 // waitedOut is the answer for a scan whose budget ended while another
 // domain's lookup of the same question was under way.
 func waitedOut(ctx context.Context, name string, qtype uint16) *resolve.Answer {
-	a := &resolve.Answer{Name: name, Type: dns.TypeToString[qtype], Status: resolve.StatusTimeout,
+	a := &resolve.Answer{Name: name, Type: resolve.TypeString(qtype), Status: resolve.StatusTimeout,
 		Error: "no answer before the scan's time budget ran out (the lookup was shared with another domain)"}
 	if ctx.Err() == context.Canceled {
 		a.Status, a.Error = resolve.StatusError, "canceled"
