@@ -102,7 +102,7 @@ func Evaluate(o *scan.Observations, now time.Time) *Report {
 	r.TLSRPT = rpt.rec
 	host := e.policyHost(rec.state)           // host.go
 	file := e.policyFile(host.primary)        // policy.go
-	eff := e.effectivePolicy(rec, host, file) // status.go
+	eff := e.effectivePolicy(rec, host, file) // effective.go
 	r.Status, r.StatusReason, r.Policy = eff.status, eff.reason, eff.policy
 	cover := coveragePolicy(eff, rec.state, file)
 	r.MX = e.mxCoverage(rec.state, cover)             // mx.go

@@ -4,10 +4,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/mtasts"
-	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 )
 
@@ -58,19 +55,4 @@ func HostRecords(domain, cname string, addrs []string) []Record {
 		out = append(out, Record{Action: "publish", Name: name, Type: typ, TTL: RecordTTL, Value: a})
 	}
 	return out
-}
-
-// STSRecordVerdict judges the _mta-sts TXT answer of domain by the rule
-// Evaluate applies (RFC 8461 §3.1, spec-checklist §A), with no other
-// evidence: the record senders use (nil when there is none, it is invalid
-// or the lookup failed) and the findings on it, with the IDs `mailtls
-// check` reports. Undetermined says that the lookup failed (retry), Absent
-// that there is no MTA-STS record at all. `mailtls serve records` judges
-// the published record with it.
-func STSRecordVerdict(domain string, a *resolve.Answer) (rec *mtasts.Record, findings []finding.Finding, undetermined, absent bool) {
-	e := &evaluator{o: &scan.Observations{Domain: domain, PolicyHost: "mta-sts." + domain}}
-	e.o.DNS.STS = a
-	v := e.record()
-	finding.Sort(e.findings)
-	return v.rec, e.findings, v.state == recUndetermined, v.state == recAbsent
 }
