@@ -155,3 +155,16 @@ func TestLintLive(t *testing.T) {
 		})
 	}
 }
+
+// TestHumanDuration: max_age advice and rollout waits say a number of
+// seconds the same way, never "0 minutes" for less than one.
+func TestHumanDuration(t *testing.T) {
+	for secs, want := range map[int64]string{
+		30: "30 seconds", 1: "1 second", 60: "1 minute", 300: "5 minutes", 90: "90 seconds",
+		3600: "1.0 hours", 5400: "1.5 hours", 86400: "1 day", 604800: "7 days", 129600: "1.5 days",
+	} {
+		if got := check.HumanDuration(secs); got != want {
+			t.Errorf("HumanDuration(%d) = %q, want %q", secs, got, want)
+		}
+	}
+}

@@ -123,7 +123,7 @@ func (e *evaluator) policyAdvice(p *mtasts.Policy) {
 		if p.MaxAge < mtasts.TestingMaxAge {
 			// The max_age of a "none" policy says nothing about when the
 			// records may go: senders may still cache the policy it replaced.
-			msg += fmt.Sprintf(" Its max_age is only %s; when withdrawing MTA-STS, keep serving it and the TXT record until the max_age of the policy it replaced has passed, not just %s.", humanDuration(p.MaxAge), humanDuration(p.MaxAge))
+			msg += fmt.Sprintf(" Its max_age is only %s; when withdrawing MTA-STS, keep serving it and the TXT record until the max_age of the policy it replaced has passed, not just %s.", HumanDuration(p.MaxAge), HumanDuration(p.MaxAge))
 		}
 		e.add(finding.PolicyModeNone, finding.Info, e.o.PolicyHost, msg, e.fixText(finding.PolicyModeNone))
 	case mtasts.ModeTesting:
@@ -162,11 +162,11 @@ func (e *evaluator) maxAgeAdvice(mode mtasts.Mode, maxAge int64) {
 			e.fixText(finding.PolicyMaxAgeLow))
 	case mode == mtasts.ModeEnforce && maxAge < mtasts.EnforceMaxAge:
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
-			fmt.Sprintf("max_age is %d seconds (%s) in enforce mode; use at least 604800 (one week) so that a blocked refresh does not soon remove the protection.", maxAge, humanDuration(maxAge)),
+			fmt.Sprintf("max_age is %d seconds (%s) in enforce mode; use at least 604800 (one week) so that a blocked refresh does not soon remove the protection.", maxAge, HumanDuration(maxAge)),
 			e.fixText(finding.PolicyMaxAgeLow))
 	case maxAge < mtasts.TestingMaxAge:
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
-			fmt.Sprintf("max_age is %d seconds (%s); use at least 86400 (one day).", maxAge, humanDuration(maxAge)),
+			fmt.Sprintf("max_age is %d seconds (%s); use at least 86400 (one day).", maxAge, HumanDuration(maxAge)),
 			e.fixText(finding.PolicyMaxAgeLow))
 	}
 }
@@ -189,8 +189,9 @@ func preview(b []byte) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// humanDuration renders seconds as days or hours.
-func humanDuration(secs int64) string {
+// HumanDuration renders seconds in words for messages: days, hours, minutes
+// or seconds (rollout waits and max_age advice say it the same way).
+func HumanDuration(secs int64) string {
 	switch {
 	case secs >= 86400 && secs%86400 == 0:
 		return fmt.Sprintf("%d %s", secs/86400, plural(int(secs/86400), "day", "days"))
@@ -198,6 +199,8 @@ func humanDuration(secs int64) string {
 		return fmt.Sprintf("%.1f days", float64(secs)/86400)
 	case secs >= 3600:
 		return fmt.Sprintf("%.1f hours", float64(secs)/3600)
+	case secs >= 60 && secs%60 == 0:
+		return fmt.Sprintf("%d %s", secs/60, plural(int(secs/60), "minute", "minutes"))
 	}
-	return fmt.Sprintf("%d minutes", secs/60)
+	return fmt.Sprintf("%d %s", secs, plural(int(secs), "second", "seconds"))
 }

@@ -94,7 +94,7 @@ func Promote(r *check.Report, o PromoteOptions) *Output {
 			Text:    "Serve the new policy file first, then publish the TXT record with the new id: senders fetch the new policy when they see it.",
 			Records: []check.Record{check.STSRecord(r.Domain, id)}}.withPolicy(r.Domain, &next),
 		{At: until, Title: "Every sender enforces",
-			Text: fmt.Sprintf("Senders that cached the testing policy keep it until they see the new id, at the latest until its max_age (%s) has passed. Check with: mailtls check %s", human(pol.MaxAge), r.Domain)},
+			Text: fmt.Sprintf("Senders that cached the testing policy keep it until they see the new id, at the latest until its max_age (%s) has passed. Check with: mailtls check %s", check.HumanDuration(pol.MaxAge), r.Domain)},
 	}
 	return out
 }
@@ -142,7 +142,7 @@ func Retire(r *check.Report, o RetireOptions) *Output {
 			Text:    "Serve this policy first, then publish the TXT record with the new id. Senders that see the new id fetch it and stop applying the old policy at once.",
 			Records: []check.Record{check.STSRecord(r.Domain, id)}}.withPolicy(r.Domain, none),
 		{At: remove, Title: "Remove MTA-STS",
-			Text:    fmt.Sprintf("Earliest safe removal: a sender may have fetched the current policy just before you published mode none, and may keep it for its max_age (%s) without looking at DNS again; only after that (plus %s of margin) has every sender either fetched the none policy or let the old one expire. Then delete the _mta-sts record and stop serving the policy host (the TLS-RPT record may stay).", human(largest), human(int64(Margin/time.Second))),
+			Text:    fmt.Sprintf("Earliest safe removal: a sender may have fetched the current policy just before you published mode none, and may keep it for its max_age (%s) without looking at DNS again; only after that (plus %s of margin) has every sender either fetched the none policy or let the old one expire. Then delete the _mta-sts record and stop serving the policy host (the TLS-RPT record may stay).", check.HumanDuration(largest), check.HumanDuration(int64(Margin/time.Second))),
 			Records: dels},
 	}
 	return out
@@ -209,9 +209,9 @@ func Plan(r *check.Report, o PlanOptions) (*Output, error) {
 	}
 	id1 := mtasts.NewID(o.Now, r.PolicyID)
 	switchAt := o.Now.Add(time.Duration(cur.MaxAge)*time.Second + Margin)
-	why := fmt.Sprintf("Senders may keep the current policy (without the new hosts) for its max_age of %s; under enforce they would refuse the new hosts until then.", human(cur.MaxAge))
+	why := fmt.Sprintf("Senders may keep the current policy (without the new hosts) for its max_age of %s; under enforce they would refuse the new hosts until then.", check.HumanDuration(cur.MaxAge))
 	if cur.Mode != mtasts.ModeEnforce {
-		why = fmt.Sprintf("In %s mode senders do not refuse hosts, so you may switch earlier; under enforce you would have to wait for the max_age of %s.", cur.Mode, human(cur.MaxAge))
+		why = fmt.Sprintf("In %s mode senders do not refuse hosts, so you may switch earlier; under enforce you would have to wait for the max_age of %s.", cur.Mode, check.HumanDuration(cur.MaxAge))
 	}
 	var mxRecs []check.Record
 	for i, h := range o.Add {
@@ -263,24 +263,8 @@ func Plan(r *check.Report, o PlanOptions) (*Output, error) {
 	}
 	if !first.Equal(&last) {
 		out.Stages = append(out.Stages, Stage{At: cleanAt, Title: "Remove the old hosts from the policy",
-			Text:    fmt.Sprintf("Once the old MX records have left resolver caches (TTL %s) no sender uses the old hosts; serve this policy, then publish the TXT record with the new id.", human(mxTTL)),
+			Text:    fmt.Sprintf("Once the old MX records have left resolver caches (TTL %s) no sender uses the old hosts; serve this policy, then publish the TXT record with the new id.", check.HumanDuration(mxTTL)),
 			Records: []check.Record{check.STSRecord(r.Domain, id3)}}.withPolicy(r.Domain, &last))
 	}
 	return out, nil
-}
-
-// human renders seconds as days or hours for messages.
-func human(secs int64) string {
-	switch {
-	case secs >= 86400 && secs%86400 == 0:
-		if secs == 86400 {
-			return "1 day"
-		}
-		return fmt.Sprintf("%d days", secs/86400)
-	case secs >= 86400:
-		return fmt.Sprintf("%.1f days", float64(secs)/86400)
-	case secs >= 3600:
-		return fmt.Sprintf("%.1f hours", float64(secs)/3600)
-	}
-	return fmt.Sprintf("%d seconds", secs)
 }
