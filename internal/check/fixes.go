@@ -309,7 +309,7 @@ func (e *evaluator) reportURIs(rec *tlsrpt.Record) []string {
 		// made from each candidate field parses or it does not.
 		for _, part := range strings.FieldsFunc(t, func(r rune) bool { return r == ';' || r == ',' || r == ' ' || r == '\t' }) {
 			u := strings.TrimPrefix(part, "rua=")
-			if rec, _ := tlsrpt.ParseRecord(tlsrpt.VersionTag + "; rua=" + u); rec != nil && len(rec.Usable) == 1 && !slices.Contains(out, u) {
+			if tlsrpt.UsableURI(u) && !slices.Contains(out, u) {
 				out = append(out, u)
 			}
 		}

@@ -162,11 +162,11 @@ func (e *evaluator) maxAgeAdvice(mode mtasts.Mode, maxAge int64) {
 			e.fixText(finding.PolicyMaxAgeLow))
 	case mode == mtasts.ModeEnforce && maxAge < mtasts.EnforceMaxAge:
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
-			fmt.Sprintf("max_age is %d seconds (%s) in enforce mode; use at least 604800 (one week) so that a blocked refresh does not soon remove the protection.", maxAge, HumanDuration(maxAge)),
+			fmt.Sprintf("max_age is %d seconds (%s) in enforce mode; use at least %d (%s) so that a blocked refresh does not soon remove the protection.", maxAge, HumanDuration(maxAge), mtasts.EnforceMaxAge, HumanDuration(mtasts.EnforceMaxAge)),
 			e.fixText(finding.PolicyMaxAgeLow))
 	case maxAge < mtasts.TestingMaxAge:
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
-			fmt.Sprintf("max_age is %d seconds (%s); use at least 86400 (one day).", maxAge, HumanDuration(maxAge)),
+			fmt.Sprintf("max_age is %d seconds (%s); use at least %d (%s).", maxAge, HumanDuration(maxAge), mtasts.TestingMaxAge, HumanDuration(mtasts.TestingMaxAge)),
 			e.fixText(finding.PolicyMaxAgeLow))
 	}
 }

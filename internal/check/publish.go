@@ -36,7 +36,7 @@ func STSRecord(domain, id string) Record {
 // TLSRPTRecord is the _smtp._tls TXT record to publish for report URIs
 // (RFC 8460 §3).
 func TLSRPTRecord(domain string, rua []string) Record {
-	return Record{Action: "publish", Name: "_smtp._tls." + domain, Type: "TXT", TTL: RecordTTL, Value: tlsrpt.VersionTag + "; rua=" + strings.Join(rua, ",")}
+	return Record{Action: "publish", Name: "_smtp._tls." + domain, Type: "TXT", TTL: RecordTTL, Value: tlsrpt.RecordText(rua)}
 }
 
 // HostRecords point mta-sts.<domain> at a policy host: a CNAME to cname, or

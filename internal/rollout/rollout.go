@@ -97,7 +97,7 @@ func Init(d string, mxHosts []string, o InitOptions) (*Output, error) {
 		placeholder = "the report address " + rua[0] + " is a placeholder: replace it with a mailbox (or https: endpoint) that reads TLS reports"
 	}
 	for _, u := range rua {
-		if rec, _ := tlsrpt.ParseRecord(tlsrpt.VersionTag + "; rua=" + u); rec == nil || len(rec.Usable) != 1 {
+		if !tlsrpt.UsableURI(u) {
 			return nil, refuse("%q is not a usable mailto: or https: report URI (RFC 8460 §3)", u)
 		}
 	}
