@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/store"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 //go:embed testdata/schema
@@ -137,6 +139,11 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		full := must[store.StoredTLSRPT](t)(s.GetTLSRPTReport(ctx(t), reps[0].ID, true))
 		if len(full.Raw) == 0 || full.Receipts[0].DKIM != "pass" {
 			t.Fatalf("fixture TLS-RPT report = %+v", full)
+		}
+		// Reports stored before the day rows (version 3) get them.
+		sum := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "example.com", time.Time{}, time.Time{}))
+		if tot := sum.Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS}); tot.Successful != 100 || tot.Failed != 3 || tot.ByMX["mx1.example.com"] != 3 {
+			t.Fatalf("fixture TLS-RPT summary = %+v", tot)
 		}
 	}
 	// New rows get new ids next to the old ones.

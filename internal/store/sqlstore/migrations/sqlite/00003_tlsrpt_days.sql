@@ -1,0 +1,55 @@
+-- Schema version 3: each TLS-RPT report's figures per domain, UTC day and
+-- policy type (internal/tlsrptagg.ReportRows), so that the summary and the
+-- readiness verdict of a window sum small rows instead of decoding every
+-- report. Rows belong to their report: a conflict, an ignored or a held
+-- report has rows too, and queries count only reports in state 'counted'.
+-- Reports stored by version 2 get their rows when the store opens.
+
+-- +goose Up
+CREATE TABLE tlsrpt_days (
+	report         INTEGER NOT NULL REFERENCES tlsrpt_reports(id) ON DELETE CASCADE,
+	domain         TEXT NOT NULL,
+	day            INTEGER NOT NULL, -- UTC midnight
+	policy_type    TEXT NOT NULL,
+	successful     INTEGER NOT NULL,
+	failed         INTEGER NOT NULL,
+	details_failed INTEGER NOT NULL,
+	mx_sets        TEXT NOT NULL DEFAULT '', -- the sts MX sets, one per line
+	PRIMARY KEY (report, domain, day, policy_type)
+);
+CREATE INDEX tlsrpt_days_domain ON tlsrpt_days(domain, day);
+
+CREATE TABLE tlsrpt_day_failures (
+	report       INTEGER NOT NULL REFERENCES tlsrpt_reports(id) ON DELETE CASCADE,
+	domain       TEXT NOT NULL,
+	day          INTEGER NOT NULL,
+	policy_type  TEXT NOT NULL,
+	result_type  TEXT NOT NULL,
+	mx           TEXT NOT NULL,
+	sending_ip   TEXT NOT NULL DEFAULT '',
+	receiving_ip TEXT NOT NULL DEFAULT '',
+	reason       TEXT NOT NULL DEFAULT '',
+	count        INTEGER NOT NULL
+);
+CREATE INDEX tlsrpt_day_failures_domain ON tlsrpt_day_failures(domain, day);
+CREATE INDEX tlsrpt_day_failures_report ON tlsrpt_day_failures(report);
+
+-- The per-domain figure: sessions counted once whatever the policy type.
+CREATE TABLE tlsrpt_day_domains (
+	report   INTEGER NOT NULL REFERENCES tlsrpt_reports(id) ON DELETE CASCADE,
+	domain   TEXT NOT NULL,
+	day      INTEGER NOT NULL,
+	sessions INTEGER NOT NULL,
+	failed   INTEGER NOT NULL,
+	PRIMARY KEY (report, domain, day)
+);
+CREATE INDEX tlsrpt_day_domains_domain ON tlsrpt_day_domains(domain, day);
+
+-- The index by state speeds up lists of held and ignored reports.
+CREATE INDEX tlsrpt_reports_state ON tlsrpt_reports(state, start_at);
+
+-- +goose Down
+DROP INDEX tlsrpt_reports_state;
+DROP TABLE tlsrpt_day_domains;
+DROP TABLE tlsrpt_day_failures;
+DROP TABLE tlsrpt_days;
