@@ -499,7 +499,7 @@ func (db *DB) ReleaseHeldTLSRPT(ctx context.Context, domain string) (int, error)
 			return err
 		}
 		type held struct {
-			id      store.ReportID
+			id       store.ReportID
 			org, rid string
 		}
 		list, err := collect(rows, func(row interface{ Scan(...any) error }) (held, error) {
