@@ -20,7 +20,7 @@ import (
 )
 
 // binary is the mailtls binary built once for the end-to-end tests.
-var binary string
+var binary, stateDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mailtls-e2e")
@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binary = filepath.Join(dir, "mailtls")
+	// No test touches the real store: the default store of every run is
+	// in this directory (tests that read reports pass --store).
+	stateDir = filepath.Join(dir, "state")
 	build := exec.Command("go", "build", "-o", binary, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -105,7 +108,7 @@ func run(t *testing.T, args ...string) result {
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "STATE_DIRECTORY="+stateDir)
 	start := time.Now()
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}

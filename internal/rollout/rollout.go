@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // Defaults of a new rollout.
@@ -62,6 +63,10 @@ type Output struct {
 	// with failing MX hosts and no --force); Reasons says why.
 	Refused bool     `json:"refused,omitempty"`
 	Reasons []string `json:"reasons,omitempty"`
+	// Readiness is promote's TLS-RPT verdict; Forced says --force went
+	// past a verdict that was not ready (its reasons are in Warnings).
+	Readiness *tlsrptagg.Verdict `json:"readiness,omitempty"`
+	Forced    bool               `json:"forced,omitempty"`
 }
 
 // withPolicy sets a stage's policy and its served text.

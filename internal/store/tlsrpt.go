@@ -115,4 +115,19 @@ type TLSRPT interface {
 	// that it is configured; one whose key another report took meanwhile
 	// becomes a conflict. It says how many now count.
 	ReleaseHeldTLSRPT(ctx context.Context, domain string) (int, error)
+	// RecordPromoteOverride keeps the record of a promotion forced past
+	// a readiness verdict; ListPromoteOverrides gives a domain's, newest
+	// first. Deleting the domain's reports deletes them too.
+	RecordPromoteOverride(ctx context.Context, o PromoteOverride) error
+	ListPromoteOverrides(ctx context.Context, domain string) ([]PromoteOverride, error)
+}
+
+// PromoteOverride is `mailtls policy promote --force` on a domain whose
+// readiness verdict was not "ready" (tlsrpt-landscape.md §5.2 C-7).
+type PromoteOverride struct {
+	Domain   string
+	PolicyID string    // the policy the verdict was about
+	Status   string    // the verdict overridden: not-ready, not-enough-data
+	Reasons  []string  // its reasons
+	At       time.Time // zero: now
 }

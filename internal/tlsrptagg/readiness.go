@@ -149,7 +149,7 @@ type Verdict struct {
 func Readiness(in Input) *Verdict {
 	th := in.Thresholds.withDefaults()
 	today := Day(in.Now)
-	v := &Verdict{Domain: domain.Canonical(in.Domain), PolicyID: in.Current.PolicyID, To: today,
+	v := &Verdict{Domain: domain.Canonical(in.Domain), PolicyID: in.Current.PolicyID, To: today, Organizations: []string{}, Evidence: []Ref{},
 		From: today.Add(-time.Duration(int(th.Window/(24*time.Hour))) * 24 * time.Hour)}
 	dom := v.Domain
 	pol := in.Current.Policy

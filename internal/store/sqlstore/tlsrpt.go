@@ -263,12 +263,46 @@ func (db *DB) ListTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) ([]sto
 
 // DeleteTLSRPTDomain implements store.TLSRPT.
 func (db *DB) DeleteTLSRPTDomain(ctx context.Context, domain string) (int, error) {
-	res, err := db.w.ExecContext(ctx, "DELETE FROM tlsrpt_reports WHERE id IN (SELECT report FROM tlsrpt_policies WHERE domain = $1)", domain)
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM tlsrpt_reports WHERE id IN (SELECT report FROM tlsrpt_policies WHERE domain = $1)", domain)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM tlsrpt_overrides WHERE domain = $1", domain)
+		return err
+	})
 	return int(n), err
+}
+
+// RecordPromoteOverride implements store.TLSRPT.
+func (db *DB) RecordPromoteOverride(ctx context.Context, o store.PromoteOverride) error {
+	if o.At.IsZero() {
+		o.At = db.clock()
+	}
+	_, err := db.w.ExecContext(ctx, "INSERT INTO tlsrpt_overrides (domain, policy_id, status, reasons, at) VALUES ($1, $2, $3, $4, $5)",
+		o.Domain, o.PolicyID, o.Status, strings.Join(o.Reasons, "\n"), tv(o.At))
+	return err
+}
+
+// ListPromoteOverrides implements store.TLSRPT.
+func (db *DB) ListPromoteOverrides(ctx context.Context, domain string) ([]store.PromoteOverride, error) {
+	rows, err := db.r.QueryContext(ctx, "SELECT domain, policy_id, status, reasons, at FROM tlsrpt_overrides WHERE domain = $1 ORDER BY at DESC, id DESC", domain)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (store.PromoteOverride, error) {
+		var o store.PromoteOverride
+		var reasons string
+		err := row.Scan(&o.Domain, &o.PolicyID, &o.Status, &reasons, at(&o.At))
+		if reasons != "" {
+			o.Reasons = strings.Split(reasons, "\n")
+		}
+		return o, err
+	})
 }
 
 // insertDays stores a report's figures per domain, day and policy type

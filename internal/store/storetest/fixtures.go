@@ -74,6 +74,11 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	check(t, err)
 	_, _, err = s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: rep, Receipt: store.ReportReceipt{Channel: "file", FileName: "google.json"}})
 	check(t, err)
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 3 {
+		return
+	}
+	// Schema version 3: day rows (written with the report) and overrides.
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "example.com", PolicyID: "20260101000000", Status: "not-enough-data", Reasons: []string{"few reports"}}))
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -139,6 +144,12 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		full := must[store.StoredTLSRPT](t)(s.GetTLSRPTReport(ctx(t), reps[0].ID, true))
 		if len(full.Raw) == 0 || full.Receipts[0].DKIM != "pass" {
 			t.Fatalf("fixture TLS-RPT report = %+v", full)
+		}
+		if v >= 3 {
+			ovs := must[[]store.PromoteOverride](t)(s.ListPromoteOverrides(ctx(t), "example.com"))
+			if len(ovs) != 1 || ovs[0].Status != "not-enough-data" || ovs[0].Reasons[0] != "few reports" {
+				t.Fatalf("fixture overrides = %+v", ovs)
+			}
 		}
 		// Reports stored before the day rows (version 3) get them.
 		sum := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "example.com", time.Time{}, time.Time{}))

@@ -275,8 +275,19 @@ func testTLSRPTSummary(t *testing.T, h Harness) {
 	if after.Sessions() != tot.Sessions()+109 {
 		t.Fatalf("after release %d sessions, before %d", after.Sessions(), tot.Sessions())
 	}
+	// A forced promotion is on record until the domain goes.
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "sum.example", PolicyID: "1", Status: "not-enough-data", Reasons: []string{"a", "b"}}))
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "sum.example", PolicyID: "2", Status: "not-ready", At: day0.AddDate(1, 0, 0)}))
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "other.example", Status: "not-ready"}))
+	ovs := must[[]store.PromoteOverride](t)(s.ListPromoteOverrides(ctx(t), "sum.example"))
+	if len(ovs) != 2 || ovs[0].PolicyID != "2" || strings.Join(ovs[1].Reasons, ",") != "a,b" || ovs[1].At.IsZero() {
+		t.Fatalf("overrides %+v", ovs)
+	}
 	// Deleting the domain deletes its rows too.
 	must[int](t)(s.DeleteTLSRPTDomain(ctx(t), "sum.example"))
+	if ovs := must[[]store.PromoteOverride](t)(s.ListPromoteOverrides(ctx(t), "sum.example")); len(ovs) != 0 {
+		t.Fatalf("overrides left after delete: %+v", ovs)
+	}
 	if left := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", time.Time{}, time.Time{})); len(left.Rows)+len(left.DomainRows) != 0 {
 		t.Fatalf("rows left after delete: %+v", left)
 	}

@@ -3,7 +3,8 @@
 -- readiness verdict of a window sum small rows instead of decoding every
 -- report. Rows belong to their report: a conflict, an ignored or a held
 -- report has rows too, and queries count only reports in state 'counted'.
--- Reports stored by version 2 get their rows when the store opens.
+-- Reports stored by version 2 get their rows when the store opens. And
+-- the record of readiness overrides.
 
 -- +goose Up
 CREATE TABLE tlsrpt_days (
@@ -45,11 +46,24 @@ CREATE TABLE tlsrpt_day_domains (
 );
 CREATE INDEX tlsrpt_day_domains_domain ON tlsrpt_day_domains(domain, day);
 
+-- `mailtls policy promote --force` on a domain whose readiness verdict
+-- was not "ready": who overrode what, kept for the record.
+CREATE TABLE tlsrpt_overrides (
+	id        INTEGER PRIMARY KEY AUTOINCREMENT,
+	domain    TEXT NOT NULL,
+	policy_id TEXT NOT NULL DEFAULT '',
+	status    TEXT NOT NULL,
+	reasons   TEXT NOT NULL DEFAULT '', -- one per line
+	at        INTEGER NOT NULL
+);
+CREATE INDEX tlsrpt_overrides_domain ON tlsrpt_overrides(domain, at);
+
 -- The index by state speeds up lists of held and ignored reports.
 CREATE INDEX tlsrpt_reports_state ON tlsrpt_reports(state, start_at);
 
 -- +goose Down
 DROP INDEX tlsrpt_reports_state;
+DROP TABLE tlsrpt_overrides;
 DROP TABLE tlsrpt_day_domains;
 DROP TABLE tlsrpt_day_failures;
 DROP TABLE tlsrpt_days;
