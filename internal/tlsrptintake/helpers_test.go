@@ -214,7 +214,6 @@ func httpsServer(t testing.TB, h *HTTPHandler) string {
 	return srv.URL
 }
 
-
 // gzipBomb is about size bytes of gzip that expand 1000-fold: a member
 // of 10 MiB of JSON-looking zeros, repeated (gzip readers join members).
 func gzipBomb(size int) []byte {

@@ -60,9 +60,9 @@ func TestHTTPS(t *testing.T) {
 		hdr   []string
 	}{
 		{"application/tlsrpt+json", js, nil},
-		{"application/tlsrpt+json", gz(js), nil},         // gzip labelled json
-		{"application/tlsrpt+gzip", js, nil},             // json labelled gzip
-		{"application/octet-stream", gz(js), nil},        // told by content
+		{"application/tlsrpt+json", gz(js), nil},  // gzip labelled json
+		{"application/tlsrpt+gzip", js, nil},      // json labelled gzip
+		{"application/octet-stream", gz(js), nil}, // told by content
 		{"application/json", gz(js), []string{"Content-Encoding", "gzip"}},
 	} {
 		if code, _ := post(t, u, c.ctype, c.body, c.hdr...); code != http.StatusOK {

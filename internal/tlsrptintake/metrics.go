@@ -105,4 +105,3 @@ func (m *Metrics) stored(channel string, r Result, configured func(string) bool)
 		}
 	}
 }
-

@@ -177,4 +177,3 @@ func TestSMTPLimits(t *testing.T) {
 		t.Errorf("codes %v", codes)
 	}
 }
-
