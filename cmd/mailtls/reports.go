@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
 	"github.com/mailtls/mailtls/internal/store"
@@ -185,8 +186,12 @@ func runReportsImport(ctx context.Context, args []string, env Env) int {
 		}
 		configured[n] = true
 	}
-	res, _, _, err := nc.tools(env)
-	if err != nil {
+	// A resolver is needed for the DKIM keys of mail only: without one
+	// (no --resolver, no resolv.conf) signed mail says so.
+	var res resolve.Resolver
+	if c, _, _, err := nc.tools(env); err == nil {
+		res = c
+	} else if len(nc.resolvers) > 0 || len(nc.connectTo) > 0 || nc.caFile != "" {
 		fmt.Fprintf(env.Stderr, "mailtls reports import: %v\n", err)
 		return ExitUsage
 	}

@@ -158,6 +158,32 @@ func TestHTTPSCaps(t *testing.T) {
 		}
 	}
 
+	// JSON nested deeper than the limit: refused, not a stack overflow.
+	deep := `{"organization-name":` + strings.Repeat(`[`, 100000) + strings.Repeat(`]`, 100000) + `}`
+	if code, _ := post(t, u, "application/tlsrpt+json", gz([]byte(deep))); code != http.StatusBadRequest {
+		t.Errorf("deep JSON: %d", code)
+	}
+	// 100,000 failure details: stored within bounds (the details kept are
+	// capped, their sum is whole).
+	var many strings.Builder
+	many.WriteString(`{"organization-name":"many.test","report-id":"many","contact-info":"a@many.test","date-range":{"start-datetime":"2026-05-04T00:00:00Z","end-datetime":"2026-05-04T23:59:59Z"},"policies":[{"policy":{"policy-type":"sts","policy-domain":"example.test","policy-string":["version: STSv1","mode: testing","mx: mx1.example.test","max_age: 1"]},"summary":{"total-successful-session-count":1,"total-failure-session-count":100000},"failure-details":[`)
+	for i := range 100000 {
+		if i > 0 {
+			many.WriteString(",")
+		}
+		fmt.Fprintf(&many, `{"result-type":"certificate-expired","sending-mta-ip":"192.0.2.%d","receiving-mx-hostname":"mx1.example.test","failed-session-count":1}`, i%250)
+	}
+	many.WriteString(`]}]}`)
+	start = time.Now()
+	if code, _ := post(t, u, "application/tlsrpt+gzip", gz([]byte(many.String()))); code != http.StatusCreated {
+		t.Fatalf("100,000 failure details: %d", code)
+	}
+	st := only(t, w.db, "many.test", "many")
+	if p := st.Report.Policies[0]; p.DetailsFailed != 100000 || len(p.Failures) != tlsrpt.DefaultMaxFailureDetails || !st.Report.HasNote(tlsrpt.NoteDetailsDropped) {
+		t.Errorf("100,000 details: %d summed, %d kept", p.DetailsFailed, len(p.Failures))
+	}
+	t.Logf("100,000 failure details taken in %s", time.Since(start))
+
 	// Still up.
 	if code, _ := post(t, u, "application/tlsrpt+json", jsonOf(t, report("google.com", "after", "example.test", day, 1))); code != http.StatusCreated {
 		t.Errorf("after the hostile posts: %d", code)
