@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,17 +44,7 @@ func tlsReport(t *testing.T, id, dom string) []byte {
 }
 
 func signedMail(t *testing.T, keys *lab.DKIMKeys, id, dom string) string {
-	enc := base64.StdEncoding.EncodeToString(tlsReport(t, id, dom))
-	var b strings.Builder
-	for len(enc) > 76 {
-		b.WriteString(enc[:76] + "\r\n")
-		enc = enc[76:]
-	}
-	m := "From: tlsrpt@reporter.test\r\nTo: tlsrpt@example.test\r\nSubject: Report Domain: " + dom + " Submitter: reporter.test Report-ID: <" + id + "@reporter.test>\r\n" +
-		"TLS-Report-Domain: " + dom + "\r\nTLS-Report-Submitter: reporter.test\r\nMessage-ID: <" + id + "@reporter.test>\r\nMIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/report; report-type=tlsrpt; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nreport\r\n--B\r\n" +
-		"Content-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b.String() + enc + "\r\n--B--\r\n"
-	return keys.Sign(t, m, "reporter.test", "s1", true)
+	return keys.Sign(t, lab.ReportMail("reporter.test", "tlsrpt@example.test", dom, id, tlsReport(t, id, dom)), "reporter.test", "s1", true)
 }
 
 // The reports role end to end: the HTTPS intake on the host listener, the

@@ -100,3 +100,21 @@ func (k *DKIMKeys) SignWithL(t testing.TB, mail, dom, selector string) string {
 	b := ed25519.Sign(k.Ed25519, h.Sum(nil))
 	return sig + base64.StdEncoding.EncodeToString(b) + "\r\n" + head + "\r\n\r\n" + body
 }
+
+// ReportMail is a TLS-RPT report mail (RFC 8460 §5.3) from
+// tlsrpt@submitter to rcpt about dom, carrying the gzip'd report gz in
+// base64, unsigned (sign it with DKIMKeys.Sign).
+func ReportMail(submitter, rcpt, dom, id string, gz []byte) string {
+	enc := base64.StdEncoding.EncodeToString(gz)
+	var b strings.Builder
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return "From: tlsrpt@" + submitter + "\r\nTo: " + rcpt + "\r\n" +
+		"Subject: Report Domain: " + dom + " Submitter: " + submitter + " Report-ID: <" + id + "@" + submitter + ">\r\n" +
+		"TLS-Report-Domain: " + dom + "\r\nTLS-Report-Submitter: " + submitter + "\r\nMessage-ID: <" + id + "@" + submitter + ">\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=tlsrpt; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nreport\r\n--B\r\n" +
+		"Content-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b.String() + "--B--\r\n"
+}

@@ -18,8 +18,8 @@ type IMAPOptions struct {
 	// otherwise TLS starts at once (implicit TLS). NoTLS serves plain
 	// text only, with LOGIN allowed: a server a client must refuse.
 	StartTLS, NoTLS bool
-	// Cert is the server certificate; zero: one for imap.example.test
-	// from a CA of the server's own (Client trusts it).
+	// Cert is the server certificate; zero: one for imap.example.test and
+	// 127.0.0.1 from a CA of the server's own (CA; Client trusts it).
 	Cert *tls.Certificate
 	// Mailboxes besides INBOX.
 	Mailboxes []string
@@ -32,6 +32,9 @@ type IMAPServer struct {
 	// Client is a client configuration trusting the server's CA, for
 	// imap.example.test.
 	Client *tls.Config
+	// CA issued the server's certificate (unless IMAPOptions.Cert), for
+	// a client in another process (a ca_file).
+	CA     *CA
 	logins atomic.Int32
 }
 
@@ -39,7 +42,7 @@ type IMAPServer struct {
 func NewIMAP(t testing.TB, o IMAPOptions) *IMAPServer {
 	t.Helper()
 	ca := MustCA(t, "imap")
-	cert := ca.MustIssue(t, LeafOptions{DNSNames: []string{"imap.example.test"}})
+	cert := ca.MustIssue(t, LeafOptions{DNSNames: []string{"imap.example.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	if o.Cert != nil {
 		cert = *o.Cert
 	}
@@ -52,7 +55,7 @@ func NewIMAP(t testing.TB, o IMAPOptions) *IMAPServer {
 		}
 	}
 	mem.AddUser(u)
-	s := &IMAPServer{Client: &tls.Config{RootCAs: ca.Pool(), ServerName: "imap.example.test"}}
+	s := &IMAPServer{Client: &tls.Config{RootCAs: ca.Pool(), ServerName: "imap.example.test"}, CA: ca}
 	opts := &imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &countingSession{Session: mem.NewSession(), s: s}, nil, nil
