@@ -4,15 +4,20 @@
 #   bench/run.sh            all benchmarks
 #   bench/run.sh Scan       only those matching a pattern
 #   bench/run.sh Host       only the policy host against nginx (bench/host.sh)
+#   bench/run.sh Reports    only the TLS-RPT reports (BENCH_REPORTS=N: ingest N
+#                           reports per channel instead of 100,000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern=${1:-.}
-out=$(go test -run '^$' -bench "$pattern" -skip '^BenchmarkStore$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/)
-# BenchmarkStore does a fixed amount of work (a burst of 10,000 scans), once.
-if echo BenchmarkStore | grep -qE "$pattern"; then
-  out="$out
-$(go test -run '^$' -bench '^BenchmarkStore$' -benchtime 1x -count 1 ./bench/)"
-fi
+out=$(go test -run '^$' -bench "$pattern" -skip '^(BenchmarkStore|BenchmarkReportsIngest)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/)
+# BenchmarkStore (a burst of 10,000 scans) and BenchmarkReportsIngest
+# (100,000 reports per channel) do a fixed amount of work, once.
+for fixed in BenchmarkStore BenchmarkReportsIngest; do
+  if echo $fixed | grep -qE "$pattern"; then
+    out="$out
+$(go test -run '^$' -bench "^$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/)"
+  fi
+done
 echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu)' || true
 echo
 echo "$out" | awk '
@@ -23,6 +28,11 @@ echo "$out" | awk '
 /^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
 /^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
+/^BenchmarkReportsYear\/summary\/day-rows/    { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") ys=$i; if ($(i+1)=="cpu-ms/query") ysc=$i; if ($(i+1)=="reports") yn=$i } }
+/^BenchmarkReportsYear\/summary\/raw-reports/ { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yr=$i; if ($(i+1)=="cpu-ms/query") yrc=$i } }
+/^BenchmarkReportsYear\/readiness/             { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yv=$i; if ($(i+1)=="cpu-ms/query") yvc=$i } }
+/^BenchmarkReportsIngest\/file-import/ { for (i=1;i<=NF;i++) { if ($(i+1)=="reports/s") if_=$i; if ($(i+1)=="db-bytes/report") idb=$i; if ($(i+1)=="gzip-bytes/report") igz=$i; if ($(i+1)=="reports") in_=$i } }
+/^BenchmarkReportsIngest\/https-post/  { for (i=1;i<=NF;i++) if ($(i+1)=="reports/s") ih=$i }
 /^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i } }
 END {
   if (c != "") {
@@ -42,6 +52,16 @@ END {
     printf "  concurrent probes: %.2fx   (target <= 1.3x)\n", sc
     if (ss != "") printf "  probes one at a time: %.2fx\n", ss
     printf "  allocations per scan: %s\n", sa
+  }
+  if (ys != "") {
+    printf "TLS-RPT, a domain with a year of daily reports from 20 organisations (%s reports, SQLite):\n", yn
+    printf "  readiness (14-day window): %s ms (%s ms CPU)   (target < 50 ms)\n", yv, yvc
+    printf "  summary of the year from the day rows: %s ms (%s ms CPU)   (target < 50 ms)\n", ys, ysc
+    if (yr != "") printf "  the same summed from the stored reports: %s ms (%s ms CPU); the day rows are %.1fx faster\n", yr, yrc, yr/ys
+  }
+  if (if_ != "") {
+    printf "TLS-RPT ingest of %s synthetic reports (2 failure details, %s bytes compressed) per channel:\n", in_, igz
+    printf "  file import: %.0f reports/s; HTTPS POST: %.0f reports/s; store: %.0f bytes per report\n", if_, ih, idb
   }
   if (rc != "") printf "resolver cold lookup / critical path (TXT, policy host address, connection; 50 ms each): %.2fx\n", rc
   if (rm != "") printf "resolver memory with a million cached policies: %s MiB RSS, %s bytes per domain (target < 512 MiB)\n", rm, rb

@@ -16,9 +16,11 @@ CREATE TABLE tlsrpt_days (
 	failed         INTEGER NOT NULL,
 	details_failed INTEGER NOT NULL,
 	mx_sets        TEXT NOT NULL DEFAULT '', -- the sts MX sets, one per line
-	PRIMARY KEY (report, domain, day, policy_type)
-);
-CREATE INDEX tlsrpt_days_domain ON tlsrpt_days(domain, day);
+	-- Keyed as the summary reads them: a domain's days are one range of
+	-- the table, not an index walk with a lookup per row.
+	PRIMARY KEY (domain, day, report, policy_type)
+) WITHOUT ROWID;
+CREATE INDEX tlsrpt_days_report ON tlsrpt_days(report);
 
 CREATE TABLE tlsrpt_day_failures (
 	report       INTEGER NOT NULL REFERENCES tlsrpt_reports(id) ON DELETE CASCADE,
@@ -32,7 +34,8 @@ CREATE TABLE tlsrpt_day_failures (
 	reason       TEXT NOT NULL DEFAULT '',
 	count        INTEGER NOT NULL
 );
-CREATE INDEX tlsrpt_day_failures_domain ON tlsrpt_day_failures(domain, day);
+-- Covering: the summary reads a domain's failures from the index alone.
+CREATE INDEX tlsrpt_day_failures_domain ON tlsrpt_day_failures(domain, day, report, policy_type, result_type, mx, sending_ip, receiving_ip, reason, count);
 CREATE INDEX tlsrpt_day_failures_report ON tlsrpt_day_failures(report);
 
 -- The per-domain figure: sessions counted once whatever the policy type.
@@ -42,9 +45,9 @@ CREATE TABLE tlsrpt_day_domains (
 	day      INTEGER NOT NULL,
 	sessions INTEGER NOT NULL,
 	failed   INTEGER NOT NULL,
-	PRIMARY KEY (report, domain, day)
-);
-CREATE INDEX tlsrpt_day_domains_domain ON tlsrpt_day_domains(domain, day);
+	PRIMARY KEY (domain, day, report)
+) WITHOUT ROWID;
+CREATE INDEX tlsrpt_day_domains_report ON tlsrpt_day_domains(report);
 
 -- `mailtls policy promote --force` on a domain whose readiness verdict
 -- was not "ready": who overrode what, kept for the record.
@@ -60,8 +63,12 @@ CREATE INDEX tlsrpt_overrides_domain ON tlsrpt_overrides(domain, at);
 
 -- The index by state speeds up lists of held and ignored reports.
 CREATE INDEX tlsrpt_reports_state ON tlsrpt_reports(state, start_at);
+-- What the summary needs of each report, without reading the report's
+-- row (its blobs make the table's pages sparse).
+CREATE INDEX tlsrpt_reports_refs ON tlsrpt_reports(id, state, organization, report_id, start_at);
 
 -- +goose Down
+DROP INDEX tlsrpt_reports_refs;
 DROP INDEX tlsrpt_reports_state;
 DROP TABLE tlsrpt_overrides;
 DROP TABLE tlsrpt_day_domains;
