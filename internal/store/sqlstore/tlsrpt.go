@@ -340,7 +340,7 @@ func insertDays(ctx context.Context, tx *sql.Tx, id store.ReportID, r *tlsrpt.Re
 	return nil
 }
 
-// backfillDays gives reports stored before schema version 3 their day
+// backfillDays gives reports stored before schema version 4 their day
 // rows (every report has at least one policy, so at least one row). It
 // runs when the store opens, one transaction per batch.
 func (db *DB) backfillDays(ctx context.Context) (int, error) {

@@ -1,9 +1,9 @@
--- Schema version 3: each TLS-RPT report's figures per domain, UTC day and
+-- Schema version 4: each TLS-RPT report's figures per domain, UTC day and
 -- policy type (internal/tlsrptagg.ReportRows), so that the summary and the
 -- readiness verdict of a window sum small rows instead of decoding every
 -- report. Rows belong to their report: a conflict, an ignored or a held
 -- report has rows too, and queries count only reports in state 'counted'.
--- Reports stored by version 2 get their rows when the store opens. And
+-- Reports stored by versions 2 and 3 get their rows when the store opens. And
 -- the record of readiness overrides.
 
 -- +goose Up
