@@ -93,7 +93,8 @@ reports:
 
 	s := startServe(t, cfg)
 
-	// HTTPS POST to https://mta-sts.served.test/tlsrpt: 201 once stored.
+	// HTTPS POST to https://mta-sts.served.test/tlsrpt: 201 once stored,
+	// or 200 when the IMAP round at start took the same report first.
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: l.CA.Pool()},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -104,7 +105,7 @@ reports:
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST: %d", resp.StatusCode)
 	}
 
