@@ -9,14 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern=${1:-.}
-out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage|ReportsIngest)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/)
+# A benchmark that fails prints its output and stops the script.
+out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage|ReportsIngest)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/ 2>&1) || { echo "$out"; exit 1; }
 # BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage (bursts of
 # 10,000 scans) and BenchmarkReportsIngest (100,000 reports per channel) do
 # a fixed amount of work, once.
 for fixed in Store Monitor DashboardPage ReportsIngest; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
+    more=$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1) || { echo "$more"; exit 1; }
     out="$out
-$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/)"
+$more"
   fi
 done
 echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu)' || true
