@@ -4,14 +4,17 @@
 #   bench/run.sh            all benchmarks
 #   bench/run.sh Scan       only those matching a pattern
 #   bench/run.sh Host       only the policy host against nginx (bench/host.sh)
+#   bench/run.sh Reports    only the TLS-RPT reports (BENCH_REPORTS=N: ingest N
+#                           reports per channel instead of 100,000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern=${1:-.}
 # A benchmark that fails prints its output and stops the script.
-out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/ 2>&1) || { echo "$out"; exit 1; }
-# BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage do a fixed
-# amount of work (bursts of 10,000 scans), once.
-for fixed in Store Monitor DashboardPage; do
+out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage|ReportsIngest)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/ 2>&1) || { echo "$out"; exit 1; }
+# BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage (bursts of
+# 10,000 scans) and BenchmarkReportsIngest (100,000 reports per channel) do
+# a fixed amount of work, once.
+for fixed in Store Monitor DashboardPage ReportsIngest; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
     more=$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1) || { echo "$more"; exit 1; }
     out="$out
@@ -28,6 +31,11 @@ echo "$out" | awk '
 /^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
 /^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
+/^BenchmarkReportsYear\/summary\/day-rows/    { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") ys=$i; if ($(i+1)=="cpu-ms/query") ysc=$i; if ($(i+1)=="reports") yn=$i } }
+/^BenchmarkReportsYear\/summary\/raw-reports/ { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yr=$i; if ($(i+1)=="cpu-ms/query") yrc=$i } }
+/^BenchmarkReportsYear\/readiness/             { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yv=$i; if ($(i+1)=="cpu-ms/query") yvc=$i } }
+/^BenchmarkReportsIngest\/file-import/ { for (i=1;i<=NF;i++) { if ($(i+1)=="reports/s") if_=$i; if ($(i+1)=="db-bytes/report") idb=$i; if ($(i+1)=="gzip-bytes/report") igz=$i; if ($(i+1)=="reports") in_=$i } }
+/^BenchmarkReportsIngest\/https-post/  { for (i=1;i<=NF;i++) if ($(i+1)=="reports/s") ih=$i }
 /^BenchmarkSchedule/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-busiest-10min") sb=$i; if ($(i+1)=="x-quietest-10min") sq=$i } }
 /spread-hours/ { sub(/.*spread-hours /, ""); nh=split($0, hrs, " ") }
 /^BenchmarkMonitor/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") mr=$i; if ($(i+1)=="alerts") ma=$i; if ($(i+1)=="db-bytes/scan") mdb=$i; if ($(i+1)=="json-bytes/scan") mjs=$i } }
@@ -65,6 +73,16 @@ END {
     printf "  concurrent probes: %.2fx   (target <= 1.3x)\n", sc
     if (ss != "") printf "  probes one at a time: %.2fx\n", ss
     printf "  allocations per scan: %s\n", sa
+  }
+  if (ys != "") {
+    printf "TLS-RPT, a domain with a year of daily reports from 20 organisations (%s reports, SQLite):\n", yn
+    printf "  readiness (14-day window): %s ms (%s ms CPU)   (target < 50 ms)\n", yv, yvc
+    printf "  summary of the year from the day rows: %s ms (%s ms CPU)   (target < 50 ms)\n", ys, ysc
+    if (yr != "") printf "  the same summed from the stored reports: %s ms (%s ms CPU); the day rows are %.1fx faster\n", yr, yrc, yr/ys
+  }
+  if (if_ != "") {
+    printf "TLS-RPT ingest of %s synthetic reports (2 failure details, %s bytes compressed) per channel:\n", in_, igz
+    printf "  file import: %.0f reports/s; HTTPS POST: %.0f reports/s; store: %.0f bytes per report\n", if_, ih, idb
   }
   if (rc != "") printf "resolver cold lookup / critical path (TXT, policy host address, connection; 50 ms each): %.2fx\n", rc
   if (rm != "") printf "resolver memory with a million cached policies: %s MiB RSS, %s bytes per domain (target < 512 MiB)\n", rm, rb

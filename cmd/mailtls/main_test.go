@@ -21,7 +21,7 @@ import (
 )
 
 // binary is the mailtls binary built once for the end-to-end tests.
-var binary string
+var binary, stateDir string
 
 // TestMain builds the binary with coverage counters (-cover) for every
 // package of the module, so that what the end-to-end tests run counts:
@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binary = filepath.Join(dir, "mailtls")
+	// No test touches the real store: the default store of every run is
+	// in this directory (tests that read reports pass --store).
+	stateDir = filepath.Join(dir, "state")
 	build := exec.Command("go", "build", "-cover", "-coverpkg=github.com/mailtls/mailtls/...", "-o", binary, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -126,7 +129,7 @@ func run(t *testing.T, args ...string) result {
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "STATE_DIRECTORY="+stateDir)
 	start := time.Now()
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}

@@ -18,6 +18,7 @@ import (
 	"github.com/mailtls/mailtls/internal/rollout"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 const policyUsage = `Usage: mailtls policy COMMAND [flags] ...
@@ -64,6 +65,8 @@ type lifecycle struct {
 	remove    multiFlag
 	smtpWait  time.Duration
 	ehlo      string
+	store     storeFlags
+	ready     readinessFlags
 }
 
 func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
@@ -78,7 +81,9 @@ func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
 		fs.StringVar(&c.hostCNAME, "host-cname", "", "delegate mta-sts.DOMAIN to this policy-hosting `HOST` with a CNAME instead")
 	case "promote":
 		fs.Int64Var(&c.maxAge, "max-age", 0, "max_age of the enforce policy in `SECONDS` (default: the current one, at least 604800)")
-		fs.BoolVar(&c.force, "force", false, "print the enforce policy even when the domain is not ready, with the reasons as warnings")
+		fs.BoolVar(&c.force, "force", false, "print the enforce policy even when the domain is not ready (the scan or the TLS-RPT reports say so), with the reasons as warnings; the override is recorded in the store")
+		fs.StringVar(&c.store.path, "store", "", "the store `PATH` holding the TLS-RPT reports (default: the data directory's mailtls.db)")
+		c.ready.register(fs)
 	case "retire":
 		fs.StringVar(&c.previous, "previous-max-age", "", "the largest max_age published before the current policy, in seconds or as a duration such as 720h, when it was larger")
 	case "plan":
@@ -175,7 +180,43 @@ func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
 		}
 		out, err = rollout.Init(name, mx, rollout.InitOptions{RUA: c.rua, ExistingRUA: existing, HostAddrs: c.hostAddrs, HostCNAME: c.hostCNAME, Now: now, CurrentID: r.PolicyID})
 	case "promote":
-		out = rollout.Promote(r, rollout.PromoteOptions{MaxAge: c.maxAge, Force: c.force, Now: now})
+		// The TLS-RPT reports about the policy served now must say ready
+		// too (docs/reports.md).
+		th, terr := c.ready.thresholds()
+		if terr != nil {
+			fmt.Fprintf(env.Stderr, "mailtls policy promote: %v\n", terr)
+			return ExitUsage
+		}
+		v, db, rerr := readiness(ctx, env, &c.store, name, r, th)
+		if rerr != nil {
+			fmt.Fprintf(env.Stderr, "mailtls policy promote: the TLS-RPT reports: %v\n", rerr)
+			return ExitUsage
+		}
+		if db != nil {
+			defer db.Close()
+		}
+		out = rollout.Promote(r, rollout.PromoteOptions{MaxAge: c.maxAge, Force: c.force, Now: now, Readiness: v})
+		if out.Forced {
+			// Keep the record of the override (tlsrpt-landscape.md §5.2 C-7).
+			if db == nil {
+				db, rerr = c.store.open(ctx, env, true)
+				if rerr == nil {
+					defer db.Close()
+				}
+			}
+			if rerr == nil {
+				var why []string
+				for _, rs := range v.Reasons {
+					why = append(why, rs.Text)
+				}
+				rerr = db.RecordPromoteOverride(ctx, store.PromoteOverride{Domain: name, PolicyID: v.PolicyID, Status: string(v.Status), Reasons: why})
+			}
+			if rerr != nil {
+				fmt.Fprintf(env.Stderr, "mailtls policy promote: recording the override: %v\n", rerr)
+				return ExitUsage
+			}
+			out.Warnings = append(out.Warnings, fmt.Sprintf("promoted with --force although the TLS-RPT reports say %s; the override is recorded in %s", v.Status, c.store.file(env)))
+		}
 	case "retire":
 		out = rollout.Retire(r, rollout.RetireOptions{PreviousMaxAge: previous, Now: now})
 	case "plan":

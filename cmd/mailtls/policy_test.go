@@ -10,9 +10,43 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
 )
+
+// cleanReports writes one clean daily report per organisation for each of
+// the n UTC days before now's, about dom's testing policy with the mx
+// patterns, as .json files (RFC 8460 §4.4, §5.1 names), and returns them.
+func cleanReports(t *testing.T, now time.Time, dom string, mx []string, n int, orgs ...string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var out []string
+	today := now.UTC().Truncate(24 * time.Hour)
+	for _, org := range orgs {
+		for i := 1; i <= n; i++ {
+			day := today.AddDate(0, 0, -i)
+			strs := []string{"version: STSv1", "mode: testing"}
+			for _, m := range mx {
+				strs = append(strs, "mx: "+m)
+			}
+			r := &tlsrpt.Report{OrganizationName: org, ContactInfo: "tlsrpt@" + org, ReportID: fmt.Sprintf("%s_%s_%s", day.Format(time.DateOnly), dom, org),
+				Start: day, End: day.Add(24*time.Hour - time.Second),
+				Policies: []tlsrpt.Policy{{Type: tlsrpt.PolicySTS, Domain: dom, Strings: append(strs, "max_age: 86400"), MXHost: mx, Successful: 10}}}
+			b, err := r.MarshalRFC()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, fmt.Sprintf("%s!%s!%d!%d.json", org, dom, day.Unix(), day.Add(24*time.Hour-time.Second).Unix()))
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // policyLab builds:
 //   - new.test: MX hosts, no MTA-STS yet (for init);
@@ -168,27 +202,69 @@ func TestPolicyCommands(t *testing.T) {
 		}
 	})
 
+	// Two weeks of clean TLS-RPT reports about each testing domain's
+	// policy, from two organisations, imported as files.
+	st := filepath.Join(t.TempDir(), "reports.db")
+	var files []string
+	for d, mx := range map[string][]string{"ready.test": {"mx1.ready.test"}, "notls.test": {"*.notls.test"}, "uncovered.test": {"mx1.uncovered.test"}} {
+		files = append(files, cleanReports(t, time.Now(), d, mx, 14, "google.com", "microsoft.com")...)
+	}
+	if r := run(t, append([]string{"reports", "import", "--store", st}, files...)...); r.code != ExitOK {
+		t.Fatalf("import: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	promote := func(extra ...string) []string { return policy("promote", append([]string{"--store", st}, extra...)...) }
+
 	t.Run("promote a ready testing domain", func(t *testing.T) {
-		r := run(t, policy("promote", "ready.test")...)
+		r := run(t, promote("ready.test")...)
 		if r.code != ExitOK || !strings.Contains(r.stdout, "mode: enforce") || !strings.Contains(r.stdout, "max_age: 604800") || !idRe.MatchString(r.stdout) {
 			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
 
+	t.Run("promote refuses without enough TLS-RPT reports, unless forced, and records the override", func(t *testing.T) {
+		empty := filepath.Join(t.TempDir(), "empty.db")
+		r := run(t, policy("promote", "--store", empty, "ready.test")...)
+		if r.code != ExitFindings || !strings.Contains(r.stdout, "REFUSED") || !strings.Contains(r.stdout, "TLS-RPT reports (not-enough-data): reports from 0 organisation(s)") ||
+			strings.Contains(r.stdout, "mode: enforce") {
+			t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(empty); err == nil {
+			t.Errorf("a refused promote created the store %s", empty)
+		}
+		// C-7: with the override flag it proceeds and records the override.
+		f := run(t, policy("promote", "--store", empty, "--force", "--format", "json", "ready.test")...)
+		var doc struct {
+			Forced    bool
+			Warnings  []string
+			Readiness struct {
+				Status   string
+				PolicyID string `json:"policy_id"`
+			}
+		}
+		if err := json.Unmarshal([]byte(f.stdout), &doc); err != nil || f.code != ExitOK || !doc.Forced || doc.Readiness.Status != "not-enough-data" || doc.Readiness.PolicyID != "20261101" {
+			t.Fatalf("--force: exit %d %v\n%s%s", f.code, err, f.stdout, f.stderr)
+		}
+		rd := run(t, append([]string{"reports", "readiness", "--store", empty, "--json"}, append(labArgs, "ready.test")...)...)
+		if rd.code != ExitUndetermined || !strings.Contains(rd.stdout, `"overrides"`) || !strings.Contains(rd.stdout, `"status": "not-enough-data"`) {
+			t.Errorf("readiness after the override: exit %d\n%s%s", rd.code, rd.stdout, rd.stderr)
+		}
+	})
+
 	t.Run("promote refuses an MX without STARTTLS, unless forced", func(t *testing.T) {
-		r := run(t, policy("promote", "notls.test")...)
+		r := run(t, promote("notls.test")...)
 		if r.code != ExitFindings || !strings.Contains(r.stdout, "REFUSED") || !strings.Contains(r.stdout, "mx2.notls.test") || strings.Contains(r.stdout, "mode: enforce") {
 			t.Errorf("exit %d\n%s", r.code, r.stdout)
 		}
-		f := run(t, policy("promote", "--force", "notls.test")...)
+		f := run(t, promote("--force", "notls.test")...)
 		if f.code != ExitOK || !strings.Contains(f.stdout, "WARNING") || !strings.Contains(f.stdout, "mode: enforce") {
 			t.Errorf("--force: exit %d\n%s", f.code, f.stdout)
 		}
 	})
 
 	t.Run("promote refuses an MX outside the patterns", func(t *testing.T) {
-		r := run(t, policy("promote", "uncovered.test")...)
-		if r.code != ExitFindings || !strings.Contains(r.stdout, "backup.elsewhere.test matches no mx pattern") {
+		r := run(t, promote("uncovered.test")...)
+		if r.code != ExitFindings || !strings.Contains(r.stdout, "backup.elsewhere.test matches no mx pattern") ||
+			!strings.Contains(r.stdout, "TLS-RPT reports (not-ready): MX not covered by policy: backup.elsewhere.test") {
 			t.Errorf("exit %d\n%s", r.code, r.stdout)
 		}
 	})

@@ -36,7 +36,89 @@ type Config struct {
 	// Web is the web checker and its JSON API; absent means off. Without
 	// a configuration file it runs with its defaults.
 	Web *Web `yaml:"web"`
+	// Reports takes TLS-RPT reports in (HTTPS POST, SMTP, IMAP); absent
+	// means off.
+	Reports *Reports `yaml:"reports"`
+	// Store is the database of what serve keeps (docs/store.md).
+	Store Store `yaml:"store"`
 }
+
+// Store is serve's database.
+type Store struct {
+	// Path of the SQLite file; "" is the data directory's mailtls.db
+	// (sqlstore.DefaultPath).
+	Path string `yaml:"path"`
+}
+
+// Reports is the TLS-RPT intake role (RFC 8460; docs/reports.md).
+type Reports struct {
+	// Domains whose reports count, besides the host role's domains;
+	// reports about other domains are held aside.
+	Domains []string `yaml:"domains"`
+	// Resolvers answer the DKIM key lookups ("" = /etc/resolv.conf).
+	Resolvers []string      `yaml:"resolvers"`
+	HTTPS     ReportsHTTPS  `yaml:"https"`
+	SMTP      *ReportsSMTP  `yaml:"smtp"`
+	IMAP      []ReportsIMAP `yaml:"imap"`
+	Retention ReportsRetain `yaml:"retention"`
+}
+
+// ReportsHTTPS is the HTTPS POST intake (RFC 8460 §5.4) on the host and
+// web listeners.
+type ReportsHTTPS struct {
+	Path           string  `yaml:"path"` // default /tlsrpt; "off" turns it off
+	MaxBytes       int64   `yaml:"max_bytes"`
+	PostsPerMinute float64 `yaml:"posts_per_minute"` // per client address; -1: no limit
+	Burst          int     `yaml:"burst"`
+}
+
+// ReportsSMTP is the SMTP listener for report mail (RFC 8460 §3 mailto:).
+type ReportsSMTP struct {
+	Listen []string `yaml:"listen"`
+	// Hostname is the greeting's name and the certificate's: the host
+	// role's certificate for it serves STARTTLS unless TLS names files.
+	Hostname          string   `yaml:"hostname"`
+	Addresses         []string `yaml:"addresses"`
+	TLS               WebTLS   `yaml:"tls"`
+	MaxMessageBytes   int64    `yaml:"max_message_bytes"`
+	MessagesPerMinute float64  `yaml:"messages_per_minute"` // per client address; -1: no limit
+	Burst             int      `yaml:"burst"`
+	MaxConns          int      `yaml:"max_conns"`        // -1: no limit
+	MaxConnsPerIP     int      `yaml:"max_conns_per_ip"` // -1: no limit
+	Timeout           Duration `yaml:"timeout"`
+}
+
+// ReportsIMAP is one mailbox to fetch report mail from.
+type ReportsIMAP struct {
+	Server       string   `yaml:"server"` // host:port
+	TLS          string   `yaml:"tls"`    // implicit (default) or starttls; plain text is not offered
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	Mailbox      string   `yaml:"mailbox"`  // default INBOX
+	Interval     Duration `yaml:"interval"` // default 10m
+	// Keyword marks processed messages (default $TLSRPTProcessed); MoveTo,
+	// if set, moves them to that mailbox too.
+	Keyword string `yaml:"keyword"`
+	MoveTo  string `yaml:"move_to"`
+	// CAFile holds the roots for a server with a private CA ("" = system).
+	CAFile string `yaml:"ca_file"`
+}
+
+// ReportsRetain is how long reports are kept.
+type ReportsRetain struct {
+	Raw     Duration `yaml:"raw"`     // the raw bytes, after arrival; default 90 days
+	Reports Duration `yaml:"reports"` // parsed reports, after their range ended; default 2 years
+}
+
+// Defaults of the reports role.
+const (
+	DefaultReportsHTTPSPath  = "/tlsrpt"
+	DefaultReportsSMTPListen = ":25"
+	DefaultIMAPInterval      = 10 * time.Minute
+	DefaultIMAPKeyword       = "$TLSRPTProcessed"
+	DefaultReportsRaw        = 90 * 24 * time.Hour
+	DefaultReportsKept       = 2 * 365 * 24 * time.Hour
+)
 
 // Resolver is the resolver role: Postfix smtp_tls_policy_maps lookups over
 // the socketmap protocol, answered with DANE and MTA-STS.
@@ -280,6 +362,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Web != nil {
 		c.Web.applyDefaults()
+	}
+	if c.Reports != nil {
+		c.Reports.applyDefaults()
 	}
 	h := c.Host
 	if h == nil {
@@ -540,6 +625,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if w := c.Web; w != nil {
 		w.validate(v)
+	}
+	if r := c.Reports; r != nil {
+		r.validate(v, c)
 	}
 	return v.errs
 }

@@ -109,6 +109,15 @@ func TestErrors(t *testing.T) {
 		{"web: unknown key", "web:\n  scaner: {}\n", ErrUnknownKey, 2, `c.yaml:2: unknown key "scaner"`},
 		{"web: no connect-to from the config", "web:\n  scanner: {connect_to: [\"a:25:127.0.0.1:25\"]}\n", ErrUnknownKey, 2, `unknown key "connect_to"`},
 		{"web: certificate is a device", "web:\n  tls: {cert: /dev/zero, key: /dev/zero}\n", ErrInvalid, 2, "web.tls.cert /dev/zero: not a regular file"},
+		{"reports: a domain not canonical", "web: {}\nreports:\n  domains: [Example.COM]\n", ErrInvalid, 3, "reports.domains"},
+		{"reports: https without host or web", "reports:\n  domains: [example.com]\n", ErrInvalid, 1, "neither role is on"},
+		{"reports: bad https path", "web: {}\nreports:\n  https: {path: tlsrpt}\n", ErrInvalid, 3, "reports.https.path"},
+		{"reports: smtp without addresses", "web: {}\nreports:\n  smtp: {hostname: mx.example.com, tls: {cert: /dev/null, key: /dev/null}}\n", ErrInvalid, 3, "reports.smtp.addresses"},
+		{"reports: smtp without a certificate", "web: {}\nreports:\n  smtp: {hostname: mx.example.com, addresses: [tlsrpt@example.com]}\n", ErrInvalid, 3, "STARTTLS needs a certificate"},
+		{"reports: smtp bad address", "host: {}\nreports:\n  smtp: {hostname: mx.example.com, addresses: [\"TLS RPT <a@b.example>\"]}\n", ErrInvalid, 3, "is not an address"},
+		{"reports: imap in plain text", "web: {}\nreports:\n  imap:\n    - {server: \"imap.example.com:143\", tls: none, username: u, password_file: /dev/null}\n", ErrInvalid, 3, "plain text is not offered"},
+		{"reports: imap without a password", "web: {}\nreports:\n  imap:\n    - {server: \"imap.example.com:993\", username: u}\n", ErrInvalid, 3, "password_file"},
+		{"reports: unknown key", "web: {}\nreports:\n  smpt: {}\n", ErrUnknownKey, 3, `unknown key "smpt"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,6 +257,21 @@ func TestDocumentedExample(t *testing.T) {
 	}
 	if c.Host == nil || len(c.Host.Domains) < 3 {
 		t.Errorf("the example should show several domains: %+v", c.Host)
+	}
+	// The reports example, with the complete one (STARTTLS takes the host
+	// role's certificates).
+	if len(m) < 2 || !strings.Contains(string(m[1][1]), "reports:") {
+		t.Fatal("docs/config.md has no reports example")
+	}
+	pw := filepath.Join(dir, "imap-password")
+	os.WriteFile(pw, []byte("x"), 0o600)
+	both := string(example) + strings.ReplaceAll(string(m[1][1]), "/etc/mailtls/imap-password", pw)
+	c, err = Parse("docs/config.md", []byte(both))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reports == nil || c.Reports.SMTP == nil || len(c.Reports.IMAP) != 1 || c.Reports.Retention.Raw.D() != 90*24*time.Hour || !c.ReportDomains()["example.net"] {
+		t.Errorf("reports example: %+v", c.Reports)
 	}
 }
 

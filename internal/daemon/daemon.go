@@ -34,6 +34,7 @@ import (
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
 // Options are what the command line and the environment give the daemon.
@@ -62,7 +63,7 @@ type Options struct {
 	Dialer *dial.Dialer
 	// Ready, if set, is called once every listener is open, with their
 	// addresses by name ("host-https", "host-http", "web", "web-https",
-	// "admin").
+	// "reports-smtp", "admin").
 	Ready func(addrs map[string][]string)
 	// WebResolver, WebNet and WebRoots replace the web checker's DNS
 	// client, the dial function beneath its SSRF guard and its trusted
@@ -70,6 +71,13 @@ type Options struct {
 	WebResolver Resolver
 	WebNet      dial.NetDial
 	WebRoots    *x509.CertPool
+	// Getenv reads the environment for the store's default path (default
+	// os.Getenv).
+	Getenv func(string) string
+	// IMAPDial and IMAPRoots replace the reports role's IMAP connections
+	// and their trusted roots (tests).
+	IMAPDial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	IMAPRoots *x509.CertPool
 }
 
 // role is one part of serve, switched on by its section of the
@@ -97,6 +105,9 @@ var roleTypes = []struct {
 	{"host", func(c *config.Config) bool { return c.Host != nil }, startHost},
 	{"resolver", func(c *config.Config) bool { return c.Resolver != nil }, startResolver},
 	{"web", func(c *config.Config) bool { return c.Web != nil }, startWeb},
+	// After host and web: the HTTPS intake answers on their listeners,
+	// and STARTTLS uses the host's certificates.
+	{"reports", func(c *config.Config) bool { return c.Reports != nil }, startReports},
 }
 
 // adminRouter is a role with endpoints of its own on the admin listener.
@@ -119,6 +130,16 @@ type Daemon struct {
 	cfg      *config.Config
 	fileHash [sha256.Size]byte
 	roles    []role
+
+	// The store (store.path), opened by the first role that needs it.
+	dbOnce sync.Once
+	db     *sqlstore.DB
+	dbErr  error
+	getenv func(string) string
+	uid    int
+	// reportsHTTPS routes the TLS-RPT HTTPS intake on the host and web
+	// listeners (nil: off).
+	reportsHTTPS atomic.Pointer[route]
 
 	addrs   map[string][]string // listener addresses by name (start only)
 	serving sync.WaitGroup      // every goroutine that serves a listener
@@ -147,7 +168,10 @@ func Run(ctx context.Context, opts Options) error {
 		opts.ShutdownGrace = 15 * time.Second
 	}
 	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
-		addrs: map[string][]string{}, failed: make(chan error, 1)}
+		addrs: map[string][]string{}, failed: make(chan error, 1), getenv: opts.Getenv, uid: os.Getuid()}
+	if d.getenv == nil {
+		d.getenv = os.Getenv
+	}
 	defer d.loads.Wait() // a load abandoned at a signal ends soon (it is bounded)
 	cfg, sum, err := d.load(ctx, 0)
 	if err != nil {
@@ -297,6 +321,9 @@ func (d *Daemon) run(ctx context.Context) error {
 		if !waitUntil(sctx, &d.serving) {
 			d.log.Warn("shutdown: listeners still serving after the grace period")
 		}
+		if d.db != nil {
+			d.db.Close()
+		}
 	}
 	var names []string
 	for _, rt := range roleTypes {
@@ -322,7 +349,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		}
 		closers = append(closers, srv.Shutdown)
 	}
-	for _, name := range []string{"host-https", "host-http", "resolver", "web", "web-https", "admin"} {
+	for _, name := range []string{"host-https", "host-http", "resolver", "web", "web-https", "reports-smtp", "admin"} {
 		for _, a := range d.addrs[name] {
 			d.log.Info("listening", "listener", name, "addr", a)
 		}

@@ -103,6 +103,7 @@ func startHost(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
 		}
 	}
 	r.srv = policyhost.NewServer(d.log.With("role", "host"), hostLimits(h.Limits), r.certs, d.m)
+	r.srv.Extra = d.reportsHandler // the TLS-RPT HTTPS intake, when the reports role is on
 	d.registerCertMetrics(r)
 
 	// The first MX lookups are awaited (bounded), so that follow_mx

@@ -83,7 +83,7 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	jctx, stop := context.WithCancel(context.Background())
 	r := &webRole{jobs: jobs, stop: stop, cfg: c}
 	r.srv = &http.Server{
-		Handler:           ws.Handler(),
+		Handler:           d.withReports(ws.Handler()),
 		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
 		ReadTimeout:       l.ReadTimeout.D(),
 		WriteTimeout:      l.WriteTimeout.D(),

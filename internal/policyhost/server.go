@@ -69,6 +69,10 @@ type Server struct {
 	Certs   CertSource
 	Limits  Limits
 	Metrics *Metrics
+	// Extra, if set, may answer a request for a hosted name at another
+	// path than the policy's (the TLS-RPT HTTPS intake, RFC 8460 §5.4);
+	// a nil handler means 404. Set it before serving.
+	Extra func(r *http.Request) http.Handler
 
 	sites   atomic.Pointer[Sites]
 	limiter *ipLimiter
@@ -244,6 +248,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, http.StatusMisdirectedRequest, "misdirected")
 		return
 	case r.URL.Path != mtasts.PolicyPath:
+		if s.Extra != nil {
+			if h := s.Extra(r); h != nil {
+				s.Metrics.Requests.WithLabelValues("extra").Inc()
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
 		s.reply(w, http.StatusNotFound, "not_found")
 		return
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
@@ -500,7 +511,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_requests_total",
-			Help: "Requests to the policy host by result: policy, unknown_host, not_found, misdirected, method_not_allowed, rate_limited, plain_http."}, []string{"result"}),
+			Help: "Requests to the policy host by result: policy, extra (the TLS-RPT intake), unknown_host, not_found, misdirected, method_not_allowed, rate_limited, plain_http."}, []string{"result"}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_connections_rejected_total",
 			Help: "Connections closed at once by limit: per_ip (max_conns_per_ip) or global (max_conns)."}, []string{"limit"}),
 		HandshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_handshakes_refused_total",

@@ -13,6 +13,7 @@ import (
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // RefusedError says why a step cannot be planned for the domain as it is
@@ -57,6 +58,10 @@ type Output struct {
 	// with failing MX hosts and no --force); Reasons says why.
 	Refused bool     `json:"refused,omitempty"`
 	Reasons []string `json:"reasons,omitempty"`
+	// Readiness is promote's TLS-RPT verdict; Forced says --force went
+	// past a verdict that was not ready (its reasons are in Warnings).
+	Readiness *tlsrptagg.Verdict `json:"readiness,omitempty"`
+	Forced    bool               `json:"forced,omitempty"`
 }
 
 // withPolicy sets a stage's policy and its served text.

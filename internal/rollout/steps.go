@@ -10,6 +10,7 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // PromoteOptions control Promote.
@@ -17,6 +18,10 @@ type PromoteOptions struct {
 	MaxAge int64 // 0: the current max_age, raised to at least mtasts.EnforceMaxAge
 	Force  bool  // print the enforce policy even when not ready, with the reasons as warnings
 	Now    time.Time
+	// Readiness is the TLS-RPT verdict about the policy served now
+	// (tlsrptagg.Readiness); anything but ready refuses too, with its
+	// reasons. Nil skips the reports (the caller said why).
+	Readiness *tlsrptagg.Verdict
 }
 
 // blocking are the components whose errors make a policy unsafe to enforce.
@@ -67,6 +72,17 @@ func Promote(r *check.Report, o PromoteOptions) *Output {
 	for _, f := range r.Findings {
 		if f.Severity == finding.Error && slices.Contains(blocking, f.Component) && f.ID != finding.MXNotCovered && !strings.HasPrefix(string(f.ID), "smtp-") {
 			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: %s", f.ID, f.Message))
+		}
+	}
+	// The reports senders sent about the policy served now
+	// (tlsrpt-landscape.md §5.1.8).
+	if v := o.Readiness; v != nil {
+		out.Readiness = v
+		if v.Status != tlsrptagg.Ready {
+			for _, rs := range v.Reasons {
+				out.Reasons = append(out.Reasons, fmt.Sprintf("TLS-RPT reports (%s): %s", v.Status, rs.Text))
+			}
+			out.Forced = o.Force
 		}
 	}
 	if len(out.Reasons) > 0 && !o.Force {

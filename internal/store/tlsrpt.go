@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // TLS-RPT aggregate reports (RFC 8460 §4) as the report intake stores them.
@@ -102,4 +103,31 @@ type TLSRPT interface {
 	// DeleteTLSRPTDomain deletes the reports with a policy for domain
 	// (deleting a domain deletes its reports) and says how many.
 	DeleteTLSRPTDomain(ctx context.Context, domain string) (int, error)
+	// TLSRPTSummary sums the counted reports' figures for domain over the
+	// UTC days [from, to) (zero: open), as tlsrptagg.Aggregate sums the
+	// reports themselves: from rows kept per report, domain, day and
+	// policy type, so that a year of reports is summed in milliseconds.
+	TLSRPTSummary(ctx context.Context, domain string, from, to time.Time) (*tlsrptagg.Summary, error)
+	// CountTLSRPTReports counts the reports q selects (Domain, From, To)
+	// by state.
+	CountTLSRPTReports(ctx context.Context, q TLSRPTQuery) (map[ReportState]int, error)
+	// ReleaseHeldTLSRPT makes the held reports about domain count, now
+	// that it is configured; one whose key another report took meanwhile
+	// becomes a conflict. It says how many now count.
+	ReleaseHeldTLSRPT(ctx context.Context, domain string) (int, error)
+	// RecordPromoteOverride keeps the record of a promotion forced past
+	// a readiness verdict; ListPromoteOverrides gives a domain's, newest
+	// first. Deleting the domain's reports deletes them too.
+	RecordPromoteOverride(ctx context.Context, o PromoteOverride) error
+	ListPromoteOverrides(ctx context.Context, domain string) ([]PromoteOverride, error)
+}
+
+// PromoteOverride is `mailtls policy promote --force` on a domain whose
+// readiness verdict was not "ready" (tlsrpt-landscape.md §5.2 C-7).
+type PromoteOverride struct {
+	Domain   string
+	PolicyID string    // the policy the verdict was about
+	Status   string    // the verdict overridden: not-ready, not-enough-data
+	Reasons  []string  // its reasons
+	At       time.Time // zero: now
 }

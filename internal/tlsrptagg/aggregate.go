@@ -201,95 +201,160 @@ type domKey struct {
 // several days is attributed to them by overlap. A second report with an
 // organisation and report-id already seen is not counted again (it is
 // listed in Duplicates).
+//
+// Aggregate is [Merge] of each report's [ReportRows]; a store keeps the
+// rows of every report and merges those of a window when asked.
 func Aggregate(reports []*tlsrpt.Report) *Summary {
-	s := &Summary{}
-	rows := make(map[rowKey]*Row, len(reports))
-	doms := make(map[domKey]*DomainRow, len(reports))
+	var dups []Ref
+	var rows []Row
+	var doms []DomainRow
 	seen := make(map[[2]string]bool, len(reports))
 	for _, rep := range reports {
 		if rep == nil {
 			continue
 		}
-		ref := Ref{Organization: rep.OrganizationName, ReportID: rep.ReportID, Day: Day(rep.Start)}
 		k := [2]string{rep.OrganizationName, rep.ReportID}
 		if seen[k] {
-			s.Duplicates = append(s.Duplicates, ref)
+			dups = append(dups, Ref{Organization: rep.OrganizationName, ReportID: rep.ReportID, Day: Day(rep.Start)})
 			continue
 		}
 		seen[k] = true
-		ds, ws := days(rep.Start, rep.End)
+		r, d := ReportRows(rep)
+		rows = append(rows, r...)
+		doms = append(doms, d...)
+	}
+	s := Merge(rows, doms)
+	s.Duplicates = dups
+	return s
+}
 
-		type perDomain struct{ sts, tlsa, npf, stsF, tlsaF, npfF int64 }
-		byDomain := map[string]*perDomain{}
-		for _, p := range rep.Policies {
-			pd := byDomain[p.Domain]
-			if pd == nil {
-				pd = &perDomain{}
-				byDomain[p.Domain] = pd
+// ReportRows are one report's figures: a Row per policy domain, UTC day
+// and policy type (two entries of the same type and domain, as Google
+// sends when a policy changed during the day, are summed into one row
+// that lists both MX sets), and a DomainRow per domain and day with the
+// sessions counted once whatever the policy type. Each row names the
+// report in Reports.
+func ReportRows(rep *tlsrpt.Report) ([]Row, []DomainRow) {
+	ref := Ref{Organization: rep.OrganizationName, ReportID: rep.ReportID, Day: Day(rep.Start)}
+	ds, ws := days(rep.Start, rep.End)
+	rows := map[rowKey]*Row{}
+	var order []rowKey
+
+	type perDomain struct{ sts, tlsa, npf, stsF, tlsaF, npfF int64 }
+	byDomain := map[string]*perDomain{}
+	var domOrder []string
+	for _, p := range rep.Policies {
+		pd := byDomain[p.Domain]
+		if pd == nil {
+			pd = &perDomain{}
+			byDomain[p.Domain] = pd
+			domOrder = append(domOrder, p.Domain)
+		}
+		switch p.Type {
+		case tlsrpt.PolicySTS:
+			pd.sts, pd.stsF = pd.sts+p.Sessions(), pd.stsF+p.Failed
+		case tlsrpt.PolicyTLSA:
+			pd.tlsa, pd.tlsaF = pd.tlsa+p.Sessions(), pd.tlsaF+p.Failed
+		case tlsrpt.PolicyNotFound:
+			pd.npf, pd.npfF = pd.npf+p.Sessions(), pd.npfF+p.Failed
+		}
+		succ, fail, det := split(p.Successful, ws), split(p.Failed, ws), split(p.DetailsFailed, ws)
+		mxset := ""
+		if p.Type == tlsrpt.PolicySTS {
+			mxset = MXSet(p.MXPatterns)
+		}
+		failures := make([][]Failure, len(ds))
+		for _, d := range p.Failures {
+			mx := d.ReceivingMXHostname
+			if mx == "" {
+				mx = UnknownMX
 			}
-			switch p.Type {
-			case tlsrpt.PolicySTS:
-				pd.sts, pd.stsF = pd.sts+p.Sessions(), pd.stsF+p.Failed
-			case tlsrpt.PolicyTLSA:
-				pd.tlsa, pd.tlsaF = pd.tlsa+p.Sessions(), pd.tlsaF+p.Failed
-			case tlsrpt.PolicyNotFound:
-				pd.npf, pd.npfF = pd.npf+p.Sessions(), pd.npfF+p.Failed
-			}
-			succ, fail, det := split(p.Successful, ws), split(p.Failed, ws), split(p.DetailsFailed, ws)
-			mxset := ""
-			if p.Type == tlsrpt.PolicySTS {
-				mxset = MXSet(p.MXPatterns)
-			}
-			failures := make([][]Failure, len(ds))
-			for _, d := range p.Failures {
-				mx := d.ReceivingMXHostname
-				if mx == "" {
-					mx = UnknownMX
-				}
-				for i, n := range split(d.FailedSessions, ws) {
-					if n > 0 {
-						failures[i] = append(failures[i], Failure{ResultType: d.ResultType, MX: mx, SendingIP: d.SendingMTAIP,
-							ReceivingIP: d.ReceivingIP, Reason: d.FailureReasonCode, Count: n})
-					}
-				}
-			}
-			for i, day := range ds {
-				rk := rowKey{p.Domain, day, p.Type, rep.OrganizationName}
-				r := rows[rk]
-				if r == nil {
-					r = &Row{Domain: p.Domain, Day: day, Type: p.Type, Organization: rep.OrganizationName}
-					rows[rk] = r
-				}
-				r.Successful += succ[i]
-				r.Failed += fail[i]
-				r.DetailsFailed += det[i]
-				r.Failures = mergeFailures(r.Failures, failures[i])
-				if !slices.Contains(r.Reports, ref) {
-					r.Reports = append(r.Reports, ref)
-				}
-				if p.Type == tlsrpt.PolicySTS && !slices.Contains(r.MXSets, mxset) {
-					r.MXSets = append(r.MXSets, mxset)
+			for i, n := range split(d.FailedSessions, ws) {
+				if n > 0 {
+					failures[i] = append(failures[i], Failure{ResultType: d.ResultType, MX: mx, SendingIP: d.SendingMTAIP,
+						ReceivingIP: d.ReceivingIP, Reason: d.FailureReasonCode, Count: n})
 				}
 			}
 		}
-		for dom, pd := range byDomain {
-			sessions, failed := max(pd.sts, pd.tlsa)+pd.npf, pd.npfF
-			if pd.sts >= pd.tlsa {
-				failed += pd.stsF
-			} else {
-				failed += pd.tlsaF
+		for i, day := range ds {
+			rk := rowKey{p.Domain, day, p.Type, rep.OrganizationName}
+			r := rows[rk]
+			if r == nil {
+				r = &Row{Domain: p.Domain, Day: day, Type: p.Type, Organization: rep.OrganizationName, Reports: []Ref{ref}}
+				rows[rk] = r
+				order = append(order, rk)
 			}
-			sess, fl := split(sessions, ws), split(failed, ws)
-			for i, day := range ds {
-				dk := domKey{dom, day, rep.OrganizationName}
-				dr := doms[dk]
-				if dr == nil {
-					dr = &DomainRow{Domain: dom, Day: day, Organization: rep.OrganizationName}
-					doms[dk] = dr
-				}
-				dr.Sessions += sess[i]
-				dr.Failed += fl[i]
+			r.Successful += succ[i]
+			r.Failed += fail[i]
+			r.DetailsFailed += det[i]
+			r.Failures = mergeFailures(r.Failures, failures[i])
+			if p.Type == tlsrpt.PolicySTS && !slices.Contains(r.MXSets, mxset) {
+				r.MXSets = append(r.MXSets, mxset)
 			}
+		}
+	}
+	out := make([]Row, 0, len(order))
+	for _, k := range order {
+		out = append(out, *rows[k])
+	}
+	var doms []DomainRow
+	for _, dom := range domOrder {
+		pd := byDomain[dom]
+		sessions, failed := max(pd.sts, pd.tlsa)+pd.npf, pd.npfF
+		if pd.sts >= pd.tlsa {
+			failed += pd.stsF
+		} else {
+			failed += pd.tlsaF
+		}
+		sess, fl := split(sessions, ws), split(failed, ws)
+		for i, day := range ds {
+			doms = append(doms, DomainRow{Domain: dom, Day: day, Organization: rep.OrganizationName, Sessions: sess[i], Failed: fl[i]})
+		}
+	}
+	return out, doms
+}
+
+// Merge sums rows of distinct reports (each given once: deduplication is
+// the caller's) into a Summary, sorted by domain, day, policy type and
+// organisation.
+func Merge(in []Row, inDoms []DomainRow) *Summary {
+	s := &Summary{}
+	rows := make(map[rowKey]*Row, len(in))
+	for _, x := range in {
+		rk := rowKey{x.Domain, x.Day, x.Type, x.Organization}
+		r := rows[rk]
+		if r == nil {
+			c := x
+			c.Failures = slices.Clone(x.Failures)
+			c.Reports = slices.Clone(x.Reports)
+			c.MXSets = slices.Clone(x.MXSets)
+			rows[rk] = &c
+			continue
+		}
+		r.Successful += x.Successful
+		r.Failed += x.Failed
+		r.DetailsFailed += x.DetailsFailed
+		r.Failures = mergeFailures(r.Failures, x.Failures)
+		for _, ref := range x.Reports {
+			if !slices.Contains(r.Reports, ref) {
+				r.Reports = append(r.Reports, ref)
+			}
+		}
+		for _, m := range x.MXSets {
+			if !slices.Contains(r.MXSets, m) {
+				r.MXSets = append(r.MXSets, m)
+			}
+		}
+	}
+	doms := make(map[domKey]*DomainRow, len(inDoms))
+	for _, x := range inDoms {
+		dk := domKey{x.Domain, x.Day, x.Organization}
+		if dr := doms[dk]; dr != nil {
+			dr.Sessions += x.Sessions
+			dr.Failed += x.Failed
+		} else {
+			c := x
+			doms[dk] = &c
 		}
 	}
 	// Sort the keys, not the rows: a Row is large to swap.

@@ -180,3 +180,35 @@ func TestAttribution(t *testing.T) {
 		t.Errorf("one day of the week: %+v", tot)
 	}
 }
+
+// A store keeps each report's rows and merges those of a window: the
+// result must be Aggregate's, whatever the order the rows come back in.
+func TestMergeIsAggregate(t *testing.T) {
+	tlsa := tlsrpt.Policy{Type: tlsrpt.PolicyTLSA, Domain: "x.test", Strings: []string{"3 1 1 ABCD"}, Successful: 1, Failed: 6,
+		Failures: []tlsrpt.FailureDetail{fail(tlsrpt.ValidationFailure, "mx.x.test", 6)}}
+	reps := []*tlsrpt.Report{
+		rep(t, "Stalwart", "h1", d(10).Add(13*time.Hour), d(10).Add(14*time.Hour), sts("x.test", []string{"mx.x.test"}, 5)),
+		rep(t, "Weekly", "w1", d(9), d(2).Add(-time.Second), sts("x.test", []string{"mx.x.test"}, 70, fail(tlsrpt.CertificateExpired, "mx.x.test", 7))),
+		dayRep(t, "Microsoft Corporation", d(3), sts("x.test", []string{"mx.x.test"}, 1, fail(tlsrpt.ValidationFailure, "mx.x.test", 6)), tlsa),
+		// Google when the policy changed during the day: two sts entries.
+		dayRep(t, "Google Inc.", d(3), sts("x.test", []string{"mx.x.test"}, 9), sts("x.test", []string{"mx.x.test", "mx2.x.test"}, 4,
+			fail(tlsrpt.CertificateHostMismatch, "mx2.x.test", 1)), tlsrpt.Policy{Type: tlsrpt.PolicyNotFound, Domain: "x.test", Successful: 3}),
+		dayRep(t, "Google Inc.", d(2), sts("y.test", []string{"mx.y.test"}, 9)),
+	}
+	want := Aggregate(reps)
+	var rows []Row
+	var doms []DomainRow
+	for i := len(reps) - 1; i >= 0; i-- {
+		r, d := ReportRows(reps[i])
+		rows = append(rows, r...)
+		doms = append(doms, d...)
+	}
+	slices.Reverse(rows)
+	got := Merge(rows, doms)
+	if fmt.Sprint(got.Rows) != fmt.Sprint(want.Rows) || fmt.Sprint(got.DomainRows) != fmt.Sprint(want.DomainRows) {
+		t.Fatalf("merged rows differ from Aggregate:\n%+v\n%+v", got.Rows, want.Rows)
+	}
+	if n := len(got.Rows); n != 13 {
+		t.Errorf("%d rows", n)
+	}
+}

@@ -102,9 +102,15 @@ func (s *Summary) Groups(f Filter) []Group {
 // LastReportDay is the last day with sessions of type typ for domain, or
 // the zero time.
 func (s *Summary) LastReportDay(domain string, typ tlsrpt.PolicyType) time.Time {
+	return s.lastDay(domain, typ, time.Time{}, time.Time{})
+}
+
+// lastDay is LastReportDay among the days [from, to) (zero: open).
+func (s *Summary) lastDay(domain string, typ tlsrpt.PolicyType, from, to time.Time) time.Time {
 	var last time.Time
+	f := Filter{Domain: domain, Type: typ, From: from, To: to}
 	for _, r := range s.Rows {
-		if r.Domain == domain && r.Type == typ && r.Successful+r.Failed > 0 && r.Day.After(last) {
+		if f.match(r.Domain, r.Day, r.Type, r.Organization) && r.Successful+r.Failed > 0 && r.Day.After(last) {
 			last = r.Day
 		}
 	}

@@ -78,7 +78,12 @@ type Input struct {
 	Current Current
 	// Reports about the domain: deduplicated, and only those that count
 	// (for mail, a valid DKIM signature by the reporting domain).
-	Reports    []*tlsrpt.Report
+	Reports []*tlsrpt.Report
+	// Summary, when set, stands for Reports: the aggregate of the counted
+	// reports over at least the window (a store keeps each report's rows
+	// and merges those of the window, see [Merge]). Rows outside the
+	// window are not read.
+	Summary    *Summary
 	Thresholds Thresholds
 }
 
@@ -144,7 +149,7 @@ type Verdict struct {
 func Readiness(in Input) *Verdict {
 	th := in.Thresholds.withDefaults()
 	today := Day(in.Now)
-	v := &Verdict{Domain: domain.Canonical(in.Domain), PolicyID: in.Current.PolicyID, To: today,
+	v := &Verdict{Domain: domain.Canonical(in.Domain), PolicyID: in.Current.PolicyID, To: today, Organizations: []string{}, Evidence: []Ref{},
 		From: today.Add(-time.Duration(int(th.Window/(24*time.Hour))) * 24 * time.Hour)}
 	dom := v.Domain
 	pol := in.Current.Policy
@@ -198,13 +203,16 @@ func Readiness(in Input) *Verdict {
 	}
 
 	// The reports in the window.
-	var inWindow []*tlsrpt.Report
-	for _, r := range in.Reports {
-		if r != nil && r.End.After(v.From) && r.Start.Before(today) {
-			inWindow = append(inWindow, r)
+	sum := in.Summary
+	if sum == nil {
+		var inWindow []*tlsrpt.Report
+		for _, r := range in.Reports {
+			if r != nil && r.End.After(v.From) && r.Start.Before(today) {
+				inWindow = append(inWindow, r)
+			}
 		}
+		sum = Aggregate(inWindow)
 	}
-	sum := Aggregate(inWindow)
 	served := ""
 	if pol != nil {
 		served = MXSet(pol.MX)
@@ -244,7 +252,7 @@ func Readiness(in Input) *Verdict {
 
 	// Failures, re-judged against today (only the MTA-STS ones decide).
 	cleanFrom := today.AddDate(0, 0, -th.CleanDays)
-	last := sum.LastReportDay(dom, tlsrpt.PolicySTS)
+	last := sum.lastDay(dom, tlsrpt.PolicySTS, v.From, today)
 	for _, g := range sum.Groups(Filter{Domain: dom, From: v.From, To: today}) {
 		e := Explain(g, in.Current, last)
 		v.Failures = append(v.Failures, e)

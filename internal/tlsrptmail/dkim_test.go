@@ -3,21 +3,11 @@ package tlsrptmail
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/lab"
@@ -27,85 +17,27 @@ import (
 
 // dkimLab is a lab DNS publishing reporters' DKIM keys.
 type dkimLab struct {
-	dns *lab.DNS
-	res resolve.Resolver
-	rsa *rsa.PrivateKey
-	ed  ed25519.PrivateKey
+	dns  *lab.DNS
+	res  resolve.Resolver
+	keys *lab.DKIMKeys
 }
-
-var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
 
 func newDKIMLab(t *testing.T) *dkimLab {
 	t.Helper()
 	d := lab.NewDNS(t)
-	_, ed, _ := ed25519.GenerateKey(rand.Reader)
-	return &dkimLab{dns: d, res: &resolve.Client{Servers: []string{d.Addr()}, Timeout: 2 * time.Second, Attempts: 2}, rsa: rsaKey(), ed: ed}
+	return &dkimLab{dns: d, res: &resolve.Client{Servers: []string{d.Addr()}, Timeout: 2 * time.Second, Attempts: 2}, keys: lab.NewDKIMKeys()}
 }
 
-// publish puts a key record in the lab DNS; extra holds more tags
-// ("s=tlsrpt;").
 func (l *dkimLab) publish(t *testing.T, selector, dom string, ed bool, extra string) {
-	t.Helper()
-	var rec string
-	if ed {
-		rec = "v=DKIM1; k=ed25519; " + extra + " p=" + base64.StdEncoding.EncodeToString(l.ed.Public().(ed25519.PublicKey))
-	} else {
-		der, _ := x509.MarshalPKIXPublicKey(&l.rsa.PublicKey)
-		rec = "v=DKIM1; k=rsa; " + extra + " p=" + base64.StdEncoding.EncodeToString(der)
-	}
-	var strs []string
-	for len(rec) > 200 {
-		strs = append(strs, `"`+rec[:200]+`"`)
-		rec = rec[200:]
-	}
-	strs = append(strs, `"`+rec+`"`)
-	l.dns.MustAdd(t, fmt.Sprintf("%s._domainkey.%s. 300 IN TXT %s", selector, dom, strings.Join(strs, " ")))
+	l.keys.Publish(t, l.dns, selector, dom, ed, extra)
 }
 
-// sign signs mail with go-msgauth as dom/selector.
 func (l *dkimLab) sign(t *testing.T, mail, dom, selector string, ed bool) string {
-	t.Helper()
-	var signer crypto.Signer = l.rsa
-	if ed {
-		signer = l.ed
-	}
-	var out bytes.Buffer
-	err := dkim.Sign(&out, strings.NewReader(mail), &dkim.SignOptions{
-		Domain: dom, Selector: selector, Signer: signer,
-		HeaderKeys: []string{"From", "To", "Subject", "Date", "Message-ID", "TLS-Report-Domain", "TLS-Report-Submitter", "Content-Type", "MIME-Version"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out.String()
+	return l.keys.Sign(t, mail, dom, selector, ed)
 }
 
-// signWithL signs mail by hand (simple/simple, Ed25519, RFC 8463) with an
-// l= tag covering exactly the body as it is: a signature every verifier
-// that allows l= accepts, and that lets anyone append to the body.
 func (l *dkimLab) signWithL(t *testing.T, mail, dom, selector string) string {
-	t.Helper()
-	head, body, _ := strings.Cut(mail, "\r\n\r\n")
-	body = strings.TrimRight(body, "\r\n") + "\r\n"
-	bh := sha256.Sum256([]byte(body))
-	fields := map[string]string{}
-	for _, line := range strings.Split(head, "\r\n") {
-		if k, _, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") {
-			fields[strings.ToLower(k)] = line + "\r\n"
-		}
-	}
-	sig := fmt.Sprintf("DKIM-Signature: v=1; a=ed25519-sha256; c=simple/simple; d=%s; s=%s; l=%d; h=from:subject; bh=%s; b=",
-		dom, selector, len(body), base64.StdEncoding.EncodeToString(bh[:]))
-	h := sha256.New()
-	h.Write([]byte(fields["from"] + fields["subject"] + sig))
-	b := ed25519.Sign(l.ed, h.Sum(nil))
-	return sig + base64.StdEncoding.EncodeToString(b) + "\r\n" + head + "\r\n\r\n" + body
+	return l.keys.SignWithL(t, mail, dom, selector)
 }
 
 func verifyOne(t *testing.T, l *dkimLab, mail string) *DKIMResult {

@@ -236,6 +236,13 @@ func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error
 	if db.rand == nil {
 		db.rand = rand.Reader
 	}
+	if v, err := db.SchemaVersion(ctx); err == nil && v >= 4 {
+		if n, err := db.backfillDays(ctx); err != nil {
+			return nil, err
+		} else if n > 0 && o.Logger != nil {
+			o.Logger.Info("computed the day rows of TLS-RPT reports stored by an older version", "reports", n)
+		}
+	}
 	return db, nil
 }
 

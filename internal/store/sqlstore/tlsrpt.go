@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // contentHash identifies a report's content: what the sender reported,
@@ -111,6 +112,9 @@ func (db *DB) AddTLSRPTReport(ctx context.Context, n store.NewTLSRPTReport) (sto
 					VALUES ($1, $2, $3, $4, $5, $6)`, id, i+1, string(p.Type), p.Domain, p.Successful, p.Failed); err != nil {
 					return err
 				}
+			}
+			if err := insertDays(ctx, tx, id, r); err != nil {
+				return err
 			}
 		default:
 			return err
@@ -259,10 +263,303 @@ func (db *DB) ListTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) ([]sto
 
 // DeleteTLSRPTDomain implements store.TLSRPT.
 func (db *DB) DeleteTLSRPTDomain(ctx context.Context, domain string) (int, error) {
-	res, err := db.w.ExecContext(ctx, "DELETE FROM tlsrpt_reports WHERE id IN (SELECT report FROM tlsrpt_policies WHERE domain = $1)", domain)
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM tlsrpt_reports WHERE id IN (SELECT report FROM tlsrpt_policies WHERE domain = $1)", domain)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM tlsrpt_overrides WHERE domain = $1", domain)
+		return err
+	})
 	return int(n), err
+}
+
+// RecordPromoteOverride implements store.TLSRPT.
+func (db *DB) RecordPromoteOverride(ctx context.Context, o store.PromoteOverride) error {
+	if o.At.IsZero() {
+		o.At = db.clock()
+	}
+	_, err := db.w.ExecContext(ctx, "INSERT INTO tlsrpt_overrides (domain, policy_id, status, reasons, at) VALUES ($1, $2, $3, $4, $5)",
+		o.Domain, o.PolicyID, o.Status, strings.Join(o.Reasons, "\n"), tv(o.At))
+	return err
+}
+
+// ListPromoteOverrides implements store.TLSRPT.
+func (db *DB) ListPromoteOverrides(ctx context.Context, domain string) ([]store.PromoteOverride, error) {
+	rows, err := db.r.QueryContext(ctx, "SELECT domain, policy_id, status, reasons, at FROM tlsrpt_overrides WHERE domain = $1 ORDER BY at DESC, id DESC", domain)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (store.PromoteOverride, error) {
+		var o store.PromoteOverride
+		var reasons string
+		err := row.Scan(&o.Domain, &o.PolicyID, &o.Status, &reasons, at(&o.At))
+		if reasons != "" {
+			o.Reasons = strings.Split(reasons, "\n")
+		}
+		return o, err
+	})
+}
+
+// insertDays stores a report's figures per domain, day and policy type
+// (tlsrptagg.ReportRows), which TLSRPTSummary sums.
+func insertDays(ctx context.Context, tx *sql.Tx, id store.ReportID, r *tlsrpt.Report) error {
+	rows, doms := tlsrptagg.ReportRows(r)
+	for _, row := range rows {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_days (report, domain, day, policy_type, successful, failed, details_failed, mx_sets)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, row.Domain, tv(row.Day), string(row.Type), row.Successful, row.Failed, row.DetailsFailed,
+			strings.Join(row.MXSets, "\n")); err != nil {
+			return err
+		}
+		if len(row.Failures) == 0 {
+			continue
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO tlsrpt_day_failures (report, domain, day, policy_type, result_type, mx, sending_ip, receiving_ip, reason, count)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`)
+		if err != nil {
+			return err
+		}
+		for _, f := range row.Failures {
+			if _, err := stmt.ExecContext(ctx, id, row.Domain, tv(row.Day), string(row.Type), string(f.ResultType), f.MX, f.SendingIP, f.ReceivingIP, f.Reason, f.Count); err != nil {
+				stmt.Close()
+				return err
+			}
+		}
+		stmt.Close()
+	}
+	for _, d := range doms {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_day_domains (report, domain, day, sessions, failed) VALUES ($1, $2, $3, $4, $5)`,
+			id, d.Domain, tv(d.Day), d.Sessions, d.Failed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backfillDays gives reports stored before schema version 4 their day
+// rows (every report has at least one policy, so at least one row). It
+// runs when the store opens, one transaction per batch.
+func (db *DB) backfillDays(ctx context.Context) (int, error) {
+	done := 0
+	var after store.ReportID
+	for {
+		rows, err := db.w.QueryContext(ctx, `SELECT id, parsed, parsed_encoding FROM tlsrpt_reports r
+			WHERE id > $1 AND NOT EXISTS (SELECT 1 FROM tlsrpt_days d WHERE d.report = r.id) ORDER BY id LIMIT 200`, after)
+		if err != nil {
+			return done, err
+		}
+		type pending struct {
+			id  store.ReportID
+			rep *tlsrpt.Report
+		}
+		var batch []pending
+		for rows.Next() {
+			var p pending
+			var pz []byte
+			var enc string
+			if err := rows.Scan(&p.id, &pz, &enc); err != nil {
+				rows.Close()
+				return done, err
+			}
+			b, err := decompress(pz, enc, 0)
+			if err == nil {
+				p.rep = new(tlsrpt.Report)
+				err = json.Unmarshal(b, p.rep)
+			}
+			if err != nil {
+				rows.Close()
+				return done, fmt.Errorf("sqlstore: stored report %d: %w", p.id, err)
+			}
+			batch = append(batch, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return done, err
+		}
+		if len(batch) == 0 {
+			return done, nil
+		}
+		after = batch[len(batch)-1].id
+		err = db.tx(ctx, func(tx *sql.Tx) error {
+			for _, p := range batch {
+				if err := insertDays(ctx, tx, p.id, p.rep); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return done, fmt.Errorf("sqlstore: TLS-RPT day rows: %w", err)
+		}
+		done += len(batch)
+	}
+}
+
+// TLSRPTSummary implements store.TLSRPT: the day rows of the counted
+// reports, merged as tlsrptagg.Aggregate would merge the reports.
+func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Time) (*tlsrptagg.Summary, error) {
+	where := " AND r.state = 'counted'"
+	args := []any{domain}
+	if !from.IsZero() {
+		args = append(args, tv(tlsrptagg.Day(from)))
+		where += fmt.Sprintf(" AND d.day >= $%d", len(args))
+	}
+	if !to.IsZero() {
+		args = append(args, tv(to))
+		where += fmt.Sprintf(" AND d.day < $%d", len(args))
+	}
+	type key struct {
+		report store.ReportID
+		day    int64
+		typ    string
+	}
+	var rows []tlsrptagg.Row
+	index := map[key]int{}
+	q, err := db.r.QueryContext(ctx, `SELECT d.report, d.day, d.policy_type, d.successful, d.failed, d.details_failed, d.mx_sets,
+		r.organization, r.report_id, r.start_at FROM tlsrpt_days d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report
+		WHERE d.domain = $1`+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	for q.Next() {
+		var k key
+		var row tlsrptagg.Row
+		var mx string
+		var start int64
+		var ref tlsrptagg.Ref
+		if err := q.Scan(&k.report, &k.day, &k.typ, &row.Successful, &row.Failed, &row.DetailsFailed, &mx,
+			&ref.Organization, &ref.ReportID, &start); err != nil {
+			q.Close()
+			return nil, err
+		}
+		row.Domain, row.Day, row.Type, row.Organization = domain, time.UnixMicro(k.day).UTC(), tlsrpt.PolicyType(k.typ), ref.Organization
+		ref.Day = tlsrptagg.Day(time.UnixMicro(start))
+		row.Reports = []tlsrptagg.Ref{ref}
+		if row.Type == tlsrpt.PolicySTS {
+			row.MXSets = strings.Split(mx, "\n")
+		}
+		index[k] = len(rows)
+		rows = append(rows, row)
+	}
+	q.Close()
+	if err := q.Err(); err != nil {
+		return nil, err
+	}
+	q, err = db.r.QueryContext(ctx, `SELECT d.report, d.day, d.policy_type, d.result_type, d.mx, d.sending_ip, d.receiving_ip, d.reason, d.count
+		FROM tlsrpt_day_failures d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report WHERE d.domain = $1`+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	for q.Next() {
+		var k key
+		var f tlsrptagg.Failure
+		if err := q.Scan(&k.report, &k.day, &k.typ, (*string)(&f.ResultType), &f.MX, &f.SendingIP, &f.ReceivingIP, &f.Reason, &f.Count); err != nil {
+			q.Close()
+			return nil, err
+		}
+		if i, ok := index[k]; ok {
+			rows[i].Failures = append(rows[i].Failures, f)
+		}
+	}
+	q.Close()
+	if err := q.Err(); err != nil {
+		return nil, err
+	}
+	q, err = db.r.QueryContext(ctx, `SELECT d.day, r.organization, d.sessions, d.failed
+		FROM tlsrpt_day_domains d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report WHERE d.domain = $1`+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	doms, err := collect(q, func(row interface{ Scan(...any) error }) (tlsrptagg.DomainRow, error) {
+		d := tlsrptagg.DomainRow{Domain: domain}
+		err := row.Scan(at(&d.Day), &d.Organization, &d.Sessions, &d.Failed)
+		return d, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tlsrptagg.Merge(rows, doms), nil
+}
+
+// CountTLSRPTReports implements store.TLSRPT.
+func (db *DB) CountTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) (map[store.ReportState]int, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if q.Domain != "" {
+		where = append(where, "id IN (SELECT report FROM tlsrpt_policies WHERE domain = "+arg(q.Domain)+")")
+	}
+	if !q.From.IsZero() {
+		where = append(where, "end_at > "+arg(tv(q.From)))
+	}
+	if !q.To.IsZero() {
+		where = append(where, "start_at < "+arg(tv(q.To)))
+	}
+	query := "SELECT state, COUNT(*) FROM tlsrpt_reports"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := db.r.QueryContext(ctx, query+" GROUP BY state", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[store.ReportState]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[store.ReportState(s)] = n
+	}
+	return out, rows.Err()
+}
+
+// ReleaseHeldTLSRPT implements store.TLSRPT.
+func (db *DB) ReleaseHeldTLSRPT(ctx context.Context, domain string) (int, error) {
+	n := 0
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, organization, report_id FROM tlsrpt_reports WHERE state = 'held'
+			AND id IN (SELECT report FROM tlsrpt_policies WHERE domain = $1) ORDER BY id`, domain)
+		if err != nil {
+			return err
+		}
+		type held struct {
+			id       store.ReportID
+			org, rid string
+		}
+		list, err := collect(rows, func(row interface{ Scan(...any) error }) (held, error) {
+			var h held
+			return h, row.Scan(&h.id, &h.org, &h.rid)
+		})
+		if err != nil {
+			return err
+		}
+		for _, h := range list {
+			var first store.ReportID
+			err := tx.QueryRowContext(ctx, "SELECT id FROM tlsrpt_reports WHERE organization = $1 AND report_id = $2 AND state = 'counted'",
+				h.org, h.rid).Scan(&first)
+			switch {
+			case err == nil:
+				_, err = tx.ExecContext(ctx, "UPDATE tlsrpt_reports SET state = 'conflict', reason = $1 WHERE id = $2",
+					fmt.Sprintf("same organization and report-id as report %d, other content", first), h.id)
+			case errors.Is(err, sql.ErrNoRows):
+				_, err = tx.ExecContext(ctx, "UPDATE tlsrpt_reports SET state = 'counted', reason = '' WHERE id = $1", h.id)
+				n++
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, db.wrap(err)
 }

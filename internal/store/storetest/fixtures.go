@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/store"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 //go:embed testdata/schema
@@ -86,6 +88,11 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	check(t, s.SetChannelDigest(ctx(t), a.ID, ch.ID, true, 7))
 	c.Advance(time.Hour)
 	must[time.Time](t)(s.RequestRescan(ctx(t), a.ID, d.ID, time.Minute))
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 4 {
+		return
+	}
+	// Schema version 4: TLS-RPT day rows (written with the report) and overrides.
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "example.com", PolicyID: "20260101000000", Status: "not-enough-data", Reasons: []string{"few reports"}}))
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -157,6 +164,17 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		full := must[store.StoredTLSRPT](t)(s.GetTLSRPTReport(ctx(t), reps[0].ID, true))
 		if len(full.Raw) == 0 || full.Receipts[0].DKIM != "pass" {
 			t.Fatalf("fixture TLS-RPT report = %+v", full)
+		}
+		if v >= 4 {
+			ovs := must[[]store.PromoteOverride](t)(s.ListPromoteOverrides(ctx(t), "example.com"))
+			if len(ovs) != 1 || ovs[0].Status != "not-enough-data" || ovs[0].Reasons[0] != "few reports" {
+				t.Fatalf("fixture overrides = %+v", ovs)
+			}
+		}
+		// Reports stored before the day rows (version 4) get them.
+		sum := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "example.com", time.Time{}, time.Time{}))
+		if tot := sum.Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS}); tot.Successful != 100 || tot.Failed != 3 || tot.ByMX["mx1.example.com"] != 3 {
+			t.Fatalf("fixture TLS-RPT summary = %+v", tot)
 		}
 	}
 	if v >= 3 {

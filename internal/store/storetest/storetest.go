@@ -74,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 		{"TLSRPTDedupe", testTLSRPTDedupe},
 		{"TLSRPTList", testTLSRPTList},
 		{"TLSRPTRetention", testTLSRPTRetention},
+		{"TLSRPTSummary", testTLSRPTSummary},
 		{"CascadingDelete", testCascade},
 		{"Retention", testRetention},
 		{"MigrateFromEmpty", testMigrateEmpty},

@@ -3,12 +3,14 @@ package storetest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // sampleTLSRPT is a one-day report (RFC 8460 §4.4) with an sts and a
@@ -202,4 +204,106 @@ func testTLSRPTRetention(t *testing.T, h Harness) {
 	if st.TLSRPTRaw != 1 || !got.RawPruned || got.Raw != nil || got.Report.ReportID != "recent" {
 		t.Fatalf("after raw retention: %+v, report %+v", st, got)
 	}
+}
+
+// The summary of a window sums the counted reports' day rows exactly as
+// tlsrptagg.Aggregate sums the reports themselves; conflicts, ignored and
+// held reports stay out; held reports count once their domain is
+// configured.
+func testTLSRPTSummary(t *testing.T, h Harness) {
+	s, _, _ := open(t, h)
+	day0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var counted []*tlsrpt.Report
+	add := func(r *tlsrpt.Report, n store.NewTLSRPTReport) store.StoredTLSRPT {
+		t.Helper()
+		n.Report = r
+		st, _, err := s.AddTLSRPTReport(ctx(t), n)
+		check(t, err)
+		if st.State == store.ReportCounted {
+			counted = append(counted, r)
+		}
+		return st
+	}
+	for d := range 20 {
+		for _, org := range []string{"google.com", "microsoft.com"} {
+			add(sampleTLSRPT(org, fmt.Sprint(org, d), "sum.example", day0.AddDate(0, 0, d), int64(d%3)), store.NewTLSRPTReport{})
+		}
+	}
+	// A week-long report, attributed to the days it overlaps (B-3).
+	week := sampleTLSRPT("weekly.example", "w1", "sum.example", day0.AddDate(0, 0, 4), 7)
+	week.End = day0.AddDate(0, 0, 11).Add(-time.Second)
+	add(week, store.NewTLSRPTReport{})
+	// None of these counts.
+	if st := add(sampleTLSRPT("google.com", "google.com3", "sum.example", day0.AddDate(0, 0, 3), 50), store.NewTLSRPTReport{}); st.State != store.ReportConflict {
+		t.Fatalf("conflict = %+v", st)
+	}
+	add(sampleTLSRPT("forger.example", "f1", "sum.example", day0.AddDate(0, 0, 5), 90), store.NewTLSRPTReport{Ignore: "no valid DKIM signature"})
+	held := add(sampleTLSRPT("google.com", "held1", "sum.example", day0.AddDate(0, 0, 6), 9), store.NewTLSRPTReport{Hold: true})
+	add(sampleTLSRPT("google.com", "other", "other.example", day0.AddDate(0, 0, 6), 9), store.NewTLSRPTReport{})
+	counted = counted[:len(counted)-1] // other.example's
+
+	from, to := day0.AddDate(0, 0, 5), day0.AddDate(0, 0, 15)
+	got := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", from, to))
+	want := tlsrptagg.Aggregate(counted)
+	inWindow := func(d time.Time) bool { return !d.Before(from) && d.Before(to) }
+	want.Rows = slices.DeleteFunc(want.Rows, func(r tlsrptagg.Row) bool { return r.Domain != "sum.example" || !inWindow(r.Day) })
+	want.DomainRows = slices.DeleteFunc(want.DomainRows, func(r tlsrptagg.DomainRow) bool { return r.Domain != "sum.example" || !inWindow(r.Day) })
+	if a, b := summaryText(got), summaryText(want); a != b {
+		t.Fatalf("store summary differs from Aggregate:\n%s\nwant\n%s", a, b)
+	}
+	tot := got.Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS})
+	// Days 5–14 from two organisations (100 each), and days 5–10 of the
+	// week's 100 (15 on its first day, 14 on the others).
+	if tot.Successful != 2*10*100+15+5*14 {
+		t.Fatalf("sts successful %d, want 2085", tot.Successful)
+	}
+	if tot.ByResult["certificate-expired"] == 0 || tot.ByOrganization["forger.example"].Failed != 0 {
+		t.Fatalf("totals %+v", tot)
+	}
+	counts := must[map[store.ReportState]int](t)(s.CountTLSRPTReports(ctx(t), store.TLSRPTQuery{Domain: "sum.example"}))
+	if counts[store.ReportCounted] != 41 || counts[store.ReportConflict] != 1 || counts[store.ReportIgnored] != 1 || counts[store.ReportHeld] != 1 {
+		t.Fatalf("counts %v", counts)
+	}
+	// The held report counts once its domain is configured.
+	if n := must[int](t)(s.ReleaseHeldTLSRPT(ctx(t), "sum.example")); n != 1 {
+		t.Fatalf("released %d", n)
+	}
+	if r := must[store.StoredTLSRPT](t)(s.GetTLSRPTReport(ctx(t), held.ID, false)); r.State != store.ReportCounted {
+		t.Fatalf("released report %+v", r)
+	}
+	after := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", from, to)).Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS})
+	if after.Sessions() != tot.Sessions()+109 {
+		t.Fatalf("after release %d sessions, before %d", after.Sessions(), tot.Sessions())
+	}
+	// A forced promotion is on record until the domain goes.
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "sum.example", PolicyID: "1", Status: "not-enough-data", Reasons: []string{"a", "b"}}))
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "sum.example", PolicyID: "2", Status: "not-ready", At: day0.AddDate(1, 0, 0)}))
+	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "other.example", Status: "not-ready"}))
+	ovs := must[[]store.PromoteOverride](t)(s.ListPromoteOverrides(ctx(t), "sum.example"))
+	if len(ovs) != 2 || ovs[0].PolicyID != "2" || strings.Join(ovs[1].Reasons, ",") != "a,b" || ovs[1].At.IsZero() {
+		t.Fatalf("overrides %+v", ovs)
+	}
+	// Deleting the domain deletes its rows too.
+	must[int](t)(s.DeleteTLSRPTDomain(ctx(t), "sum.example"))
+	if ovs := must[[]store.PromoteOverride](t)(s.ListPromoteOverrides(ctx(t), "sum.example")); len(ovs) != 0 {
+		t.Fatalf("overrides left after delete: %+v", ovs)
+	}
+	if left := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", time.Time{}, time.Time{})); len(left.Rows)+len(left.DomainRows) != 0 {
+		t.Fatalf("rows left after delete: %+v", left)
+	}
+}
+
+// summaryText prints a summary with the order inside a row normalised.
+func summaryText(s *tlsrptagg.Summary) string {
+	var b strings.Builder
+	for _, r := range s.Rows {
+		slices.SortFunc(r.Failures, func(a, b tlsrptagg.Failure) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+		slices.SortFunc(r.Reports, func(a, b tlsrptagg.Ref) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+		slices.Sort(r.MXSets)
+		fmt.Fprintf(&b, "%+v\n", r)
+	}
+	for _, d := range s.DomainRows {
+		fmt.Fprintf(&b, "%+v\n", d)
+	}
+	return b.String()
 }
