@@ -90,7 +90,11 @@ func (m *Monitoring) addChannel(w http.ResponseWriter, r *http.Request, user sto
 	var secret []byte
 	switch n.Kind {
 	case store.ChannelWebhook:
-		u, err := webhook.CheckURL(req.URL, dial.NewGuardPorts(dial.WebhookPorts))
+		guard := m.WebhookGuard
+		if guard == nil {
+			guard = dial.NewGuardPorts(dial.WebhookPorts)
+		}
+		u, err := webhook.CheckURL(req.URL, guard)
 		if err != nil {
 			apiError(w, http.StatusUnprocessableEntity, "invalid_channel", "url: "+err.Error())
 			return

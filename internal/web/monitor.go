@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/alert"
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/diff"
 	"github.com/mailtls/mailtls/internal/domain"
 	"github.com/mailtls/mailtls/internal/finding"
@@ -33,7 +34,11 @@ type Monitoring struct {
 	// BaseURL is where the pages are ("https://checker.example.com"), for
 	// the unsubscribe link of test messages; "" leaves it out.
 	BaseURL string
-	Now     func() time.Time
+	// WebhookGuard judges webhook targets when a channel is added (nil:
+	// public addresses on port 443 only); deliveries check again at every
+	// dial.
+	WebhookGuard *dial.Guard
+	Now          func() time.Time
 }
 
 // Users authenticates requests. APIUser reads the Authorization: Bearer
