@@ -125,7 +125,6 @@ type Daemon struct {
 	serving sync.WaitGroup      // every goroutine that serves a listener
 	failed  chan error          // the first listener that failed (capacity 1)
 	loading atomic.Bool         // a load of the file is running
-	loads   sync.WaitGroup      // the goroutines loading the file
 }
 
 // Run loads the configuration and serves until ctx ends. A configuration
@@ -149,7 +148,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
 		addrs: map[string][]string{}, failed: make(chan error, 1)}
-	defer d.loads.Wait() // a load abandoned at a signal ends soon (it is bounded)
 	cfg, sum, err := d.load(ctx, 0)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -180,8 +178,9 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // load reads and checks the configuration file (the defaults without
 // one), with its hash. Parsing cannot be interrupted, so it runs on a
 // goroutine of its own that load stops waiting for when ctx ends or
-// timeout passes (0: no timeout); config's bounds (size, nodes, depth)
-// keep what it can cost small, and only one runs at a time.
+// timeout passes (0: no timeout). Nothing waits for such an abandoned
+// parse, not even a stop: config's bounds (size, nodes, depth) make it
+// end on its own, its result is dropped, and only one runs at a time.
 func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Config, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	path := d.opts.ConfigPath
@@ -196,10 +195,8 @@ func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Confi
 		sum [sha256.Size]byte
 		err error
 	}
-	done := make(chan result, 1)
-	d.loads.Add(1)
+	done := make(chan result, 1) // never blocks an abandoned parse
 	go func() {
-		defer d.loads.Done()
 		defer d.loading.Store(false)
 		var r result
 		data, err := config.ReadFile(path)
