@@ -134,6 +134,10 @@ func TestHostileFileAtReload(t *testing.T) {
 			if got := e.policy(c, "a.test"); !strings.Contains(got, "mx1.a.test") {
 				t.Errorf("after a rejected file the old configuration must serve: %q", got)
 			}
+			// A good file saved next is loaded (the hostile one left no
+			// load running that would refuse it).
+			e.writeConfig("", e.domainYAML("a.test", "enforce", "mx2.a.test"))
+			eventually(t, "the good file", func() bool { return strings.Contains(e.policy(c, "a.test"), "mx2.a.test") })
 			start := time.Now()
 			if err := e.stop(); err != nil {
 				t.Fatal(err)
@@ -171,6 +175,42 @@ func TestSlowLoadNeverBlocksAStop(t *testing.T) {
 	}
 	// The abandoned parse ends on its own; wait for it, so that it is no
 	// other test's leftover.
+	if left := leftovers(t, time.Minute); len(left) > 0 {
+		t.Errorf("%d goroutines still running a minute after the stop:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+}
+
+// parsing reports whether a load of the configuration file is running.
+func parsing() bool {
+	buf := make([]byte, 1<<22)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*Daemon).load.func")
+}
+
+// TestStopDuringALoad: a stop (SIGTERM) while a slow file is being read
+// and checked returns without waiting for the check (issue 9: a stop was
+// ignored until the parse ended).
+func TestStopDuringALoad(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	e.start(Options{LoadTimeout: time.Hour, ShutdownGrace: time.Hour})
+	// A file within every bound that takes about a second to check.
+	var b strings.Builder
+	b.WriteString("host:\n  acme: {disabled: true}\n  domains:\n")
+	for i := 0; b.Len() < 1<<20; i++ {
+		fmt.Fprintf(&b, "    d%d.test: {mode: none}\n", i)
+	}
+	os.WriteFile(e.cfgPath, []byte(b.String()), 0o600)
+	for deadline := time.Now().Add(10 * time.Second); !parsing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not start loading the file")
+		}
+	}
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !parsing() {
+		t.Error("the stop waited for the file to be checked")
+	}
 	if left := leftovers(t, time.Minute); len(left) > 0 {
 		t.Errorf("%d goroutines still running a minute after the stop:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
