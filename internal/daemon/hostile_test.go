@@ -95,6 +95,28 @@ func TestBadCertificateAtStart(t *testing.T) {
 	}
 }
 
+// TestBadCertificateAtReload: a reloaded file whose certificate does not
+// cover mta-sts.<domain> (RFC 8461 §3.3: every sender would refuse it) is
+// rejected with the reason, and the old certificate keeps serving.
+func TestBadCertificateAtReload(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	e.start(Options{})
+	c := e.client()
+	other, otherKey := e.l.CA.MustWriteLeaf(t, t.TempDir(), lab.LeafOptions{DNSNames: []string{"mta-sts.other.test"}})
+	e.writeConfig("", fmt.Sprintf("    a.test: {mode: enforce, mx: [mx2.a.test], cert: %s, key: %s}\n", other, otherKey))
+	eventually(t, "the rejection", func() bool { return strings.Contains(e.logs.String(), "configuration rejected") })
+	if !strings.Contains(e.logs.String(), "it is for mta-sts.other.test, not mta-sts.a.test") {
+		t.Errorf("the rejection must name the certificate's names:\n%s", e.logs)
+	}
+	if got := e.policy(c, "a.test"); !strings.Contains(got, "mx1.a.test") {
+		t.Errorf("the old configuration must serve: %q", got)
+	}
+	if got := e.policy(e.client(), "a.test"); !strings.Contains(got, "mx1.a.test") {
+		t.Errorf("a new connection must get the old certificate: %q", got)
+	}
+}
+
 // hostileFiles crashed or hung serve at a reload (issue 9): a merge key
 // that refers to its own mapping (stack overflow), and merge keys nested
 // so that each level multiplies the document (hours of parsing, during
