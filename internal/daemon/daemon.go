@@ -175,6 +175,9 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// errLoadBusy is a load refused because an abandoned one still runs.
+var errLoadBusy = errors.New("the previous load of the file, abandoned at its deadline, has not ended yet")
+
 // load reads and checks the configuration file (the defaults without
 // one), with its hash. Parsing cannot be interrupted, so it runs on a
 // goroutine of its own that load stops waiting for when ctx ends or
@@ -188,7 +191,7 @@ func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Confi
 		return config.Default(), none, nil
 	}
 	if !d.loading.CompareAndSwap(false, true) {
-		return nil, none, fmt.Errorf("%s: the previous load of the file has not finished", path)
+		return nil, none, fmt.Errorf("%s: %w", path, errLoadBusy)
 	}
 	type result struct {
 		cfg *config.Config
@@ -409,6 +412,12 @@ func (d *Daemon) Reload(ctx context.Context, why string) error {
 	next, sum, err := d.load(ctx, d.opts.LoadTimeout)
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping
+	}
+	if errors.Is(err, errLoadBusy) {
+		// Not a verdict on the file: the watcher tries it again (its
+		// hash is not recorded), and so does the next SIGHUP.
+		d.log.Warn("reload postponed", "why", why, "error", err)
+		return err
 	}
 	if sum == ([sha256.Size]byte{}) {
 		if data, rerr := config.ReadFile(d.opts.ConfigPath); rerr == nil {

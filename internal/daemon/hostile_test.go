@@ -202,6 +202,35 @@ func TestSlowLoadNeverBlocksAStop(t *testing.T) {
 	}
 }
 
+// TestGoodFileWhileAnAbandonedLoadRuns: a good file saved while a slow
+// one, abandoned at its deadline, is still being checked is loaded once
+// that check ends (it is postponed, not rejected and forgotten).
+func TestGoodFileWhileAnAbandonedLoadRuns(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	e.start(Options{LoadTimeout: 100 * time.Millisecond})
+	// A file within every bound that takes about a second to check.
+	var b strings.Builder
+	b.WriteString("host:\n  acme: {disabled: true}\n  domains:\n")
+	for i := 0; b.Len() < 1<<20; i++ {
+		fmt.Fprintf(&b, "    d%d.test: {mode: none}\n", i)
+	}
+	os.WriteFile(e.cfgPath, []byte(b.String()), 0o600)
+	eventually(t, "the rejection", func() bool { return strings.Contains(e.logs.String(), "took longer than 100ms") })
+	e.writeConfig("", e.domainYAML("a.test", "enforce", "mx2.a.test"))
+	if parsing() {
+		eventually(t, "the postponement", func() bool { return strings.Contains(e.logs.String(), "reload postponed") })
+	} else {
+		t.Log("the abandoned check ended before the good file was saved; nothing was postponed")
+	}
+	// The abandoned check takes seconds more on a loaded machine.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(e.policy(e.client(), "a.test"), "mx2.a.test"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the good file was not loaded:\n%s", e.logs)
+		}
+	}
+}
+
 // parsing reports whether a load of the configuration file is running.
 func parsing() bool {
 	buf := make([]byte, 1<<22)
