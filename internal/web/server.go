@@ -46,6 +46,9 @@ type Server struct {
 	// EHLOName is shown on the home page: what the scanner calls itself.
 	EHLOName string
 	Metrics  *Metrics
+	// Monitor serves saved domains (API, unsubscribe links); nil: the
+	// checker alone.
+	Monitor *Monitoring
 
 	once    sync.Once
 	handler http.Handler
@@ -102,7 +105,14 @@ func (s *Server) Handler() http.Handler {
 		s.routesPages(mux)
 		// Cross-site form posts are refused (Sec-Fetch-Site / Origin);
 		// requests without those headers, such as curl's, pass.
-		s.handler = s.secure(http.NewCrossOriginProtection().Handler(mux))
+		cop := http.NewCrossOriginProtection()
+		if s.Monitor != nil {
+			s.routesMonitor(mux)
+			// A mail client's one-click unsubscribe is a cross-site POST
+			// by design (RFC 8058); the link's id is its credential.
+			cop.AddInsecureBypassPattern("POST /unsubscribe/{id}")
+		}
+		s.handler = s.secure(cop.Handler(mux))
 	})
 	return s.handler
 }
