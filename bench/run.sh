@@ -32,7 +32,7 @@ echo "$out" | awk '
 /spread-hours/ { sub(/.*spread-hours /, ""); nh=split($0, hrs, " ") }
 /^BenchmarkMonitor/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") mr=$i; if ($(i+1)=="alerts") ma=$i; if ($(i+1)=="db-bytes/scan") mdb=$i; if ($(i+1)=="json-bytes/scan") mjs=$i } }
 /^BenchmarkDashboardPage/ { for (i=1;i<=NF;i++) { if ($(i+1)=="p50-ms") dp50=$i; if ($(i+1)=="p95-ms") dp95=$i; if ($(i+1)=="html-bytes") dph=$i } }
-/^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i } }
+/^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i; if ($(i+1)=="undetermined") bu=$i; if ($(i+1)=="naive-undetermined") nu=$i } }
 END {
   if (c != "") {
     printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
@@ -73,8 +73,10 @@ END {
     printf "  %.0f domains/s = %.2fx the bound of --parallel / critical path (200 / 100 ms = 2000/s; target >= 0.8x)\n", br, bb
     printf "  CPU per domain: mailtls %.2f ms + lab servers %.2f ms; the rate is %.2fx what the cores allow at that cost\n", bcm, bcl, bcb
     printf "  peak RSS %.0f MiB (target < 200 MiB); %.0f bytes per JSON record\n", bm, brec
+    if (bu > 0) printf "  %d domains ended with an undetermined policy (a lookup or fetch out of time: the machine was overloaded)\n", bu
     if (ns != "") printf "  naive, one mailtls check process per domain in a loop (sample): %.1f domains/s; bulk is %.0fx faster\n", ns, nsx
     if (np != "") printf "  naive, 200 mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", np, npx
+    if (nu > 0) printf "  %d naive scans ended with an undetermined policy\n", nu
   }
 }'
 # The resolver against Debian's mta-sts-daemon (bench/resolver.sh, about 70 s).

@@ -193,27 +193,49 @@ func TestGate(t *testing.T) {
 			release(false)
 		})
 	}
-	// Another address goes through at once.
-	t0 := time.Now()
-	release, err := g.Acquire(context.Background(), "192.0.2.2")
-	if err != nil || time.Since(t0) > 40*time.Millisecond {
-		t.Errorf("another address waited %v (%v)", time.Since(t0), err)
-	}
-	release(false)
 	wg.Wait()
-	if p := peak.Load(); p != 2 {
-		t.Errorf("peak %d at once, want 2", p)
+	// At most two at once (that two do go at once is below, without a
+	// clock: a loaded machine may not overlap these sleeps).
+	if p := peak.Load(); p > 2 || p < 1 {
+		t.Errorf("peak %d at once, want at most 2", p)
 	}
-	if g.Peak() != 2 {
-		t.Errorf("Peak() = %d", g.Peak())
+	if g.Peak() > 2 || g.Peak() < int(peak.Load()) {
+		t.Errorf("Peak() = %d, saw %d", g.Peak(), peak.Load())
 	}
 	// Six starts 50 ms apart take at least 250 ms.
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("six starts in %v: not spaced", d)
 	}
 
+	// While both slots of one address are held, a third operation to it
+	// waits, and another address goes through (no clock: a held slot is
+	// never given back).
+	g = &Gate{Max: 2, Interval: -1}
+	for range 2 {
+		if _, err := g.Acquire(context.Background(), "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.Peak() != 2 {
+		t.Errorf("Peak() = %d with two held, want 2", g.Peak())
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := g.Acquire(short, "192.0.2.1"); err == nil {
+		t.Error("a third operation to a full address went through")
+	}
+	long, cancelLong := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelLong()
+	release, err := g.Acquire(long, "192.0.2.2")
+	if err != nil {
+		t.Errorf("another address waited for the full one: %v", err)
+	} else {
+		release(false)
+	}
+
 	// After a 421 the address waits at least a second; a context that
 	// ends first gives up with its error.
+	g = &Gate{Max: 2, Interval: -1}
 	release, _ = g.Acquire(context.Background(), "192.0.2.3")
 	release(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
