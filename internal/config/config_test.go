@@ -160,6 +160,10 @@ var hostile = []struct {
 		"the alias *d refers to a mapping or list that contains it"},
 	{"settings merging themselves", "host: &h\n  <<: *h\n", "the alias *h"},
 	{"a list that contains itself", "host:\n  listen_https: &l [a, *l]\n", "the alias *l"},
+	// The merge list is not an alias, so only the merge's own check sees
+	// the mapping inside it merging the list again.
+	{"a merge list whose mapping merges the list", "host:\n  acme: {disabled: true}\n  domains:\n    <<: &s [{<<: *s}]\n",
+		"the merge key at line 4 merges a mapping into itself"},
 	{"billion laughs through merge keys", laughs(8), "nodes once its aliases are expanded"},
 	{"one long list referred to many times", listLaughs(10000, 300), "nodes once its aliases are expanded"},
 	{"merge chain deeper than the bound", mergeChain(MaxDepth + 5), "levels deep"},

@@ -145,7 +145,6 @@ type Daemon struct {
 	serving sync.WaitGroup      // every goroutine that serves a listener
 	failed  chan error          // the first listener that failed (capacity 1)
 	loading atomic.Bool         // a load of the file is running
-	loads   sync.WaitGroup      // the goroutines loading the file
 }
 
 // Run loads the configuration and serves until ctx ends. A configuration
@@ -172,7 +171,6 @@ func Run(ctx context.Context, opts Options) error {
 	if d.getenv == nil {
 		d.getenv = os.Getenv
 	}
-	defer d.loads.Wait() // a load abandoned at a signal ends soon (it is bounded)
 	cfg, sum, err := d.load(ctx, 0)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -200,11 +198,15 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// errLoadBusy is a load refused because an abandoned one still runs.
+var errLoadBusy = errors.New("the previous load of the file, abandoned at its deadline, has not ended yet")
+
 // load reads and checks the configuration file (the defaults without
 // one), with its hash. Parsing cannot be interrupted, so it runs on a
 // goroutine of its own that load stops waiting for when ctx ends or
-// timeout passes (0: no timeout); config's bounds (size, nodes, depth)
-// keep what it can cost small, and only one runs at a time.
+// timeout passes (0: no timeout). Nothing waits for such an abandoned
+// parse, not even a stop: config's bounds (size, nodes, depth) make it
+// end on its own, its result is dropped, and only one runs at a time.
 func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Config, [sha256.Size]byte, error) {
 	var none [sha256.Size]byte
 	path := d.opts.ConfigPath
@@ -212,17 +214,15 @@ func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Confi
 		return config.Default(), none, nil
 	}
 	if !d.loading.CompareAndSwap(false, true) {
-		return nil, none, fmt.Errorf("%s: the previous load of the file has not finished", path)
+		return nil, none, fmt.Errorf("%s: %w", path, errLoadBusy)
 	}
 	type result struct {
 		cfg *config.Config
 		sum [sha256.Size]byte
 		err error
 	}
-	done := make(chan result, 1)
-	d.loads.Add(1)
+	done := make(chan result, 1) // never blocks an abandoned parse
 	go func() {
-		defer d.loads.Done()
 		defer d.loading.Store(false)
 		var r result
 		data, err := config.ReadFile(path)
@@ -438,6 +438,12 @@ func (d *Daemon) Reload(ctx context.Context, why string) error {
 	next, sum, err := d.load(ctx, d.opts.LoadTimeout)
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping
+	}
+	if errors.Is(err, errLoadBusy) {
+		// Not a verdict on the file: the watcher tries it again (its
+		// hash is not recorded), and so does the next SIGHUP.
+		d.log.Warn("reload postponed", "why", why, "error", err)
+		return err
 	}
 	if sum == ([sha256.Size]byte{}) {
 		if data, rerr := config.ReadFile(d.opts.ConfigPath); rerr == nil {

@@ -212,7 +212,8 @@ func TestServeAndReload(t *testing.T) {
 	if h := e.admin("/healthz"); !strings.Contains(h, "ok") || !strings.Contains(h, "2 domains served") {
 		t.Errorf("healthz %q", h)
 	}
-	if m := e.admin("/metrics"); !strings.Contains(m, "mailtls_host_domains 2") || !strings.Contains(m, `mailtls_host_requests_total{result="policy"} 2`) || !strings.Contains(m, "go_goroutines") {
+	if m := e.admin("/metrics"); !strings.Contains(m, "mailtls_host_domains 2") || !strings.Contains(m, `mailtls_host_requests_total{result="policy"} 2`) || !strings.Contains(m, "go_goroutines") ||
+		!strings.Contains(m, "mailtls_dns_panics_total 0") {
 		t.Errorf("metrics lack the host figures:\n%s", m)
 	}
 	recs, err := Records(context.Background(), mustHost(t, e.cfgPath), nil)

@@ -20,12 +20,12 @@ import (
 var ourFrame = regexp.MustCompile(`/internal/(daemon|policyhost)/[a-z_]+\.go:\d+`)
 
 // leftovers returns the goroutines still running code of the daemon or
-// policyhost packages, once Run has returned (polling a little, as
+// policyhost packages, once Run has returned (polling up to wait, as
 // goroutines end asynchronously).
-func leftovers(t *testing.T) []string {
+func leftovers(t *testing.T, wait time.Duration) []string {
 	t.Helper()
 	var left []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
 		buf := make([]byte, 1<<22)
 		buf = buf[:runtime.Stack(buf, true)]
 		left = left[:0]
@@ -62,7 +62,7 @@ func TestNoGoroutineOutlivesRun(t *testing.T) {
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if left := leftovers(t); len(left) > 0 {
+	if left := leftovers(t, 5*time.Second); len(left) > 0 {
 		t.Errorf("%d goroutines outlive serve:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }
@@ -88,10 +88,32 @@ func TestBadCertificateAtStart(t *testing.T) {
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v (%T), want a ConfigError containing %q", err, err, tt.want)
 			}
-			if left := leftovers(t); len(left) > 0 {
+			if left := leftovers(t, 5*time.Second); len(left) > 0 {
 				t.Errorf("%d goroutines outlive a failed start:\n%s", len(left), strings.Join(left, "\n\n"))
 			}
 		})
+	}
+}
+
+// TestBadCertificateAtReload: a reloaded file whose certificate does not
+// cover mta-sts.<domain> (RFC 8461 §3.3: every sender would refuse it) is
+// rejected with the reason, and the old certificate keeps serving.
+func TestBadCertificateAtReload(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	e.start(Options{})
+	c := e.client()
+	other, otherKey := e.l.CA.MustWriteLeaf(t, t.TempDir(), lab.LeafOptions{DNSNames: []string{"mta-sts.other.test"}})
+	e.writeConfig("", fmt.Sprintf("    a.test: {mode: enforce, mx: [mx2.a.test], cert: %s, key: %s}\n", other, otherKey))
+	eventually(t, "the rejection", func() bool { return strings.Contains(e.logs.String(), "configuration rejected") })
+	if !strings.Contains(e.logs.String(), "it is for mta-sts.other.test, not mta-sts.a.test") {
+		t.Errorf("the rejection must name the certificate's names:\n%s", e.logs)
+	}
+	if got := e.policy(c, "a.test"); !strings.Contains(got, "mx1.a.test") {
+		t.Errorf("the old configuration must serve: %q", got)
+	}
+	if got := e.policy(e.client(), "a.test"); !strings.Contains(got, "mx1.a.test") {
+		t.Errorf("a new connection must get the old certificate: %q", got)
 	}
 }
 
@@ -134,6 +156,10 @@ func TestHostileFileAtReload(t *testing.T) {
 			if got := e.policy(c, "a.test"); !strings.Contains(got, "mx1.a.test") {
 				t.Errorf("after a rejected file the old configuration must serve: %q", got)
 			}
+			// A good file saved next is loaded (the hostile one left no
+			// load running that would refuse it).
+			e.writeConfig("", e.domainYAML("a.test", "enforce", "mx2.a.test"))
+			eventually(t, "the good file", func() bool { return strings.Contains(e.policy(c, "a.test"), "mx2.a.test") })
 			start := time.Now()
 			if err := e.stop(); err != nil {
 				t.Fatal(err)
@@ -151,10 +177,10 @@ func TestSlowLoadNeverBlocksAStop(t *testing.T) {
 	e := newEnv(t)
 	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
 	e.start(Options{LoadTimeout: time.Millisecond})
-	// A large file that is within every bound takes longer than 1 ms.
+	// A file within every bound that takes longer than 1 ms to check.
 	var b strings.Builder
 	b.WriteString("host:\n  acme: {disabled: true}\n  domains:\n")
-	for i := 0; b.Len() < 3<<20; i++ {
+	for i := 0; b.Len() < 256<<10; i++ {
 		fmt.Fprintf(&b, "    d%d.test: {mode: none}\n", i)
 	}
 	os.WriteFile(e.cfgPath, []byte(b.String()), 0o600)
@@ -168,6 +194,81 @@ func TestSlowLoadNeverBlocksAStop(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("stopping took %v", took)
+	}
+	// The abandoned parse ends on its own; wait for it, so that it is no
+	// other test's leftover.
+	if left := leftovers(t, time.Minute); len(left) > 0 {
+		t.Errorf("%d goroutines still running a minute after the stop:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+}
+
+// slowFile is a file within every bound that takes about half a second
+// to check (seconds on a loaded machine).
+func slowFile() []byte {
+	var b strings.Builder
+	b.WriteString("host:\n  acme: {disabled: true}\n  domains:\n")
+	for i := 0; b.Len() < 512<<10; i++ {
+		fmt.Fprintf(&b, "    d%d.test: {mode: none}\n", i)
+	}
+	return []byte(b.String())
+}
+
+// TestGoodFileWhileAnAbandonedLoadRuns: a good file saved while a slow
+// one, abandoned at its deadline, is still being checked is loaded once
+// that check ends (it is postponed, not rejected and forgotten).
+func TestGoodFileWhileAnAbandonedLoadRuns(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	e.start(Options{LoadTimeout: 50 * time.Millisecond})
+	os.WriteFile(e.cfgPath, slowFile(), 0o600)
+	eventually(t, "the rejection", func() bool { return strings.Contains(e.logs.String(), "took longer than 50ms") })
+	e.writeConfig("", e.domainYAML("a.test", "enforce", "mx2.a.test"))
+	if parsing() {
+		eventually(t, "the postponement", func() bool { return strings.Contains(e.logs.String(), "reload postponed") })
+	} else {
+		t.Log("the abandoned check ended before the good file was saved; nothing was postponed")
+	}
+	// The abandoned check takes seconds more on a loaded machine.
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(e.policy(e.client(), "a.test"), "mx2.a.test"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var kept []string // without the postponements, one per watcher tick
+			for l := range strings.Lines(e.logs.String()) {
+				if !strings.Contains(l, "reload postponed") {
+					kept = append(kept, l)
+				}
+			}
+			t.Fatalf("the good file was not loaded:\n%s", strings.Join(kept, ""))
+		}
+	}
+}
+
+// parsing reports whether a load of the configuration file is running.
+func parsing() bool {
+	buf := make([]byte, 1<<22)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*Daemon).load.func")
+}
+
+// TestStopDuringALoad: a stop (SIGTERM) while a slow file is being read
+// and checked returns without waiting for the check (issue 9: a stop was
+// ignored until the parse ended).
+func TestStopDuringALoad(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"))
+	e.start(Options{LoadTimeout: time.Hour, ShutdownGrace: time.Hour})
+	os.WriteFile(e.cfgPath, slowFile(), 0o600)
+	for deadline := time.Now().Add(10 * time.Second); !parsing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not start loading the file")
+		}
+	}
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !parsing() {
+		t.Error("the stop waited for the file to be checked")
+	}
+	if left := leftovers(t, time.Minute); len(left) > 0 {
+		t.Errorf("%d goroutines still running a minute after the stop:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }
 
