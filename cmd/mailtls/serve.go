@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/mailtls/mailtls/internal/config"
@@ -58,18 +59,30 @@ func runServe(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "mailtls serve: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
+	// SIGHUP becomes a reload request (several in a row are one); the
+	// forwarder ends with serve.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	reload := make(chan struct{}, 1)
+	fwdCtx, stopFwd := context.WithCancel(ctx)
+	var fwd sync.WaitGroup
+	fwd.Add(1)
 	go func() {
-		for range hup {
+		defer fwd.Done()
+		for {
 			select {
-			case reload <- struct{}{}:
-			default:
+			case <-fwdCtx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}()
+	defer func() { stopFwd(); fwd.Wait() }()
 	err := daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, Stderr: env.Stderr, Now: env.Now, Reload: reload, ResolvConf: env.ResolvConf})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "mailtls serve:", err)

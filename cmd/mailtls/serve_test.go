@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -315,5 +318,63 @@ host:
 	}
 	if n := acme.Orders(); n != len(doms) {
 		t.Errorf("%d ACME orders, want %d", n, len(doms))
+	}
+}
+
+// TestServeInProcessLeavesNothing runs serve in this process and stops
+// it: nothing it started (the SIGHUP forwarder included) keeps running.
+func TestServeInProcessLeavesNothing(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "mailtls.yaml")
+	os.WriteFile(cfg, []byte("admin: {listen: \"127.0.0.1:0\"}\n"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr lab.LogBuffer
+	env := DefaultEnv()
+	env.Stdout, env.Stderr = io.Discard, &stderr
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, []string{"serve", "--config", cfg}, env) }()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "mailtls serve started"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", stderr.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	var left string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		left = ""
+		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "cmd/mailtls.runServe") || strings.Contains(g, "internal/daemon.") {
+				left += g + "\n\n"
+			}
+		}
+		if left == "" {
+			return
+		}
+	}
+	t.Errorf("goroutines outlive serve:\n%s", left)
+}
+
+// TestServeBadCertificateExitsTwo: a certificate that cannot be served is a
+// configuration error: exit status 2, as documented.
+func TestServeBadCertificateExitsTwo(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	cert, key := l.CA.MustWriteLeaf(t, dir, lab.LeafOptions{DNSNames: []string{"mta-sts.other.test"}})
+	cfg := filepath.Join(dir, "mailtls.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: "off"}
+host:
+  listen_https: ["127.0.0.1:0"]
+  listen_http: []
+  storage: %s
+  acme: {disabled: true}
+  domains:
+    a.test: {mode: testing, mx: [mx1.a.test], cert: %s, key: %s}
+`, filepath.Join(dir, "storage"), cert, key)), 0o600)
+	r := run(t, "serve", "--config", cfg)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "not mta-sts.a.test") {
+		t.Errorf("exit %d, stderr %q; want 2 and the reason", r.code, r.stderr)
 	}
 }

@@ -362,13 +362,13 @@ func scenarios() []scenario {
 			not: []finding.ID{finding.PolicyHostNoAddress}},
 		{name: "STS-FETCH-16 MISC-34 only one of two addresses works", setup: func(w world) {
 			w.good()
-			w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`) // nothing listens: refused
+			w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String()) // refused
 		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.PolicyFetchPartial, finding.Warning}}},
 		{name: "STS-FETCH-2 MISC-1 connection refused", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
-			w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`)
+			w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String()) // refused
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyFetchFailed, finding.Error}}},
 		{name: "STS-FETCH-3 TLS 1.1 only", setup: func(w world) {
 			w.mail()

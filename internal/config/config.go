@@ -5,17 +5,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
-	"reflect"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,9 +23,6 @@ import (
 	"github.com/mailtls/mailtls/internal/domain"
 	"github.com/mailtls/mailtls/internal/mtasts"
 )
-
-// MaxFileSize bounds the configuration file.
-const MaxFileSize = 8 << 20
 
 // Config is the whole configuration.
 type Config struct {
@@ -188,6 +181,7 @@ type ACME struct {
 
 // Limits bound what one client can take.
 type Limits struct {
+	MaxConns          int      `yaml:"max_conns"`           // open connections in all; -1: no limit
 	MaxConnsPerIP     int      `yaml:"max_conns_per_ip"`    // -1: no limit
 	RequestsPerSecond float64  `yaml:"requests_per_second"` // per client IP; -1: no limit
 	Burst             int      `yaml:"burst"`
@@ -198,114 +192,8 @@ type Limits struct {
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
 }
 
-// Domains are the hosted policy domains by name. The type decodes itself:
-// yaml.v3 looks for duplicate keys by comparing every key of a mapping with
-// every other, which at 10,000 domains costs 0.4 s per load and grows with
-// the square (1.7 s at 20,000).
+// Domains are the hosted policy domains by name.
 type Domains map[string]Domain
-
-// domainKeys are the keys a domain may have (its yaml tags).
-var domainKeys = func() map[string]bool {
-	keys := map[string]bool{}
-	t := reflect.TypeFor[Domain]()
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		keys[name] = true
-	}
-	return keys
-}()
-
-// UnmarshalYAML implements yaml.Unmarshaler with the checks the decoder
-// makes (duplicate domains, unknown keys with their lines), in linear time.
-func (m *Domains) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n.ShortTag() == "!!null" {
-		*m = nil
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: host.domains must map domain names to their settings", n.Line)}}
-	}
-	out := make(Domains, len(n.Content)/2)
-	var errs []string
-	// Merged mappings (<<: *anchor) first: explicit keys override them.
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			for _, src := range mergeSources(n.Content[i+1]) {
-				var merged Domains
-				if err := merged.UnmarshalYAML(src); err != nil {
-					return err
-				}
-				maps.Copy(out, merged)
-			}
-		}
-	}
-	seen := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			errs = append(errs, fmt.Sprintf("line %d: mapping key %#v already defined at line %d", k.Line, k.Value, first))
-			continue
-		}
-		seen[k.Value] = k.Line
-		errs = unknownDomainKeys(errs, v)
-		var d Domain
-		if err := v.Decode(&d); err != nil {
-			var te *yaml.TypeError
-			if !errors.As(err, &te) {
-				return err
-			}
-			errs = append(errs, te.Errors...)
-		}
-		out[k.Value] = d
-	}
-	if len(errs) > 0 {
-		return &yaml.TypeError{Errors: errs}
-	}
-	*m = out
-	return nil
-}
-
-// unknownDomainKeys reports the keys of a domain that Domain does not
-// have, as the decoder's KnownFields words them.
-func unknownDomainKeys(errs []string, v *yaml.Node) []string {
-	if v.Kind == yaml.AliasNode {
-		v = v.Alias
-	}
-	if v.Kind != yaml.MappingNode {
-		return errs // Decode reports the wrong type
-	}
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		k := v.Content[i]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			for _, src := range mergeSources(v.Content[i+1]) {
-				errs = unknownDomainKeys(errs, src)
-			}
-			continue
-		}
-		if !domainKeys[k.Value] {
-			errs = append(errs, fmt.Sprintf("line %d: field %s not found in type config.Domain", k.Line, k.Value))
-		}
-	}
-	return errs
-}
-
-// mergeSources are the mappings a merge key (<<) refers to: one, or a
-// sequence of them.
-func mergeSources(v *yaml.Node) []*yaml.Node {
-	if v.Kind == yaml.AliasNode {
-		v = v.Alias
-	}
-	if v.Kind == yaml.SequenceNode {
-		return v.Content
-	}
-	return []*yaml.Node{v}
-}
 
 // Domain is one hosted policy domain.
 type Domain struct {
@@ -328,8 +216,8 @@ type Duration time.Duration
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration such as 30s or 1h", n.Line, n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil || v < 0 {
+		return &typeError{want: "a duration such as 30s or 1h"}
 	}
 	*d = Duration(v)
 	return nil
@@ -348,6 +236,7 @@ const (
 	DefaultCacheControl      = "max-age=60"
 	DefaultStorage           = "/var/lib/mailtls"
 	DefaultFollowMXInterval  = time.Hour
+	DefaultMaxConns          = 10000
 	DefaultMaxConnsPerIP     = 64
 	DefaultRequestsPerSecond = 50
 	DefaultBurst             = 100
@@ -423,6 +312,7 @@ func (c *Config) applyDefaults() {
 			*v = d
 		}
 	}
+	setInt(&l.MaxConns, DefaultMaxConns)
 	setInt(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	setInt(&l.Burst, DefaultBurst)
 	setInt(&l.MaxHeaderBytes, 8<<10)
@@ -475,65 +365,60 @@ func (w *Web) applyDefaults() {
 	setDur(&w.Scanner.Timeout, 60*time.Second)
 }
 
-func (w *Web) validate(bad func(string, ...any)) {
+func (w *Web) validate(v *validator) {
 	for _, l := range append(append([]string{}, w.Listen...), w.ListenHTTPS...) {
 		if err := checkListen(l); err != nil {
-			bad("web listen address %q: %v", l, err)
+			v.bad("web.listen", "web listen address %q: %v", l, err)
 		}
 	}
 	if len(w.Listen)+len(w.ListenHTTPS) == 0 {
-		bad("web: give at least one address in listen or listen_https")
+		v.bad("web.listen", "web: give at least one address in listen or listen_https")
 	}
 	if len(w.ListenHTTPS) > 0 && (w.TLS.Cert == "" || w.TLS.Key == "") {
-		bad("web.listen_https needs web.tls.cert and web.tls.key")
+		v.bad("web.listen_https", "web.listen_https needs web.tls.cert and web.tls.key")
 	}
 	if (w.TLS.Cert == "") != (w.TLS.Key == "") {
-		bad("web.tls: give both cert and key, or neither")
+		v.bad("web.tls", "web.tls: give both cert and key, or neither")
 	}
-	for _, f := range []string{w.TLS.Cert, w.TLS.Key} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			bad("web.tls: %v", err)
+	for key, f := range map[string]string{"web.tls.cert": w.TLS.Cert, "web.tls.key": w.TLS.Key} {
+		if f != "" {
+			checkFile(v, key, f)
 		}
 	}
 	if w.PublicURL != "" {
 		u, err := url.Parse(w.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			bad("web.public_url %q: want an origin such as https://check.example.com", w.PublicURL)
+			v.bad("web.public_url", "web.public_url %q: want an origin such as https://check.example.com", w.PublicURL)
 		}
 	}
 	for _, p := range w.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
-			bad("web.trusted_proxies: %q is not a network such as 10.0.0.0/8", p)
+			v.bad("web.trusted_proxies", "web.trusted_proxies: %q is not a network such as 10.0.0.0/8", p)
 		}
 	}
 	for _, p := range w.Scanner.AllowNetworks {
 		if _, err := netip.ParsePrefix(p); err != nil {
-			bad("web.scanner.allow_networks: %q is not a network such as 10.0.0.0/8", p)
+			v.bad("web.scanner.allow_networks", "web.scanner.allow_networks: %q is not a network such as 10.0.0.0/8", p)
 		}
 	}
 	l := w.Limits
 	if l.ConcurrentScans < 1 || l.Queue < 1 || l.ScanBurst < 1 || l.StreamsPerClient < 1 || l.MaxHeaderBytes < 1024 ||
 		(l.ScansPerMinute < 0 && l.ScansPerMinute != -1) || l.ConcurrentPerClient < -1 {
-		bad("web.limits: values must be positive (scans_per_minute and concurrent_per_client may be -1 for no limit; max_header_bytes at least 1024)")
+		v.bad("web.limits", "web.limits: values must be positive (scans_per_minute and concurrent_per_client may be -1 for no limit; max_header_bytes at least 1024)")
 	}
 	if l.ResultTTL.D() > MaxWebResultTTL {
-		bad("web.limits.result_ttl %s: anonymous results are kept at most %s", l.ResultTTL.D(), MaxWebResultTTL)
+		v.bad("web.limits.result_ttl", "web.limits.result_ttl %s: anonymous results are kept at most %s", l.ResultTTL.D(), MaxWebResultTTL)
 	}
 	if l.Reuse.D() > l.ResultTTL.D() {
-		bad("web.limits.reuse %s is longer than result_ttl %s", l.Reuse.D(), l.ResultTTL.D())
+		v.bad("web.limits.reuse", "web.limits.reuse %s is longer than result_ttl %s", l.Reuse.D(), l.ResultTTL.D())
 	}
 	if e := w.Scanner.EHLO; e != "" && !strings.HasPrefix(e, "[") && domain.CheckHostname(strings.TrimSuffix(e, ".")) != nil {
-		bad("web.scanner.ehlo %q is not a host name or address literal", e)
+		v.bad("web.scanner.ehlo", "web.scanner.ehlo %q is not a host name or address literal", e)
 	}
 	if w.Scanner.Timeout.D() > 10*time.Minute {
-		bad("web.scanner.timeout %s: at most 10m", w.Scanner.Timeout.D())
+		v.bad("web.scanner.timeout", "web.scanner.timeout %s: at most 10m", w.Scanner.Timeout.D())
 	}
 }
-
-var lineRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
 
 // Load reads and validates a configuration file.
 func Load(path string) (*Config, error) {
@@ -545,118 +430,157 @@ func Load(path string) (*Config, error) {
 }
 
 // ReadFile reads a configuration file, at most MaxFileSize bytes.
-func ReadFile(path string) ([]byte, error) {
+func ReadFile(path string) ([]byte, error) { return ReadLimited(path, MaxFileSize) }
+
+// ReadLimited reads a file the configuration names, which must be a
+// regular file (not a device such as /dev/zero, nor a pipe that never
+// ends) of at most limit bytes. Errors are *Error of kind ErrFile.
+func ReadLimited(path string, limit int) ([]byte, error) {
+	fail := func(msg string, err error) error {
+		return &Error{File: path, Kind: ErrFile, Msg: msg, Err: err}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fail(pathErrorText(err), err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fail("not a regular file", nil)
+	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fail(pathErrorText(err), err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fail(pathErrorText(err), err)
 	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, MaxFileSize)
+	if len(data) > limit {
+		return nil, fail(fmt.Sprintf("larger than %d bytes", limit), nil)
 	}
 	return data, nil
 }
 
+// pathErrorText is an *os.PathError's text without the path, which the
+// Error names already.
+func pathErrorText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}
+
 // Parse decodes and validates configuration bytes; name labels errors.
+// Errors are Errors: every problem found, each with its line when it has
+// one.
 func Parse(name string, data []byte) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, decodeError(name, err)
+	lines, errs := decode(name, data, c)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if errs := c.validate(name, lines); len(errs) > 0 {
+		return nil, errs
 	}
 	return c, nil
 }
 
-// decodeError rewrites YAML errors as "file:line: message".
-func decodeError(name string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var msgs []string
-		for _, e := range te.Errors {
-			if m := lineRe.FindStringSubmatch(e); m != nil {
-				msgs = append(msgs, fmt.Sprintf("%s:%s: unknown key %q", name, m[1], m[2]))
-				continue
-			}
-			msgs = append(msgs, name+":"+strings.TrimPrefix(e, "line "))
-		}
-		return errors.New(strings.Join(msgs, "\n"))
-	}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if strings.HasPrefix(msg, "line ") {
-		return fmt.Errorf("%s:%s", name, strings.TrimPrefix(msg, "line "))
-	}
-	return fmt.Errorf("%s: %s", name, msg)
+// Validate checks the configuration; each error names its key.
+func (c *Config) Validate() error { return c.validate("", nil).orNil() }
+
+// validator collects validation errors, with the line of the key when the
+// decoder recorded it.
+type validator struct {
+	file  string
+	lines map[string]int
+	errs  Errors
 }
 
-// Validate checks the configuration; the error names the key.
-func (c *Config) Validate() error {
-	var errs []string
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+// bad records a problem with key; the message starts with the key.
+func (v *validator) bad(key, format string, args ...any) {
+	line := 0
+	// The line of the key, or of the closest enclosing key recorded (a
+	// domain's keys take the domain's line).
+	for k := key; k != "" && v.lines != nil; {
+		if l, ok := v.lines[k]; ok {
+			line = l
+			break
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: key, Kind: ErrInvalid, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validate(file string, lines map[string]int) Errors {
+	v := &validator{file: file, lines: lines}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level %q: use debug, info, warn or error", c.Log.Level)
+		v.bad("log.level", "log.level %q: use debug, info, warn or error", c.Log.Level)
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
-		bad("log.format %q: use text or json", c.Log.Format)
+		v.bad("log.format", "log.format %q: use text or json", c.Log.Format)
 	}
 	if c.Admin.Listen != "off" {
 		if err := checkListen(c.Admin.Listen); err != nil {
-			bad("admin.listen: %v", err)
+			v.bad("admin.listen", "admin.listen: %v", err)
 		}
 	}
 	if h := c.Host; h != nil {
-		h.validate(bad)
+		h.validate(v)
 	}
 	if r := c.Resolver; r != nil {
-		r.validate(bad)
+		r.validate(v)
 	}
 	if w := c.Web; w != nil {
-		w.validate(bad)
+		w.validate(v)
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "\n"))
-	}
-	return nil
+	return v.errs
 }
 
-func (h *Host) validate(bad func(string, ...any)) {
-	for _, l := range append(append([]string{}, h.ListenHTTPS...), h.ListenHTTP...) {
+func (h *Host) validate(v *validator) {
+	for _, l := range h.ListenHTTPS {
 		if err := checkListen(l); err != nil {
-			bad("host listen address %q: %v", l, err)
+			v.bad("host.listen_https", "host.listen_https %q: %v", l, err)
+		}
+	}
+	for _, l := range h.ListenHTTP {
+		if err := checkListen(l); err != nil {
+			v.bad("host.listen_http", "host.listen_http %q: %v", l, err)
 		}
 	}
 	if len(h.ListenHTTPS) == 0 {
-		bad("host.listen_https: at least one address is needed")
+		v.bad("host.listen_https", "host.listen_https: at least one address is needed")
+	}
+	// A header value must not end the header early (RFC 9110 §5.5).
+	if strings.ContainsFunc(h.CacheControl, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+		v.bad("host.cache_control", "host.cache_control %q: a header value cannot hold control characters such as CR or LF", h.CacheControl)
 	}
 	if h.PublicName != "" && domain.CheckHostname(strings.TrimSuffix(h.PublicName, ".")) != nil {
-		bad("host.public_name %q is not a host name", h.PublicName)
+		v.bad("host.public_name", "host.public_name %q is not a host name", h.PublicName)
 	}
 	for _, a := range h.PublicAddresses {
 		if net.ParseIP(a) == nil {
-			bad("host.public_addresses: %q is not an IP address", a)
+			v.bad("host.public_addresses", "host.public_addresses: %q is not an IP address", a)
 		}
 	}
 	for _, ch := range h.ACME.Challenges {
 		if ch != "http-01" && ch != "tls-alpn-01" {
-			bad("host.acme.challenges: %q: use http-01 and/or tls-alpn-01", ch)
+			v.bad("host.acme.challenges", "host.acme.challenges: %q: use http-01 and/or tls-alpn-01", ch)
 		}
 	}
 	if !h.ACME.Disabled && len(h.ListenHTTP) == 0 && !slices.Contains(h.ACME.Challenges, "tls-alpn-01") {
-		bad("host.acme: with no listen_http, the tls-alpn-01 challenge is needed")
+		v.bad("host.acme", "host.acme: with no listen_http, the tls-alpn-01 challenge is needed")
 	}
 	l := h.Limits
-	if l.Burst < 0 || l.MaxHeaderBytes < 1024 || l.MaxConnsPerIP < -1 || l.RequestsPerSecond < -1 {
-		bad("host.limits: values must be positive, or -1 for no limit (max_header_bytes at least 1024)")
+	if l.Burst < 0 || l.MaxHeaderBytes < 1024 || l.MaxConnsPerIP < -1 || l.MaxConns < -1 || l.RequestsPerSecond < -1 {
+		v.bad("host.limits", "host.limits: values must be positive, or -1 for no limit (max_header_bytes at least 1024)")
 	}
 	names := make([]string, 0, len(h.Domains))
 	for d := range h.Domains {
@@ -664,52 +588,61 @@ func (h *Host) validate(bad func(string, ...any)) {
 	}
 	sort.Strings(names)
 	for _, d := range names {
-		h.Domains[d] = h.validateDomain(d, h.Domains[d], bad)
+		h.validateDomain(v, d, h.Domains[d])
 	}
 }
 
-func (h *Host) validateDomain(name string, d Domain, bad func(string, ...any)) Domain {
+func (h *Host) validateDomain(v *validator, name string, d Domain) {
 	where := "host.domains." + name
 	if n, _, err := domain.Parse(name); err != nil || n != name {
-		bad("%s: %q is not a domain in canonical form (lower case, A-labels, no trailing dot)", where, name)
+		v.bad(where, "%s: %q is not a domain in canonical form (lower case, A-labels, no trailing dot)", where, name)
 	}
+	modeOK := true
 	switch mtasts.Mode(d.Mode) {
 	case mtasts.ModeEnforce, mtasts.ModeTesting, mtasts.ModeNone:
 	default:
-		bad("%s.mode %q: use enforce, testing or none", where, d.Mode)
+		modeOK = false
+		v.bad(where+".mode", "%s.mode %q: use enforce, testing or none", where, d.Mode)
 	}
 	for _, p := range d.MX {
 		if err := mtasts.CheckPattern(p); err != nil {
-			bad("%s.mx %q: %v", where, p, err)
+			v.bad(where+".mx", "%s.mx %q: %v", where, p, err)
 		}
 	}
 	switch {
 	case d.FollowMX && len(d.MX) > 0:
-		bad("%s: give either mx or follow_mx, not both", where)
-	case !d.FollowMX && len(d.MX) == 0 && d.Mode != string(mtasts.ModeNone):
-		bad("%s: mode %s needs mx patterns or follow_mx: true (RFC 8461 §3.2)", where, d.Mode)
+		v.bad(where, "%s: give either mx or follow_mx, not both", where)
+	case modeOK && !d.FollowMX && len(d.MX) == 0 && d.Mode != string(mtasts.ModeNone):
+		// Only for a valid mode: a mistyped one has its own error.
+		v.bad(where+".mx", "%s: mode %s needs mx patterns or follow_mx: true (RFC 8461 §3.2)", where, d.Mode)
 	}
 	if d.MaxAge != nil && (*d.MaxAge < 0 || *d.MaxAge > mtasts.MaxMaxAge) {
-		bad("%s.max_age %d: must be 0 to %d seconds (RFC 8461 §3.2)", where, *d.MaxAge, mtasts.MaxMaxAge)
+		v.bad(where+".max_age", "%s.max_age %d: must be 0 to %d seconds (RFC 8461 §3.2)", where, *d.MaxAge, mtasts.MaxMaxAge)
 	}
 	if (d.Cert == "") != (d.Key == "") {
-		bad("%s: give both cert and key, or neither", where)
+		v.bad(where, "%s: give both cert and key, or neither", where)
 	}
 	if d.Cert != "" && d.OnDemand {
-		bad("%s: on_demand issues certificates; it cannot be combined with a static cert", where)
+		v.bad(where, "%s: on_demand issues certificates; it cannot be combined with a static cert", where)
 	}
 	if d.Cert == "" && h.ACME.Disabled {
-		bad("%s: ACME is disabled, so the domain needs a static cert and key", where)
+		v.bad(where, "%s: ACME is disabled, so the domain needs a static cert and key", where)
 	}
-	for _, f := range []string{d.Cert, d.Key} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			bad("%s: %v", where, err)
+	for key, f := range map[string]string{"cert": d.Cert, "key": d.Key} {
+		if f != "" {
+			checkFile(v, where+"."+key, f)
 		}
 	}
-	return d
+}
+
+// checkFile checks that a file the configuration names is a regular file:
+// it is read later, and a device or a pipe would never end.
+func checkFile(v *validator, key, f string) {
+	if fi, err := os.Stat(f); err != nil {
+		v.bad(key, "%s: %v", key, err)
+	} else if !fi.Mode().IsRegular() {
+		v.bad(key, "%s %s: not a regular file", key, f)
+	}
 }
 
 // EffectiveMaxAge is the domain's max_age, or the default for its mode.
@@ -737,37 +670,37 @@ func checkListen(addr string) error {
 	return nil
 }
 
-func (r *Resolver) validate(bad func(string, ...any)) {
+func (r *Resolver) validate(v *validator) {
 	for _, l := range r.Listen {
 		if err := checkListen(l); err != nil {
-			bad("resolver.listen %q: %v", l, err)
+			v.bad("resolver.listen", "resolver.listen %q: %v", l, err)
 		}
 	}
 	if len(r.Listen) == 0 && r.Unix == "" {
-		bad("resolver: give listen addresses or a unix socket")
+		v.bad("resolver.listen", "resolver: give listen addresses or a unix socket")
 	}
 	if r.Unix != "" && !strings.HasPrefix(r.Unix, "/") {
-		bad("resolver.unix %q: use an absolute path", r.Unix)
+		v.bad("resolver.unix", "resolver.unix %q: use an absolute path", r.Unix)
 	}
 	if m, err := strconv.ParseUint(r.UnixMode, 8, 32); err != nil || m > 0o777 {
-		bad("resolver.unix_mode %q: use octal permissions such as 0660", r.UnixMode)
+		v.bad("resolver.unix_mode", "resolver.unix_mode %q: use octal permissions such as 0660", r.UnixMode)
 	}
 	if r.CacheSize < 1 {
-		bad("resolver.cache_size %d: at least 1", r.CacheSize)
+		v.bad("resolver.cache_size", "resolver.cache_size %d: at least 1", r.CacheSize)
 	}
 	for _, a := range r.TrustAD {
 		if net.ParseIP(strings.Trim(a, "[]")) == nil {
 			if _, _, err := net.SplitHostPort(a); err != nil {
-				bad("resolver.trust_ad %q: an IP address or IP:port", a)
+				v.bad("resolver.trust_ad", "resolver.trust_ad %q: an IP address or IP:port", a)
 			}
 		}
 	}
 	if r.MaxConns < 0 || r.MaxConnsPerIP < 0 {
-		bad("resolver: max_conns and max_conns_per_ip must not be negative")
+		v.bad("resolver", "resolver: max_conns and max_conns_per_ip must not be negative")
 	}
 	for name := range r.Zones {
 		if name == "" || strings.ContainsAny(name, " \t:") {
-			bad("resolver.zones %q: a socketmap name has no spaces or colons", name)
+			v.bad("resolver.zones", "resolver.zones %q: a socketmap name has no spaces or colons", name)
 		}
 	}
 }

@@ -1,12 +1,16 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestDefaultsWithoutFile(t *testing.T) {
@@ -59,46 +63,145 @@ func TestDomainsMerge(t *testing.T) {
 	}
 }
 
-// TestErrors: every mistake names the file, the line or the key.
+// TestErrors: every mistake is a typed Error naming the file, the line
+// (when it has one) and the key.
 func TestErrors(t *testing.T) {
 	tests := []struct {
-		name, yaml, want string
+		name, yaml string
+		kind       ErrorKind
+		line       int
+		want       string
 	}{
-		{"unknown top-level key", "hots:\n  domains: {}\n", `c.yaml:1: unknown key "hots"`},
-		{"unknown domain key", "host:\n  domains:\n    example.com:\n      mode: testing\n      modee: enforce\n", `c.yaml:5: unknown key "modee"`},
-		{"unknown key in merged settings", "host:\n  domains:\n    a.example: &d {mode: none}\n    b.example: {<<: *d, modee: x}\n", `c.yaml:4: unknown key "modee"`},
-		{"domain twice", "host:\n  domains:\n    example.com: {mode: none}\n    example.com: {mode: none}\n", `c.yaml:4: mapping key "example.com" already defined at line 3`},
-		{"domains not a mapping", "host:\n  domains: [example.com]\n", "c.yaml:2: host.domains must map"},
-		{"domain of the wrong type", "host:\n  domains:\n    example.com: [enforce]\n", "c.yaml:3:"},
-		{"syntax", "host: [\n", "c.yaml:"},
-		{"bad mode", "host:\n  domains:\n    example.com: {mode: strict, mx: [a.example.com]}\n", `host.domains.example.com.mode "strict"`},
-		{"bad mx", "host:\n  domains:\n    example.com: {mode: enforce, mx: [\"mx.example.com.\"]}\n", "ends with a dot"},
-		{"no mx", "host:\n  domains:\n    example.com: {mode: enforce}\n", "needs mx patterns or follow_mx"},
-		{"mx and follow_mx", "host:\n  domains:\n    example.com: {mode: enforce, follow_mx: true, mx: [a.example.com]}\n", "not both"},
-		{"max_age too big", "host:\n  domains:\n    example.com: {mode: none, max_age: 31557601}\n", "max_age 31557601"},
-		{"domain not canonical", "host:\n  domains:\n    Example.COM: {mode: none}\n", "canonical form"},
-		{"cert without key", "host:\n  domains:\n    example.com: {mode: none, cert: /x.pem}\n", "both cert and key"},
-		{"missing cert file", "host:\n  domains:\n    example.com: {mode: none, cert: /nonexistent/x.pem, key: /nonexistent/k.pem}\n", "no such file"},
-		{"bad duration", "host:\n  follow_mx_interval: soon\n", "not a duration"},
-		{"bad listen", "host:\n  listen_https: [\"example.com:443\"]\n", "must be an IP address"},
-		{"bad challenge", "host:\n  acme: {challenges: [dns-01]}\n", `"dns-01"`},
-		{"bad log level", "log: {level: loud}\n", `log.level "loud"`},
-		{"web: result_ttl above an hour", "web:\n  limits: {result_ttl: 2h}\n", "at most 1h0m0s"},
-		{"web: https without a certificate", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n", "needs web.tls.cert"},
-		{"web: bad public_url", "web:\n  public_url: check.example.com\n", "web.public_url"},
-		{"web: bad proxy", "web:\n  trusted_proxies: [10.0.0.1/99]\n", "web.trusted_proxies"},
-		{"web: bad allowed network", "web:\n  scanner: {allow_networks: [lan]}\n", "web.scanner.allow_networks"},
-		{"web: bad ehlo", "web:\n  scanner: {ehlo: \"not a name\"}\n", "web.scanner.ehlo"},
-		{"web: no listener", "web:\n  listen: []\n", "at least one address"},
-		{"web: unknown key", "web:\n  scaner: {}\n", `c.yaml:2: unknown key "scaner"`},
-		{"web: no connect-to from the config", "web:\n  scanner: {connect_to: [\"a:25:127.0.0.1:25\"]}\n", `unknown key "connect_to"`},
-		{"static certs needed without ACME", "host:\n  acme: {disabled: true}\n  domains:\n    example.com: {mode: none}\n", "needs a static cert"},
+		{"unknown top-level key", "hots:\n  domains: {}\n", ErrUnknownKey, 1, `c.yaml:1: unknown key "hots"`},
+		{"unknown domain key", "host:\n  domains:\n    example.com:\n      mode: testing\n      modee: enforce\n", ErrUnknownKey, 5, `c.yaml:5: unknown key "modee"`},
+		{"unknown key in merged settings", "host:\n  domains:\n    a.example: &d {mode: none}\n    b.example: {<<: *d, modee: x}\n", ErrUnknownKey, 4, `c.yaml:4: unknown key "modee"`},
+		{"domain twice", "host:\n  domains:\n    example.com: {mode: none}\n    example.com: {mode: none}\n", ErrDuplicateKey, 4, `c.yaml:4: host.domains.example.com is given twice (first at line 3)`},
+		{"key twice", "log: {level: info}\nlog: {level: debug}\n", ErrDuplicateKey, 2, "log is given twice"},
+		{"domains not a mapping", "host:\n  domains: [example.com]\n", ErrType, 2, "c.yaml:2: host.domains: want a mapping, not a list"},
+		{"domain of the wrong type", "host:\n  domains:\n    example.com: [enforce]\n", ErrType, 3, "c.yaml:3: host.domains.example.com: want a mapping of settings"},
+		{"number of the wrong type", "host:\n  limits: {burst: many}\n", ErrType, 2, `host.limits.burst "many": want a whole number`},
+		{"list where a value goes", "host:\n  domains:\n    example.com: {mode: [a]}\n", ErrType, 3, "host.domains.example.com.mode: want a single value, not a list"},
+		{"syntax", "host: [\n", ErrSyntax, 0, "c.yaml: line "},
+		{"bad mode", "host:\n  domains:\n    example.com: {mode: strict, mx: [a.example.com]}\n", ErrInvalid, 3, `c.yaml:3: host.domains.example.com.mode "strict"`},
+		{"bad mx", "host:\n  domains:\n    example.com: {mode: enforce, mx: [\"mx.example.com.\"]}\n", ErrInvalid, 3, "ends with a dot"},
+		{"no mx", "host:\n  domains:\n    example.com: {mode: enforce}\n", ErrInvalid, 3, "needs mx patterns or follow_mx"},
+		{"mx and follow_mx", "host:\n  domains:\n    example.com: {mode: enforce, follow_mx: true, mx: [a.example.com]}\n", ErrInvalid, 3, "not both"},
+		{"max_age too big", "host:\n  domains:\n    example.com: {mode: none, max_age: 31557601}\n", ErrInvalid, 3, "max_age 31557601"},
+		{"domain not canonical", "host:\n  domains:\n    Example.COM: {mode: none}\n", ErrInvalid, 3, "canonical form"},
+		{"cert without key", "host:\n  domains:\n    example.com: {mode: none, cert: /x.pem}\n", ErrInvalid, 3, "both cert and key"},
+		{"missing cert file", "host:\n  domains:\n    example.com: {mode: none, cert: /nonexistent/x.pem, key: /nonexistent/k.pem}\n", ErrInvalid, 3, "no such file"},
+		{"cert is a device", "host:\n  domains:\n    example.com: {mode: none, cert: /dev/zero, key: /dev/zero}\n", ErrInvalid, 3, "/dev/zero: not a regular file"},
+		{"bad duration", "host:\n  follow_mx_interval: soon\n", ErrType, 2, `host.follow_mx_interval "soon": want a duration such as 30s or 1h`},
+		{"bad listen", "host:\n  listen_https: [\"example.com:443\"]\n", ErrInvalid, 2, "must be an IP address"},
+		{"bad challenge", "host:\n  acme: {challenges: [dns-01]}\n", ErrInvalid, 2, `"dns-01"`},
+		{"bad log level", "log: {level: loud}\n", ErrInvalid, 1, `log.level "loud"`},
+		{"static certs needed without ACME", "host:\n  acme: {disabled: true}\n  domains:\n    example.com: {mode: none}\n", ErrInvalid, 4, "needs a static cert"},
+		// A header value with CR or LF would end the header early.
+		{"cache_control with CR LF", "host:\n  cache_control: \"max-age=60\\r\\nSet-Cookie: a=b\"\n", ErrInvalid, 2, "control characters"},
+		{"negative global limit", "host:\n  limits: {max_conns: -2}\n", ErrInvalid, 2, "host.limits"},
+		{"web: result_ttl above an hour", "web:\n  limits: {result_ttl: 2h}\n", ErrInvalid, 2, "at most 1h0m0s"},
+		{"web: https without a certificate", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n", ErrInvalid, 2, "needs web.tls.cert"},
+		{"web: bad public_url", "web:\n  public_url: check.example.com\n", ErrInvalid, 2, "web.public_url"},
+		{"web: bad proxy", "web:\n  trusted_proxies: [10.0.0.1/99]\n", ErrInvalid, 2, "web.trusted_proxies"},
+		{"web: bad allowed network", "web:\n  scanner: {allow_networks: [lan]}\n", ErrInvalid, 2, "web.scanner.allow_networks"},
+		{"web: bad ehlo", "web:\n  scanner: {ehlo: \"not a name\"}\n", ErrInvalid, 2, "web.scanner.ehlo"},
+		{"web: no listener", "web:\n  listen: []\n", ErrInvalid, 2, "at least one address"},
+		{"web: unknown key", "web:\n  scaner: {}\n", ErrUnknownKey, 2, `c.yaml:2: unknown key "scaner"`},
+		{"web: no connect-to from the config", "web:\n  scanner: {connect_to: [\"a:25:127.0.0.1:25\"]}\n", ErrUnknownKey, 2, `unknown key "connect_to"`},
+		{"web: certificate is a device", "web:\n  tls: {cert: /dev/zero, key: /dev/zero}\n", ErrInvalid, 2, "web.tls.cert /dev/zero: not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("c.yaml", []byte(tt.yaml))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %v, want it to contain %q", err, tt.want)
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v (%T), want Errors", err, err)
+			}
+			e := errs[0]
+			if e.Kind != tt.kind || e.Line != tt.line || e.File != "c.yaml" || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q (kind %d, line %d), want kind %d, line %d, containing %q", err, e.Kind, e.Line, tt.kind, tt.line, tt.want)
+			}
+		})
+	}
+}
+
+// TestOneErrorPerMistake: a mistyped mode is one error, not also a
+// misleading "needs mx patterns".
+func TestOneErrorPerMistake(t *testing.T) {
+	_, err := Parse("c.yaml", []byte("host:\n  domains:\n    example.com: {mode: enforcee}\n"))
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Key != "host.domains.example.com.mode" {
+		t.Errorf("want exactly the mode error, got %v", err)
+	}
+	// Every problem of a file is listed at once.
+	_, err = Parse("c.yaml", []byte("log: {level: loud, formt: json}\nhost:\n  domains:\n    a.example: {mode: x, mx: 1}\n"))
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Errorf("want the two decoding errors, got %v", err)
+	}
+}
+
+// hostile are files that once crashed or hung the server (issue 9):
+// each is rejected at once with an ErrLimit error.
+var hostile = []struct {
+	name string
+	yaml string
+	want string
+}{
+	{"merge key referring to its own mapping", "host:\n  acme: {disabled: true}\n  domains: &d\n    a.example: {mode: none}\n    <<: *d\n",
+		"the alias *d refers to a mapping or list that contains it"},
+	{"settings merging themselves", "host: &h\n  <<: *h\n", "the alias *h"},
+	{"a list that contains itself", "host:\n  listen_https: &l [a, *l]\n", "the alias *l"},
+	{"billion laughs through merge keys", laughs(8), "nodes once its aliases are expanded"},
+	{"one long list referred to many times", listLaughs(10000, 300), "nodes once its aliases are expanded"},
+	{"merge chain deeper than the bound", mergeChain(MaxDepth + 5), "levels deep"},
+}
+
+// laughs nests domain mappings through merge keys, each level merging
+// the one before ten times: n levels are 10^n domains to decode.
+func laughs(n int) string {
+	var b strings.Builder
+	b.WriteString("host:\n  acme: {disabled: true}\n  domains:\n    <<: &l0 {a.example: {mode: none}}\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "    <<: &l%d {<<: [*l%d%s]}\n", i, i-1, strings.Repeat(fmt.Sprintf(", *l%d", i-1), 9))
+	}
+	return b.String()
+}
+
+// listLaughs is one long list of MX patterns that many domains refer to:
+// each reference decodes the whole list again.
+func listLaughs(items, domains int) string {
+	var b strings.Builder
+	b.WriteString("host:\n  acme: {disabled: true}\n  public_addresses: &mx [a.example" + strings.Repeat(", a.example", items-1) + "]\n  domains:\n")
+	for i := range domains {
+		fmt.Fprintf(&b, "    d%d.example: {mode: none, mx: *mx}\n", i)
+	}
+	return b.String()
+}
+
+// mergeChain is n mappings, each merging the one before.
+func mergeChain(n int) string {
+	var b strings.Builder
+	b.WriteString("log: &m0 {level: info}\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "x%d: &m%d {<<: *m%d}\n", i, i, i-1)
+	}
+	fmt.Fprintf(&b, "admin: {<<: *m%d}\n", n)
+	return b.String()
+}
+
+func TestHostileFilesAreRejectedQuickly(t *testing.T) {
+	for _, tt := range hostile {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, err := Parse("c.yaml", []byte(tt.yaml)); done <- err }()
+			select {
+			case err := <-done:
+				var errs Errors
+				if !errors.As(err, &errs) || errs[len(errs)-1].Kind != ErrLimit || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("error %v, want an ErrLimit error containing %q", err, tt.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("parsing did not end")
 			}
 		})
 	}
@@ -110,8 +213,15 @@ func TestLoadLimits(t *testing.T) {
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger") {
 		t.Errorf("oversized file: %v", err)
 	}
-	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
-		t.Error("a missing file is an error")
+	if _, err := Parse("big.yaml", make([]byte, MaxFileSize+1)); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Errorf("oversized bytes: %v", err)
+	}
+	var e *Error
+	if _, err := Load("/dev/zero"); !errors.As(err, &e) || e.Kind != ErrFile || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a device: %v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); !errors.Is(err, os.ErrNotExist) || !errors.As(err, &e) || e.Kind != ErrFile {
+		t.Errorf("a missing file is an ErrFile error: %v", err)
 	}
 }
 
@@ -139,4 +249,45 @@ func TestDocumentedExample(t *testing.T) {
 	if c.Host == nil || len(c.Host.Domains) < 3 {
 		t.Errorf("the example should show several domains: %+v", c.Host)
 	}
+}
+
+// FuzzParse: any bytes give a configuration or typed errors, never a
+// panic or a hang; an accepted configuration written back as YAML parses
+// to the same configuration.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("host:\n  domains:\n    example.com: {mode: testing, mx: [mx1.example.com]}\n"))
+	f.Add([]byte("log: {level: debug, format: json}\nadmin: {listen: off}\nhost:\n  listen_https: [\":443\"]\n  limits: {max_conns: 5, burst: 2}\n  follow_mx_interval: 5m\n  domains:\n    a.example: &d {mode: enforce, mx: [\"*.mail.a.example\"], max_age: 86400}\n    b.example: {<<: *d, follow_mx: true, mx: []}\n"))
+	for _, h := range hostile {
+		if len(h.yaml) < 4096 {
+			f.Add([]byte(h.yaml))
+		}
+	}
+	f.Add([]byte(laughs(3)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("f.yaml", data)
+		if err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %v (%T) is not Errors", err, err)
+			}
+			for _, e := range errs {
+				if e.File != "f.yaml" || e.Kind == 0 || e.Line < 0 || e.Msg == "" {
+					t.Fatalf("malformed error %+v", e)
+				}
+			}
+			return
+		}
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		again, err := Parse("again.yaml", out)
+		if err != nil {
+			t.Fatalf("the configuration written back does not parse: %v\n%s", err, out)
+		}
+		// Compared as YAML: an empty list and no list read the same.
+		if out2, err := yaml.Marshal(again); err != nil || string(out2) != string(out) {
+			t.Fatalf("round trip changed the configuration:\n%s\n%s", out, out2)
+		}
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/policyhost"
@@ -16,7 +15,7 @@ import (
 func newCertManager(d *Daemon, h *config.Host, https, plain []net.Listener) (certManager, error) {
 	var roots *x509.CertPool
 	if f := h.ACME.TrustedRoots; f != "" {
-		pem, err := os.ReadFile(f)
+		pem, err := config.ReadLimited(f, policyhost.MaxCertFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("host.acme.trusted_roots: %w", err)
 		}

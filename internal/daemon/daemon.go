@@ -3,6 +3,12 @@
 // (/healthz, /metrics), reloads on SIGHUP or when the file changes — keeping
 // the old configuration when the new one is bad — and shuts down
 // gracefully.
+//
+// The shape every role shares: a role is switched on by its section of
+// the one configuration file (roleTypes), opens its listeners with
+// Daemon.listen and serves them with Daemon.serve, applies a reloaded
+// configuration in apply, reports in /healthz through health, and stops in
+// shutdown.
 package daemon
 
 import (
@@ -18,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +33,7 @@ import (
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
+	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 )
 
@@ -39,6 +47,9 @@ type Options struct {
 	// WatchInterval is how often the config file is checked for changes;
 	// 0 means 2s, negative turns watching off.
 	WatchInterval time.Duration
+	// LoadTimeout bounds reading and checking the file at a reload (the
+	// reload is rejected past it); 0 means 30s.
+	LoadTimeout time.Duration
 	// ShutdownGrace bounds the wait for requests in flight at shutdown;
 	// 0 means 15s.
 	ShutdownGrace time.Duration
@@ -51,7 +62,7 @@ type Options struct {
 	Roots  *x509.CertPool
 	Dialer *dial.Dialer
 	// Ready, if set, is called once every listener is open, with their
-	// addresses by role ("host-https", "host-http", "web", "web-https",
+	// addresses by name ("host-https", "host-http", "web", "web-https",
 	// "admin").
 	Ready func(addrs map[string][]string)
 	// WebResolver, WebNet and WebRoots replace the web checker's DNS
@@ -60,6 +71,38 @@ type Options struct {
 	WebResolver scan.Resolver
 	WebNet      dial.NetDial
 	WebRoots    *x509.CertPool
+}
+
+// role is one part of serve, switched on by its section of the
+// configuration.
+type role interface {
+	// restartNeeded lists the keys of next that only a restart applies.
+	restartNeeded(next *config.Config) []string
+	// apply switches to next; the caller holds the daemon's lock.
+	apply(ctx context.Context, next *config.Config) error
+	// health writes the role's lines of /healthz and reports whether
+	// something needs attention.
+	health(w io.Writer, now time.Time) (degraded bool)
+	// shutdown stops serving, waiting for requests in flight until ctx
+	// ends, and ends every goroutine of the role.
+	shutdown(ctx context.Context) error
+}
+
+// roleTypes are the roles in start order; a role is on when its section
+// is present.
+var roleTypes = []struct {
+	name  string
+	on    func(*config.Config) bool
+	start func(ctx context.Context, d *Daemon, c *config.Config) (role, error)
+}{
+	{"host", func(c *config.Config) bool { return c.Host != nil }, startHost},
+	{"resolver", func(c *config.Config) bool { return c.Resolver != nil }, startResolver},
+	{"web", func(c *config.Config) bool { return c.Web != nil }, startWeb},
+}
+
+// adminRouter is a role with endpoints of its own on the admin listener.
+type adminRouter interface {
+	routes(mux *http.ServeMux)
 }
 
 // Daemon is one running `mailtls serve`.
@@ -73,16 +116,21 @@ type Daemon struct {
 	mxLookups *prometheus.CounterVec
 	waiting   prometheus.Gauge
 
-	mu       sync.Mutex // serialises reloads
+	mu       sync.Mutex // serialises reloads and role rebuilds
 	cfg      *config.Config
 	fileHash [sha256.Size]byte
-	host     *hostRole
-	resolver *resolverRole
-	web      *webRole
+	roles    []role
+
+	addrs   map[string][]string // listener addresses by name (start only)
+	serving sync.WaitGroup      // every goroutine that serves a listener
+	failed  chan error          // the first listener that failed (capacity 1)
+	loading atomic.Bool         // a load of the file is running
+	loads   sync.WaitGroup      // the goroutines loading the file
 }
 
 // Run loads the configuration and serves until ctx ends. A configuration
-// or listener error at start is returned at once.
+// error at start is a *ConfigError; a listener that cannot open is
+// another error.
 func Run(ctx context.Context, opts Options) error {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
@@ -93,14 +141,23 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.WatchInterval == 0 {
 		opts.WatchInterval = 2 * time.Second
 	}
+	if opts.LoadTimeout == 0 {
+		opts.LoadTimeout = 30 * time.Second
+	}
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 15 * time.Second
 	}
-	cfg, sum, err := load(opts.ConfigPath)
+	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
+		addrs: map[string][]string{}, failed: make(chan error, 1)}
+	defer d.loads.Wait() // a load abandoned at a signal ends soon (it is bounded)
+	cfg, sum, err := d.load(ctx, 0)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while loading
+		}
 		return &ConfigError{Err: err}
 	}
-	d := &Daemon{opts: opts, cfg: cfg, fileHash: sum, level: new(slog.LevelVar), reg: prometheus.NewRegistry()}
+	d.cfg, d.fileHash = cfg, sum
 	d.log = newLogger(opts.Stderr, cfg.Log, d.level)
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.m = policyhost.NewMetrics(d.reg)
@@ -108,7 +165,8 @@ func Run(ctx context.Context, opts Options) error {
 		Help: "MX lookups of follow_mx domains by result: ok, temporary (the last set is kept), absent, panic."}, []string{"result"})
 	d.waiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailtls_host_domains_waiting",
 		Help: "follow_mx domains not served yet because their MX set is unknown."})
-	d.reg.MustRegister(d.mxLookups, d.waiting)
+	d.reg.MustRegister(d.mxLookups, d.waiting, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mailtls_dns_panics_total",
+		Help: "Panics recovered inside DNS lookups (each is a bug; the lookup fails as an error)."}, func() float64 { return float64(resolve.Panics()) }))
 	return d.run(ctx)
 }
 
@@ -119,18 +177,53 @@ type ConfigError struct{ Err error }
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// load reads the configuration (the defaults when path is empty) and the
-// hash of its bytes.
-func load(path string) (*config.Config, [sha256.Size]byte, error) {
+// load reads and checks the configuration file (the defaults without
+// one), with its hash. Parsing cannot be interrupted, so it runs on a
+// goroutine of its own that load stops waiting for when ctx ends or
+// timeout passes (0: no timeout); config's bounds (size, nodes, depth)
+// keep what it can cost small, and only one runs at a time.
+func (d *Daemon) load(ctx context.Context, timeout time.Duration) (*config.Config, [sha256.Size]byte, error) {
+	var none [sha256.Size]byte
+	path := d.opts.ConfigPath
 	if path == "" {
-		return config.Default(), [sha256.Size]byte{}, nil
+		return config.Default(), none, nil
 	}
-	data, err := config.ReadFile(path)
-	if err != nil {
-		return nil, [sha256.Size]byte{}, err
+	if !d.loading.CompareAndSwap(false, true) {
+		return nil, none, fmt.Errorf("%s: the previous load of the file has not finished", path)
 	}
-	c, err := config.Parse(path, data)
-	return c, sha256.Sum256(data), err
+	type result struct {
+		cfg *config.Config
+		sum [sha256.Size]byte
+		err error
+	}
+	done := make(chan result, 1)
+	d.loads.Add(1)
+	go func() {
+		defer d.loads.Done()
+		defer d.loading.Store(false)
+		var r result
+		data, err := config.ReadFile(path)
+		if err == nil {
+			r.sum = sha256.Sum256(data)
+			r.cfg, err = config.Parse(path, data)
+		}
+		r.err = err
+		done <- r
+	}()
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case r := <-done:
+		return r.cfg, r.sum, r.err
+	case <-expired:
+		return nil, none, fmt.Errorf("%s: reading and checking the file took longer than %s", path, timeout)
+	case <-ctx.Done():
+		return nil, none, ctx.Err()
+	}
 }
 
 func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) *slog.Logger {
@@ -150,86 +243,133 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
+// listen opens a listener on each address and records them under name; on
+// error it closes the ones it opened.
+func (d *Daemon) listen(name string, addrs []string) ([]net.Listener, error) {
+	var out []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("%s %s: %w", name, a, err)
+		}
+		out = append(out, l)
+	}
+	for _, l := range out {
+		d.addrs[name] = append(d.addrs[name], l.Addr().String())
+	}
+	return out, nil
+}
+
+// serve runs one listener's serving loop. The first loop that fails stops
+// serve; the report never blocks, and shutdown waits for every loop.
+func (d *Daemon) serve(loop func() error) {
+	d.serving.Add(1)
+	go func() {
+		defer d.serving.Done()
+		if err := loop(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			select {
+			case d.failed <- err:
+			default:
+			}
+		}
+	}()
+}
+
 func (d *Daemon) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	addrs := map[string][]string{}
 	var (
-		serveErr = make(chan error, 8)
 		closers  []func(context.Context) error
+		reloader sync.WaitGroup
 	)
 	shutdown := func() {
+		cancel()
 		sctx, scancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
 		defer scancel()
+		waitUntil(sctx, &reloader) // a reload in progress ends with ctx
 		for i := len(closers) - 1; i >= 0; i-- {
 			if err := closers[i](sctx); err != nil {
 				d.log.Warn("shutdown", "error", err)
 			}
 		}
+		if !waitUntil(sctx, &d.serving) {
+			d.log.Warn("shutdown: listeners still serving after the grace period")
+		}
 	}
-	if d.cfg.Host != nil {
-		h, err := startHost(ctx, d, d.cfg.Host, addrs, serveErr)
-		if h != nil {
-			d.host = h
-			closers = append(closers, h.shutdown)
+	var names []string
+	for _, rt := range roleTypes {
+		if !rt.on(d.cfg) {
+			continue
+		}
+		r, err := rt.start(ctx, d, d.cfg)
+		if r != nil {
+			d.roles = append(d.roles, r)
+			closers = append(closers, r.shutdown)
 		}
 		if err != nil {
 			shutdown()
 			return err
 		}
-	}
-	if d.cfg.Web != nil {
-		w, err := startWeb(ctx, d, d.cfg.Web, addrs, serveErr)
-		if w != nil {
-			d.web = w
-			closers = append(closers, w.shutdown)
-		}
-		if err != nil {
-			shutdown()
-			return err
-		}
-	}
-	if d.cfg.Resolver != nil {
-		r, err := startResolver(ctx, d, d.cfg.Resolver, addrs, serveErr)
-		if err != nil {
-			shutdown()
-			return err
-		}
-		d.resolver = r
-		closers = append(closers, r.shutdown)
+		names = append(names, rt.name)
 	}
 	if d.cfg.Admin.Listen != "off" {
-		srv, ln, err := d.startAdmin(d.cfg.Admin.Listen)
+		srv, err := d.startAdmin(d.cfg.Admin.Listen)
 		if err != nil {
 			shutdown()
-			return fmt.Errorf("admin listener: %w", err)
+			return err
 		}
-		addrs["admin"] = []string{ln.Addr().String()}
-		go func() { serveErr <- serveAdmin(srv, ln) }()
 		closers = append(closers, srv.Shutdown)
 	}
-	roles := []string{}
-	if d.host != nil {
-		roles = append(roles, "host")
-	}
-	if d.resolver != nil {
-		roles = append(roles, "resolver")
-	}
-	if d.web != nil {
-		roles = append(roles, "web")
-	}
-	for _, role := range []string{"host-https", "host-http", "resolver", "web", "web-https", "admin"} {
-		for _, a := range addrs[role] {
-			d.log.Info("listening", "listener", role, "addr", a)
+	for _, name := range []string{"host-https", "host-http", "resolver", "web", "web-https", "admin"} {
+		for _, a := range d.addrs[name] {
+			d.log.Info("listening", "listener", name, "addr", a)
 		}
 	}
-	for _, u := range webURLs(addrs) {
+	for _, u := range webURLs(d.addrs) {
 		d.log.Info("web checker ready", "url", u)
 	}
-	d.log.Info("mailtls serve started", "config", d.opts.ConfigPath, "roles", roles)
+	d.log.Info("mailtls serve started", "config", d.opts.ConfigPath, "roles", names)
 	if d.opts.Ready != nil {
-		d.opts.Ready(addrs)
+		d.opts.Ready(d.addrs)
 	}
+	// Reloads run beside this loop, never on it: a slow or hostile file
+	// never delays a stop.
+	reloader.Add(1)
+	go func() {
+		defer reloader.Done()
+		d.reloader(ctx)
+	}()
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down", "grace", d.opts.ShutdownGrace.String())
+		shutdown()
+		d.log.Info("stopped")
+		return nil
+	case err := <-d.failed:
+		d.log.Error("a listener failed; shutting down", "error", err)
+		shutdown()
+		return err
+	}
+}
+
+// waitUntil waits for wg until ctx ends; it reports whether wg finished.
+func waitUntil(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reloader reloads on SIGHUP and when the file's content changes, until
+// ctx ends.
+func (d *Daemon) reloader(ctx context.Context) {
 	var watch <-chan time.Time
 	if d.opts.WatchInterval > 0 && d.opts.ConfigPath != "" {
 		t := time.NewTicker(d.opts.WatchInterval)
@@ -239,16 +379,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			d.log.Info("shutting down", "grace", d.opts.ShutdownGrace.String())
-			shutdown()
-			d.log.Info("stopped")
-			return nil
-		case err := <-serveErr:
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log.Error("a listener failed; shutting down", "error", err)
-				shutdown()
-				return err
-			}
+			return
 		case <-d.opts.Reload:
 			d.Reload(ctx, "signal")
 		case <-watch:
@@ -275,17 +406,21 @@ func (d *Daemon) reloadIfChanged(ctx context.Context) {
 // Reload loads the configuration file again. A bad file is rejected with
 // the reason, and the running configuration keeps serving.
 func (d *Daemon) Reload(ctx context.Context, why string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.opts.ConfigPath == "" {
 		return nil
 	}
-	data, err := config.ReadFile(d.opts.ConfigPath)
-	var next *config.Config
-	if err == nil {
-		d.fileHash = sha256.Sum256(data) // a bad file is not retried until it changes again
-		next, err = config.Parse(d.opts.ConfigPath, data)
+	next, sum, err := d.load(ctx, d.opts.LoadTimeout)
+	if ctx.Err() != nil {
+		return ctx.Err() // stopping
 	}
+	if sum == ([sha256.Size]byte{}) {
+		if data, rerr := config.ReadFile(d.opts.ConfigPath); rerr == nil {
+			sum = sha256.Sum256(data)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fileHash = sum // a bad file is not tried again until it changes
 	if err == nil {
 		err = d.apply(ctx, next)
 	}
@@ -300,7 +435,8 @@ func (d *Daemon) Reload(ctx context.Context, why string) error {
 }
 
 // apply switches to a new configuration. What only a restart can change
-// (listeners, storage, ACME account, log format) is kept and reported.
+// (listeners, storage, ACME account, log format, turning a role on or
+// off) is kept and reported.
 func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 	var restart []string
 	if next.Admin.Listen != d.cfg.Admin.Listen {
@@ -309,27 +445,16 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 	if next.Log.Format != d.cfg.Log.Format {
 		restart = append(restart, "log.format")
 	}
-	switch {
-	case (next.Host == nil) != (d.host == nil):
-		restart = append(restart, "host (turning the role on or off)")
-	case d.host != nil:
-		restart = append(restart, d.host.restartNeeded(next.Host)...)
-		if err := d.host.apply(ctx, next.Host); err != nil {
-			return err
+	for _, rt := range roleTypes {
+		if rt.on(next) != rt.on(d.cfg) {
+			restart = append(restart, rt.name+" (turning the role on or off)")
 		}
 	}
-	switch {
-	case (next.Web == nil) != (d.web == nil):
-		restart = append(restart, "web (turning the role on or off)")
-	case d.web != nil:
-		restart = append(restart, d.web.restartNeeded(next.Web)...)
-	}
-	switch {
-	case (next.Resolver == nil) != (d.resolver == nil):
-		restart = append(restart, "resolver (turning the role on or off)")
-	case d.resolver != nil:
-		restart = append(restart, d.resolver.restartNeeded(next.Resolver)...)
-		d.resolver.apply(next.Resolver)
+	for _, r := range d.roles {
+		restart = append(restart, r.restartNeeded(next)...)
+		if err := r.apply(ctx, next); err != nil {
+			return err
+		}
 	}
 	d.level.Set(parseLevel(next.Log.Level))
 	if len(restart) > 0 {
@@ -339,36 +464,39 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 	return nil
 }
 
-// healthz is the admin status: the process is up and serving.
+// healthz is the admin status: "ok", or "degraded" when a role has
+// something that needs attention (the lines below say what). It answers
+// 200 either way: the process is up and serving.
 func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
-	b.WriteString("ok\n")
-	if h := d.host; h != nil {
-		served, waiting := h.counts()
-		fmt.Fprintf(&b, "host: %d domains served, %d waiting for their MX set\n", served, waiting)
+	degraded := false
+	for _, r := range d.roles { // set at start, never changed
+		if r.health(&b, d.opts.Now()) {
+			degraded = true
+		}
 	}
-	if r := d.resolver; r != nil {
-		fmt.Fprintf(&b, "resolver: %d domains cached, %d connections\n", r.cache.Len(), r.srv.Conns())
-	}
-	if w := d.web; w != nil {
-		queued, running := w.jobs.Counts()
-		fmt.Fprintf(&b, "web: %d scans running, %d queued\n", running, queued)
+	status := "ok\n"
+	if degraded {
+		status = "degraded\n"
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, status)
 	w.Write(b.Bytes())
 }
 
-func (d *Daemon) startAdmin(addr string) (*http.Server, net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+func (d *Daemon) startAdmin(addr string) (*http.Server, error) {
+	ls, err := d.listen("admin", []string{addr})
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.Handle("GET /metrics", promhttpHandler(d.reg))
-	if d.resolver != nil {
-		d.resolver.routes(mux)
+	for _, r := range d.roles {
+		if ar, ok := r.(adminRouter); ok {
+			ar.routes(mux)
+		}
 	}
 	srv := &http.Server{
 		Handler:           mux,
@@ -379,7 +507,6 @@ func (d *Daemon) startAdmin(addr string) (*http.Server, net.Listener, error) {
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	return srv, ln, nil
+	d.serve(func() error { return srv.Serve(ls[0]) })
+	return srv, nil
 }
-
-func serveAdmin(srv *http.Server, ln net.Listener) error { return srv.Serve(ln) }

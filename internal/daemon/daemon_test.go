@@ -25,9 +25,15 @@ import (
 
 var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-// certFiles writes a lab certificate for mta-sts.<d> as PEM files.
+// certFiles writes a lab certificate for mta-sts.<d> as PEM files, valid
+// both at the tests' fixed time and at the real one (which clients check).
 func certFiles(t *testing.T, ca *lab.CA, dir, d string) (string, string) {
-	return ca.MustWriteLeaf(t, dir, lab.LeafOptions{DNSNames: []string{"mta-sts." + d}})
+	from, to := now, time.Now()
+	if to.Before(from) {
+		from, to = to, from
+	}
+	return ca.MustWriteLeaf(t, dir, lab.LeafOptions{DNSNames: []string{"mta-sts." + d},
+		NotBefore: from.Add(-time.Hour), NotAfter: to.Add(90 * 24 * time.Hour)})
 }
 
 // env is a running daemon on loopback with static lab certificates.

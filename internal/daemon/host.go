@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -35,12 +37,13 @@ type hostRole struct {
 	mx    *mxWatcher
 	certs certManager
 	stop  context.CancelFunc
-	done  chan struct{}
+	bg    sync.WaitGroup // watchMX and watchCerts
 
-	mu      sync.Mutex // serialises rebuilds
-	cfg     *config.Host
-	waiting int
-	poke    chan struct{} // the follow_mx set or interval changed
+	mu        sync.Mutex // serialises rebuilds
+	cfg       *config.Host
+	waiting   int
+	certState map[string]policyhost.CertState // last logged, by domain
+	poke      chan struct{}                   // the follow_mx set or interval changed
 }
 
 // certManager is the ACME side of the certificates (certmagic).
@@ -50,9 +53,15 @@ type certManager interface {
 	Close()
 }
 
+// certCheckInterval is how often static certificates are checked for
+// expiry (they are checked at every load too).
+const certCheckInterval = time.Hour
+
 // startHost opens the listeners and serves. On error it returns what it
-// started so that the caller can shut it down.
-func startHost(ctx context.Context, d *Daemon, h *config.Host, addrs map[string][]string, serveErr chan<- error) (*hostRole, error) {
+// started so that the caller can shut it down. A static certificate that
+// cannot be served is a *ConfigError, as a bad file is.
+func startHost(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
+	h := c.Host
 	ids, err := policyhost.OpenIDStore(filepath.Join(h.Storage, IDsFile))
 	if err != nil {
 		return nil, err
@@ -69,31 +78,21 @@ func startHost(ctx context.Context, d *Daemon, h *config.Host, addrs map[string]
 	if err != nil {
 		return nil, err
 	}
-	r := &hostRole{d: d, ids: ids, mx: mxw, cfg: h, done: make(chan struct{}), poke: make(chan struct{}, 1)}
+	r := &hostRole{d: d, ids: ids, mx: mxw, cfg: h, poke: make(chan struct{}, 1), certState: map[string]policyhost.CertState{}}
 
-	var https, plain []net.Listener
+	https, err := d.listen("host-https", h.ListenHTTPS)
+	if err != nil {
+		return nil, fmt.Errorf("host.listen_https: %w", err)
+	}
+	plain, err := d.listen("host-http", h.ListenHTTP)
 	closeAll := func() {
 		for _, l := range append(https, plain...) {
 			l.Close()
 		}
 	}
-	for _, a := range h.ListenHTTPS {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("host.listen_https %s: %w", a, err)
-		}
-		https = append(https, l)
-		addrs["host-https"] = append(addrs["host-https"], l.Addr().String())
-	}
-	for _, a := range h.ListenHTTP {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("host.listen_http %s: %w", a, err)
-		}
-		plain = append(plain, l)
-		addrs["host-http"] = append(addrs["host-http"], l.Addr().String())
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("host.listen_http: %w", err)
 	}
 	if !h.ACME.Disabled {
 		r.certs, err = newCertManager(d, h, https, plain)
@@ -103,6 +102,7 @@ func startHost(ctx context.Context, d *Daemon, h *config.Host, addrs map[string]
 		}
 	}
 	r.srv = policyhost.NewServer(d.log.With("role", "host"), h.Limits, r.certs, d.m)
+	d.registerCertMetrics(r)
 
 	// The first MX lookups are awaited (bounded), so that follow_mx
 	// domains are served from the start when DNS works.
@@ -117,20 +117,38 @@ func startHost(ctx context.Context, d *Daemon, h *config.Host, addrs map[string]
 		if r.certs != nil {
 			r.certs.Close()
 		}
+		if errors.As(err, new(*policyhost.CertError)) {
+			err = &ConfigError{Err: err}
+		}
 		return nil, err
 	}
 	r.install(ctx, sites)
 
 	for _, l := range https {
-		go func() { serveErr <- r.srv.ServeHTTPS(l) }()
+		d.serve(func() error { return r.srv.ServeHTTPS(l) })
 	}
 	for _, l := range plain {
-		go func() { serveErr <- r.srv.ServePlainHTTP(l) }()
+		d.serve(func() error { return r.srv.ServePlainHTTP(l) })
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	r.stop = cancel
-	go r.watchMX(wctx)
+	r.bg.Add(2)
+	go func() { defer r.bg.Done(); r.watchMX(wctx) }()
+	go func() { defer r.bg.Done(); r.watchCerts(wctx) }()
 	return r, nil
+}
+
+// registerCertMetrics exports the static certificates by state
+// (mailtls_host_certificates{state}), computed at each scrape so that
+// time passing shows.
+func (d *Daemon) registerCertMetrics(r *hostRole) {
+	for _, st := range policyhost.CertStates {
+		d.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "mailtls_host_certificates",
+			Help:        "Static certificate files by state: ok, expiring (within 14 days), expired, not_yet_valid.",
+			ConstLabels: prometheus.Labels{"state": string(st)},
+		}, func() float64 { return float64(r.certCounts(d.opts.Now())[st]) }))
+	}
 }
 
 func port(ls []net.Listener) int {
@@ -167,7 +185,7 @@ func newResolver(servers []string, resolvConf string) (*resolve.Client, error) {
 }
 
 // build makes the sites of a configuration; follow_mx domains without a
-// known MX set wait.
+// known MX set wait. The caller holds r.mu (or has not started serving).
 func (r *hostRole) build(h *config.Host) (*policyhost.Sites, error) {
 	sites, skipped, err := policyhost.Build(h, r.ids, r.mx.Patterns, r.d.opts.Now())
 	if err != nil {
@@ -178,7 +196,60 @@ func (r *hostRole) build(h *config.Host) (*policyhost.Sites, error) {
 	}
 	r.waiting = len(skipped)
 	r.d.waiting.Set(float64(len(skipped)))
+	clear(r.certState) // every problem is logged again for the new set
+	r.logCerts(sites)
 	return sites, nil
+}
+
+// logCerts logs each static certificate whose state is not ok and has
+// changed since it was last logged: an error for one senders refuse now,
+// a warning for one that expires within 14 days.
+func (r *hostRole) logCerts(sites *policyhost.Sites) {
+	now := r.d.opts.Now()
+	for _, s := range sites.All() {
+		st := s.CertState(now)
+		if st == "" || st == r.certState[s.Domain] {
+			continue
+		}
+		r.certState[s.Domain] = st
+		args := []any{"domain", s.Domain, "file", s.CertFile, "not_before", s.NotBefore, "not_after", s.NotAfter}
+		switch st {
+		case policyhost.CertExpiring:
+			r.d.log.Warn("certificate expires soon; renew the file (senders refuse an expired one)", append(args, "in", s.NotAfter.Sub(now).Round(time.Hour).String())...)
+		case policyhost.CertExpired:
+			r.d.log.Error("certificate has expired: senders cannot fetch this policy; renew the file", args...)
+		case policyhost.CertNotYetValid:
+			r.d.log.Error("certificate is not valid yet: senders cannot fetch this policy", args...)
+		}
+	}
+}
+
+// watchCerts checks the static certificates for expiry every
+// certCheckInterval.
+func (r *hostRole) watchCerts(ctx context.Context) {
+	t := time.NewTicker(certCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.mu.Lock()
+			r.logCerts(r.srv.Sites())
+			r.mu.Unlock()
+		}
+	}
+}
+
+// certCounts counts the static certificates by state at now.
+func (r *hostRole) certCounts(now time.Time) map[policyhost.CertState]int {
+	counts := map[policyhost.CertState]int{}
+	for _, s := range r.srv.Sites().All() {
+		if st := s.CertState(now); st != "" {
+			counts[st]++
+		}
+	}
+	return counts
 }
 
 // install serves sites and hands the ACME names to certmagic.
@@ -191,7 +262,11 @@ func (r *hostRole) install(ctx context.Context, sites *policyhost.Sites) {
 
 // apply switches to a new host configuration (the caller holds the
 // daemon's reload lock).
-func (r *hostRole) apply(ctx context.Context, h *config.Host) error {
+func (r *hostRole) apply(ctx context.Context, next *config.Config) error {
+	h := next.Host
+	if h == nil {
+		return nil // turning the role off takes a restart
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if followsMX(h) {
@@ -225,9 +300,15 @@ func (r *hostRole) apply(ctx context.Context, h *config.Host) error {
 }
 
 // restartNeeded lists the host settings a reload cannot change.
-func (r *hostRole) restartNeeded(h *config.Host) []string {
+func (r *hostRole) restartNeeded(next *config.Config) []string {
+	h := next.Host
+	if h == nil {
+		return nil
+	}
 	var out []string
+	r.mu.Lock()
 	o := r.cfg
+	r.mu.Unlock()
 	if !slices.Equal(o.ListenHTTPS, h.ListenHTTPS) {
 		out = append(out, "host.listen_https")
 	}
@@ -253,7 +334,6 @@ func (r *hostRole) restartNeeded(h *config.Host) []string {
 // watchMX re-checks the follow_mx domains every follow_mx_interval and
 // rebuilds the policies when an MX set changed.
 func (r *hostRole) watchMX(ctx context.Context) {
-	defer close(r.done)
 	for {
 		r.mu.Lock()
 		interval := r.cfg.FollowMXInterval.D()
@@ -289,16 +369,36 @@ func (r *hostRole) watchMX(ctx context.Context) {
 	}
 }
 
-func (r *hostRole) counts() (served, waiting int) {
+// health reports the domains served and waiting, and every static
+// certificate senders refuse or soon will; either is degraded.
+func (r *hostRole) health(w io.Writer, now time.Time) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.srv.Sites().Len(), r.waiting
+	sites, waiting := r.srv.Sites(), r.waiting
+	r.mu.Unlock()
+	fmt.Fprintf(w, "host: %d domains served, %d waiting for their MX set\n", sites.Len(), waiting)
+	degraded := waiting > 0
+	for _, s := range sites.All() {
+		switch s.CertState(now) {
+		case policyhost.CertExpiring:
+			fmt.Fprintf(w, "host: the certificate of %s expires %s (%s)\n", s.Host, s.NotAfter.UTC().Format(time.RFC3339), s.CertFile)
+		case policyhost.CertExpired:
+			fmt.Fprintf(w, "host: the certificate of %s expired %s (%s)\n", s.Host, s.NotAfter.UTC().Format(time.RFC3339), s.CertFile)
+		case policyhost.CertNotYetValid:
+			fmt.Fprintf(w, "host: the certificate of %s is valid only from %s (%s)\n", s.Host, s.NotBefore.UTC().Format(time.RFC3339), s.CertFile)
+		default:
+			continue
+		}
+		degraded = true
+	}
+	return degraded
 }
 
+// shutdown stops the servers, waiting for requests in flight until ctx
+// ends, then the watchers and certificate management.
 func (r *hostRole) shutdown(ctx context.Context) error {
 	if r.stop != nil {
 		r.stop()
-		<-r.done
+		r.bg.Wait()
 	}
 	err := r.srv.Shutdown(ctx)
 	if r.certs != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -72,7 +73,9 @@ func resolverClient(rc *config.Resolver, resolvConf string) (*resolve.Client, er
 	return c, nil
 }
 
-func startResolver(ctx context.Context, d *Daemon, rc *config.Resolver, addrs map[string][]string, serveErr chan<- error) (*resolverRole, error) {
+// startResolver opens the resolver's cache and listeners and serves.
+func startResolver(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
+	rc := c.Resolver
 	dnsClient, err := resolverClient(rc, d.opts.ResolvConf)
 	if err != nil {
 		return nil, err
@@ -114,16 +117,10 @@ func startResolver(ctx context.Context, d *Daemon, rc *config.Resolver, addrs ma
 			Log:   d.log,
 		},
 	}
-	var lns []net.Listener
-	for _, a := range rc.Listen {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			closeListeners(lns)
-			cache.Close()
-			return nil, fmt.Errorf("resolver listener %s: %w", a, err)
-		}
-		lns = append(lns, l)
-		addrs["resolver"] = append(addrs["resolver"], l.Addr().String())
+	lns, err := d.listen("resolver", rc.Listen)
+	if err != nil {
+		cache.Close()
+		return nil, fmt.Errorf("resolver listener: %w", err)
 	}
 	if rc.Unix != "" {
 		l, err := listenUnix(rc.Unix, rc.UnixMode)
@@ -133,7 +130,7 @@ func startResolver(ctx context.Context, d *Daemon, rc *config.Resolver, addrs ma
 			return nil, fmt.Errorf("resolver unix socket %s: %w", rc.Unix, err)
 		}
 		lns = append(lns, l)
-		addrs["resolver"] = append(addrs["resolver"], "unix:"+rc.Unix)
+		d.addrs["resolver"] = append(d.addrs["resolver"], "unix:"+rc.Unix)
 	}
 	bg, stop := context.WithCancel(context.Background())
 	r.stop = stop
@@ -145,11 +142,12 @@ func startResolver(ctx context.Context, d *Daemon, rc *config.Resolver, addrs ma
 		<-cdone
 	}()
 	for _, l := range lns {
-		go func() {
-			if err := r.srv.Serve(l); err != nil && !errors.Is(err, socketmap.ErrServerClosed) {
-				serveErr <- err
+		d.serve(func() error {
+			if err := r.srv.Serve(l); !errors.Is(err, socketmap.ErrServerClosed) {
+				return err
 			}
-		}()
+			return nil
+		})
 	}
 	return r, nil
 }
@@ -176,7 +174,11 @@ func listenUnix(path, mode string) (net.Listener, error) {
 }
 
 // restartNeeded lists the settings that a reload cannot change.
-func (r *resolverRole) restartNeeded(rc *config.Resolver) []string {
+func (r *resolverRole) restartNeeded(next *config.Config) []string {
+	rc := next.Resolver
+	if rc == nil {
+		return nil
+	}
 	var out []string
 	o := r.cfg
 	if !slices.Equal(o.Listen, rc.Listen) || o.Unix != rc.Unix || o.UnixMode != rc.UnixMode {
@@ -197,8 +199,17 @@ func (r *resolverRole) restartNeeded(rc *config.Resolver) []string {
 }
 
 // apply takes the zones of a reloaded configuration at once.
-func (r *resolverRole) apply(rc *config.Resolver) {
-	r.zones.Store(zonesOf(rc))
+func (r *resolverRole) apply(_ context.Context, next *config.Config) error {
+	if next.Resolver != nil {
+		r.zones.Store(zonesOf(next.Resolver))
+	}
+	return nil
+}
+
+// health reports the cache and the connections.
+func (r *resolverRole) health(w io.Writer, _ time.Time) bool {
+	fmt.Fprintf(w, "resolver: %d domains cached, %d connections\n", r.cache.Len(), r.srv.Conns())
+	return false
 }
 
 func (r *resolverRole) shutdown(ctx context.Context) error {

@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -18,6 +20,7 @@ import (
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/scanjob"
@@ -28,15 +31,17 @@ import (
 // webRole is the web checker: its listeners, the scan jobs and the
 // janitor that deletes expired results.
 type webRole struct {
-	srv  *http.Server
-	jobs *scanjob.Manager
-	stop context.CancelFunc
-	cfg  *config.Web
+	srv     *http.Server
+	jobs    *scanjob.Manager
+	stop    context.CancelFunc
+	janitor sync.WaitGroup
+	cfg     *config.Web
 }
 
 // startWeb opens the web checker's listeners and serves. On error it
 // returns what it started so that the caller can shut it down.
-func startWeb(ctx context.Context, d *Daemon, c *config.Web, addrs map[string][]string, serveErr chan<- error) (*webRole, error) {
+func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) {
+	c := cfg.Web
 	var res scan.Resolver = d.opts.WebResolver
 	if res == nil {
 		servers := c.Scanner.Resolvers
@@ -97,39 +102,47 @@ func startWeb(ctx context.Context, d *Daemon, c *config.Web, addrs map[string][]
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return jctx },
 	}
-	go jobs.Janitor(jctx, time.Minute)
+	r.janitor.Add(1)
+	go func() { defer r.janitor.Done(); jobs.Janitor(jctx, time.Minute) }()
 
-	var lns []net.Listener
-	for _, a := range c.Listen {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			closeListeners(lns)
-			return r, fmt.Errorf("web listener: %w", err)
-		}
-		lns = append(lns, ln)
-		addrs["web"] = append(addrs["web"], ln.Addr().String())
-	}
+	var tc *tls.Config
 	if len(c.ListenHTTPS) > 0 {
-		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+		cert, err := loadKeyPair(c.TLS.Cert, c.TLS.Key)
 		if err != nil {
-			closeListeners(lns)
-			return r, fmt.Errorf("web.tls: %w", err)
+			return r, &ConfigError{Err: fmt.Errorf("web.tls: %w", err)}
 		}
-		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
-		for _, a := range c.ListenHTTPS {
-			ln, err := net.Listen("tcp", a)
-			if err != nil {
-				closeListeners(lns)
-				return r, fmt.Errorf("web listener: %w", err)
-			}
-			addrs["web-https"] = append(addrs["web-https"], ln.Addr().String())
-			lns = append(lns, tls.NewListener(ln, tc))
-		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	}
+	lns, err := d.listen("web", c.Listen)
+	if err != nil {
+		return r, fmt.Errorf("web listener: %w", err)
+	}
+	secure, err := d.listen("web-https", c.ListenHTTPS)
+	if err != nil {
+		closeListeners(lns)
+		return r, fmt.Errorf("web listener: %w", err)
+	}
+	for _, ln := range secure {
+		lns = append(lns, tls.NewListener(ln, tc))
 	}
 	for _, ln := range lns {
-		go func() { serveErr <- r.srv.Serve(ln) }()
+		d.serve(func() error { return r.srv.Serve(ln) })
 	}
 	return r, nil
+}
+
+// loadKeyPair loads a certificate and its key, each read with the cap of
+// certificate files.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := config.ReadLimited(certFile, policyhost.MaxCertFileSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := config.ReadLimited(keyFile, policyhost.MaxCertFileSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
 func closeListeners(lns []net.Listener) {
@@ -139,23 +152,36 @@ func closeListeners(lns []net.Listener) {
 }
 
 // shutdown stops the listeners (requests in flight finish, event streams
-// end with the context), then the scans.
+// end with the context), then the scans and the janitor.
 func (r *webRole) shutdown(ctx context.Context) error {
-	r.stop() // ends event streams and waiting pages
+	r.stop() // ends event streams, waiting pages and the janitor
 	err := r.srv.Shutdown(ctx)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	return errors.Join(err, r.jobs.Close(ctx))
+	err = errors.Join(err, r.jobs.Close(ctx))
+	r.janitor.Wait()
+	return err
 }
 
 // restartNeeded lists web settings that changed and need a restart: the
 // role is built once.
-func (r *webRole) restartNeeded(next *config.Web) []string {
-	if fmt.Sprintf("%+v", *next) != fmt.Sprintf("%+v", *r.cfg) {
+func (r *webRole) restartNeeded(next *config.Config) []string {
+	if next.Web != nil && fmt.Sprintf("%+v", *next.Web) != fmt.Sprintf("%+v", *r.cfg) {
 		return []string{"web"}
 	}
 	return nil
+}
+
+// apply changes nothing: every web setting takes a restart (restartNeeded
+// says so).
+func (r *webRole) apply(context.Context, *config.Config) error { return nil }
+
+// health reports the scans running and queued.
+func (r *webRole) health(w io.Writer, _ time.Time) bool {
+	queued, running := r.jobs.Counts()
+	fmt.Fprintf(w, "web: %d scans running, %d queued\n", running, queued)
+	return false
 }
 
 // urls are the addresses to open the checker at, for the log.

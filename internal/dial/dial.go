@@ -39,6 +39,9 @@ func ParseRule(s string) (Rule, error) {
 			if end < 0 {
 				return Rule{}, fmt.Errorf("dial: connect-to %q: unclosed '['", s)
 			}
+			if a, err := netip.ParseAddr(rest[1:end]); err != nil || !a.Is6() {
+				return Rule{}, fmt.Errorf("dial: connect-to %q: only an IPv6 address goes in brackets", s)
+			}
 			parts = append(parts, rest[1:end])
 			rest = rest[end+1:]
 			if !strings.HasPrefix(rest, ":") {
@@ -64,6 +67,11 @@ func ParseRule(s string) (Rule, error) {
 		return Rule{}, fmt.Errorf("dial: connect-to %q: %w", s, err)
 	}
 	r.ToHost = parts[2]
+	for _, h := range []string{r.Host, strings.TrimSuffix(r.ToHost, ".")} {
+		if !validHost(h) {
+			return Rule{}, fmt.Errorf("dial: connect-to %q: %q is neither a host name nor an IP address", s, h)
+		}
+	}
 	if r.ToPort, err = parsePort(parts[3]); err != nil {
 		return Rule{}, fmt.Errorf("dial: connect-to %q: %w", s, err)
 	}
@@ -71,6 +79,23 @@ func ParseRule(s string) (Rule, error) {
 		return Rule{}, fmt.Errorf("dial: connect-to %q: rule changes nothing", s)
 	}
 	return r, nil
+}
+
+// validHost reports whether h is empty, an IP address, or labels made of
+// the characters of host names.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil || h == "" {
+		return true
+	}
+	if strings.HasPrefix(h, ".") || strings.HasSuffix(h, ".") || strings.Contains(h, "..") {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func parsePort(s string) (int, error) {

@@ -32,7 +32,7 @@ func TestParseRule(t *testing.T) {
 			t.Errorf("ParseRule(%q.String()=%q) = %+v, %v", tt.in, got.String(), again, err)
 		}
 	}
-	for _, bad := range []string{"", "a:b", "a:1:b", "a:1:b:c", "a:99999:b:1", "a:1::", "[::1:1:b:2", "a:1:::1:2"} {
+	for _, bad := range []string{"", "a:b", "a:1:b", "a:1:b:c", "a:99999:b:1", "a:1::", "[::1:1:b:2", "a:1:::1:2", "[[]::0:", "[host]:1:b:2", "..::0:", "a b:1:c:2", "a:1:c..d:2"} {
 		if r, err := ParseRule(bad); err == nil {
 			t.Errorf("ParseRule(%q) = %+v, want an error", bad, r)
 		}
@@ -93,4 +93,26 @@ func TestDial(t *testing.T) {
 	if _, err := d.Dial(context.Background(), "mta-sts.example.com", netip.Addr{}, 443); err != ErrNoAddress {
 		t.Errorf("Dial without address = %v, want ErrNoAddress", err)
 	}
+}
+
+// FuzzParseRule: any string gives a rule or an error, never a panic; an
+// accepted rule printed with String parses back to the same rule, and it
+// changes something.
+func FuzzParseRule(f *testing.F) {
+	for _, s := range []string{"mta-sts.example.com:443:127.0.0.1:8443", "::127.0.0.1:", "[::1]:25:[::1]:2525", "192.0.2.1::127.0.0.2:", "a:b:c:d", "[:1:2:3", ":::", "x:1:[y]:2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRule(s)
+		if err != nil {
+			return
+		}
+		if r.ToHost == "" && r.ToPort == 0 {
+			t.Fatalf("%q: a rule that changes nothing was accepted", s)
+		}
+		back, err := ParseRule(r.String())
+		if err != nil || back != r {
+			t.Fatalf("%q: parsed %+v, printed %q, parsed back %+v (%v)", s, r, r.String(), back, err)
+		}
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"reflect"
@@ -154,12 +153,9 @@ func TestFetch(t *testing.T) {
 func TestHostileServers(t *testing.T) {
 	l := lab.New(t)
 	stall, endless := lab.NewStall(t), lab.NewEndless(t)
-	refused, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refusedAddr := refused.Addr().String()
-	refused.Close()
+	// A port the lab holds without listening: refused, and nothing else can
+	// take it meanwhile.
+	refusedAddr := l.Dialer().Target("", l.MustRefusedAddr(t, 443), 443)
 	slow := host(t, l, "slow.test", tls.Certificate{}, lab.Slow(3*time.Second, lab.Static(200, "text/plain", policy)), lab.HostOptions{})
 
 	tests := []struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/resolve"
 )
 
 // firstFakeAddr is the first address NextAddr hands out; 127.0.0.1 to
@@ -41,6 +42,9 @@ type Lab struct {
 	rules  []dial.Rule
 	next   netip.Addr    // the next address NextAddr returns
 	smtp   []*SMTPServer // the MX servers, closed with the lab
+	// closedPort refuses every connection (RefusedAddr); 0 until needed.
+	closedPort    int
+	releaseClosed func()
 }
 
 // Start starts a lab. Call Close to stop it.
@@ -104,15 +108,22 @@ func NewAt(t testing.TB, dnsAddr, httpsAddr string) *Lab {
 }
 
 // New is Start for tests: it fails t on error, and when the test ends it
-// closes the lab and fails t if a lab server (DNS, SMTP) recovered a panic.
+// closes the lab and fails t if a lab server (DNS, SMTP) or resolve.Lookup
+// recovered a panic.
 func New(t testing.TB) *Lab {
 	t.Helper()
 	l, err := Start()
 	if err != nil {
 		t.Fatal(err)
 	}
+	dnsPanics := resolve.Panics()
 	t.Cleanup(func() {
 		l.Close()
+		// resolve.Lookup recovers panics so that a server stays up; in a
+		// test each is a bug. (Tests running in parallel may see another's.)
+		if n := resolve.Panics() - dnsPanics; n > 0 {
+			t.Errorf("resolve: Lookup recovered %d panics during the test", n)
+		}
 		if n := l.DNS.Panics(); n > 0 {
 			t.Errorf("lab: dns handler panicked %d times", n)
 		}
@@ -146,7 +157,48 @@ func (l *Lab) Close() {
 		if l.DNS != nil {
 			l.DNS.Close()
 		}
+		l.mu.Lock()
+		if l.releaseClosed != nil {
+			l.releaseClosed()
+		}
+		l.mu.Unlock()
 	})
+}
+
+// RefusedAddr allocates a fake address whose port refuses connections: a
+// connect-to rule sends fake:port to a loopback port the lab holds without
+// listening, which the kernel answers with a reset. Unlike a real address
+// (127.0.0.2:443, say), nothing on the machine can be listening there.
+func (l *Lab) RefusedAddr(port int) (netip.Addr, error) {
+	l.mu.Lock()
+	if l.closedPort == 0 {
+		p, release, err := reserveClosedPort()
+		if err != nil {
+			l.mu.Unlock()
+			return netip.Addr{}, err
+		}
+		l.closedPort, l.releaseClosed = p, release
+	}
+	closed := l.closedPort
+	l.mu.Unlock()
+	addr := l.NextAddr()
+	if !addr.IsValid() {
+		return netip.Addr{}, errors.New("lab: refused address: out of fake addresses")
+	}
+	if err := l.MapAddr(fmt.Sprintf("127.0.0.1:%d", closed), addr, port); err != nil {
+		return netip.Addr{}, err
+	}
+	return addr, nil
+}
+
+// MustRefusedAddr is RefusedAddr for tests: it fails t on error.
+func (l *Lab) MustRefusedAddr(t testing.TB, port int) netip.Addr {
+	t.Helper()
+	addr, err := l.RefusedAddr(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // NextAddr allocates a fake address for a host: 127.0.0.10, 127.0.0.11, …

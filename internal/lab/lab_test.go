@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,4 +254,30 @@ func ExampleStart() {
 	// Output:
 	// 127.0.0.10 200 OK
 	// "version: STSv1"
+}
+
+// TestRefusedAddr: connections to a refused address are refused, every
+// time, through the lab's dial rules; and nothing else can take the port.
+func TestRefusedAddr(t *testing.T) {
+	l := lab.New(t)
+	addr := l.MustRefusedAddr(t, 443)
+	d := l.Dialer()
+	for i := 0; i < 3; i++ {
+		c, err := d.Dial(context.Background(), "mta-sts.example.test", addr, 443)
+		if err == nil {
+			c.Close()
+			t.Fatal("a connection to a refused address succeeded")
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("error %v, want connection refused", err)
+		}
+	}
+	target := d.Target("mta-sts.example.test", addr, 443)
+	if ln, err := net.Listen("tcp", target); err == nil {
+		ln.Close()
+		t.Errorf("another listener could take %s", target)
+	}
+	if other := l.MustRefusedAddr(t, 443); other == addr {
+		t.Error("each refused address is a new fake address")
+	}
 }

@@ -33,6 +33,19 @@ const (
 // the storage (jobs end quickly once their context is canceled).
 const storageCloseWait = 15 * time.Second
 
+// On-demand issuance runs apart from the handshakes that wait for it.
+const (
+	// onDemandObtainTimeout bounds one attempt to obtain a certificate
+	// (certmagic allows 180 s to a handshake; here no handshake waits
+	// that long, so the attempt may finish for the next one).
+	onDemandObtainTimeout = 3 * time.Minute
+	// onDemandRetryAfter is the first wait after a failed attempt, during
+	// which handshakes for the name are refused at once; it doubles with
+	// each failure in a row, up to onDemandRetryMax.
+	onDemandRetryAfter = time.Minute
+	onDemandRetryMax   = time.Hour
+)
+
 // ACMEOptions configures NewACME.
 type ACMEOptions struct {
 	CA    string // directory URL; required
@@ -93,10 +106,27 @@ type ACME struct {
 	mu      sync.Mutex
 	closed  bool
 	running map[string]context.CancelFunc // managed hosts: stops their obtain retries
+	pending map[string]*obtainment        // on-demand hosts being obtained
+	failed  map[string]failure            // on-demand hosts whose last attempt failed
+	wg      sync.WaitGroup                // the obtainments
+}
+
+// obtainment is one attempt to get an on-demand certificate, which every
+// handshake for the name waits for (up to its own deadline).
+type obtainment struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// failure is when an on-demand name may be tried again.
+type failure struct {
+	until time.Time
+	n     int // failures in a row
 }
 
 var (
 	errNotOnDemand   = errors.New("policyhost: not an on_demand host")
+	errNotACMEHost   = errors.New("policyhost: no ACME certificate for this name")
 	errNoChallenge   = errors.New("policyhost: acme: no challenge type can be answered (check the listeners and acme.challenges)")
 	errStorageClosed = errors.New("policyhost: acme: storage closed")
 	challengeTypes   = []string{ChallengeHTTP01, ChallengeTLSALPN01}
@@ -156,7 +186,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 		}
 	}
 
-	a := &ACME{log: log, metrics: m, running: map[string]context.CancelFunc{}}
+	a := &ACME{log: log, metrics: m, running: map[string]context.CancelFunc{}, pending: map[string]*obtainment{}, failed: map[string]failure{}}
 	a.hosts.Store(&map[string]bool{})
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.storage = &closingStorage{fs: &certmagic.FileStorage{Path: filepath.Join(o.Storage, "certmagic")}, held: map[string]int{}}
@@ -266,6 +296,11 @@ func (a *ACME) Sync(ctx context.Context, sites *Sites) {
 	if len(gone) > 0 {
 		a.cache.RemoveManaged(gone)
 	}
+	for host := range a.failed {
+		if !next[host] {
+			delete(a.failed, host)
+		}
+	}
 	var start []string
 	onDemand := 0
 	for host, od := range next {
@@ -299,17 +334,98 @@ func (a *ACME) decide(_ context.Context, name string) error {
 }
 
 // GetCertificate returns the certificate for the SNI of hello, answering
-// TLS-ALPN-01 challenges too. Hosts of the last Sync only; an on_demand
-// host's first handshake waits for the certificate.
-func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	onDemand, ok := (*a.hosts.Load())[strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")]
+// TLS-ALPN-01 challenges too. Hosts of the last Sync only. An on_demand
+// host without a certificate starts one attempt to obtain it, shared by
+// every handshake for the name; each waits until its ctx ends
+// (ErrCertPending), so that a slow or unreachable CA holds no connection
+// longer than a handshake may last. After a failed attempt the name is
+// refused at once (ErrCertFailed) until its retry time.
+func (a *ACME) GetCertificate(ctx context.Context, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
+	onDemand, ok := (*a.hosts.Load())[name]
 	switch {
 	case !ok:
-		return nil, errUnknownHost
-	case onDemand:
-		return a.onDemand.GetCertificate(hello)
+		return nil, errNotACMEHost
+	case !onDemand:
+		return a.managed.GetCertificateWithContext(ctx, hello)
+	case isALPNChallenge(hello) || len(a.cache.AllMatchingCertificates(name)) > 0:
+		// A validation, or a certificate in memory: certmagic answers at
+		// once (and renews an on-demand certificate at handshakes, within
+		// ctx).
+		return a.onDemand.GetCertificateWithContext(ctx, hello)
 	}
-	return a.managed.GetCertificate(hello)
+	o, err := a.startObtain(name)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-o.done:
+		if o.err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCertFailed, o.err)
+		}
+		return a.onDemand.GetCertificateWithContext(ctx, hello)
+	case <-ctx.Done():
+		return nil, ErrCertPending
+	}
+}
+
+// isALPNChallenge reports a TLS-ALPN-01 validation: acme-tls/1 alone
+// (RFC 8737 §3).
+func isALPNChallenge(hello *tls.ClientHelloInfo) bool {
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == protoACMETLS1
+}
+
+// startObtain returns the attempt under way for name, or starts one; it
+// refuses a name whose last attempt failed until its retry time.
+func (a *ACME) startObtain(name string) (*obtainment, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, errStorageClosed
+	}
+	if o := a.pending[name]; o != nil {
+		return o, nil
+	}
+	if f, ok := a.failed[name]; ok && time.Now().Before(f.until) {
+		return nil, ErrCertFailed
+	}
+	o := &obtainment{done: make(chan struct{})}
+	a.pending[name] = o
+	a.wg.Add(1)
+	go a.obtain(name, o)
+	return o, nil
+}
+
+// obtain loads name's certificate from storage, or gets it from the CA,
+// into certmagic's cache.
+func (a *ACME) obtain(name string, o *obtainment) {
+	defer a.wg.Done()
+	ctx, cancel := context.WithTimeout(a.ctx, onDemandObtainTimeout)
+	defer cancel()
+	a.log.Info("acme: obtaining an on-demand certificate", "host", name)
+	// Obtaining does nothing when storage has the certificate (after a
+	// restart). The Async form retries within ctx; the Sync one would
+	// prompt on the terminal for an email address when none is set.
+	err := a.onDemand.ObtainCertAsync(ctx, name)
+	if err == nil {
+		_, err = a.onDemand.CacheManagedCertificate(ctx, name)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.pending, name)
+	if err != nil {
+		f := a.failed[name]
+		f.n++
+		wait := min(onDemandRetryAfter<<min(f.n-1, 16), onDemandRetryMax)
+		f.until = time.Now().Add(wait)
+		a.failed[name] = f
+		a.log.Error("acme: could not get an on-demand certificate; handshakes for it are refused until the retry",
+			"host", name, "retry_in", wait.String(), "error", err)
+	} else {
+		delete(a.failed, name)
+	}
+	o.err = err
+	close(o.done)
 }
 
 // HTTPHandler answers HTTP-01 challenges and passes everything else to
@@ -332,6 +448,13 @@ func (a *ACME) Close() {
 	a.mu.Unlock()
 	a.cancel()
 	a.cache.Stop()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(storageCloseWait):
+		a.log.Warn("acme: an on-demand attempt still runs after Close", "waited", storageCloseWait)
+	}
 	if !a.storage.close(storageCloseWait) {
 		a.log.Warn("acme: certmagic still uses the storage after Close", "waited", storageCloseWait)
 	}

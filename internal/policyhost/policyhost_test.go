@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
@@ -49,10 +52,38 @@ func hostConfig(t *testing.T, l *lab.Lab, extra string, domains ...string) *conf
 
 type running struct {
 	srv    *Server
+	reg    *prometheus.Registry
 	https  string
 	plain  string
 	dialer *dial.Dialer
 	ids    *IDStore
+}
+
+// metric is the value of a counter or gauge with one label (or none:
+// label ""), 0 when absent.
+func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					match = true
+				}
+			}
+			if match {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func start(t *testing.T, l *lab.Lab, h *config.Host) *running {
@@ -65,7 +96,8 @@ func start(t *testing.T, l *lab.Lab, h *config.Host) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), h.Limits, nil, nil)
+	reg := prometheus.NewRegistry()
+	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), h.Limits, nil, NewMetrics(reg))
 	s.Swap(sites)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,7 +114,7 @@ func start(t *testing.T, l *lab.Lab, h *config.Host) *running {
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	r := &running{srv: s, https: ln.Addr().String(), plain: pl.Addr().String(), ids: ids}
+	r := &running{srv: s, reg: reg, https: ln.Addr().String(), plain: pl.Addr().String(), ids: ids}
 	rule, err := dial.ParseRule("::" + r.https)
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +216,9 @@ func TestUnknownSNIFailsTheHandshake(t *testing.T) {
 			t.Errorf("SNI %q: %v, want the unrecognized_name alert (RFC 6066 §3)", sni, err)
 		}
 	}
+	if n := metric(t, r.reg, "mailtls_host_handshakes_refused_total", "reason", "unknown_name"); n != 3 {
+		t.Errorf("%v handshakes for unknown names counted, want 3", n)
+	}
 	if _, err := tls.Dial("tcp", r.https, &tls.Config{ServerName: "mta-sts.a.test", RootCAs: l.CA.Pool(), MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10}); err == nil {
 		t.Error("TLS 1.1 was accepted; only 1.2 and newer (RFC 8461 §7.2)")
 	}
@@ -202,36 +237,76 @@ func TestPlainHTTPNeverRedirects(t *testing.T) {
 	if resp.StatusCode != 404 || resp.Header.Get("Location") != "" {
 		t.Errorf("plain HTTP: %d, Location %q; want 404 and no redirect (RFC 8461 §3.3)", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("plain HTTP 404: X-Content-Type-Options %q, want nosniff like every HTTPS answer", got)
+	}
 }
 
 func TestLimits(t *testing.T) {
 	l := lab.New(t)
-	t.Run("connections per IP", func(t *testing.T) {
-		r := start(t, l, hostConfig(t, l, "  limits: {max_conns_per_ip: 2}\n", "a.test"))
-		var conns []net.Conn
-		for i := 0; i < 2; i++ {
-			c, err := net.Dial("tcp", r.https)
-			if err != nil {
-				t.Fatal(err)
+	// Connection caps: with two slots, two TLS connections complete their
+	// handshake and stay open; a third is closed at once, and counted by
+	// its limit; once one of the first closes, a new one gets in.
+	for _, tt := range []struct{ name, limits, counted string }{
+		{"connections per IP", "max_conns_per_ip: 2, max_conns: -1", "per_ip"},
+		{"connections in all", "max_conns: 2, max_conns_per_ip: -1", "global"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := start(t, l, hostConfig(t, l, "  limits: {"+tt.limits+"}\n", "a.test"))
+			dial := func() (*tls.Conn, error) {
+				d := &net.Dialer{Timeout: 5 * time.Second}
+				c, err := tls.DialWithDialer(d, "tcp", r.https, &tls.Config{ServerName: "mta-sts.a.test", RootCAs: l.CA.Pool()})
+				if err == nil {
+					// A read proves the server still holds the connection
+					// (TLS 1.3 sends its session tickets after the handshake).
+					c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+					_, err = c.Read(make([]byte, 1))
+					c.SetReadDeadline(time.Time{})
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						return c, nil
+					}
+					c.Close()
+					if err == nil {
+						err = fmt.Errorf("the server sent data")
+					}
+				}
+				return nil, err
 			}
-			conns = append(conns, c)
-		}
-		defer func() {
-			for _, c := range conns {
+			var open []*tls.Conn
+			for i := 0; i < 2; i++ {
+				c, err := dial()
+				if err != nil {
+					t.Fatalf("connection %d within the limit: %v", i+1, err)
+				}
+				open = append(open, c)
+			}
+			defer func() {
+				for _, c := range open {
+					c.Close()
+				}
+			}()
+			if c, err := dial(); err == nil {
 				c.Close()
+				t.Fatal("a third connection got in: the limit does not hold")
 			}
-		}()
-		time.Sleep(50 * time.Millisecond)
-		third, err := net.Dial("tcp", r.https)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer third.Close()
-		third.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := third.Read(make([]byte, 1)); err == nil {
-			t.Error("a third connection from one IP should be closed at once")
-		}
-	})
+			if n := metric(t, r.reg, "mailtls_host_connections_rejected_total", "limit", tt.counted); n != 1 {
+				t.Errorf("%v rejections counted as %s, want 1", n, tt.counted)
+			}
+			open[0].Close()
+			open = open[1:]
+			var err error
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				var c *tls.Conn
+				if c, err = dial(); err == nil {
+					open = append(open, c)
+					break
+				}
+			}
+			if err != nil {
+				t.Errorf("a closed connection must free its slot: %v", err)
+			}
+		})
+	}
 
 	t.Run("requests per IP", func(t *testing.T) {
 		r := start(t, l, hostConfig(t, l, "  limits: {requests_per_second: 1, burst: 3}\n", "a.test"))
@@ -359,5 +434,193 @@ func TestBuildFollowMX(t *testing.T) {
 	}
 	if _, ok := skipped["u.test"]; !ok || sites.Lookup("mta-sts.u.test") != nil {
 		t.Errorf("a follow_mx domain without a known MX set is not served yet: %v", skipped)
+	}
+}
+
+// TestALPN: senders' HTTP clients offer h2, http/1.1, http/1.0 or nothing;
+// every one of them gets the policy (RFC 8461 §3.3 only asks for HTTPS).
+// acme-tls/1 alone is an ACME validation (RFC 8737 §3), refused with ACME
+// off.
+func TestALPN(t *testing.T) {
+	l := lab.New(t)
+	r := start(t, l, hostConfig(t, l, "", "a.test"))
+	get := "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.a.test\r\nConnection: close\r\n\r\n"
+	tests := []struct {
+		name       string
+		offer      []string
+		negotiated string
+		request    string // "" means the handshake must fail
+	}{
+		{"h2 only", []string{"h2"}, "h2", "h2"},
+		{"h2 and http/1.1", []string{"h2", "http/1.1"}, "h2", "h2"},
+		{"http/1.1 only", []string{"http/1.1"}, "http/1.1", get},
+		{"http/1.0 only: no overlap, served without ALPN", []string{"http/1.0"}, "", "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: mta-sts.a.test\r\n\r\n"},
+		{"an unknown protocol only", []string{"spdy/3"}, "", get},
+		{"no ALPN", nil, "", get},
+		{"acme-tls/1 beside http/1.1 is not a validation", []string{"acme-tls/1", "http/1.1"}, "http/1.1", get},
+		{"acme-tls/1 alone with ACME off", []string{"acme-tls/1"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := &tls.Config{ServerName: "mta-sts.a.test", RootCAs: l.CA.Pool(), NextProtos: tt.offer}
+			c, err := tls.Dial("tcp", r.https, conf)
+			if tt.request == "" {
+				if err == nil {
+					c.Close()
+					t.Fatal("the handshake succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			defer c.Close()
+			if got := c.ConnectionState().NegotiatedProtocol; got != tt.negotiated {
+				t.Errorf("negotiated %q, want %q", got, tt.negotiated)
+			}
+			var body []byte
+			if tt.request == "h2" {
+				tr := &http.Transport{Protocols: new(http.Protocols), DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
+				tr.Protocols.SetHTTP2(true)
+				resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://mta-sts.a.test/.well-known/mta-sts.txt")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+					t.Fatalf("%s %d", resp.Proto, resp.StatusCode)
+				}
+				body, _ = io.ReadAll(resp.Body)
+			} else {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				io.WriteString(c, tt.request)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+				body, _ = io.ReadAll(resp.Body)
+			}
+			if !strings.HasPrefix(string(body), "version: STSv1\r\n") {
+				t.Errorf("body %q", body)
+			}
+		})
+	}
+	if n := metric(t, r.reg, "mailtls_host_handshakes_refused_total", "reason", "alpn"); n != 1 {
+		t.Errorf("%v acme-tls/1 handshakes counted, want 1", n)
+	}
+}
+
+// fakeACME stands in for certmagic: it answers every handshake with one
+// certificate.
+type fakeACME struct{ cert tls.Certificate }
+
+func (f *fakeACME) GetCertificate(context.Context, *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return &f.cert, nil
+}
+func (f *fakeACME) HTTPHandler(next http.Handler) http.Handler { return next }
+
+// TestACMETLSConnectionsServeNothing: with ACME on, a TLS-ALPN-01
+// validation gets its certificate, and nothing is ever served on that
+// connection.
+func TestACMETLSConnectionsServeNothing(t *testing.T) {
+	l := lab.New(t)
+	h := hostConfig(t, l, "", "a.test")
+	ids, _ := OpenIDStore("")
+	h.Domains["b.test"] = config.Domain{Mode: "testing", MX: []string{"mx.b.test"}}
+	sites, _, err := Build(h, ids, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(slog.New(slog.DiscardHandler), h.Limits, &fakeACME{cert: l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"mta-sts.b.test"}})}, nil)
+	s.Swap(sites)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeHTTPS(ln)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "mta-sts.b.test", RootCAs: l.CA.Pool(), NextProtos: []string{"acme-tls/1"}})
+	if err != nil {
+		t.Fatalf("validation handshake: %v", err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "acme-tls/1" {
+		t.Fatalf("negotiated %q", p)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.b.test\r\n\r\n")
+	if b, err := io.ReadAll(c); len(b) > 0 || err != nil {
+		t.Errorf("an acme-tls/1 connection answered %q (%v); it must be closed without a word", b, err)
+	}
+}
+
+// TestStaticCertificates: a certificate file is read with a cap and must
+// cover mta-sts.<domain> (RFC 8461 §3.3); one that expires soon or has
+// expired is loaded, and its state says so.
+func TestStaticCertificates(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	build := func(certFile, keyFile string) (*Sites, error) {
+		ids, _ := OpenIDStore("")
+		h := &config.Host{Domains: map[string]config.Domain{"a.test": {Mode: "none", Cert: certFile, Key: keyFile}}}
+		sites, _, err := Build(h, ids, nil, now)
+		return sites, err
+	}
+	leaf := func(o lab.LeafOptions) (string, string) {
+		return l.CA.MustWriteLeaf(t, t.TempDir(), o)
+	}
+	good, goodKey := leaf(lab.LeafOptions{DNSNames: []string{"mta-sts.a.test"}})
+	wild, wildKey := leaf(lab.LeafOptions{DNSNames: []string{"*.a.test"}})
+	other, otherKey := leaf(lab.LeafOptions{DNSNames: []string{"mta-sts.b.test", "b.test"}})
+	big := filepath.Join(dir, "big.pem")
+	if err := os.WriteFile(big, make([]byte, MaxCertFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, cert, key, want string
+	}{
+		{"a certificate for the host", good, goodKey, ""},
+		{"a wildcard covering the host", wild, wildKey, ""},
+		{"a certificate for another name", other, otherKey, "it is for mta-sts.b.test, b.test, not mta-sts.a.test"},
+		{"a key of another certificate", good, otherKey, "private key does not match"},
+		{"a file over the cap", big, goodKey, "larger than"},
+		{"a device", "/dev/zero", goodKey, "not a regular file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := build(tt.cert, tt.key)
+			var ce *CertError
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (!errors.As(err, &ce) || ce.Domain != "a.test" || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want a CertError for a.test containing %q", err, tt.want)
+			}
+		})
+	}
+
+	for _, tt := range []struct {
+		name     string
+		from, to time.Time
+		want     CertState
+	}{
+		{"valid for months", now.Add(-time.Hour), now.Add(90 * 24 * time.Hour), CertOK},
+		{"expires in 10 days", now.Add(-time.Hour), now.Add(10 * 24 * time.Hour), CertExpiring},
+		{"expired", now.Add(-90 * 24 * time.Hour), now.Add(-time.Hour), CertExpired},
+		{"not yet valid", now.Add(time.Hour), now.Add(90 * 24 * time.Hour), CertNotYetValid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, k := leaf(lab.LeafOptions{DNSNames: []string{"mta-sts.a.test"}, NotBefore: tt.from, NotAfter: tt.to})
+			sites, err := build(c, k)
+			if err != nil {
+				t.Fatalf("a certificate that is not valid now is still loaded: %v", err)
+			}
+			if got := sites.Lookup("mta-sts.a.test").CertState(now); got != tt.want {
+				t.Errorf("state %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,14 +26,30 @@ import (
 // CertSource supplies certificates the server does not hold statically
 // (ACME); nil means static certificates only.
 type CertSource interface {
-	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+	// GetCertificate returns the certificate for hello's server name and
+	// answers TLS-ALPN-01 challenges. ctx ends with the handshake's
+	// deadline: a certificate that is not ready by then is refused, so
+	// that no handshake waits longer than any other.
+	GetCertificate(ctx context.Context, hello *tls.ClientHelloInfo) (*tls.Certificate, error)
 	// HTTPHandler answers ACME HTTP-01 challenges and passes everything
 	// else to next.
 	HTTPHandler(next http.Handler) http.Handler
 }
 
-// Server serves the policies. Set Sites before serving; Swap replaces them
-// without dropping connections.
+// Errors a CertSource returns for a certificate it cannot give yet; the
+// server counts each refusal by its reason.
+var (
+	// ErrCertPending: an on-demand certificate is being obtained and was
+	// not ready within the handshake.
+	ErrCertPending = errors.New("policyhost: the certificate is being obtained; retry later")
+	// ErrCertFailed: obtaining an on-demand certificate failed recently;
+	// it is retried later, not at every handshake.
+	ErrCertFailed = errors.New("policyhost: obtaining the certificate failed recently; retry later")
+)
+
+// Server serves the policies over HTTPS with net/http (HTTP/1.1 and
+// HTTP/2). Set Sites before serving; Swap replaces them without dropping
+// connections.
 type Server struct {
 	Log     *slog.Logger
 	Certs   CertSource
@@ -44,15 +61,6 @@ type Server struct {
 	mu      sync.Mutex
 	servers []*http.Server
 	closed  bool
-
-	// The fast path (fast.go).
-	closing      atomic.Bool
-	fast         map[*fastConn]struct{} // under mu
-	fastLns      []fastListener         // under mu
-	fastWG       sync.WaitGroup
-	date         atomic.Pointer[httpDate]
-	policyServed prometheus.Counter
-	rateLimited  prometheus.Counter
 }
 
 // NewServer makes a server with limits and a metrics registry.
@@ -60,10 +68,8 @@ func NewServer(log *slog.Logger, limits config.Limits, certs CertSource, m *Metr
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
-	s := &Server{Log: log, Certs: certs, Limits: limits, Metrics: m, fast: map[*fastConn]struct{}{},
-		// Resolved once: WithLabelValues hashes the label on every call.
-		policyServed: m.Requests.WithLabelValues("policy"), rateLimited: m.Requests.WithLabelValues("rate_limited")}
-	s.limiter = newIPLimiter(limits.MaxConnsPerIP, limits.RequestsPerSecond, limits.Burst)
+	s := &Server{Log: log, Certs: certs, Limits: limits, Metrics: m}
+	s.limiter = newIPLimiter(limits.MaxConns, limits.MaxConnsPerIP, limits.RequestsPerSecond, limits.Burst)
 	return s
 }
 
@@ -77,33 +83,116 @@ func (s *Server) Swap(sites *Sites) {
 // Sites returns the sites being served.
 func (s *Server) Sites() *Sites { return s.sites.Load() }
 
-// errUnknownHost fails handshakes for names that are not configured.
-var errUnknownHost = errors.New("policyhost: no certificate for this name")
+// Application protocols (RFC 7301). acme-tls/1 is RFC 8737's.
+const (
+	protoH2       = "h2"
+	protoHTTP11   = "http/1.1"
+	protoACMETLS1 = "acme-tls/1"
+)
+
+var (
+	httpProtos = []string{protoH2, protoHTTP11}
+	errNoACME  = errors.New("policyhost: acme-tls/1 offered, but ACME is off")
+	errNoCert  = errors.New("policyhost: no certificate for this name")
+)
 
 // TLSConfig is the HTTPS configuration: TLS 1.2 or newer (RFC 8461 §7.2),
-// the certificate chosen by SNI among configured hosts only.
+// the certificate chosen by SNI among configured hosts only, HTTP/2 or
+// HTTP/1.1 by ALPN.
+//
+// A client whose ALPN offer has nothing in common with ours (only
+// http/1.0, say) is served without ALPN rather than refused: RFC 7301
+// §3.2 would have the handshake fail, but such a sender reads an HTTP/1.x
+// answer, and failing it only loses the policy. acme-tls/1 alone is a
+// TLS-ALPN-01 validation (RFC 8737 §3): answered only when ACME is on,
+// and net/http then closes the connection without serving anything on it.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1", "acme-tls/1"},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			// For a name that is not served, (nil, nil) makes crypto/tls
-			// answer with the unrecognized_name alert (RFC 6066 §3); an
-			// error would send internal_error, which reads as a server
-			// fault in a sender's logs.
-			site := s.sites.Load().Lookup(hello.ServerName)
-			if site == nil {
-				return nil, nil
-			}
-			if site.Static != nil {
-				return site.Static, nil
-			}
-			if s.Certs == nil {
-				return nil, nil
-			}
-			return s.Certs.GetCertificate(hello)
-		},
+	base := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: httpProtos, GetCertificate: s.getCertificate}
+	noALPN := base.Clone()
+	noALPN.NextProtos = nil
+	var acme *tls.Config
+	if s.Certs != nil {
+		acme = base.Clone()
+		acme.NextProtos = []string{protoACMETLS1}
 	}
+	c := base.Clone()
+	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		offered := hello.SupportedProtos
+		switch {
+		case len(offered) == 1 && offered[0] == protoACMETLS1:
+			if acme == nil {
+				s.refused("alpn")
+				return nil, errNoACME
+			}
+			return acme, nil
+		case len(offered) > 0 && !slices.ContainsFunc(offered, func(p string) bool { return slices.Contains(httpProtos, p) }):
+			return noALPN, nil
+		}
+		return nil, nil
+	}
+	return c
+}
+
+// getCertificate picks the certificate by SNI. For a name that is not
+// served, (nil, nil) makes crypto/tls answer with the unrecognized_name
+// alert (RFC 6066 §3); an error would send internal_error, which reads as
+// a server fault in a sender's logs.
+func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	site := s.sites.Load().Lookup(hello.ServerName)
+	switch {
+	case site == nil:
+		s.refused("unknown_name")
+		return nil, nil
+	case site.Static != nil:
+		return site.Static, nil
+	case s.Certs == nil:
+		s.refused("no_certificate")
+		return nil, nil
+	}
+	ctx, cancel := context.WithDeadline(hello.Context(), s.handshakeDeadline(hello.Conn))
+	defer cancel()
+	cert, err := s.Certs.GetCertificate(ctx, hello)
+	switch {
+	case errors.Is(err, ErrCertPending):
+		s.refused("on_demand_pending")
+	case errors.Is(err, ErrCertFailed):
+		s.refused("on_demand_failed")
+	case err != nil:
+		s.refused("no_certificate")
+	case cert == nil || len(cert.Certificate) == 0:
+		s.refused("no_certificate")
+		err = errNoCert
+	default:
+		return cert, nil
+	}
+	return nil, err
+}
+
+func (s *Server) refused(reason string) { s.Metrics.HandshakesRefused.WithLabelValues(reason).Inc() }
+
+// handshakeTimeout is net/http's: the shortest of the read-header, read
+// and write timeouts, set as the connection's deadline for the handshake.
+func (s *Server) handshakeTimeout() time.Duration {
+	var d time.Duration
+	for _, v := range []time.Duration{s.Limits.ReadHeaderTimeout.D(), s.Limits.ReadTimeout.D(), s.Limits.WriteTimeout.D()} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	if d == 0 {
+		d = 10 * time.Second
+	}
+	return d
+}
+
+// handshakeDeadline is when the handshake on c times out: its deadline
+// starts when the connection is accepted.
+func (s *Server) handshakeDeadline(c net.Conn) time.Time {
+	start := time.Now()
+	if lc, ok := c.(*limitConn); ok {
+		start = lc.accepted
+	}
+	return start.Add(s.handshakeTimeout())
 }
 
 // ServeHTTP answers GET and HEAD of /.well-known/mta-sts.txt for configured
@@ -112,6 +201,9 @@ func (s *Server) TLSConfig() *tls.Config {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
 			s.Metrics.Panics.Inc()
 			s.Log.Error("panic serving a request", "panic", fmt.Sprint(p))
 			http.Error(w, "", http.StatusInternalServerError)
@@ -130,12 +222,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// One snapshot per request: a reload in between must not mix two.
 	sites := s.sites.Load()
 	site := sites.Lookup(host)
-	st := requestTLS(r)
 	switch {
 	case site == nil:
 		s.reply(w, http.StatusNotFound, "unknown_host")
 		return
-	case st != nil && !strings.EqualFold(strings.TrimSuffix(st.ServerName, "."), site.Host):
+	case r.TLS != nil && !strings.EqualFold(strings.TrimSuffix(r.TLS.ServerName, "."), site.Host):
 		s.reply(w, http.StatusMisdirectedRequest, "misdirected")
 		return
 	case r.URL.Path != fetch.Path:
@@ -160,6 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // reply sends a bodiless status.
 func (s *Server) reply(w http.ResponseWriter, code int, result string) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(code)
 	s.Metrics.Requests.WithLabelValues(result).Inc()
@@ -182,18 +274,9 @@ func (s *Server) httpHandler() http.Handler {
 	return s.Certs.HTTPHandler(notFound)
 }
 
-// ServeHTTPS serves the policies on l (TLS is added here): the fast path
-// answers plain policy requests and hands everything else to net/http.
+// ServeHTTPS serves the policies on l (TLS is added here).
 func (s *Server) ServeHTTPS(l net.Listener) error {
-	tl := tls.NewListener(s.limiter.wrap(l, s.Metrics), s.TLSConfig())
-	q := newConnQueue(l.Addr())
-	srv := s.newHTTPServer(s)
-	srv.ConnContext = connContext
-	if !s.register(srv, tl, &fastListener{tl, q}) {
-		return http.ErrServerClosed
-	}
-	go srv.Serve(q)
-	return s.acceptFast(tl, q)
+	return s.serve(s.newHTTPServer(s), tls.NewListener(s.limiter.wrap(l, s.Metrics), s.TLSConfig()))
 }
 
 // ServePlainHTTP serves the ACME HTTP-01 side on l.
@@ -214,27 +297,18 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
+// serve records srv for Shutdown and serves l; after Shutdown it closes l
+// and returns http.ErrServerClosed.
 func (s *Server) serve(srv *http.Server, l net.Listener) error {
-	if !s.register(srv, l, nil) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
 		return http.ErrServerClosed
 	}
-	return srv.Serve(l)
-}
-
-// register records a server (and a fast-path listener) for Shutdown; after
-// Shutdown it closes l and reports false.
-func (s *Server) register(srv *http.Server, l net.Listener, fl *fastListener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		l.Close()
-		return false
-	}
 	s.servers = append(s.servers, srv)
-	if fl != nil {
-		s.fastLns = append(s.fastLns, *fl)
-	}
-	return true
+	s.mu.Unlock()
+	return srv.Serve(l)
 }
 
 // Shutdown stops accepting connections and waits for requests in flight,
@@ -242,39 +316,14 @@ func (s *Server) register(srv *http.Server, l net.Listener, fl *fastListener) bo
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	s.closing.Store(true)
-	servers, lns := s.servers, s.fastLns
-	conns := make([]*fastConn, 0, len(s.fast))
-	for fc := range s.fast {
-		conns = append(conns, fc)
-	}
+	servers := s.servers
 	s.mu.Unlock()
-	for _, fl := range lns {
-		fl.l.Close()
-		fl.q.Close()
-	}
-	for _, fc := range conns {
-		fc.wake()
-	}
 	var first error
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil && first == nil {
 			first = err
 		}
 	}
-	done := make(chan struct{})
-	go func() { s.fastWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		for _, fc := range conns {
-			fc.c.Close()
-		}
-		if first == nil {
-			first = ctx.Err()
-		}
-	}
-	s.limiter.stop()
 	return first
 }
 
@@ -286,16 +335,19 @@ func remoteIP(addr string) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// ipLimiter bounds connections and requests per client IP.
+// ipLimiter bounds connections, in all and per client IP, and requests
+// per client IP. The per-IP bound alone does not bound the total: an IPv6
+// /64 has 2^64 source addresses.
 type ipLimiter struct {
-	maxConns int
-	rps      rate.Limit
-	burst    int
-	mu       sync.Mutex
-	conns    map[netip.Addr]int
-	buckets  map[netip.Addr]*bucket
-	done     chan struct{}
-	once     sync.Once
+	maxConns      int // -1: no limit
+	maxConnsPerIP int // -1: no limit
+	rps           rate.Limit
+	burst         int
+	mu            sync.Mutex
+	total         int
+	conns         map[netip.Addr]int
+	buckets       map[netip.Addr]*bucket
+	pruned        time.Time
 }
 
 type bucket struct {
@@ -303,36 +355,19 @@ type bucket struct {
 	seen time.Time
 }
 
-// maxTracked bounds the rate-limit table; beyond it, idle entries go first.
-const maxTracked = 100000
+const (
+	// maxTracked bounds the rate-limit table; beyond it, idle entries go
+	// first.
+	maxTracked = 100000
+	// bucketIdle is how long an idle client's bucket is kept; it is full
+	// again long before.
+	bucketIdle = 5 * time.Minute
+)
 
-func newIPLimiter(maxConns int, rps float64, burst int) *ipLimiter {
-	l := &ipLimiter{maxConns: maxConns, rps: rate.Limit(rps), burst: burst,
-		conns: map[netip.Addr]int{}, buckets: map[netip.Addr]*bucket{}, done: make(chan struct{})}
-	go l.janitor()
-	return l
+func newIPLimiter(maxConns, maxConnsPerIP int, rps float64, burst int) *ipLimiter {
+	return &ipLimiter{maxConns: maxConns, maxConnsPerIP: maxConnsPerIP, rps: rate.Limit(rps), burst: burst,
+		conns: map[netip.Addr]int{}, buckets: map[netip.Addr]*bucket{}, pruned: time.Now()}
 }
-
-func (l *ipLimiter) janitor() {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.done:
-			return
-		case now := <-t.C:
-			l.mu.Lock()
-			for ip, b := range l.buckets {
-				if now.Sub(b.seen) > 5*time.Minute {
-					delete(l.buckets, ip)
-				}
-			}
-			l.mu.Unlock()
-		}
-	}
-}
-
-func (l *ipLimiter) stop() { l.once.Do(func() { close(l.done) }) }
 
 func (l *ipLimiter) allow(ip netip.Addr) bool {
 	if l.rps <= 0 {
@@ -340,15 +375,16 @@ func (l *ipLimiter) allow(ip netip.Addr) bool {
 	}
 	now := time.Now()
 	l.mu.Lock()
+	// Idle buckets are dropped on the way, about once a minute (no
+	// goroutine of its own to stop).
+	if now.Sub(l.pruned) > time.Minute {
+		l.prune(now, bucketIdle)
+	}
 	b, ok := l.buckets[ip]
 	if !ok {
 		if len(l.buckets) >= maxTracked {
 			// Bounded memory: drop the idle entries, or all of them.
-			for k, v := range l.buckets {
-				if now.Sub(v.seen) > time.Minute {
-					delete(l.buckets, k)
-				}
-			}
+			l.prune(now, time.Minute)
 			if len(l.buckets) >= maxTracked {
 				clear(l.buckets)
 			}
@@ -361,7 +397,41 @@ func (l *ipLimiter) allow(ip netip.Addr) bool {
 	return b.lim.AllowN(now, 1)
 }
 
-// wrap limits the connections per client IP on a listener.
+// prune drops the buckets idle for longer than idle; the caller holds mu.
+func (l *ipLimiter) prune(now time.Time, idle time.Duration) {
+	for ip, b := range l.buckets {
+		if now.Sub(b.seen) > idle {
+			delete(l.buckets, ip)
+		}
+	}
+	l.pruned = now
+}
+
+// admit takes a connection slot for ip, or says which limit refuses it.
+func (l *ipLimiter) admit(ip netip.Addr) (reason string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.maxConns > 0 && l.total >= l.maxConns:
+		return "global", false
+	case l.maxConnsPerIP > 0 && l.conns[ip] >= l.maxConnsPerIP:
+		return "per_ip", false
+	}
+	l.total++
+	l.conns[ip]++
+	return "", true
+}
+
+func (l *ipLimiter) release(ip netip.Addr) {
+	l.mu.Lock()
+	l.total--
+	if l.conns[ip]--; l.conns[ip] <= 0 {
+		delete(l.conns, ip)
+	}
+	l.mu.Unlock()
+}
+
+// wrap applies the connection limits to a listener.
 func (l *ipLimiter) wrap(ln net.Listener, m *Metrics) net.Listener {
 	return &limitListener{Listener: ln, l: l, m: m}
 }
@@ -379,30 +449,20 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c.RemoteAddr().String())
-		l := ll.l
-		l.mu.Lock()
-		if l.maxConns > 0 && l.conns[ip] >= l.maxConns {
-			l.mu.Unlock()
-			ll.m.Rejected.Inc()
+		if reason, ok := ll.l.admit(ip); !ok {
+			ll.m.Rejected.WithLabelValues(reason).Inc()
 			c.Close()
 			continue
 		}
-		l.conns[ip]++
-		l.mu.Unlock()
-		return &limitConn{Conn: c, release: func() {
-			l.mu.Lock()
-			if l.conns[ip]--; l.conns[ip] <= 0 {
-				delete(l.conns, ip)
-			}
-			l.mu.Unlock()
-		}}, nil
+		return &limitConn{Conn: c, accepted: time.Now(), release: func() { ll.l.release(ip) }}, nil
 	}
 }
 
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	accepted time.Time
+	once     sync.Once
+	release  func()
 }
 
 func (c *limitConn) Close() error {
@@ -413,12 +473,13 @@ func (c *limitConn) Close() error {
 // Metrics are the Prometheus metrics of the host role. Labels take only
 // fixed values, never anything from a request.
 type Metrics struct {
-	Requests *prometheus.CounterVec
-	Rejected prometheus.Counter
-	Domains  prometheus.Gauge
-	Reloads  *prometheus.CounterVec
-	Certs    *prometheus.CounterVec
-	Panics   prometheus.Counter
+	Requests          *prometheus.CounterVec
+	Rejected          *prometheus.CounterVec
+	HandshakesRefused *prometheus.CounterVec
+	Domains           prometheus.Gauge
+	Reloads           *prometheus.CounterVec
+	Certs             *prometheus.CounterVec
+	Panics            prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg.
@@ -426,8 +487,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_requests_total",
 			Help: "Requests to the policy host by result: policy, unknown_host, not_found, misdirected, method_not_allowed, rate_limited, plain_http."}, []string{"result"}),
-		Rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailtls_host_connections_rejected_total",
-			Help: "Connections closed at once because the client IP had too many open."}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_connections_rejected_total",
+			Help: "Connections closed at once by limit: per_ip (max_conns_per_ip) or global (max_conns)."}, []string{"limit"}),
+		HandshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_host_handshakes_refused_total",
+			Help: "TLS handshakes refused by reason: unknown_name (no such host configured), no_certificate (not obtained yet), on_demand_pending (being obtained), on_demand_failed (failed recently), alpn (acme-tls/1 with ACME off)."}, []string{"reason"}),
 		Domains: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailtls_host_domains", Help: "Policy domains being served."}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailtls_config_reloads_total",
 			Help: "Configuration reloads by result: ok or error (the old configuration keeps serving)."}, []string{"result"}),
@@ -435,6 +498,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "ACME certificate events: obtained, renewed, failed."}, []string{"event"}),
 		Panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailtls_panics_total", Help: "Panics recovered in server goroutines."}),
 	}
-	reg.MustRegister(m.Requests, m.Rejected, m.Domains, m.Reloads, m.Certs, m.Panics)
+	reg.MustRegister(m.Requests, m.Rejected, m.HandshakesRefused, m.Domains, m.Reloads, m.Certs, m.Panics)
 	return m
 }

@@ -10,6 +10,7 @@ package policyhost
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -35,8 +36,97 @@ type Site struct {
 	Static   *tls.Certificate
 	OnDemand bool
 	FollowMX bool
-	// fastHead is the response head but the Date, for the fast path.
-	fastHead []byte
+	// CertFile and the validity of Static, for the expiry warnings.
+	CertFile            string
+	NotBefore, NotAfter time.Time
+}
+
+// MaxCertFileSize bounds a certificate or key file: a chain is a few
+// kilobytes, and a file such as /dev/zero must not fill the memory.
+const MaxCertFileSize = 1 << 20
+
+// ExpiryWarning is how long before a static certificate expires that it
+// is reported (log, metric, /healthz): a sender refuses an expired one
+// (RFC 8461 §3.3), and renewing by hand takes time.
+const ExpiryWarning = 14 * 24 * time.Hour
+
+// CertState is the validity of a static certificate at some time.
+type CertState string
+
+// The CertStates; the empty state is a site without a static certificate.
+const (
+	CertOK          CertState = "ok"
+	CertExpiring    CertState = "expiring" // within ExpiryWarning
+	CertExpired     CertState = "expired"
+	CertNotYetValid CertState = "not_yet_valid"
+)
+
+// CertStates lists them in order of gravity, least first.
+var CertStates = []CertState{CertOK, CertExpiring, CertExpired, CertNotYetValid}
+
+// CertState is the state of the site's static certificate at now.
+func (s *Site) CertState(now time.Time) CertState {
+	switch {
+	case s.Static == nil:
+		return ""
+	case now.Before(s.NotBefore):
+		return CertNotYetValid
+	case !now.Before(s.NotAfter):
+		return CertExpired
+	case s.NotAfter.Sub(now) <= ExpiryWarning:
+		return CertExpiring
+	}
+	return CertOK
+}
+
+// CertError is a static certificate that cannot be served: a file that
+// cannot be read, a key that does not match, or a certificate that does
+// not cover mta-sts.<domain> (senders would refuse it, RFC 8461 §3.3).
+type CertError struct {
+	Domain string
+	File   string
+	Err    error
+}
+
+func (e *CertError) Error() string {
+	return fmt.Sprintf("policyhost: %s: certificate %s: %v", e.Domain, e.File, e.Err)
+}
+
+func (e *CertError) Unwrap() error { return e.Err }
+
+// loadCert loads a static certificate for host, checking its name.
+func loadCert(site *Site, certFile, keyFile string) error {
+	fail := func(err error) error { return &CertError{Domain: site.Domain, File: certFile, Err: err} }
+	certPEM, err := config.ReadLimited(certFile, MaxCertFileSize)
+	if err != nil {
+		return fail(err)
+	}
+	keyPEM, err := config.ReadLimited(keyFile, MaxCertFileSize)
+	if err != nil {
+		return fail(err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fail(err)
+	}
+	leaf := c.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return fail(err)
+		}
+	}
+	if err := leaf.VerifyHostname(site.Host); err != nil {
+		names := leaf.DNSNames
+		if len(names) > 5 {
+			names = append(names[:5:5], "…")
+		}
+		return fail(fmt.Errorf("it is for %s, not %s", strings.Join(names, ", "), site.Host))
+	}
+	// Handshakes use only the DER chain and the key: the parsed leaf
+	// (about 2.7 KB a domain) would be a third of the memory.
+	c.Leaf = nil
+	site.Static, site.CertFile, site.NotBefore, site.NotAfter = &c, certFile, leaf.NotBefore, leaf.NotAfter
+	return nil
 }
 
 // Sites is an immutable snapshot of everything served; a reload builds a new
@@ -84,6 +174,7 @@ func Build(h *config.Host, ids *IDStore, mx MXSource, now time.Time) (sites *Sit
 	sites = &Sites{byHost: make(map[string]*Site, len(h.Domains)), CacheControl: h.CacheControl}
 	skipped = map[string]error{}
 	bodies := make(map[string][]byte, len(h.Domains))
+	var certErrs []error
 	for d, dc := range h.Domains {
 		pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(dc.Mode), MaxAge: dc.EffectiveMaxAge(), MX: dc.MX}
 		if dc.FollowMX {
@@ -96,19 +187,19 @@ func Build(h *config.Host, ids *IDStore, mx MXSource, now time.Time) (sites *Sit
 		}
 		body := []byte(pol.String())
 		bodies[d] = body
-		site := &Site{Domain: d, Host: "mta-sts." + d, Policy: pol, Body: body, OnDemand: dc.OnDemand, FollowMX: dc.FollowMX,
-			fastHead: fastHead(body, h.CacheControl)}
+		site := &Site{Domain: d, Host: "mta-sts." + d, Policy: pol, Body: body, OnDemand: dc.OnDemand, FollowMX: dc.FollowMX}
 		if dc.Cert != "" {
-			c, err := tls.LoadX509KeyPair(dc.Cert, dc.Key)
-			if err != nil {
-				return nil, nil, fmt.Errorf("policyhost: %s: loading the certificate: %w", d, err)
+			if err := loadCert(site, dc.Cert, dc.Key); err != nil {
+				certErrs = append(certErrs, err)
+				continue
 			}
-			// Handshakes use only the DER chain and the key: the parsed
-			// leaf (about 2.7 KB a domain) would be a third of the memory.
-			c.Leaf = nil
-			site.Static = &c
 		}
 		sites.byHost[site.Host] = site
+	}
+	if len(certErrs) > 0 {
+		// Every bad certificate at once, in a stable order.
+		sort.Slice(certErrs, func(i, j int) bool { return certErrs[i].Error() < certErrs[j].Error() })
+		return nil, nil, errors.Join(certErrs...)
 	}
 	assigned, err := ids.Assign(bodies, now)
 	if err != nil {

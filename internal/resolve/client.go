@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -99,9 +100,18 @@ func IsLoopbackServer(server string) bool {
 	return ip.Unmap().IsLoopback()
 }
 
+// panics counts the panics Lookup recovered in this process.
+var panics atomic.Int64
+
+// Panics is the number of panics Lookup has recovered in this process.
+// Each is a bug: a server exports the count as a metric, and the test lab
+// fails the test in which one happens.
+func Panics() int64 { return panics.Load() }
+
 // Lookup asks for name and qtype and returns the evidence. It never returns
-// nil and never panics; failures are reported in Answer.Status and
-// Answer.Error.
+// nil and never panics (a panic inside is recovered, counted in Panics
+// and reported as StatusError); failures are reported in Answer.Status
+// and Answer.Error.
 //
 // name may have a trailing dot and any case. Invalid names (empty, an empty
 // label, a label over 63 octets, over 253 characters, unescaped spaces or
@@ -128,6 +138,7 @@ func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) (a *Answ
 	a = &Answer{Name: displayName(name), Type: typeString(qtype)}
 	defer func() {
 		if p := recover(); p != nil {
+			panics.Add(1)
 			*a = Answer{Name: a.Name, Type: a.Type, Status: StatusError, Error: fmt.Sprintf("internal error: %v", p)}
 		}
 		a.Duration = time.Since(start)

@@ -28,6 +28,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -189,6 +190,24 @@ type probe struct {
 	br    *bufio.Reader // under text: what the server sent and was not read yet
 	text  *textproto.Reader
 	start time.Time
+	// mu orders setDeadline against the cancellation of ctx.
+	mu sync.Mutex
+}
+
+// pastDeadline is the deadline a canceled probe's connection keeps: every
+// read and write on it fails at once.
+var pastDeadline = time.Unix(1, 0)
+
+// setDeadline sets the connection's deadline, unless ctx has ended: then
+// the connection keeps a deadline in the past, so that no later phase
+// re-arms a connection the caller gave up on.
+func (s *probe) setDeadline(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		t = pastDeadline
+	}
+	_ = s.conn.SetDeadline(t)
 }
 
 func (s *probe) ms() float64 { return float64(time.Since(s.start).Microseconds()) / 1000 }
@@ -214,7 +233,7 @@ func (s *probe) deadline(d time.Duration) {
 	if cd, ok := s.ctx.Deadline(); ok && cd.Before(t) {
 		t = cd
 	}
-	_ = s.conn.SetDeadline(t)
+	s.setDeadline(t)
 }
 
 // Probe probes host at ip:25. It never returns nil and never panics on
@@ -240,7 +259,11 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 	s.r.Timings.Connect = s.ms()
 	s.conn = &capConn{Conn: conn, left: MaxRead}
 	defer func() { s.conn.Close() }()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = conn.SetDeadline(pastDeadline)
+	})
 	defer stop()
 	s.br = bufio.NewReader(s.conn)
 	s.text = textproto.NewReader(s.br)
@@ -326,7 +349,7 @@ func (p *Prober) Probe(ctx context.Context, host string, ip netip.Addr) *Result 
 		MinVersion:         tls.VersionTLS10,
 	})
 	hctx, cancel := context.WithTimeout(ctx, or(p.HandshakeTimeout, DefaultHandshakeTimeout))
-	_ = s.conn.SetDeadline(time.Time{})
+	s.setDeadline(time.Time{}) // the handshake has its own deadline, hctx
 	err = tc.HandshakeContext(hctx)
 	cancel()
 	s.r.Timings.Handshake = s.ms()

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,12 +102,9 @@ func TestFailureClasses(t *testing.T) {
 // banner or stream an endless banner cost bounded time and memory.
 func TestHostileServersAreBounded(t *testing.T) {
 	l := lab.New(t)
-	refused, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refusedAddr := refused.Addr().String()
-	refused.Close()
+	// A port the lab holds without listening: refused, and nothing else can
+	// take it meanwhile.
+	refusedAddr := l.Dialer().Target("", l.MustRefusedAddr(t, 25), 25)
 	tests := []struct {
 		name  string
 		mode  lab.SMTPMode
@@ -357,4 +355,57 @@ func FuzzProbeReplies(f *testing.F) {
 			t.Fatalf("transcript, banner or extensions not capped")
 		}
 	})
+}
+
+// deadlineConn records every deadline set after its context ended that is
+// not in the past.
+type deadlineConn struct {
+	net.Conn
+	ctx    context.Context
+	mu     sync.Mutex
+	rearms []time.Time
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	if c.ctx.Err() != nil && (t.IsZero() || t.After(time.Now())) {
+		c.mu.Lock()
+		c.rearms = append(c.rearms, t)
+		c.mu.Unlock()
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// TestCanceledProbeStaysCanceled: a probe whose context ends right after
+// the connection opens never gives the connection a new deadline, and
+// ends at once instead of waiting out the banner timeout.
+func TestCanceledProbeStaysCanceled(t *testing.T) {
+	l := lab.New(t)
+	addr := l.NextAddr()
+	l.MustMX(t, "stall.example.test", []netip.Addr{addr}, lab.SMTPOptions{Mode: lab.SMTPNoBanner})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var dc *deadlineConn
+	p := prober(l, 10*time.Second)
+	p.Dialer = &dial.Dialer{Rules: l.Rules(), Net: func(dctx context.Context, network, address string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(dctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		dc = &deadlineConn{Conn: c, ctx: ctx}
+		cancel() // the caller gives up as the connection opens
+		return dc, nil
+	}}
+	start := time.Now()
+	r := p.Probe(ctx, "stall.example.test", addr)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a canceled probe took %v (the banner timeout is 10 s)", took)
+	}
+	if r.Class == "" {
+		t.Errorf("a canceled probe succeeded: %+v", r)
+	}
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if len(dc.rearms) > 0 {
+		t.Errorf("deadlines set after the cancellation: %v", dc.rearms)
+	}
 }
