@@ -61,6 +61,7 @@ Usage:
   mailtls policy COMMAND ...        rollout: init, lint, promote, retire, plan
   mailtls serve [--config FILE]     host MTA-STS policies with automatic certificates
   mailtls serve records --config F  the DNS records each hosted domain must publish
+  mailtls backup [--store PATH] FILE  copy the store while the server runs
   mailtls resolve [--explain] DOMAIN the TLS policy Postfix gets for DOMAIN (DANE, MTA-STS)
   mailtls findings [--markdown]     list every finding mailtls can report
   mailtls version                   print the version
@@ -86,6 +87,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return runResolve(ctx, args[1:], env)
 	case "findings":
 		return runFindings(args[1:], env)
+	case "backup":
+		return runBackup(ctx, args[1:], env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "mailtls", version())
 		return ExitOK

@@ -1,0 +1,183 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/store"
+)
+
+const domainCols = "id, user_id, name, created_at, interval_us, next_scan_at, muted_until, lease_owner, lease_until"
+
+func domainColsOf(alias string) string {
+	return alias + ".id, " + alias + ".user_id, " + alias + ".name, " + alias + ".created_at, " + alias + ".interval_us, " +
+		alias + ".next_scan_at, " + alias + ".muted_until, " + alias + ".lease_owner, " + alias + ".lease_until"
+}
+
+func domainDest(d *store.Domain, interval *int64) []any {
+	return []any{&d.ID, &d.UserID, &d.Name, at(&d.CreatedAt), interval, at(&d.NextScanAt), at(&d.MutedUntil), nstr(&d.LeaseOwner), at(&d.LeaseUntil)}
+}
+
+func scanDomain(row interface{ Scan(...any) error }) (store.Domain, error) {
+	var d store.Domain
+	var iv int64
+	err := row.Scan(domainDest(&d, &iv)...)
+	d.Interval = time.Duration(iv) * time.Microsecond
+	return d, err
+}
+
+// AddDomain implements store.Domains.
+func (db *DB) AddDomain(ctx context.Context, n store.NewDomain) (store.Domain, error) {
+	if n.Name == "" {
+		return store.Domain{}, errors.New("sqlstore: empty domain name")
+	}
+	now := db.clock()
+	if n.Interval <= 0 {
+		n.Interval = store.DefaultInterval
+	}
+	if n.NextScanAt.IsZero() {
+		n.NextScanAt = store.NextScan(n.Name, n.Interval, now)
+	}
+	var d store.Domain
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		d, err = scanDomain(tx.QueryRowContext(ctx, `INSERT INTO domains (user_id, name, created_at, interval_us, next_scan_at)
+			VALUES ($1, $2, $3, $4, $5) RETURNING `+domainCols,
+			n.UserID, n.Name, tv(now), n.Interval.Microseconds(), tv(n.NextScanAt)))
+		if err != nil || n.FirstScan == 0 {
+			return err
+		}
+		// Adopt the anonymous scan the user saved from.
+		res, err := tx.ExecContext(ctx, `UPDATE scans SET domain_id = $1, user_id = $2, expires_at = NULL
+			WHERE id = $3 AND domain_id IS NULL AND name = $4`, d.ID, n.UserID, n.FirstScan, n.Name)
+		return affected(res, err, fmt.Errorf("%w: no anonymous scan %d of %s", store.ErrNotFound, n.FirstScan, n.Name))
+	})
+	return d, db.wrap(err)
+}
+
+// GetDomain implements store.Domains.
+func (db *DB) GetDomain(ctx context.Context, id store.DomainID) (store.Domain, error) {
+	d, err := scanDomain(db.r.QueryRowContext(ctx, "SELECT "+domainCols+" FROM domains WHERE id = $1", id))
+	return d, db.wrap(err)
+}
+
+// FindDomain implements store.Domains.
+func (db *DB) FindDomain(ctx context.Context, user store.UserID, name string) (store.Domain, error) {
+	d, err := scanDomain(db.r.QueryRowContext(ctx, "SELECT "+domainCols+" FROM domains WHERE user_id = $1 AND name = $2", user, name))
+	return d, db.wrap(err)
+}
+
+// ListDomains implements store.Domains.
+func (db *DB) ListDomains(ctx context.Context, user store.UserID, after string, limit int) ([]store.Domain, error) {
+	rows, err := db.r.QueryContext(ctx, "SELECT "+domainCols+" FROM domains WHERE user_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+		user, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanDomain)
+}
+
+// DeleteDomain implements store.Domains.
+func (db *DB) DeleteDomain(ctx context.Context, user store.UserID, id store.DomainID) error {
+	res, err := db.w.ExecContext(ctx, "DELETE FROM domains WHERE id = $1 AND user_id = $2", id, user)
+	return db.wrap(affected(res, err, store.ErrNotFound))
+}
+
+// SetInterval implements store.Domains.
+func (db *DB) SetInterval(ctx context.Context, user store.UserID, id store.DomainID, interval time.Duration, next time.Time) error {
+	if interval <= 0 {
+		return errors.New("sqlstore: interval must be positive")
+	}
+	res, err := db.w.ExecContext(ctx, "UPDATE domains SET interval_us = $3, next_scan_at = $4 WHERE id = $1 AND user_id = $2",
+		id, user, interval.Microseconds(), tv(next))
+	return db.wrap(affected(res, err, store.ErrNotFound))
+}
+
+// Mute implements store.Domains.
+func (db *DB) Mute(ctx context.Context, user store.UserID, id store.DomainID, until time.Time) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE domains SET muted_until = $3 WHERE id = $1 AND user_id = $2", id, user, tv(until))
+	return db.wrap(affected(res, err, store.ErrNotFound))
+}
+
+// Dashboard implements store.Domains: one query, with the latest two
+// finished scans of each domain found through the (domain_id, created_at,
+// id) index.
+func (db *DB) Dashboard(ctx context.Context, user store.UserID) ([]store.DomainStatus, error) {
+	const latest = "SELECT id FROM scans WHERE domain_id = d.id AND state = 'done' ORDER BY created_at DESC, id DESC LIMIT 1"
+	rows, err := db.r.QueryContext(ctx, "SELECT "+domainColsOf("d")+", "+scanColsOf("s")+`, p.id, p.grade
+		FROM domains d
+		LEFT JOIN scans s ON s.id = (`+latest+`)
+		LEFT JOIN scans p ON p.id = (`+latest+` OFFSET 1)
+		WHERE d.user_id = $1 ORDER BY d.name`, user)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (store.DomainStatus, error) {
+		var st store.DomainStatus
+		var iv int64
+		var s store.Scan
+		var sha []byte
+		var prev store.ScanID
+		dest := append(domainDest(&st.Domain, &iv), scanDest(&s, &sha)...)
+		dest = append(dest, nidc(&prev), nstr(&st.PreviousGrade))
+		if err := row.Scan(dest...); err != nil {
+			return st, err
+		}
+		st.Interval = time.Duration(iv) * time.Microsecond
+		if s.ID != 0 {
+			finishScan(&s, sha)
+			st.Last = &s
+		}
+		st.HasPrevious = prev != 0
+		return st, nil
+	})
+}
+
+// ClaimDueDomains implements store.Domains. The selection and the update
+// are one statement; SQLite's single writer serialises claimers, and
+// PostgreSQL's dialect adds FOR UPDATE SKIP LOCKED to the selection.
+func (db *DB) ClaimDueDomains(ctx context.Context, owner string, limit int, ttl time.Duration) ([]store.ClaimedDomain, error) {
+	if owner == "" {
+		return nil, errors.New("sqlstore: empty lease owner")
+	}
+	now := db.clock()
+	rows, err := db.w.QueryContext(ctx, `UPDATE domains SET rescued_from = lease_owner, lease_owner = $1, lease_until = $2
+		WHERE id IN (SELECT id FROM domains WHERE next_scan_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+			ORDER BY next_scan_at, id LIMIT $4`+db.d.SkipLocked+`)
+		RETURNING `+domainCols+", rescued_from", owner, tv(now.Add(ttl)), tv(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (store.ClaimedDomain, error) {
+		var c store.ClaimedDomain
+		var iv int64
+		err := row.Scan(append(domainDest(&c.Domain, &iv), nstr(&c.RescuedFrom))...)
+		c.Interval = time.Duration(iv) * time.Microsecond
+		return c, err
+	})
+}
+
+// RenewDomainLease implements store.Domains.
+func (db *DB) RenewDomainLease(ctx context.Context, id store.DomainID, owner string, ttl time.Duration) error {
+	res, err := db.w.ExecContext(ctx, "UPDATE domains SET lease_until = $3 WHERE id = $1 AND lease_owner = $2",
+		id, owner, tv(db.clock().Add(ttl)))
+	return affected(res, err, store.ErrLeaseLost)
+}
+
+// ReleaseDomain implements store.Domains.
+func (db *DB) ReleaseDomain(ctx context.Context, id store.DomainID, owner string, next time.Time) error {
+	return releaseDomain(ctx, db.w, id, owner, next)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func releaseDomain(ctx context.Context, e execer, id store.DomainID, owner string, next time.Time) error {
+	res, err := e.ExecContext(ctx, `UPDATE domains SET lease_owner = NULL, lease_until = NULL, rescued_from = NULL,
+		next_scan_at = COALESCE($3, next_scan_at) WHERE id = $1 AND lease_owner = $2`, id, owner, tv(next))
+	return affected(res, err, store.ErrLeaseLost)
+}
