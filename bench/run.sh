@@ -20,6 +20,8 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" '
 /^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
 /^BenchmarkSMTPScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") sc=$i; if ($(i+1)=="allocs/op") sa=$i } }
 /^BenchmarkSMTPScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") ss=$i }
+/^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
+/^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
 /^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i } }
 /^BenchmarkWeb/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") wr=$i; if ($(i+1)=="x-bound") wb=$i; if ($(i+1)=="ms-p95-event") we=$i; if ($(i+1)=="ms-p95-page-ttfb") wp=$i; if ($(i+1)=="ms-p50-scan") ws=$i; if ($(i+1)=="ms-cpu-per-scan") wc=$i; if ($(i+1)=="goroutines-before") g0=$i; if ($(i+1)=="goroutines-after") g1=$i; if ($(i+1)=="goroutines-expired") g2=$i; if ($(i+1)=="MiB-heap-before") h0=$i; if ($(i+1)=="MiB-heap-held") h1=$i; if ($(i+1)=="MiB-heap-expired") h2=$i } }
@@ -42,6 +44,8 @@ END {
     if (ss != "") printf "  probes one at a time: %.2fx\n", ss
     printf "  allocations per scan: %s\n", sa
   }
+  if (rc != "") printf "resolver cold lookup / critical path (TXT, policy host address, connection; 50 ms each): %.2fx\n", rc
+  if (rm != "") printf "resolver memory with a million cached policies: %s MiB RSS, %s bytes per domain (target < 512 MiB)\n", rm, rb
   if (br != "") {
     printf "mailtls check -f: 10,000 lab domains sharing 5 MX hosts, 50 ms per DNS answer and TCP accept, --parallel 200:\n"
     printf "  %.0f domains/s = %.2fx the bound of --parallel / critical path (200 / 100 ms = 2000/s; target >= 0.8x)\n", br, bb
@@ -57,6 +61,11 @@ END {
     printf "  goroutines %d before, %d after, %d after expiry; heap %.1f MiB before, %.1f MiB with the results held, %.1f MiB after they expire\n", g0, g1, g2, h0, h1, h2
   }
 }'
+# The resolver against Debian's mta-sts-daemon (bench/resolver.sh, about 70 s).
+if echo Resolver | grep -qE "$pattern"; then
+  echo
+  bench/resolver.sh
+fi
 # The policy host against nginx with wrk (bench/host.sh, about 75 s).
 if echo Host | grep -qE "$pattern"; then
   echo
