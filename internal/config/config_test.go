@@ -108,6 +108,11 @@ func TestErrors(t *testing.T) {
 		{"web: no listener", "web:\n  listen: []\n", ErrInvalid, 2, "at least one address"},
 		{"web: unknown key", "web:\n  scaner: {}\n", ErrUnknownKey, 2, `c.yaml:2: unknown key "scaner"`},
 		{"web: no connect-to from the config", "web:\n  scanner: {connect_to: [\"a:25:127.0.0.1:25\"]}\n", ErrUnknownKey, 2, `unknown key "connect_to"`},
+		{"web: acme without public_url", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n  tls:\n    acme: {email: a@example.com}\n", ErrInvalid, 4, "set public_url to https://<host name>"},
+		{"web: acme for an address", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n  public_url: https://192.0.2.1\n  tls:\n    acme: {}\n", ErrInvalid, 5, "public_url"},
+		{"web: acme and a certificate", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n  public_url: https://check.example.com\n  tls:\n    cert: c.pem\n    key: k.pem\n    acme: {}\n", ErrInvalid, 7, "not both"},
+		{"web: acme without https listener", "web:\n  public_url: https://check.example.com\n  tls:\n    acme: {}\n", ErrInvalid, 4, "needs an HTTPS listener"},
+		{"web: acme http-01 without a plain listener", "web:\n  listen: []\n  listen_https: [\"127.0.0.1:8443\"]\n  public_url: https://check.example.com\n  tls:\n    acme: {challenges: [http-01]}\n", ErrInvalid, 6, "tls-alpn-01 challenge is needed"},
 		{"web: certificate is a device", "web:\n  tls: {cert: /dev/zero, key: /dev/zero}\n", ErrInvalid, 2, "web.tls.cert /dev/zero: not a regular file"},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailtls/mailtls/internal/lab"
@@ -250,6 +251,31 @@ func TestBrowserScan(t *testing.T) {
 	})})
 	h.lab.DNS.SetLatency(400 * time.Millisecond) // the page is up before the first stage
 	ctx := b.tab(true)
+	// Every request the pages make goes to the checker itself: no
+	// third-party host, no tracking (the privacy promise).
+	var netMu sync.Mutex
+	var own int
+	var foreign []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			netMu.Lock()
+			defer netMu.Unlock()
+			if strings.HasPrefix(e.Request.URL, h.srv.URL+"/") {
+				own++
+			} else {
+				foreign = append(foreign, e.Request.URL)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		netMu.Lock()
+		defer netMu.Unlock()
+		if own < 5 || len(foreign) > 0 {
+			t.Errorf("the pages made %d requests to the checker and these elsewhere: %v", own, foreign)
+		}
+	}()
 	downloads := t.TempDir()
 	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{

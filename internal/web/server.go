@@ -46,6 +46,9 @@ type Server struct {
 	// EHLOName is shown on the home page: what the scanner calls itself.
 	EHLOName string
 	Metrics  *Metrics
+	// PublicURL is the origin people use (web.public_url); form posts from
+	// it are accepted even when a proxy changes the Host header.
+	PublicURL string
 
 	once    sync.Once
 	handler http.Handler
@@ -102,7 +105,13 @@ func (s *Server) Handler() http.Handler {
 		s.routesPages(mux)
 		// Cross-site form posts are refused (Sec-Fetch-Site / Origin);
 		// requests without those headers, such as curl's, pass.
-		s.handler = s.secure(http.NewCrossOriginProtection().Handler(mux))
+		cop := http.NewCrossOriginProtection()
+		if s.PublicURL != "" {
+			if err := cop.AddTrustedOrigin(s.PublicURL); err != nil {
+				s.Log.Warn("web: public_url is not an origin", "error", err)
+			}
+		}
+		s.handler = s.secure(cop.Handler(mux))
 	})
 	return s.handler
 }
