@@ -153,6 +153,35 @@ func TestWebGuardOnByDefault(t *testing.T) {
 	}
 }
 
+// TestWebAllowPrivateTargets: web.scanner.allow_private_targets (an
+// internal deployment) lets the scans connect to loopback and private
+// addresses; the ports stay 25 and 443 only.
+func TestWebAllowPrivateTargets(t *testing.T) {
+	e := newEnv(t)
+	e.l.DNS.MustAdd(t, `_mta-sts.inside.test. 300 IN TXT "v=STSv1; id=1"`, "inside.test. 300 IN MX 10 mx.inside.test.")
+	e.l.MustPolicyHost(t, "inside.test", lab.PolicyHostOptions{Body: "version: STSv1\r\nmode: testing\r\nmx: mx.inside.test\r\nmax_age: 86400\r\n"})
+	mx := e.l.MustMX(t, "mx.inside.test", []netip.Addr{e.l.NextAddr()}, lab.SMTPOptions{})
+	e.writeWebConfig("")
+	data, _ := os.ReadFile(e.cfgPath)
+	os.WriteFile(e.cfgPath, []byte(strings.Replace(string(data), `    allow_networks: ["127.0.0.0/8", "::1/128"]`+"\n", "    allow_private_targets: true\n", 1)), 0o600)
+	e.start(Options{WebNet: e.l.Net(), WebRoots: e.l.CA.Pool()})
+	base := "http://" + e.addrs["web"][0]
+	resp, err := http.Post(base+"/api/v1/scans", "application/json", strings.NewReader(`{"domain": "inside.test"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	body := get(t, base+"/api/v1/scans/"+created.ID+"?wait=40s")
+	if strings.Contains(body, "-not-public") || !strings.Contains(body, `"grade":"B"`) {
+		t.Errorf("with private targets allowed: %.600s", body)
+	}
+	if n := len(mx.Sessions()); n != 1 {
+		t.Errorf("%d SMTP sessions at the private MX, want 1", n)
+	}
+}
+
 func get(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
