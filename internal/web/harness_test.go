@@ -60,6 +60,8 @@ type harnessOptions struct {
 	tls   bool
 	// fetchTimeout is the policy fetch's response timeout (default 3s).
 	fetchTimeout time.Duration
+	// monitor serves saved domains when set.
+	monitor *Monitoring
 }
 
 // harness is a web checker on an httptest server, scanning the lab through
@@ -102,7 +104,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	store := scanjob.NewMemoryStore()
 	jobs := scanjob.New(cfg, NewScanFunc(sc, nil), store, nil, nil)
-	w := &Server{Jobs: jobs, TLS: o.tls, EHLOName: "checker.example.test", Heartbeat: 200 * time.Millisecond}
+	w := &Server{Jobs: jobs, TLS: o.tls, EHLOName: "checker.example.test", Heartbeat: 200 * time.Millisecond, Monitor: o.monitor}
 	hs := &harness{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hs.mu.Lock()

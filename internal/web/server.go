@@ -49,6 +49,9 @@ type Server struct {
 	// PublicURL is the origin people use (web.public_url); form posts from
 	// it are accepted even when a proxy changes the Host header.
 	PublicURL string
+	// Monitor serves saved domains (API, unsubscribe links); nil: the
+	// checker alone.
+	Monitor *Monitoring
 
 	once    sync.Once
 	handler http.Handler
@@ -110,6 +113,12 @@ func (s *Server) Handler() http.Handler {
 			if err := cop.AddTrustedOrigin(s.PublicURL); err != nil {
 				s.Log.Warn("web: public_url is not an origin", "error", err)
 			}
+		}
+		if s.Monitor != nil {
+			s.routesMonitor(mux)
+			// A mail client's one-click unsubscribe is a cross-site POST
+			// by design (RFC 8058); the link's id is its credential.
+			cop.AddInsecureBypassPattern("POST /unsubscribe/{id}")
 		}
 		s.handler = s.secure(cop.Handler(mux))
 	})
