@@ -451,6 +451,25 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	}
 	b.shot(ctx, "02-result")
 	b.checkA11yNoJS(ctx, "result without JavaScript")
+	// The downloads are plain links: they need no script either. (A
+	// report with a policy file among its fixes: an F.)
+	world{t, h.lab}.grade("nojsfix.test", "F")
+	fix := h.startScan("nojsfix.test", true)
+	h.finish(fix)
+	downloads := t.TempDir()
+	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
+		return err
+	}), chromedp.Navigate(h.srv.URL+"/scan/"+fix), chromedp.WaitReady(chromedp.CSS(`.downloads a[href$="mta-sts.txt"]`)),
+		chromedp.Click(chromedp.CSS(`.downloads a[href$="mta-sts.txt"]`)), chromedp.Click(chromedp.CSS(`.downloads a[href$="report.json"]`)))
+	if p := waitFile(t, filepath.Join(downloads, "mta-sts.txt")); !strings.HasPrefix(p, "version: STSv1\r\n") || strings.Count(p, "\n") != strings.Count(p, "\r\n") {
+		t.Errorf("downloaded policy without JavaScript %q", p)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(waitFile(t, filepath.Join(downloads, "nojsfix.test.mailtls.json"))), &doc); err != nil || doc["grade"] != "F" {
+		t.Errorf("downloaded report without JavaScript: %v, grade %v", err, doc["grade"])
+	}
 
 	// A progress page with stages, held still to be checked: the policy
 	// fetch waits for a gate, so no stage comes while the page is looked
