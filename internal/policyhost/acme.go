@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -225,11 +226,32 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 		TrustedRoots:            o.TrustedRoots,
 		Resolver:                resolver,
 		Logger:                  zl,
+		NewAccountFunc:          dropNonAddressContacts,
 	}
 	a.managed, a.issuer = newCertmagicConfig(a.cache, base, template)
 	base.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: a.decide}
 	a.onDemand, _ = newCertmagicConfig(a.cache, base, template)
 	return a, nil
+}
+
+// dropNonAddressContacts removes from an account about to be registered
+// every contact that is not a mail address. Without an acme.email,
+// certmagic (v0.25.6) keeps the account in a storage folder named
+// "default"; when several certificates are obtained at once, one of them
+// can read that folder while another is still writing it and take
+// "default" for the account's address, and the CA then refuses
+// "mailto:default" (invalidContact), delaying that certificate by a
+// minute of backoff. A contact-less account is what was configured.
+func dropNonAddressContacts(_ context.Context, _ *certmagic.ACMEIssuer, acct acme.Account) (acme.Account, error) {
+	var kept []string
+	for _, c := range acct.Contact {
+		addr, ok := strings.CutPrefix(c, "mailto:")
+		if !ok || strings.Contains(addr, "@") {
+			kept = append(kept, c)
+		}
+	}
+	acct.Contact = kept
+	return acct, nil
 }
 
 // newCertmagicConfig makes a config over cache with one ACME issuer.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mholt/acmez/v3/acme"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
@@ -603,5 +604,25 @@ func TestOnDemandDoesNotPinConnections(t *testing.T) {
 	failed := metric(t, reg, "mailtls_host_handshakes_refused_total", "reason", "on_demand_failed")
 	if pending+failed != n || pending == 0 {
 		t.Errorf("refusals counted: %v pending, %v failed; want %d in all", pending, failed, n)
+	}
+}
+
+// Without acme.email, concurrent first obtains could register an account
+// with the contact "mailto:default" (certmagic's folder name for an
+// account without address), which the CA refuses; such contacts are
+// dropped before registration, real addresses kept.
+func TestDropNonAddressContacts(t *testing.T) {
+	for _, tc := range []struct {
+		in, want []string
+	}{
+		{nil, nil},
+		{[]string{"mailto:default"}, nil},
+		{[]string{"mailto:hostmaster@example.com"}, []string{"mailto:hostmaster@example.com"}},
+		{[]string{"mailto:default", "mailto:ops@example.net"}, []string{"mailto:ops@example.net"}},
+	} {
+		got, err := dropNonAddressContacts(context.Background(), nil, acme.Account{Contact: tc.in})
+		if err != nil || !slices.Equal(got.Contact, tc.want) {
+			t.Errorf("contacts %q → %q, %v; want %q", tc.in, got.Contact, err, tc.want)
+		}
 	}
 }
