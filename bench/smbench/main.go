@@ -7,13 +7,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: smbench lab|load [flags]")
+		fmt.Fprintln(os.Stderr, "usage: smbench lab|load|hist [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -35,6 +39,8 @@ func main() {
 		err = runLab(os.Args[2:])
 	case "load":
 		err = runLoad(os.Args[2:])
+	case "hist":
+		err = runHist(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -84,16 +90,29 @@ func runLab(args []string) error {
 	return nil
 }
 
-// runLoad keeps -p requests in flight on each of -c connections for -d
-// and prints "requests/s p50 p99" (latency from sending a request to its
-// reply, in microseconds), after checking every reply starts with -expect.
+// runLoad measures a socketmap server with -c connections and prints
+// "requests/s p50 p99 p99.9 lag-p99" (microseconds). Latency runs from
+// writing a request to reading its reply; every reply must start with
+// -expect.
+//
+// Without -rate the load is closed: -p requests stay in flight on each
+// connection, so the server is saturated and, by Little's law, the mean
+// latency is the requests in flight divided by the throughput whatever
+// the server's own speed (64 x 4 in flight at 50,000/s is 5 ms). That
+// measures throughput. With -rate the load is open: requests go out on a
+// fixed schedule, -rate per second over all connections, whether earlier
+// replies came or not, as Postfix's smtp processes ask, each on its own
+// connection, one lookup at a time. That measures the latency at a given
+// load. lag-p99 is how late the client itself sent (its own scheduling on
+// a busy machine), reported apart so that it is not charged to the server.
 func runLoad(args []string) error {
 	fs := flag.NewFlagSet("load", flag.ExitOnError)
 	addr := fs.String("addr", "", "socketmap address host:port")
 	name := fs.String("name", "postfix", "socketmap name")
 	keysFile := fs.String("keys", "", "file of keys, one per line (used in turn)")
 	conns := fs.Int("c", 64, "connections")
-	depth := fs.Int("p", 4, "requests in flight per connection")
+	depth := fs.Int("p", 4, "requests in flight per connection (closed load)")
+	rate := fs.Float64("rate", 0, "requests per second over all connections (open load); 0: closed load")
 	dur := fs.Duration("d", 10*time.Second, "duration")
 	expect := fs.String("expect", "OK secure", "every reply must start with this")
 	once := fs.Bool("once", false, "ask each key once on one connection (warm-up) and stop")
@@ -123,13 +142,14 @@ func runLoad(args []string) error {
 		return nil
 	}
 	var (
-		total atomic.Int64
-		bad   atomic.Int64
-		mu    sync.Mutex
-		lats  []time.Duration
-		wg    sync.WaitGroup
+		total      atomic.Int64
+		bad        atomic.Int64
+		mu         sync.Mutex
+		lats, lags []time.Duration
+		wg         sync.WaitGroup
 	)
-	deadline := time.Now().Add(*dur)
+	start := time.Now()
+	deadline := start.Add(*dur)
 	for i := range *conns {
 		wg.Go(func() {
 			nc, err := net.Dial("tcp", *addr)
@@ -138,14 +158,38 @@ func runLoad(args []string) error {
 				return
 			}
 			defer nc.Close()
-			sent := make(chan time.Time, *depth)
+			inFlight := *depth
+			if *rate > 0 {
+				inFlight = 1 << 16 // open load: the schedule decides, not the replies
+			}
+			sent := make(chan time.Time, inFlight)
 			stop := make(chan struct{})
-			var local []time.Duration
-			go func() { // writer: keeps depth requests in flight
+			var local, localLag []time.Duration
+			writerDone := make(chan struct{})
+			go func() { // writer
+				defer close(writerDone)
 				w := bufio.NewWriter(nc)
 				var buf []byte
 				j := i
+				// Open load: connection i sends at start + (i/conns + k) x interval.
+				interval := time.Duration(0)
+				var next time.Time
+				if *rate > 0 {
+					interval = time.Duration(float64(*conns) / *rate * float64(time.Second))
+					next = start.Add(interval * time.Duration(i) / time.Duration(*conns))
+				}
 				for {
+					if interval > 0 {
+						if d := time.Until(next); d > 0 {
+							select {
+							case <-stop:
+								return
+							case <-time.After(d):
+							}
+						}
+						localLag = append(localLag, time.Since(next))
+						next = next.Add(interval)
+					}
 					select {
 					case <-stop:
 						return
@@ -154,15 +198,19 @@ func runLoad(args []string) error {
 					buf = socketmap.AppendNetstring(buf[:0], *name+" "+keys[j%len(keys)])
 					j++
 					w.Write(buf)
-					if len(sent) == cap(sent) || len(sent) == 1 {
+					if interval > 0 || len(sent) == cap(sent) || len(sent) == 1 {
 						w.Flush()
 					}
 				}
 			}()
 			r := socketmap.NewReader(bufio.NewReader(nc), socketmap.MaxReply)
 			for time.Now().Before(deadline) {
+				nc.SetReadDeadline(deadline.Add(time.Second))
 				p, err := r.Next()
 				if err != nil {
+					if *rate > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+						break // nothing more was sent before the end
+					}
 					bad.Add(1)
 					break
 				}
@@ -173,9 +221,11 @@ func runLoad(args []string) error {
 				}
 			}
 			close(stop)
+			<-writerDone
 			total.Add(int64(len(local)))
 			mu.Lock()
 			lats = append(lats, local...)
+			lags = append(lags, localLag...)
 			mu.Unlock()
 		})
 	}
@@ -183,13 +233,86 @@ func runLoad(args []string) error {
 	if bad.Load() > 0 {
 		return fmt.Errorf("%d bad replies or broken connections", bad.Load())
 	}
-	slices.Sort(lats)
-	pct := func(q float64) float64 {
-		if len(lats) == 0 {
+	pct := func(d []time.Duration, q float64) float64 {
+		if len(d) == 0 {
 			return 0
 		}
-		return float64(lats[int(q*float64(len(lats)-1))].Microseconds())
+		slices.Sort(d)
+		return float64(d[int(q*float64(len(d)-1))].Microseconds())
 	}
-	fmt.Printf("%.0f %.0f %.0f\n", float64(total.Load())/dur.Seconds(), pct(0.50), pct(0.99))
+	fmt.Printf("%.0f %.0f %.0f %.0f %.0f\n", float64(total.Load())/dur.Seconds(), pct(lats, 0.50), pct(lats, 0.99), pct(lats, 0.999), pct(lags, 0.99))
+	return nil
+}
+
+// runHist reads the resolver's lookup latency histogram (the time in the
+// handler, from a parsed request to its reply) from the admin listener's
+// /metrics and prints its cumulative buckets, one "le count" a line. With
+// -since (an earlier output) it prints "count p99-bound-in-us" for the
+// lookups since then: the smallest bucket bound at or under which 99% of
+// them took.
+func runHist(args []string) error {
+	fs := flag.NewFlagSet("hist", flag.ExitOnError)
+	url := fs.String("url", "", "the /metrics URL")
+	since := fs.String("since", "", "an earlier output of hist")
+	fs.Parse(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	type bucket struct {
+		le    string
+		count float64
+	}
+	var now []bucket
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), `mailtls_resolver_lookup_seconds_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, v, _ := strings.Cut(rest, `"} `)
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("metrics line %q: %v", sc.Text(), err)
+		}
+		now = append(now, bucket{le, n})
+	}
+	if len(now) == 0 {
+		return fmt.Errorf("no mailtls_resolver_lookup_seconds histogram at %s", *url)
+	}
+	if *since == "" {
+		for _, b := range now {
+			fmt.Println(b.le, b.count)
+		}
+		return nil
+	}
+	data, err := os.ReadFile(*since)
+	if err != nil {
+		return err
+	}
+	before := map[string]float64{}
+	for line := range strings.Lines(string(data)) {
+		le, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		before[le], _ = strconv.ParseFloat(v, 64)
+	}
+	total := now[len(now)-1].count - before[now[len(now)-1].le]
+	for _, b := range now {
+		if b.count-before[b.le] >= 0.99*total {
+			bound := b.le
+			if f, err := strconv.ParseFloat(b.le, 64); err == nil {
+				bound = strconv.FormatFloat(f*1e6, 'f', -1, 64)
+			}
+			fmt.Printf("%.0f %s\n", total, bound)
+			return nil
+		}
+	}
 	return nil
 }

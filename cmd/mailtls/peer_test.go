@@ -20,15 +20,13 @@ import (
 	"github.com/mailtls/mailtls/internal/lab"
 )
 
-// The peer test binds fixed loopback addresses: the peer reads its DNS
-// server from resolv.conf (port 53, no port syntax) and fetches policies
-// from port 443. Unusual 127.x addresses keep clear of anything else on the
-// machine (a stub resolver on 127.0.0.53, servers on 127.0.0.1); no other
-// test uses them, so this test may run in parallel with the others.
+// The peer reads its DNS server from resolv.conf (port 53, no port
+// syntax) and fetches policies from port 443: the test binds both ports on
+// a random loopback address of its own (lab.NewDNSWellKnown, then serve on
+// port 443 of the same address), so that it may run beside other tests and
+// other runs.
 const (
 	peerQuery     = "/usr/bin/mta-sts-query"
-	peerDNSIP     = "127.0.53.1"
-	peerHTTPSIP   = "127.0.53.2"
 	peerQueryWait = 20 * time.Second
 )
 
@@ -40,38 +38,6 @@ func skipOrFail(t *testing.T, format string, args ...any) {
 		t.Fatalf("CI is set, so not skipping: "+format, args...)
 	}
 	t.Skipf(format, args...)
-}
-
-// peerLab runs the peer in a private mount namespace whose /etc/resolv.conf
-// names the lab DNS server, trusting only the lab CA.
-type peerLab struct {
-	resolvConf, nsswitch, caFile string
-}
-
-// peerWrapper bind-mounts the lab files over /etc in a private mount
-// namespace (the host's files are untouched) and execs the command.
-// nsswitch.conf is replaced too so that getaddrinfo reaches the lab DNS
-// even on hosts whose "hosts:" line goes to systemd-resolved.
-const peerWrapper = `mount --bind "$1" /etc/resolv.conf || exit 97
-if [ -e /etc/nsswitch.conf ]; then mount --bind "$2" /etc/nsswitch.conf || exit 98; fi
-shift 2
-exec "$@"`
-
-func (p *peerLab) command(ctx context.Context, args ...string) *exec.Cmd {
-	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", peerWrapper, "peer", p.resolvConf, p.nsswitch}, args...)
-	cmd := exec.CommandContext(ctx, "unshare", argv...)
-	// The lab CA is the only trust anchor, and no proxy is used.
-	env := []string{"SSL_CERT_FILE=" + p.caFile, "SSL_CERT_DIR=/nonexistent"}
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(name) {
-		case "https_proxy", "http_proxy", "all_proxy", "no_proxy", "ssl_cert_file", "ssl_cert_dir":
-			continue
-		}
-		env = append(env, kv)
-	}
-	cmd.Env = env
-	return cmd
 }
 
 // peerResult is what mta-sts-query printed.
@@ -91,13 +57,13 @@ var (
 	peerEntryRe = regexp.MustCompile(`'(\w+)': ('[^'\\]*'|\d+|\[(?:'[^'\\]*'(?:, '[^'\\]*')*)?\])(?:, |$)`)
 )
 
-// query runs mta-sts-query DOMAIN [KNOWN_ID] in the lab.
-func (p *peerLab) query(t *testing.T, domain string, knownID ...string) peerResult {
+// peerQueryRun runs mta-sts-query DOMAIN [KNOWN_ID] in the lab's namespace.
+func peerQueryRun(t *testing.T, ns *lab.Namespace, domain string, knownID ...string) peerResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), peerQueryWait)
 	defer cancel()
 	var stdout, stderr strings.Builder
-	cmd := p.command(ctx, append([]string{peerQuery, domain}, knownID...)...)
+	cmd := ns.Command(ctx, append([]string{peerQuery, domain}, knownID...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("mta-sts-query %s: %v\n%s%s", domain, err, stdout.String(), stderr.String())
@@ -204,11 +170,11 @@ type peerDomain struct {
 }
 
 // peerConfig writes the serve configuration for domains.
-func peerConfig(t *testing.T, path, storage string, domains []peerDomain, certs map[string][2]string) {
+func peerConfig(t *testing.T, path, listen, storage string, domains []peerDomain, certs map[string][2]string) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin: {listen: \"off\"}\nhost:\n  listen_https: [%q]\n  listen_http: []\n  storage: %s\n  acme: {disabled: true}\n  domains:\n",
-		peerHTTPSIP+":443", storage)
+		listen, storage)
 	for _, d := range domains {
 		fmt.Fprintf(&b, "    %s:\n      mode: %s\n", d.name, d.mode)
 		if len(d.mx) > 0 {
@@ -280,42 +246,16 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 
 	dir := t.TempDir()
 	ca := lab.MustCA(t, "mailtls peer lab")
-	p := &peerLab{
-		resolvConf: filepath.Join(dir, "resolv.conf"),
-		nsswitch:   filepath.Join(dir, "nsswitch.conf"),
-	}
-	var err error
-	if p.caFile, err = ca.WriteRootPEM(dir); err != nil {
-		t.Fatal(err)
-	}
-	// One attempt and a short timeout: a lost query fails fast instead of
-	// hiding behind retries.
-	for path, text := range map[string]string{
-		p.resolvConf: "nameserver " + peerDNSIP + "\noptions attempts:1 timeout:2\n",
-		p.nsswitch:   "passwd: files\ngroup: files\nhosts: files dns\n",
-	} {
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Can this machine make private mount namespaces (containers without
-	// CAP_SYS_ADMIN cannot)?
-	ctx, cancel := context.WithTimeout(context.Background(), peerQueryWait)
-	out, err := p.command(ctx, "true").CombinedOutput()
-	cancel()
-	if err != nil {
-		// A capability of the machine (containers without CAP_SYS_ADMIN),
-		// not a broken install: skipped even under CI, saying so loudly.
-		t.Skipf("SKIPPED: this machine cannot make private mount namespaces, so the peer cannot be pointed at the lab DNS without touching /etc/resolv.conf: %v\n%s", err, out)
-	}
-
-	zone := lab.NewDNSAt(t, peerDNSIP+":53")
+	zone := lab.NewDNSWellKnown(t)
 	t.Cleanup(func() {
 		if n := zone.Panics(); n > 0 {
 			t.Errorf("lab dns panicked %d times", n)
 		}
 	})
+	ns := lab.NeedNamespace(t, dir, zone.IP().String(), ca, "the peer")
+	// The policy host: port 443 of the DNS server's address, which this
+	// test owns (lab.FreeLoopback).
+	httpsAddr := lab.AddrPort(zone.IP(), 443)
 
 	domains := []peerDomain{
 		{name: "alpha.test", mode: "enforce", mx: []string{"mx1.alpha.test", "*.mail.alpha.test"}, want: 604800},
@@ -328,17 +268,17 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 		certs[d.name] = [2]string{c, k}
 	}
 	cfg := filepath.Join(dir, "mailtls.yaml")
-	peerConfig(t, cfg, filepath.Join(dir, "storage"), domains, certs)
+	peerConfig(t, cfg, httpsAddr, filepath.Join(dir, "storage"), domains, certs)
 	s := startServe(t, cfg)
-	if got := s.addrs["host-https"]; got != peerHTTPSIP+":443" {
-		t.Fatalf("host-https listens on %q, want %s:443\n%s", got, peerHTTPSIP, s.Logs())
+	if got := s.addrs["host-https"]; got != httpsAddr {
+		t.Fatalf("host-https listens on %q, want %s\n%s", got, httpsAddr, s.Logs())
 	}
 	ids := peerIDs(t, cfg)
 
 	// stranger.test points at our listener but is not configured: the
 	// server must not serve it, whatever certificate it could show.
 	for _, name := range []string{"alpha.test", "beta.test", "gamma.test", "stranger.test"} {
-		zone.MustAdd(t, fmt.Sprintf("mta-sts.%s. 300 IN A %s", name, peerHTTPSIP))
+		zone.MustAdd(t, fmt.Sprintf("mta-sts.%s. 300 IN A %s", name, zone.IP()))
 		id := ids[name]
 		if name == "stranger.test" {
 			id = "stranger1"
@@ -366,9 +306,9 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 		for _, d := range domains {
 			t.Run(d.name, func(t *testing.T) {
 				t.Parallel()
-				check(t, d, p.query(t, d.name), ids[d.name])
+				check(t, d, peerQueryRun(t, ns, d.name), ids[d.name])
 				// The id it knows is the one in DNS: nothing to fetch.
-				if r := p.query(t, d.name, ids[d.name]); r.Status != "NOT_CHANGED" {
+				if r := peerQueryRun(t, ns, d.name, ids[d.name]); r.Status != "NOT_CHANGED" {
 					t.Errorf("%s with known id %s: %s, want NOT_CHANGED\n%s", d.name, ids[d.name], r.Status, r.Raw)
 				}
 			})
@@ -377,7 +317,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 			t.Parallel()
 			// The handshake must reach our listener and be refused there with
 			// the unrecognized_name alert (RFC 6066 §3), not fail on the way.
-			if r := p.query(t, "stranger.test"); r.Status != "FETCH_ERROR" || !strings.Contains(r.Raw, "UNRECOGNIZED_NAME") {
+			if r := peerQueryRun(t, ns, "stranger.test"); r.Status != "FETCH_ERROR" || !strings.Contains(r.Raw, "UNRECOGNIZED_NAME") {
 				t.Errorf("unconfigured domain: %s, want FETCH_ERROR after an unrecognized_name alert\n%s", r.Status, r.Raw)
 			} else {
 				t.Logf("unconfigured domain: %s", r.Raw)
@@ -392,7 +332,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 	// domain's id moves.
 	old := ids["alpha.test"]
 	domains[0] = peerDomain{name: "alpha.test", mode: "testing", mx: []string{"mx1.alpha.test", "mx2.alpha.test", "*.mail.alpha.test"}, maxAge: 1209600, want: 1209600}
-	peerConfig(t, cfg, filepath.Join(dir, "storage"), domains, certs)
+	peerConfig(t, cfg, httpsAddr, filepath.Join(dir, "storage"), domains, certs)
 	reloads := strings.Count(s.Logs(), "configuration reloaded")
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -411,7 +351,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 
 	// Until DNS announces the new id, a sender that knows the old one does
 	// not fetch: publishing the id is what makes the change reach senders.
-	if r := p.query(t, "alpha.test", old); r.Status != "NOT_CHANGED" {
+	if r := peerQueryRun(t, ns, "alpha.test", old); r.Status != "NOT_CHANGED" {
 		t.Errorf("alpha.test before publishing the new id: %s, want NOT_CHANGED\n%s", r.Status, r.Raw)
 	}
 	publishID(t, zone, "alpha.test", newIDs["alpha.test"])
@@ -420,7 +360,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 		for name, known := range map[string][]string{"old id known": {old}, "no id known": nil} {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				check(t, domains[0], p.query(t, "alpha.test", known...), newIDs["alpha.test"])
+				check(t, domains[0], peerQueryRun(t, ns, "alpha.test", known...), newIDs["alpha.test"])
 			})
 		}
 	})

@@ -175,18 +175,6 @@ func NewDNS(t testing.TB) *DNS {
 	return d
 }
 
-// NewDNSAt is StartDNSAt for tests: it fails t on error and closes the
-// server when the test ends.
-func NewDNSAt(t testing.TB, addr string) *DNS {
-	t.Helper()
-	d, err := StartDNSAt(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	return d
-}
-
 // listenSamePort opens UDP on 127.0.0.1:0 and then TCP on the same port,
 // retrying with a new port when the TCP side is taken.
 func listenSamePort() (net.PacketConn, net.Listener, error) {

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -493,23 +496,91 @@ func TestStartDNSAt(t *testing.T) {
 			t.Errorf("StartDNSAt(%q) accepted", bad)
 		}
 	}
-	d, err := lab.StartDNSAt("127.0.53.9:5353")
+	var d *lab.DNS
+	ip, err := lab.FreeLoopback(func(ip netip.Addr) error {
+		var err error
+		d, err = lab.StartDNSAt(lab.AddrPort(ip, 5353))
+		return err
+	})
 	if err != nil {
-		t.Skipf("cannot bind 127.0.53.9 here: %v", err)
+		t.Skipf("cannot bind a 127/8 address other than 127.0.0.1 here: %v", err)
 	}
 	defer d.Close()
+	addr := lab.AddrPort(ip, 5353)
+	if d.Addr() != addr || d.IP() != ip {
+		t.Errorf("Addr %s, IP %s, want %s", d.Addr(), d.IP(), addr)
+	}
 	d.MustAdd(t, "a.test. 300 IN A 192.0.2.7")
 	for _, network := range []string{"udp", "tcp"} {
 		c := &dns.Client{Net: network, Timeout: 2 * time.Second}
 		m := new(dns.Msg)
 		m.SetQuestion("a.test.", dns.TypeA)
-		r, _, err := c.Exchange(m, "127.0.53.9:5353")
+		r, _, err := c.Exchange(m, addr)
 		if err != nil || len(r.Answer) != 1 {
 			t.Errorf("%s: %v %v", network, err, r)
 		}
 	}
-	if _, err := lab.StartDNSAt("127.0.53.9:5353"); err == nil {
-		t.Error("a second server on a busy address")
+	// A second server on the same address fails with EADDRINUSE, which is
+	// what FreeLoopback retries on.
+	if _, err := lab.StartDNSAt(addr); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("a second server on a busy address: %v, want EADDRINUSE", err)
+	}
+}
+
+// TestFreeLoopback: addresses in use are skipped, other errors end the
+// search, and the addresses stay clear of 127.0.0.0/16.
+func TestFreeLoopback(t *testing.T) {
+	var tried []netip.Addr
+	ip, err := lab.FreeLoopback(func(ip netip.Addr) error {
+		tried = append(tried, ip)
+		if len(tried) < 3 {
+			return fmt.Errorf("listen: %w", &net.OpError{Op: "listen", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)})
+		}
+		return nil
+	})
+	if err != nil || len(tried) != 3 || ip != tried[2] {
+		t.Errorf("after two addresses in use: %v %v, tried %v", ip, err, tried)
+	}
+	boom := errors.New("permission denied")
+	n := 0
+	if _, err := lab.FreeLoopback(func(netip.Addr) error { n++; return boom }); !errors.Is(err, boom) || n != 1 {
+		t.Errorf("another error: %v after %d attempts, want it at once", err, n)
+	}
+	n = 0
+	if _, err := lab.FreeLoopback(func(netip.Addr) error { n++; return syscall.EADDRINUSE }); err == nil || n < 2 {
+		t.Errorf("always in use: %v after %d attempts", err, n)
+	}
+	seen := map[netip.Addr]bool{}
+	for range 1000 {
+		a := lab.RandomLoopback().As4()
+		if a[0] != 127 || a[1] < 64 || a[1] == 255 || a[3] == 0 || a[3] == 255 {
+			t.Fatalf("RandomLoopback gave %v", netip.AddrFrom4(a))
+		}
+		seen[netip.AddrFrom4(a)] = true
+	}
+	if len(seen) < 990 {
+		t.Errorf("only %d different addresses in 1000 draws", len(seen))
+	}
+}
+
+// TestWellKnown: DNS on port 53 and HTTPS on port 443 of one address, as a
+// resolver that reads resolv.conf and an HTTPS client on the default port
+// need them; two labs at once get different addresses.
+func TestWellKnown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("ports 53 and 443 need root")
+	}
+	a, b := lab.NewWellKnown(t), lab.NewWellKnown(t)
+	if a.DNS.IP() == b.DNS.IP() {
+		t.Errorf("two labs on %s", a.DNS.IP())
+	}
+	for _, l := range []*lab.Lab{a, b} {
+		if want := lab.AddrPort(l.DNS.IP(), 53); l.DNS.Addr() != want {
+			t.Errorf("dns on %s, want %s", l.DNS.Addr(), want)
+		}
+		if want := lab.AddrPort(l.DNS.IP(), 443); l.HTTPS.Addr() != want {
+			t.Errorf("https on %s, want %s", l.HTTPS.Addr(), want)
+		}
 	}
 }
 

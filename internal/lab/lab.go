@@ -91,22 +91,6 @@ func StartAt(dnsAddr, httpsAddr string) (*Lab, error) {
 	return l, nil
 }
 
-// NewAt is StartAt for tests, with New's checks at the end.
-func NewAt(t testing.TB, dnsAddr, httpsAddr string) *Lab {
-	t.Helper()
-	l, err := StartAt(dnsAddr, httpsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		l.Close()
-		if n := l.DNS.Panics(); n > 0 {
-			t.Errorf("lab: dns handler panicked %d times", n)
-		}
-	})
-	return l
-}
-
 // New is Start for tests: it fails t on error, and when the test ends it
 // closes the lab and fails t if a lab server (DNS, SMTP) or resolve.Lookup
 // recovered a panic.

@@ -92,6 +92,10 @@ const (
 	smtpMaxLine = 2000
 	// smtpMaxCommands caps the commands recorded per session.
 	smtpMaxCommands = 1000
+	// smtpMaxMessage caps a message taken with AcceptMail, and
+	// smtpMaxMessages the messages recorded per session.
+	smtpMaxMessage  = 1 << 20
+	smtpMaxMessages = 100
 	// smtpCloseGrace: a session the server found closed by its client
 	// (EOF or reset, no QUIT) within this long after another session from
 	// the same IP started is taken to have been closed before it; see
@@ -143,6 +147,20 @@ type SMTPOptions struct {
 	// handshake (default 30s); the stalling modes ignore it. WriteTimeout
 	// bounds each write (default 10s).
 	ReadTimeout, WriteTimeout time.Duration
+	// AcceptMail makes the server take mail (the dialog modes): MAIL, RCPT
+	// and DATA are answered as a real MX host does, and each message is
+	// recorded in SMTPSession.Messages, up to 1 MiB (a larger one is
+	// refused with 552 and not recorded). Without it, MAIL is refused with
+	// 550: a scanner never sends mail.
+	AcceptMail bool
+}
+
+// SMTPMessage is a message a server with AcceptMail took.
+type SMTPMessage struct {
+	From string   // the MAIL FROM address, without the angle brackets
+	To   []string // the RCPT TO addresses
+	Data []byte   // the message as sent, dot-unstuffed, lines ending in CRLF
+	TLS  bool     // it came over TLS (after STARTTLS)
 }
 
 // SMTPSession is what one client connection did, for assertions.
@@ -159,6 +177,8 @@ type SMTPSession struct {
 	TLS        bool
 	TLSVersion uint16
 	ServerName string
+	// Messages are the messages taken (AcceptMail), oldest first.
+	Messages []SMTPMessage
 	// Concurrent is the number of sessions from the same client IP open
 	// when this one started, itself included: 1 for a client that makes
 	// one connection at a time. A session stops being open when the
@@ -181,6 +201,7 @@ type SMTPServer struct {
 	tls          *tls.Config // SMTPStartTLS only
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+	acceptMail   bool
 	hook         func() // called at the start of every session (tests)
 
 	wg        sync.WaitGroup // the accept loop and the connections
@@ -206,6 +227,7 @@ type smtpRecord struct {
 	tls        bool
 	version    uint16
 	serverName string
+	messages   []SMTPMessage
 
 	open      bool      // counts for Concurrent
 	end       time.Time // when it stopped counting
@@ -228,6 +250,7 @@ func startSMTP(o SMTPOptions, ca *CA, hook func()) (*SMTPServer, error) {
 		name:         o.Name,
 		readTimeout:  o.ReadTimeout,
 		writeTimeout: o.WriteTimeout,
+		acceptMail:   o.AcceptMail,
 		hook:         hook,
 		conns:        make(map[net.Conn]*smtpRecord),
 		idle:         make(chan struct{}),
@@ -352,6 +375,7 @@ func (s *SMTPServer) Sessions() []SMTPSession {
 			TLS:        r.tls,
 			TLSVersion: r.version,
 			ServerName: r.serverName,
+			Messages:   slices.Clone(r.messages),
 			Concurrent: r.concurrentLocked(),
 		}
 	}
@@ -494,6 +518,11 @@ type smtpConn struct {
 	br   *bufio.Reader
 	rec  *smtpRecord
 	helo bool // the client said EHLO or HELO (since STARTTLS)
+
+	// The mail transaction (AcceptMail).
+	from  string
+	inTx  bool
+	rcpts []string
 }
 
 var errLineTooLong = errors.New("line too long")
@@ -656,6 +685,7 @@ func (c *smtpConn) dialog() {
 				werr = c.reply("501 5.5.4 Syntax: HELO hostname")
 			} else {
 				c.helo = true
+				c.resetTx()
 				werr = c.reply("250 " + s.name + " Hello " + arg)
 			}
 		case "STARTTLS":
@@ -663,16 +693,46 @@ func (c *smtpConn) dialog() {
 				return
 			}
 		case "MAIL":
-			if !c.helo {
+			switch {
+			case !c.helo:
 				werr = c.reply("503 5.5.1 Error: send HELO/EHLO first")
-			} else {
+			case !s.acceptMail:
 				werr = c.reply("550 5.7.1 " + s.name + " is a mailtls lab server and accepts no mail")
+			case c.inTx:
+				werr = c.reply("503 5.5.1 Error: nested MAIL command")
+			default:
+				addr, ok := pathArg(arg, "FROM:")
+				if !ok {
+					werr = c.reply("501 5.5.4 Syntax: MAIL FROM:<address>")
+					break
+				}
+				c.from, c.inTx = addr, true
+				werr = c.reply("250 2.1.0 Ok")
 			}
 		case "RCPT":
-			werr = c.reply("503 5.5.1 Error: need MAIL command")
-		case "DATA", "BDAT":
+			if !c.inTx {
+				werr = c.reply("503 5.5.1 Error: need MAIL command")
+				break
+			}
+			addr, ok := pathArg(arg, "TO:")
+			if !ok || addr == "" {
+				werr = c.reply("501 5.5.4 Syntax: RCPT TO:<address>")
+				break
+			}
+			c.rcpts = append(c.rcpts, addr)
+			werr = c.reply("250 2.1.5 Ok")
+		case "DATA":
+			if len(c.rcpts) == 0 {
+				werr = c.reply("503 5.5.1 Error: need RCPT command")
+				break
+			}
+			werr = c.data()
+		case "BDAT":
 			werr = c.reply("503 5.5.1 Error: need RCPT command")
-		case "RSET", "NOOP":
+		case "RSET":
+			c.resetTx()
+			werr = c.reply("250 2.0.0 OK")
+		case "NOOP":
 			werr = c.reply("250 2.0.0 OK")
 		case "VRFY":
 			werr = c.reply("252 2.0.0 Cannot VRFY user")
@@ -695,11 +755,68 @@ func (c *smtpConn) dialog() {
 	}
 }
 
+// pathArg reads "FROM:<addr> PARAMS" (or "TO:..."): the address without
+// its angle brackets.
+func pathArg(arg, prefix string) (string, bool) {
+	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
+		return "", false
+	}
+	rest := strings.TrimSpace(arg[len(prefix):])
+	if !strings.HasPrefix(rest, "<") {
+		return "", false
+	}
+	addr, _, ok := strings.Cut(rest[1:], ">")
+	return addr, ok
+}
+
+func (c *smtpConn) resetTx() { c.from, c.inTx, c.rcpts = "", false, nil }
+
+// data takes a message after DATA (AcceptMail): the lines up to the one
+// holding a single dot, dot-unstuffed (RFC 5321 §4.5.2), recorded when no
+// larger than smtpMaxMessage.
+func (c *smtpConn) data() error {
+	if err := c.reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
+		return err
+	}
+	var msg []byte
+	tooBig := false
+	for {
+		if err := c.conn.SetReadDeadline(time.Now().Add(c.s.readTimeout)); err != nil {
+			return err
+		}
+		line, err := readSMTPLine(c.br, true)
+		if err != nil {
+			return err
+		}
+		if line == "." {
+			break
+		}
+		line = strings.TrimPrefix(line, ".")
+		if len(msg)+len(line)+2 > smtpMaxMessage {
+			tooBig = true
+			continue
+		}
+		msg = append(append(msg, line...), "\r\n"...)
+	}
+	m := SMTPMessage{From: c.from, To: c.rcpts, Data: msg, TLS: c.conn != c.raw}
+	c.resetTx()
+	if tooBig {
+		return c.reply("552 5.3.4 Error: message file too big")
+	}
+	c.s.record(c.rec, func(r *smtpRecord) {
+		if len(r.messages) < smtpMaxMessages {
+			r.messages = append(r.messages, m)
+		}
+	})
+	return c.reply("250 2.0.0 Ok: queued by mailtls lab")
+}
+
 func (c *smtpConn) ehlo(arg string) error {
 	if arg == "" {
 		return c.reply("501 5.5.4 Syntax: EHLO hostname")
 	}
 	c.helo = true
+	c.resetTx()
 	ext := []string{"PIPELINING", "SIZE 10240000", "8BITMIME", "ENHANCEDSTATUSCODES"}
 	if c.s.mode != SMTPNoStartTLS && c.conn == c.raw {
 		ext = append(ext, "STARTTLS")
@@ -775,6 +892,7 @@ func (c *smtpConn) startTLS(arg string) bool {
 		return false
 	}
 	c.conn, c.br, c.helo = tc, bufio.NewReader(tc), false
+	c.resetTx() // RFC 3207 §4.2: the session starts again
 	return true
 }
 

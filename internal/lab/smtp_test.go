@@ -452,6 +452,77 @@ func TestSMTPGoSMTPClient(t *testing.T) {
 	}
 }
 
+// TestSMTPAcceptMail: with AcceptMail the server takes messages over TLS
+// (dot-unstuffed, pipelined transactions, RSET), refuses one over the size
+// cap, and records each; without it MAIL is refused (TestSMTPGoSMTPClient).
+func TestSMTPAcceptMail(t *testing.T) {
+	t.Parallel()
+	ca := lab.MustCA(t, "smtp accept")
+	s := lab.NewSMTP(t, lab.SMTPOptions{Name: mxName, AcceptMail: true}, ca)
+	conn, err := net.DialTimeout("tcp", s.Addr(), smtpTestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClientStartTLS(conn, &tls.Config{ServerName: mxName, RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatalf("STARTTLS: %v", err)
+	}
+	defer c.Close()
+	send := func(from string, to []string, body string) error {
+		t.Helper()
+		if err := c.Mail(from, nil); err != nil {
+			return err
+		}
+		for _, r := range to {
+			if err := c.Rcpt(r, nil); err != nil {
+				return err
+			}
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, body); err != nil {
+			return err
+		}
+		return w.Close()
+	}
+	body := "Subject: one\r\n\r\n.leading dot\r\nend\r\n"
+	if err := send("a@sender.test", []string{"b@example.test", "c@example.test"}, body); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	if err := c.Mail("x@sender.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatalf("RSET: %v", err)
+	}
+	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("b", 998)+"\r\n", 1100)
+	var smtpErr *smtp.SMTPError
+	if err := send("a@sender.test", []string{"b@example.test"}, big); !errors.As(err, &smtpErr) || smtpErr.Code != 552 {
+		t.Errorf("a message over 1 MiB: %v, want 552", err)
+	}
+	if err := send("", []string{"d@example.test"}, "Subject: two\r\n\r\nhi\r\n"); err != nil {
+		t.Fatalf("second message (null sender): %v", err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Errorf("QUIT: %v", err)
+	}
+	got := onlySession(t, s).Messages
+	want := []lab.SMTPMessage{
+		{From: "a@sender.test", To: []string{"b@example.test", "c@example.test"}, Data: []byte(body), TLS: true},
+		{From: "", To: []string{"d@example.test"}, Data: []byte("Subject: two\r\n\r\nhi\r\n"), TLS: true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("messages %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].From != want[i].From || !slices.Equal(got[i].To, want[i].To) || !bytes.Equal(got[i].Data, want[i].Data) || got[i].TLS != want[i].TLS {
+			t.Errorf("message %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
 func TestSMTPEndless(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

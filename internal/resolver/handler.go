@@ -34,14 +34,25 @@ func (z Zones) For(name string) sendpolicy.Zone {
 	return z.Default
 }
 
-// Decide looks key up and decides for zone.
+// Decide looks key up and decides for zone. The Result is nil for a key
+// that names no domain.
 func (r *Resolver) Decide(ctx context.Context, key string, zone sendpolicy.Zone) (sendpolicy.Decision, *Result) {
+	res := new(Result)
+	d := r.decide(ctx, key, zone, res)
+	if res.Domain == "" {
+		return d, nil
+	}
+	return d, res
+}
+
+// decide is Decide with the lookup's result in res.
+func (r *Resolver) decide(ctx context.Context, key string, zone sendpolicy.Zone, res *Result) sendpolicy.Decision {
 	domain, why, ok := sendpolicy.NextHop(key)
 	if !ok {
-		return sendpolicy.Invalid(key, why), nil
+		return sendpolicy.Invalid(key, why)
 	}
-	res := r.Lookup(ctx, domain)
-	return sendpolicy.Decide(domain, res.DANE, res.STS, zone), res
+	r.lookup(ctx, domain, res)
+	return sendpolicy.Decide(domain, res.DANE, res.STS, zone)
 }
 
 // Handler answers socketmap requests.
@@ -49,7 +60,8 @@ func (r *Resolver) Handler(zones Zones) socketmap.Handler {
 	return func(ctx context.Context, req socketmap.Request) socketmap.Reply {
 		start := time.Now()
 		zone := zones.For(req.Name)
-		d, _ := r.Decide(ctx, req.Key, zone)
+		var res Result // on the stack: a warm lookup allocates nothing
+		d := r.decide(ctx, req.Key, zone, &res)
 		var rep socketmap.Reply
 		if d.Kind == sendpolicy.KindSecure {
 			rep = socketmap.Reply{Status: socketmap.OK, Data: r.secureValue(d, zone)}

@@ -18,15 +18,14 @@ import (
 	"github.com/mailtls/mailtls/internal/socketmap"
 )
 
-// The peer agreement test binds fixed loopback addresses, because the
-// peer reads its DNS server from resolv.conf (port 53) and fetches from
-// port 443. 127.0.54.x is used by no other test (the host role's peer test
-// uses 127.0.53.x), so it may run beside them.
+// The peer agreement test binds ports 53 and 443, because the peer reads
+// its DNS server from resolv.conf (port 53) and fetches from port 443, on
+// a random loopback address of its own (lab.NewWellKnown), so that it may
+// run beside other tests and other runs; the peer listens on port
+// peerPort of the same address.
 const (
 	peerDaemon  = "/usr/bin/mta-sts-daemon"
-	peerDNS     = "127.0.54.1"
-	peerHTTPS   = "127.0.54.2"
-	peerListen  = "127.0.54.3:8461"
+	peerPort    = 8461
 	peerTimeout = 30 * time.Second
 )
 
@@ -121,18 +120,10 @@ func TestPeerAgreement(t *testing.T) {
 			skipOrFail(t, "%s not found: %v", tool, err)
 		}
 	}
-	l := lab.NewAt(t, peerDNS+":53", peerHTTPS+":443")
+	l := lab.NewWellKnown(t)
+	peerListen := lab.AddrPort(l.DNS.IP(), peerPort)
 	dir := t.TempDir()
-	ns, err := lab.NewNamespace(dir, peerDNS, l.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-	out, err := ns.Command(ctx, "true").CombinedOutput()
-	cancel()
-	if err != nil {
-		t.Skipf("SKIPPED: this machine cannot make private mount namespaces, so the peer cannot be pointed at the lab DNS without touching /etc/resolv.conf: %v\n%s", err, out)
-	}
+	ns := lab.NeedNamespace(t, dir, l.DNS.IP().String(), l.CA, "the peer")
 
 	var names []string
 	var domains []string
@@ -143,9 +134,8 @@ func TestPeerAgreement(t *testing.T) {
 		domains = append(domains, w.d)
 	}
 
-	host, port, _ := net.SplitHostPort(peerListen)
 	cfg := filepath.Join(dir, "mta-sts-daemon.yml")
-	yml := fmt.Sprintf("host: %s\nport: %s\nreuse_port: true\nshutdown_timeout: 1\ncache:\n  type: internal\n  options:\n    cache_size: 10000\ndefault_zone:\n  strict_testing: false\n  timeout: 4\n  require_sni: true\n", host, port)
+	yml := fmt.Sprintf("host: %s\nport: %d\nreuse_port: true\nshutdown_timeout: 1\ncache:\n  type: internal\n  options:\n    cache_size: 10000\ndefault_zone:\n  strict_testing: false\n  timeout: 4\n  require_sni: true\n", l.DNS.IP(), peerPort)
 	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +159,7 @@ func TestPeerAgreement(t *testing.T) {
 	}
 
 	e := newEnv(t, l)
-	compareWithPeer(t, e, names, domains)
+	compareWithPeer(t, e, peerListen, names, domains)
 	// DANE first: now the lab resolver validates (AD on the signed root)
 	// and one domain publishes TLSA records for its MX host beside an
 	// enforce policy.
@@ -180,7 +170,7 @@ func TestPeerAgreement(t *testing.T) {
 	w.enforce("enforce", "mx1.$D")
 	// A new resolver: the first one remembers for five minutes that the
 	// lab resolver did not validate.
-	compareWithPeer(t, newEnv(t, l), []string{peerDANEScenario}, []string{w.d})
+	compareWithPeer(t, newEnv(t, l), peerListen, []string{peerDANEScenario}, []string{w.d})
 	if t.Failed() {
 		t.Logf("mta-sts-daemon log:\n%s", logs.String())
 	}
@@ -188,7 +178,7 @@ func TestPeerAgreement(t *testing.T) {
 
 // compareWithPeer asks both resolvers about every domain, side by side,
 // and checks the replies against the listed differences.
-func compareWithPeer(t *testing.T, e *env, names, domains []string) {
+func compareWithPeer(t *testing.T, e *env, peerListen string, names, domains []string) {
 	t.Helper()
 	zone := sendpolicy.Zone{RequireSNI: true}
 	type pair struct{ ours, peer string }

@@ -171,8 +171,16 @@ type Result struct {
 // sendpolicy.NextHop). It waits for DNS and HTTPS only when nothing
 // usable is cached, and at most LookupTimeout.
 func (r *Resolver) Lookup(ctx context.Context, domain string) *Result {
+	res := new(Result)
+	r.lookup(ctx, domain, res)
+	return res
+}
+
+// lookup is Lookup into res, which the socketmap handler keeps on its
+// stack: a warm lookup allocates nothing.
+func (r *Resolver) lookup(ctx context.Context, domain string, res *Result) {
 	now := r.o.Now()
-	res := &Result{Domain: domain}
+	*res = Result{Domain: domain}
 	e := r.o.Cache.Get(domain)
 	if e == nil || e.DANE == nil || now.Unix() >= int64(e.DANEUntil) {
 		r.daneAsync(domain) // beside the MTA-STS lookup, not after it
@@ -200,20 +208,13 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) *Result {
 	res.Entry = e
 	res.STS = stsState(e, now.Unix(), res.Discovery)
 	res.DANE, res.DANECache, res.DANEProof = r.daneFor(ctx, domain, e, now)
-	return res
 }
 
 // stsState is the MTA-STS side of the decision from the entry.
 func stsState(e *stscache.Entry, now int64, d *Discovery) sendpolicy.STS {
 	switch {
 	case e.Valid(now):
-		return sendpolicy.STS{Policy: e.Policy, Why: func() string {
-			why := "cached policy id " + e.ID + " fetched " + time.Unix(int64(e.FetchedAt), 0).UTC().Format(time.RFC3339) + ", expires " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339)
-			if e.Outcome != stscache.OutcomePolicy && e.Outcome != stscache.OutcomeNone {
-				why += "; kept although the last check found: " + e.Outcome.String() + " (" + e.Detail + ") (RFC 8461 §3.3)"
-			}
-			return why
-		}}
+		return sendpolicy.STS{Policy: e.Policy, Why: inForce{e}}
 	case e == nil && d == nil:
 		return sendpolicy.STS{Temporary: true, Reason: "the MTA-STS lookup did not finish in time"}
 	case e == nil:
@@ -221,12 +222,32 @@ func stsState(e *stscache.Entry, now int64, d *Discovery) sendpolicy.STS {
 	case e.Outcome == stscache.OutcomeTemporary:
 		return sendpolicy.STS{Temporary: true, Reason: e.Detail}
 	case e.Policy != nil:
-		return sendpolicy.STS{Why: func() string {
-			return "the cached policy expired at " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339) + " and the last check found: " + e.Outcome.String() + " (" + e.Detail + ")"
-		}}
+		return sendpolicy.STS{Why: expired{e}}
 	}
-	return sendpolicy.STS{Why: func() string { return e.Outcome.String() + ": " + e.Detail }}
+	return sendpolicy.STS{Why: outcome{e}}
 }
+
+// The words of stsState, written only when an explanation asks for them.
+type (
+	inForce struct{ e *stscache.Entry }
+	expired struct{ e *stscache.Entry }
+	outcome struct{ e *stscache.Entry }
+)
+
+func (w inForce) String() string {
+	e := w.e
+	why := "cached policy id " + e.ID + " fetched " + time.Unix(int64(e.FetchedAt), 0).UTC().Format(time.RFC3339) + ", expires " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339)
+	if e.Outcome != stscache.OutcomePolicy && e.Outcome != stscache.OutcomeNone {
+		why += "; kept although the last check found: " + e.Outcome.String() + " (" + e.Detail + ") (RFC 8461 §3.3)"
+	}
+	return why
+}
+
+func (w expired) String() string {
+	return "the cached policy expired at " + time.Unix(w.e.Expires(), 0).UTC().Format(time.RFC3339) + " and the last check found: " + w.e.Outcome.String() + " (" + w.e.Detail + ")"
+}
+
+func (w outcome) String() string { return w.e.Outcome.String() + ": " + w.e.Detail }
 
 // discoverWait runs (or joins) the discovery of domain and waits for it
 // at most LookupTimeout. ok is false when it did not finish in time; it

@@ -2,6 +2,7 @@ package sendpolicy
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,13 +20,14 @@ type STS struct {
 	Temporary bool   // no policy in force because the TXT lookup failed
 	Reason    string // why there is or is not a policy, for --explain
 	// Why, if set, computes Reason when it is needed (the words cost more
-	// than the decision).
-	Why func() string
+	// than the decision). A pointer-shaped Stringer costs no allocation,
+	// which a closure would on every lookup.
+	Why fmt.Stringer
 }
 
 func (s STS) reason() string {
 	if s.Reason == "" && s.Why != nil {
-		return s.Why()
+		return s.Why.String()
 	}
 	return s.Reason
 }
