@@ -91,7 +91,11 @@ func (c *netConfig) tools(env Env) (*resolve.Client, *fetch.Fetcher, *dial.Diale
 	for _, r := range c.connectTo {
 		rule, err := dial.ParseRule(r)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("--connect-to: %v", strings.TrimPrefix(err.Error(), "dial: "))
+			var re *dial.RuleError
+			if errors.As(err, &re) {
+				return nil, nil, nil, fmt.Errorf("--connect-to %q: %s", re.Rule, re.Reason)
+			}
+			return nil, nil, nil, fmt.Errorf("--connect-to: %w", err)
 		}
 		d.Rules = append(d.Rules, rule)
 	}

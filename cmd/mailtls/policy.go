@@ -18,7 +18,6 @@ import (
 	"github.com/mailtls/mailtls/internal/rollout"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
-	"github.com/miekg/dns"
 )
 
 const policyUsage = `Usage: mailtls policy COMMAND [flags] ...
@@ -145,15 +144,17 @@ func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
 		return ExitUsage
 	}
 	s := &scan.Scanner{Resolver: res, Fetcher: fetcher, Dialer: dialer, Now: env.Now}
-	var prober *smtpprobe.Prober
 	if cmd == "promote" || cmd == "plan" {
-		prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: c.ehlo,
+		s.Prober = &smtpprobe.Prober{Dialer: dialer, Roots: fetcher.Roots, Now: env.Now, EHLO: c.ehlo,
 			ConnectTimeout: c.smtpWait, BannerTimeout: c.smtpWait, CommandTimeout: c.smtpWait, HandshakeTimeout: c.smtpWait}
-		s.Prober = prober
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.nc.timeout)
 	defer cancel()
-	obs := s.Scan(dctx, name)
+	var planned []string
+	if cmd == "plan" {
+		planned = c.add
+	}
+	obs := s.ScanPlanned(dctx, name, planned)
 	now := env.Now()
 	r := check.Evaluate(obs, now)
 
@@ -179,15 +180,8 @@ func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
 		out = rollout.Retire(r, rollout.RetireOptions{PreviousMaxAge: previous, Now: now})
 	case "plan":
 		probes := map[string][]*smtpprobe.Result{}
-		for _, h := range c.add {
-			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-				for _, ip := range res.Lookup(dctx, h, qt).Addrs() {
-					probes[h] = append(probes[h], prober.Probe(dctx, h, ip))
-				}
-			}
-			if _, ok := dialer.HostOverride(h, 25); ok && len(probes[h]) == 0 {
-				probes[h] = append(probes[h], prober.Probe(dctx, h, netip.IPv4Unspecified()))
-			}
+		for _, h := range obs.Planned {
+			probes[h.Host] = h.Probes
 		}
 		out, err = rollout.Plan(r, rollout.PlanOptions{Add: c.add, Remove: c.remove, Probes: probes, Now: now})
 	}

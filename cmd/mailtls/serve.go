@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/daemon"
+	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 )
@@ -186,6 +187,11 @@ func writeRecords(env Env, recs []*daemon.DomainRecords, checked bool) {
 		}
 		if len(r.Records) == 1 && r.ID != "" {
 			fmt.Fprintf(&b, "; and point mta-sts.%s at this server (set host.public_name or host.public_addresses to print that record)\n", r.Domain)
+		}
+		for _, f := range r.Findings {
+			if f.Severity >= finding.Warning {
+				fmt.Fprintf(&b, "; %s [%s]: %s\n", strings.ToUpper(f.Severity.String()), f.ID, f.Message)
+			}
 		}
 		for _, p := range r.Problems {
 			fmt.Fprintf(&b, "; PROBLEM: %s\n", p)

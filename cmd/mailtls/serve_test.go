@@ -125,7 +125,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	// Before the server ran, records has no id to give.
 	r := run(t, "serve", "records", "--config", cfg, "--no-check")
-	if r.code != ExitFindings || !strings.Contains(r.stdout, "no id yet") || !strings.Contains(r.stdout, "mta-sts.served.test. 300 IN CNAME policies.host.test.") {
+	if r.code != ExitFindings || !strings.Contains(r.stdout, "no id yet") || !strings.Contains(r.stdout, "mta-sts.served.test. 3600 IN CNAME policies.host.test.") {
 		t.Fatalf("records before start: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -144,7 +144,7 @@ func TestServeEndToEnd(t *testing.T) {
 	addr := l.NextAddr()
 	l.DNS.MustAdd(t,
 		`_mta-sts.served.test. 300 IN TXT "v=STSv1; id=`+id+`"`,
-		"mta-sts.served.test. 300 IN CNAME policies.host.test.",
+		"mta-sts.served.test. 3600 IN CNAME policies.host.test.",
 		"policies.host.test. 300 IN A "+addr.String(),
 		`_mta-sts.lab.test. 300 IN TXT "v=STSv1; id=`+id+`"`)
 	if err := l.MapAddr(s.addrs["host-https"], addr, 443); err != nil {
@@ -186,7 +186,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	// records checks DNS: everything is current.
 	r = run(t, "serve", "records", "--config", cfg, "--resolver", l.DNS.Addr())
-	if r.code != ExitOK || !strings.Contains(r.stdout, `_mta-sts.served.test. 300 IN TXT "v=STSv1; id=`+id+`"`) || !strings.Contains(r.stdout, "; ok: DNS publishes id="+id) {
+	if r.code != ExitOK || !strings.Contains(r.stdout, `_mta-sts.served.test. 3600 IN TXT "v=STSv1; id=`+id+`"`) || !strings.Contains(r.stdout, "; ok: DNS publishes id="+id) {
 		t.Errorf("records: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -204,6 +204,13 @@ func TestServeEndToEnd(t *testing.T) {
 	r = run(t, "serve", "records", "--config", cfg, "--resolver", l.DNS.Addr())
 	if r.code != ExitFindings || !strings.Contains(r.stdout, "; PROBLEM: _mta-sts.served.test publishes id="+id+" but the server serves the policy with id=") {
 		t.Errorf("records after the change: exit %d\n%s", r.code, r.stdout)
+	}
+	// A second v=STSv1 record, invalid: senders see no policy, and records
+	// says so with check's finding ID (RFC 8461 §3.1).
+	l.DNS.MustAdd(t, `_mta-sts.served.test. 300 IN TXT "v=STSv1; id=not valid!"`)
+	r = run(t, "serve", "records", "--config", cfg, "--resolver", l.DNS.Addr())
+	if r.code != ExitFindings || !strings.Contains(r.stdout, "; ERROR [sts-record-multiple]: ") {
+		t.Errorf("records with two v=STSv1 records: exit %d\n%s", r.code, r.stdout)
 	}
 
 	// SIGTERM: a clean stop, exit 0.

@@ -63,7 +63,11 @@ func ParseLine(line string) (input, name string, notes []string, skip bool, err 
 	}
 	name, notes, err = domain.Parse(s)
 	if err != nil {
-		return "", "", nil, false, errors.New(strings.TrimPrefix(err.Error(), "invalid domain: "))
+		var ie *domain.InvalidError
+		if errors.As(err, &ie) {
+			return "", "", nil, false, errors.New(ie.Reason)
+		}
+		return "", "", nil, false, err
 	}
 	return s, name, notes, false, nil
 }

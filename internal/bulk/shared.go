@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/time/rate"
 
 	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
@@ -202,7 +202,7 @@ func ageRecords(rs []resolve.Record, age uint32) []resolve.Record {
 // waitedOut is the answer for a scan whose budget ended while another
 // domain's lookup of the same question was under way.
 func waitedOut(ctx context.Context, name string, qtype uint16) *resolve.Answer {
-	a := &resolve.Answer{Name: name, Type: dns.TypeToString[qtype], Status: resolve.StatusTimeout,
+	a := &resolve.Answer{Name: name, Type: resolve.TypeString(qtype), Status: resolve.StatusTimeout,
 		Error: "no answer before the scan's time budget ran out (the lookup was shared with another domain)"}
 	if ctx.Err() == context.Canceled {
 		a.Status, a.Error = resolve.StatusError, "canceled"
@@ -224,7 +224,7 @@ func (f *cachedFetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *
 		defer cancel()
 		release, err := f.s.gate.Acquire(octx, gateKey(host, ip))
 		if err != nil {
-			return &fetch.Result{URL: "https://" + host + fetch.Path, Host: host, Address: addrPort(ip, 443),
+			return &fetch.Result{URL: "https://" + host + mtasts.PolicyPath, Host: host, Address: addrPort(ip, 443),
 				Class: fetch.ConnectTimeout, Error: "not fetched: the address was busy for longer than the time budget (politeness limit)", StartedAt: f.s.now().UTC()}, 0
 		}
 		r := f.next.Fetch(octx, host, ip)
@@ -235,7 +235,7 @@ func (f *cachedFetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *
 		return r, keepForRun
 	})
 	if !ok {
-		return &fetch.Result{URL: "https://" + host + fetch.Path, Host: host, Address: addrPort(ip, 443),
+		return &fetch.Result{URL: "https://" + host + mtasts.PolicyPath, Host: host, Address: addrPort(ip, 443),
 			Class: fetch.ConnectTimeout, Error: "not fetched in time: the scan's time budget ran out while the address was busy (politeness limit) or fetched for another domain", StartedAt: f.s.now().UTC()}
 	}
 	return r

@@ -73,12 +73,8 @@ const (
 // Fix is one step that repairs what the scan found.
 type Fix struct {
 	Kind string
-	// DNS fixes.
-	Action string // "publish" or "delete"
-	Name   string // owner name, no trailing dot
-	Type   string // "TXT"
-	TTL    int
-	Value  string // the TXT value, unquoted; for "delete", the value to delete
+	// DNS fixes: the record to publish or delete.
+	Record
 	// Policy fixes.
 	URL         string
 	Content     string
@@ -106,7 +102,7 @@ func Evaluate(o *scan.Observations, now time.Time) *Report {
 	r.TLSRPT = rpt.rec
 	host := e.policyHost(rec.state)           // host.go
 	file := e.policyFile(host.primary)        // policy.go
-	eff := e.effectivePolicy(rec, host, file) // status.go
+	eff := e.effectivePolicy(rec, host, file) // effective.go
 	r.Status, r.StatusReason, r.Policy = eff.status, eff.reason, eff.policy
 	cover := coveragePolicy(eff, rec.state, file)
 	r.MX = e.mxCoverage(rec.state, cover)             // mx.go

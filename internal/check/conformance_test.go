@@ -451,7 +451,7 @@ func vectorObservations(in input, kind string) *scan.Observations {
 	o.DNS.PolicyHostAAAA = &resolve.Answer{Name: o.PolicyHost, Type: "AAAA", Status: resolve.StatusNoData}
 	body := "version: STSv1\r\nmode: enforce\r\nmx: mx." + d + "\r\nmax_age: 604800\r\n"
 	o.Fetches = []*fetch.Result{{
-		URL: "https://" + o.PolicyHost + fetch.Path, Host: o.PolicyHost, Address: "192.0.2.1:443",
+		URL: "https://" + o.PolicyHost + mtasts.PolicyPath, Host: o.PolicyHost, Address: "192.0.2.1:443",
 		TLS:    &fetch.TLS{Version: "TLS 1.3", Verdict: webpki.Verdict{Trusted: true, NameMatch: true}},
 		Status: 200, Header: map[string]string{"Content-Type": "text/plain; charset=utf-8"}, Body: fetch.Body(body), BodyBytes: int64(len(body)),
 	}}

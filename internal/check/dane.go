@@ -408,7 +408,7 @@ func (e *daneJudge) tlsaFix(h *scan.MXHost, chain []*x509.Certificate, text stri
 	}
 	recs := dane.Recommend(chain)
 	for i, r := range recs {
-		f := Fix{Kind: FixDNS, Action: "publish", Name: name, Type: "TLSA", TTL: RecordTTL, Value: r.String()}
+		f := Fix{Kind: FixDNS, Record: Record{Action: "publish", Name: name, Type: "TLSA", TTL: RecordTTL, Value: r.String()}}
 		if i == 0 {
 			f.Text = text
 		}

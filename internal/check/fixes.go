@@ -6,17 +6,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 )
-
-// RecordTTL is the TTL suggested for the TXT records: short enough that a
-// new id propagates within an hour (STS-TXT-21).
-const RecordTTL = 3600
 
 // TLSRPTPlaceholder is the report address suggested when the domain has
 // none; the fix says it must be edited.
@@ -39,7 +33,7 @@ func (e *evaluator) fixes(in fixInput) []Fix {
 	policy, changed := e.policyFix(in)
 	if changed {
 		out = append(out, Fix{
-			Kind: FixPolicy, URL: "https://" + e.o.PolicyHost + fetch.Path, Content: policy.String(),
+			Kind: FixPolicy, URL: "https://" + e.o.PolicyHost + mtasts.PolicyPath, Content: policy.String(),
 			ContentType: "text/plain; charset=utf-8",
 			Text:        "Serve this file (CRLF line endings, no byte-order mark) before you publish the TXT record with the new id.",
 		})
@@ -56,10 +50,10 @@ func (e *evaluator) fixes(in fixInput) []Fix {
 		// leads nowhere has to go first.
 		if a := e.o.DNS.STS; a != nil && len(a.CNAMEs) > 0 {
 			c := a.CNAMEs[0]
-			dnsFixes = append(dnsFixes, Fix{Kind: FixDNS, Action: "delete", Name: stsName, Type: "CNAME", TTL: int(c.TTL), Value: c.Host + "."})
+			dnsFixes = append(dnsFixes, Fix{Kind: FixDNS, Record: Record{Action: "delete", Name: stsName, Type: "CNAME", TTL: int(c.TTL), Value: c.Host + "."}})
 		}
 		dnsFixes = append(dnsFixes, e.deletions(stsName, e.o.DNS.STS, func(string) bool { return true })...)
-		f := Fix{Kind: FixDNS, Action: "publish", Name: stsName, Type: "TXT", TTL: RecordTTL, Value: mtasts.VersionTag + "; id=" + id}
+		f := Fix{Kind: FixDNS, Record: STSRecord(d, id)}
 		if changed {
 			f.Text = "Publish this record after the policy file is online: the new id makes senders fetch it."
 		}
@@ -81,7 +75,7 @@ func (e *evaluator) fixes(in fixInput) []Fix {
 			uris = []string{"mailto:" + TLSRPTPlaceholder + d}
 		}
 		dnsFixes = append(dnsFixes, e.deletions(rptName, e.o.DNS.TLSRPT, func(string) bool { return true })...)
-		f := Fix{Kind: FixDNS, Action: "publish", Name: rptName, Type: "TXT", TTL: RecordTTL, Value: tlsrpt.VersionTag + "; rua=" + strings.Join(uris, ",")}
+		f := Fix{Kind: FixDNS, Record: TLSRPTRecord(d, uris)}
 		if placeholder {
 			f.Text = "mailto:" + TLSRPTPlaceholder + d + " is a placeholder: replace it with a mailbox (or https: endpoint) that reads TLS reports."
 		}
@@ -96,7 +90,7 @@ func (e *evaluator) fixes(in fixInput) []Fix {
 	// hosts' TLS.
 	var notes []string
 	if changed && (in.host.state == hostNoAddress || in.rec.state == recAbsent && in.host.state != hostResolved) {
-		notes = append(notes, fmt.Sprintf("Point %s at a web server (A/AAAA records, or a CNAME to your policy-hosting provider) that has a publicly trusted certificate for %s and serves the policy file above at https://%s%s.", e.o.PolicyHost, e.o.PolicyHost, e.o.PolicyHost, fetch.Path))
+		notes = append(notes, fmt.Sprintf("Point %s at a web server (A/AAAA records, or a CNAME to your policy-hosting provider) that has a publicly trusted certificate for %s and serves the policy file above at https://%s%s.", e.o.PolicyHost, e.o.PolicyHost, e.o.PolicyHost, mtasts.PolicyPath))
 	}
 	for _, f := range in.findings {
 		hostNote := f.Component == finding.ComponentPolicyHost && f.ID != finding.PolicyHostNoAddress && f.ID != finding.PolicyHostUndetermined
@@ -137,7 +131,7 @@ func (e *evaluator) receivesMail() bool {
 	if a == nil {
 		return false
 	}
-	if a.Status == resolve.StatusNXDomain || scan.IsNullMX(a) {
+	if a.Status == resolve.StatusNXDomain || a.NullMX() {
 		return false
 	}
 	if a.Status == resolve.StatusNoData {
@@ -205,12 +199,12 @@ func (e *evaluator) policyFix(in fixInput) (*mtasts.Policy, bool) {
 		return nil, false
 	}
 	switch {
-	case want.Mode == mtasts.ModeEnforce && want.MaxAge < minMaxAgeEnforce:
-		want.MaxAge = minMaxAgeEnforce
-	case want.Mode == mtasts.ModeTesting && want.MaxAge < minMaxAgeTesting:
-		want.MaxAge = minMaxAgeTesting
+	case want.Mode == mtasts.ModeEnforce && want.MaxAge < mtasts.EnforceMaxAge:
+		want.MaxAge = mtasts.EnforceMaxAge
+	case want.Mode == mtasts.ModeTesting && want.MaxAge < mtasts.TestingMaxAge:
+		want.MaxAge = mtasts.TestingMaxAge
 	case want.Mode == mtasts.ModeNone && want.MaxAge == 0:
-		want.MaxAge = minMaxAgeTesting
+		want.MaxAge = mtasts.TestingMaxAge
 	}
 	if cur == nil {
 		return &want, true
@@ -289,7 +283,7 @@ func (e *evaluator) deletions(name string, a *resolve.Answer, del func(string) b
 	var out []Fix
 	for _, t := range a.TXT() {
 		if del(t) {
-			out = append(out, Fix{Kind: FixDNS, Action: "delete", Name: name, Type: "TXT", TTL: int(a.MinTTL()), Value: t})
+			out = append(out, Fix{Kind: FixDNS, Record: Record{Action: "delete", Name: name, Type: "TXT", TTL: int(a.MinTTL()), Value: t}})
 		}
 	}
 	return out
@@ -315,7 +309,7 @@ func (e *evaluator) reportURIs(rec *tlsrpt.Record) []string {
 		// made from each candidate field parses or it does not.
 		for _, part := range strings.FieldsFunc(t, func(r rune) bool { return r == ';' || r == ',' || r == ' ' || r == '\t' }) {
 			u := strings.TrimPrefix(part, "rua=")
-			if rec, _ := tlsrpt.ParseRecord(tlsrpt.VersionTag + "; rua=" + u); rec != nil && len(rec.Usable) == 1 && !slices.Contains(out, u) {
+			if tlsrpt.UsableURI(u) && !slices.Contains(out, u) {
 				out = append(out, u)
 			}
 		}

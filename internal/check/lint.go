@@ -53,7 +53,7 @@ func Lint(draft []byte, o LintOptions) *Report {
 	// The draft is judged as if it were served, under a valid record.
 	ip := netip.MustParseAddr("192.0.2.1")
 	obs.DNS.STS = &resolve.Answer{Name: "_mta-sts." + obs.Domain, Type: "TXT", Status: resolve.StatusOK, Records: []resolve.Record{
-		{Name: "_mta-sts." + obs.Domain, Type: "TXT", TTL: 300, Text: []string{mtasts.VersionTag + "; id=" + id}}}}
+		{Name: "_mta-sts." + obs.Domain, Type: "TXT", TTL: 300, Text: []string{mtasts.RecordText(id)}}}}
 	obs.DNS.PolicyHostA = &resolve.Answer{Name: obs.PolicyHost, Type: "A", Status: resolve.StatusOK, Records: []resolve.Record{{Name: obs.PolicyHost, Type: "A", Addr: ip}}}
 	obs.DNS.PolicyHostAAAA = &resolve.Answer{Name: obs.PolicyHost, Type: "AAAA", Status: resolve.StatusNoData}
 	body := draft
@@ -62,7 +62,7 @@ func Lint(draft []byte, o LintOptions) *Report {
 		body = body[:mtasts.MaxPolicySize]
 	}
 	obs.Fetches = []*fetch.Result{{
-		URL: "https://" + obs.PolicyHost + fetch.Path, Host: obs.PolicyHost, Address: "(draft)",
+		URL: "https://" + obs.PolicyHost + mtasts.PolicyPath, Host: obs.PolicyHost, Address: "(draft)",
 		TLS:    &fetch.TLS{Version: "TLS 1.3", Verdict: webpki.Verdict{Trusted: true, NameMatch: true}},
 		Status: 200, Header: map[string]string{"Content-Type": ct}, Body: body, BodyBytes: int64(len(draft)), TooLarge: tooLarge,
 	}}
@@ -88,9 +88,8 @@ func Lint(draft []byte, o LintOptions) *Report {
 		next := mtasts.NewID(o.Now, id)
 		r.Findings = append(r.Findings, finding.New(finding.STSIDUnchanged, finding.Warning, "_mta-sts."+obs.Domain,
 			fmt.Sprintf("The draft differs from the policy published at %s (id %s); senders that cached the published policy keep it until they see a new id.", obs.PolicyHost, id),
-			fmt.Sprintf("Serve the draft first, then publish TXT _mta-sts.%s \"v=STSv1; id=%s\".", obs.Domain, next)))
-		r.Fixes = append(r.Fixes, Fix{Kind: FixDNS, Action: "publish", Name: "_mta-sts." + obs.Domain, Type: "TXT", TTL: RecordTTL, Value: mtasts.VersionTag + "; id=" + next,
-			Text: "Publish after the new policy file is online."})
+			fmt.Sprintf("Serve the draft first, then publish TXT _mta-sts.%s %q.", obs.Domain, mtasts.RecordText(next))))
+		r.Fixes = append(r.Fixes, Fix{Kind: FixDNS, Record: STSRecord(obs.Domain, next), Text: "Publish after the new policy file is online."})
 	}
 	if o.Live == nil {
 		r.Domain = ""
@@ -113,13 +112,13 @@ func Lint(draft []byte, o LintOptions) *Report {
 					}
 				}
 			}
-			if p.Mode == mtasts.ModeEnforce && p.MaxAge < minMaxAgeEnforce {
-				p.MaxAge = minMaxAgeEnforce
-			} else if p.MaxAge < minMaxAgeTesting {
-				p.MaxAge = minMaxAgeTesting
+			if p.Mode == mtasts.ModeEnforce && p.MaxAge < mtasts.EnforceMaxAge {
+				p.MaxAge = mtasts.EnforceMaxAge
+			} else if p.MaxAge < mtasts.TestingMaxAge {
+				p.MaxAge = mtasts.TestingMaxAge
 			}
 			if p.Mode == mtasts.ModeNone || len(p.MX) > 0 {
-				r.Fixes = append(r.Fixes, Fix{Kind: FixPolicy, URL: "https://mta-sts.<domain>" + fetch.Path, Content: p.String(), ContentType: "text/plain; charset=utf-8",
+				r.Fixes = append(r.Fixes, Fix{Kind: FixPolicy, URL: "https://mta-sts.<domain>" + mtasts.PolicyPath, Content: p.String(), ContentType: "text/plain; charset=utf-8",
 					Text: "The draft in canonical form (CRLF, version first, one line per field)."})
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/webpki"
@@ -109,7 +110,7 @@ func liveObservations(published string) *scan.Observations {
 		Domain: d, PolicyHost: "mta-sts." + d,
 		DNS: scan.DNS{STS: sts, STSDraft: nx("_mta_sts." + d), Apex: nx(d), TLSRPT: nx("_smtp._tls." + d), TLSRPTDraft: nx("_smtp-tlsrpt." + d),
 			TLSRPTDraftUnder: nx("_smtp_tlsrpt." + d), MX: mx, PolicyHostA: hostA, PolicyHostAAAA: hostAAAA},
-		Fetches: []*fetch.Result{{URL: "https://mta-sts." + d + fetch.Path, Host: "mta-sts." + d, Address: "192.0.2.80:443",
+		Fetches: []*fetch.Result{{URL: "https://mta-sts." + d + mtasts.PolicyPath, Host: "mta-sts." + d, Address: "192.0.2.80:443",
 			TLS:    &fetch.TLS{Version: "TLS 1.3", Verdict: webpki.Verdict{Trusted: true, NameMatch: true}},
 			Status: 200, Header: map[string]string{"Content-Type": "text/plain"}, Body: fetch.Body(published), BodyBytes: int64(len(published))}},
 		MXHosts: hosts,
@@ -152,5 +153,18 @@ func TestLintLive(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHumanDuration: max_age advice and rollout waits say a number of
+// seconds the same way, never "0 minutes" for less than one.
+func TestHumanDuration(t *testing.T) {
+	for secs, want := range map[int64]string{
+		30: "30 seconds", 1: "1 second", 60: "1 minute", 300: "5 minutes", 90: "90 seconds",
+		3600: "1.0 hours", 5400: "1.5 hours", 86400: "1 day", 604800: "7 days", 129600: "1.5 days",
+	} {
+		if got := check.HumanDuration(secs); got != want {
+			t.Errorf("HumanDuration(%d) = %q, want %q", secs, got, want)
+		}
 	}
 }

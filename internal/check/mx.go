@@ -39,7 +39,7 @@ func (e *evaluator) mxCoverage(rec recState, pol *mtasts.Policy) []MX {
 	case a.Status == resolve.StatusNXDomain:
 		e.add(finding.MXDomainNXDomain, finding.Error, d, fmt.Sprintf("%s does not exist (NXDOMAIN).", d), e.fixText(finding.MXDomainNXDomain))
 		return nil
-	case scan.IsNullMX(a):
+	case a.NullMX():
 		if rec != recAbsent {
 			e.add(finding.MXNull, finding.Info, d, fmt.Sprintf("%s publishes a null MX (\"0 .\"): it accepts no mail, so MTA-STS has no effect.", d), e.fixText(finding.MXNull))
 		}

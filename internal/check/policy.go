@@ -43,12 +43,6 @@ var policyCodes = map[mtasts.Code]struct {
 	mtasts.PolicyFieldOrder:        {finding.PolicyFieldOrder, finding.Info},
 }
 
-// Recommended minimum max_age per mode (MISC-17; NCSC and Google advice).
-const (
-	minMaxAgeTesting = 86400  // one day
-	minMaxAgeEnforce = 604800 // one week
-)
-
 // maxRepeats is how many problems of one kind become separate findings
 // before the rest are summarised.
 const maxRepeats = 3
@@ -126,10 +120,10 @@ func (e *evaluator) policyAdvice(p *mtasts.Policy) {
 	switch p.Mode {
 	case mtasts.ModeNone:
 		msg := fmt.Sprintf("The policy's mode is none: senders treat %s as having no policy.", e.o.Domain)
-		if p.MaxAge < minMaxAgeTesting {
+		if p.MaxAge < mtasts.TestingMaxAge {
 			// The max_age of a "none" policy says nothing about when the
 			// records may go: senders may still cache the policy it replaced.
-			msg += fmt.Sprintf(" Its max_age is only %s; when withdrawing MTA-STS, keep serving it and the TXT record until the max_age of the policy it replaced has passed, not just %s.", humanDuration(p.MaxAge), humanDuration(p.MaxAge))
+			msg += fmt.Sprintf(" Its max_age is only %s; when withdrawing MTA-STS, keep serving it and the TXT record until the max_age of the policy it replaced has passed, not just %s.", HumanDuration(p.MaxAge), HumanDuration(p.MaxAge))
 		}
 		e.add(finding.PolicyModeNone, finding.Info, e.o.PolicyHost, msg, e.fixText(finding.PolicyModeNone))
 	case mtasts.ModeTesting:
@@ -166,13 +160,13 @@ func (e *evaluator) maxAgeAdvice(mode mtasts.Mode, maxAge int64) {
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
 			"max_age is 0: senders do not cache the policy at all (chasquid rejects such a policy), so an attacker who blocks the fetch removes the protection.",
 			e.fixText(finding.PolicyMaxAgeLow))
-	case mode == mtasts.ModeEnforce && maxAge < minMaxAgeEnforce:
+	case mode == mtasts.ModeEnforce && maxAge < mtasts.EnforceMaxAge:
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
-			fmt.Sprintf("max_age is %d seconds (%s) in enforce mode; use at least 604800 (one week) so that a blocked refresh does not soon remove the protection.", maxAge, humanDuration(maxAge)),
+			fmt.Sprintf("max_age is %d seconds (%s) in enforce mode; use at least %d (%s) so that a blocked refresh does not soon remove the protection.", maxAge, HumanDuration(maxAge), mtasts.EnforceMaxAge, HumanDuration(mtasts.EnforceMaxAge)),
 			e.fixText(finding.PolicyMaxAgeLow))
-	case maxAge < minMaxAgeTesting:
+	case maxAge < mtasts.TestingMaxAge:
 		e.add(finding.PolicyMaxAgeLow, finding.Warning, subject,
-			fmt.Sprintf("max_age is %d seconds (%s); use at least 86400 (one day).", maxAge, humanDuration(maxAge)),
+			fmt.Sprintf("max_age is %d seconds (%s); use at least %d (%s).", maxAge, HumanDuration(maxAge), mtasts.TestingMaxAge, HumanDuration(mtasts.TestingMaxAge)),
 			e.fixText(finding.PolicyMaxAgeLow))
 	}
 }
@@ -195,8 +189,9 @@ func preview(b []byte) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// humanDuration renders seconds as days or hours.
-func humanDuration(secs int64) string {
+// HumanDuration renders seconds in words for messages: days, hours, minutes
+// or seconds (rollout waits and max_age advice say it the same way).
+func HumanDuration(secs int64) string {
 	switch {
 	case secs >= 86400 && secs%86400 == 0:
 		return fmt.Sprintf("%d %s", secs/86400, plural(int(secs/86400), "day", "days"))
@@ -204,6 +199,8 @@ func humanDuration(secs int64) string {
 		return fmt.Sprintf("%.1f days", float64(secs)/86400)
 	case secs >= 3600:
 		return fmt.Sprintf("%.1f hours", float64(secs)/3600)
+	case secs >= 60 && secs%60 == 0:
+		return fmt.Sprintf("%d %s", secs/60, plural(int(secs/60), "minute", "minutes"))
 	}
-	return fmt.Sprintf("%d minutes", secs/60)
+	return fmt.Sprintf("%d %s", secs, plural(int(secs), "second", "seconds"))
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // recordCodes maps MTA-STS record problems to findings (RFC 8461 §3.1).
@@ -41,6 +42,21 @@ func temporaryWhy(a *resolve.Answer) string {
 		why += " from " + a.Server
 	}
 	return why
+}
+
+// STSRecordVerdict judges the _mta-sts TXT answer of domain by the rule
+// Evaluate applies (RFC 8461 §3.1, spec-checklist §A), with no other
+// evidence: the record senders use (nil when there is none, it is invalid
+// or the lookup failed) and the findings on it, with the IDs `mailtls
+// check` reports. Undetermined says that the lookup failed (retry), Absent
+// that there is no MTA-STS record at all. `mailtls serve records` judges
+// the published record with it.
+func STSRecordVerdict(domain string, a *resolve.Answer) (rec *mtasts.Record, findings []finding.Finding, undetermined, absent bool) {
+	e := &evaluator{o: &scan.Observations{Domain: domain, PolicyHost: "mta-sts." + domain}}
+	e.o.DNS.STS = a
+	v := e.record()
+	finding.Sort(e.findings)
+	return v.rec, e.findings, v.state == recUndetermined, v.state == recAbsent
 }
 
 // recordVerdict is the verdict on the _mta-sts TXT record.
@@ -114,7 +130,7 @@ func (e *evaluator) record() recordVerdict {
 	if len(other) > 0 && e.unrelatedTXT(name, other, len(cands)+len(loose) > 0) {
 		v.misplaced = true
 	}
-	if v.state == recValid && a.MinTTL() > 3600 {
+	if v.state == recValid && a.MinTTL() > RecordTTL {
 		e.add(finding.STSRecordTTL, finding.Info, name,
 			fmt.Sprintf("The TTL of %s is %d seconds; a new id becomes visible to senders only after the TTL.", name, a.MinTTL()),
 			e.fixText(finding.STSRecordTTL))

@@ -703,15 +703,26 @@ func checkFile(v *validator, key, f string) {
 	}
 }
 
+// ServedPolicy is the policy served for the domain name: its mode, its
+// max_age (the mode's default when unset) and its mx patterns, or for
+// follow_mx the patterns learnt from its MX set; ok is false while those
+// are not known. The host and `serve records` both take it from here.
+func (d Domain) ServedPolicy(name string, learnt func(domain string) ([]string, bool)) (pol *mtasts.Policy, ok bool) {
+	pol = &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(d.Mode), MaxAge: d.EffectiveMaxAge(), MX: d.MX}
+	if d.FollowMX {
+		if pol.MX, ok = learnt(name); !ok {
+			return nil, false
+		}
+	}
+	return pol, true
+}
+
 // EffectiveMaxAge is the domain's max_age, or the default for its mode.
 func (d Domain) EffectiveMaxAge() int64 {
 	if d.MaxAge != nil {
 		return *d.MaxAge
 	}
-	if d.Mode == string(mtasts.ModeEnforce) {
-		return 604800
-	}
-	return 86400
+	return mtasts.RecommendedMaxAge(mtasts.Mode(d.Mode))
 }
 
 func checkListen(addr string) error {

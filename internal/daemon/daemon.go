@@ -34,7 +34,6 @@ import (
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // Options are what the command line and the environment give the daemon.
@@ -68,7 +67,7 @@ type Options struct {
 	// WebResolver, WebNet and WebRoots replace the web checker's DNS
 	// client, the dial function beneath its SSRF guard and its trusted
 	// roots (tests point them at the lab; the guard stays).
-	WebResolver scan.Resolver
+	WebResolver Resolver
 	WebNet      dial.NetDial
 	WebRoots    *x509.CertPool
 }

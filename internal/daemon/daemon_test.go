@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,16 +12,21 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/scan"
 )
 
 var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -374,7 +380,7 @@ func TestFollowMX(t *testing.T) {
 // TestRecords: serve records prints what to publish and finds stale ids.
 func TestRecords(t *testing.T) {
 	e := newEnv(t)
-	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"), e.domainYAML("b.test", "testing", "mx1.b.test"), e.domainYAML("c.test", "testing", "mx1.c.test"), e.domainYAML("d.test", "testing", "mx1.d.test"))
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"), e.domainYAML("b.test", "testing", "mx1.b.test"), e.domainYAML("c.test", "testing", "mx1.c.test"), e.domainYAML("d.test", "testing", "mx1.d.test"), e.domainYAML("e.test", "testing", "mx1.e.test"))
 	h := mustHost(t, e.cfgPath)
 	recs, err := Records(context.Background(), h, nil)
 	if err != nil || recs[0].Pending == "" || recs[0].ID != "" {
@@ -386,7 +392,11 @@ func TestRecords(t *testing.T) {
 	e.l.DNS.MustAdd(t,
 		`_mta-sts.a.test. 300 IN TXT "v=STSv1; id=`+id+`"`, "mta-sts.a.test. 300 IN CNAME mta-sts.host.test.", "mta-sts.host.test. 300 IN A 192.0.2.1",
 		`_mta-sts.b.test. 300 IN TXT "v=STSv1; id=2025"`, "mta-sts.b.test. 300 IN A 192.0.2.1",
-		"mta-sts.c.test. 300 IN CNAME mta-sts.host.test.")
+		"mta-sts.c.test. 300 IN CNAME mta-sts.host.test.",
+		// Two records pass the "v=STSv1;" filter, one of them invalid:
+		// senders then see no policy (RFC 8461 §3.1, STS-TXT-2).
+		`_mta-sts.e.test. 300 IN TXT "v=STSv1; id=`+id+`"`, `_mta-sts.e.test. 300 IN TXT "v=STSv1; id=bad id!"`,
+		"mta-sts.e.test. 300 IN CNAME mta-sts.host.test.")
 	e.l.DNS.SetRcode("_mta-sts.d.test", dns.TypeTXT, dns.RcodeServerFailure)
 	recs, err = Records(context.Background(), h, res)
 	if err != nil {
@@ -402,8 +412,21 @@ func TestRecords(t *testing.T) {
 	if r := byDomain["b.test"]; r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), "publishes id=2025 but the server serves the policy with id="+id) || !strings.Contains(strings.Join(r.Problems, "\n"), "not a CNAME to mta-sts.host.test") {
 		t.Errorf("b.test has a stale id and no CNAME: %+v", r.Problems)
 	}
-	if r := byDomain["c.test"]; !strings.Contains(strings.Join(r.Problems, "\n"), "has no TXT record") {
+	if r := byDomain["c.test"]; !strings.Contains(strings.Join(r.Problems, "\n"), "has no MTA-STS record") {
 		t.Errorf("c.test has no TXT record: %+v", r.Problems)
+	}
+	// serve records judges the published record as check does, with the
+	// same finding IDs.
+	obs := &scan.Observations{Domain: "e.test", PolicyHost: "mta-sts.e.test"}
+	obs.DNS.STS = res.Lookup(context.Background(), "_mta-sts.e.test", dns.TypeTXT)
+	var want []finding.ID
+	for _, f := range check.Evaluate(obs, now).Findings {
+		if f.Component == finding.ComponentRecord {
+			want = append(want, f.ID)
+		}
+	}
+	if r := byDomain["e.test"]; r.OK() || r.PublishedID != "" || !slices.Equal(findingIDs(r.Findings), want) || !slices.Equal(want, []finding.ID{finding.STSRecordMultiple}) {
+		t.Errorf("e.test has two v=STSv1 records: serve records says OK=%v, findings %v; check says %v", r.OK(), findingIDs(r.Findings), want)
 	}
 	if r := byDomain["d.test"]; len(r.Unknown) == 0 || strings.Contains(strings.Join(r.Problems, "\n"), "_mta-sts") || !strings.Contains(r.Unknown[0], "retry") {
 		t.Errorf("a DNS failure is unknown, not missing: %+v", r)
@@ -411,6 +434,14 @@ func TestRecords(t *testing.T) {
 	if mtasts.NewID(now) != id {
 		t.Fatal("the test's id assumption")
 	}
+}
+
+func findingIDs(fs []finding.Finding) []finding.ID {
+	var ids []finding.ID
+	for _, f := range fs {
+		ids = append(ids, f.ID)
+	}
+	return ids
 }
 
 func TestStartErrors(t *testing.T) {
@@ -459,5 +490,61 @@ func TestIPv4AndIPv6Listeners(t *testing.T) {
 		if got := e.policy(c, "a.test"); !strings.Contains(got, "mx: mx1.a.test") {
 			t.Errorf("%s: %q", addr, got)
 		}
+	}
+}
+
+// TestHostDomains: the configuration becomes what policyhost serves. A
+// follow_mx domain waits for its MX set; a certificate file is read with a
+// cap (a device or a huge file never fills the memory), and every file
+// that cannot be read is reported at once.
+func TestHostDomains(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	cert, key := certFiles(t, l.CA, dir, "a.test")
+	h := &config.Host{CacheControl: "max-age=60", Domains: map[string]config.Domain{
+		"a.test": {Mode: "enforce", MX: []string{"mx1.a.test"}, Cert: cert, Key: key},
+		"f.test": {Mode: "testing", FollowMX: true},
+		"u.test": {Mode: "testing", FollowMX: true},
+	}}
+	learnt := func(d string) ([]string, bool) {
+		if d == "f.test" {
+			return []string{"mx1.f.test", "*.mail.protection.outlook.com"}, true
+		}
+		return nil, false
+	}
+	domains, skipped, err := hostDomains(h, learnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(domains) != 2 || domains[0].Name != "a.test" || domains[1].Name != "f.test" {
+		t.Fatalf("domains %+v", domains)
+	}
+	if a := domains[0]; a.Policy.MaxAge != mtasts.EnforceMaxAge || a.CertFile != cert || len(a.CertPEM) == 0 || len(a.KeyPEM) == 0 {
+		t.Errorf("a.test: %+v", a)
+	}
+	if f := domains[1]; strings.Join(f.Policy.MX, " ") != "mx1.f.test *.mail.protection.outlook.com" || f.Policy.MaxAge != mtasts.TestingMaxAge || f.CertPEM != nil {
+		t.Errorf("f.test: %+v", f.Policy)
+	}
+	if _, ok := skipped["u.test"]; !ok || len(skipped) != 1 {
+		t.Errorf("a follow_mx domain without a known MX set is not served yet: %v", skipped)
+	}
+
+	big := filepath.Join(dir, "big.pem")
+	if err := os.WriteFile(big, make([]byte, policyhost.MaxCertFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.Domains = map[string]config.Domain{
+		"big.test": {Mode: "none", Cert: big, Key: key},
+		"dev.test": {Mode: "none", Cert: "/dev/zero", Key: key},
+	}
+	_, _, err = hostDomains(h, learnt)
+	for _, want := range []string{"big.test: certificate " + big + ": ", "larger than", "dev.test: certificate /dev/zero: ", "not a regular file"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	var ce *policyhost.CertError
+	if !errors.As(err, &ce) {
+		t.Errorf("error %v is not a *policyhost.CertError", err)
 	}
 }

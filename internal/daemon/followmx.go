@@ -13,12 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 )
 
 // Resolver is the DNS lookup the MX watcher needs (resolve.Client, or a
@@ -121,7 +118,7 @@ func (w *mxWatcher) Refresh(ctx context.Context, domains []string) (changed bool
 func (w *mxWatcher) refreshOne(ctx context.Context, d string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	a := w.res.Lookup(ctx, d, dns.TypeMX)
+	a := w.res.Lookup(ctx, d, resolve.TypeMX)
 	var hosts []string
 	switch {
 	case a.Status.Temporary():
@@ -132,7 +129,7 @@ func (w *mxWatcher) refreshOne(ctx context.Context, d string) bool {
 		w.obs("absent")
 		w.log.Error("follow_mx: the domain does not exist in DNS; keeping the last known policy", "domain", d)
 		return false
-	case a.Status == resolve.StatusOK && scan.IsNullMX(a):
+	case a.Status == resolve.StatusOK && a.NullMX():
 		w.obs("absent")
 		w.log.Error("follow_mx: the domain publishes a null MX (RFC 7505) and takes no mail; give it mode none", "domain", d)
 		return false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -101,7 +102,7 @@ func startHost(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
 			return nil, err
 		}
 	}
-	r.srv = policyhost.NewServer(d.log.With("role", "host"), h.Limits, r.certs, d.m)
+	r.srv = policyhost.NewServer(d.log.With("role", "host"), hostLimits(h.Limits), r.certs, d.m)
 	d.registerCertMetrics(r)
 
 	// The first MX lookups are awaited (bounded), so that follow_mx
@@ -187,7 +188,11 @@ func newResolver(servers []string, resolvConf string) (*resolve.Client, error) {
 // build makes the sites of a configuration; follow_mx domains without a
 // known MX set wait. The caller holds r.mu (or has not started serving).
 func (r *hostRole) build(h *config.Host) (*policyhost.Sites, error) {
-	sites, skipped, err := policyhost.Build(h, r.ids, r.mx.Patterns, r.d.opts.Now())
+	domains, skipped, err := hostDomains(h, r.mx.Patterns)
+	if err != nil {
+		return nil, err
+	}
+	sites, err := policyhost.Build(domains, h.CacheControl, r.ids, r.d.opts.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +204,49 @@ func (r *hostRole) build(h *config.Host) (*policyhost.Sites, error) {
 	clear(r.certState) // every problem is logged again for the new set
 	r.logCerts(sites)
 	return sites, nil
+}
+
+// hostDomains turns the host configuration into what policyhost serves:
+// each domain's policy (config.Domain.ServedPolicy) and its static
+// certificate, read here with the cap of certificate files. follow_mx
+// domains whose MX set is not known yet are left out with the reason in
+// skipped; every certificate file that cannot be read is reported at once
+// (*policyhost.CertError).
+func hostDomains(h *config.Host, mx policyhost.MXSource) (domains []policyhost.Domain, skipped map[string]error, err error) {
+	skipped = map[string]error{}
+	var certErrs []error
+	for _, name := range slices.Sorted(maps.Keys(h.Domains)) {
+		dc := h.Domains[name]
+		pol, ok := dc.ServedPolicy(name, mx)
+		if !ok {
+			skipped[name] = fmt.Errorf("the MX set of %s is not known yet", name)
+			continue
+		}
+		d := policyhost.Domain{Name: name, Policy: pol, OnDemand: dc.OnDemand, FollowMX: dc.FollowMX, CertFile: dc.Cert}
+		if dc.Cert != "" {
+			if d.CertPEM, err = config.ReadLimited(dc.Cert, policyhost.MaxCertFileSize); err == nil {
+				d.KeyPEM, err = config.ReadLimited(dc.Key, policyhost.MaxCertFileSize)
+			}
+			if err != nil {
+				certErrs = append(certErrs, &policyhost.CertError{Domain: name, File: dc.Cert, Err: err})
+				continue
+			}
+		}
+		domains = append(domains, d)
+	}
+	if len(certErrs) > 0 {
+		return nil, nil, errors.Join(certErrs...)
+	}
+	return domains, skipped, nil
+}
+
+// hostLimits are the host's limits as policyhost takes them.
+func hostLimits(l config.Limits) policyhost.Limits {
+	return policyhost.Limits{
+		MaxConns: l.MaxConns, MaxConnsPerIP: l.MaxConnsPerIP, RequestsPerSecond: l.RequestsPerSecond, Burst: l.Burst,
+		ReadHeaderTimeout: l.ReadHeaderTimeout.D(), ReadTimeout: l.ReadTimeout.D(), WriteTimeout: l.WriteTimeout.D(), IdleTimeout: l.IdleTimeout.D(),
+		MaxHeaderBytes: l.MaxHeaderBytes,
+	}
 }
 
 // logCerts logs each static certificate whose state is not ok and has

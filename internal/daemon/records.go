@@ -12,17 +12,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/config"
-	"github.com/mailtls/mailtls/internal/mtasts"
+	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/policyhost"
-	"github.com/mailtls/mailtls/internal/rollout"
+	"github.com/mailtls/mailtls/internal/resolve"
 )
-
-// RecordTTL is the TTL suggested for the records a hosted domain publishes:
-// short, so that a new id reaches senders soon (RFC 8461 §3.1).
-const RecordTTL = 300
 
 // DomainRecords is what one hosted domain must publish, and whether DNS
 // already says it.
@@ -33,19 +28,26 @@ type DomainRecords struct {
 	ID string `json:"id,omitempty"`
 	// Pending says why there is no id yet (the server has not loaded this
 	// configuration, or a follow_mx domain's MX set is unknown).
-	Pending string           `json:"pending,omitempty"`
-	Records []rollout.Record `json:"records"`
+	Pending string         `json:"pending,omitempty"`
+	Records []check.Record `json:"records"`
 	// PublishedID is the id found in DNS (when checked).
 	PublishedID string `json:"published_id,omitempty"`
-	// Problems are what DNS shows that is wrong or stale; Unknown is what
-	// could not be checked (temporary DNS failures: retry).
-	Problems []string `json:"problems,omitempty"`
-	Unknown  []string `json:"unknown,omitempty"`
+	// Findings are what `mailtls check` says about the published _mta-sts
+	// record (the same rule and IDs); Problems are what else DNS shows
+	// that is wrong or stale; Unknown is what could not be checked
+	// (temporary DNS failures: retry).
+	Findings []finding.Finding `json:"findings,omitempty"`
+	Problems []string          `json:"problems,omitempty"`
+	Unknown  []string          `json:"unknown,omitempty"`
 }
 
-// OK reports whether the domain needs nothing more.
+// OK reports whether the domain needs nothing more: nothing pending,
+// stale or unknown, and no error or warning on the published record.
 func (r *DomainRecords) OK() bool {
-	return r.Pending == "" && len(r.Problems) == 0 && len(r.Unknown) == 0
+	if r.Pending != "" || len(r.Problems) > 0 || len(r.Unknown) > 0 {
+		return false
+	}
+	return !slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.Severity >= finding.Warning })
 }
 
 // Records lists, for every domain the host configuration serves, the
@@ -73,14 +75,13 @@ func Records(ctx context.Context, h *config.Host, res Resolver) ([]*DomainRecord
 		dc := h.Domains[d]
 		r := &DomainRecords{Domain: d, Mode: dc.Mode}
 		out[i] = r
-		pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(dc.Mode), MaxAge: dc.EffectiveMaxAge(), MX: dc.MX}
-		known := true
-		if dc.FollowMX {
-			pol.MX, known = mxw.Patterns(d)
-		}
-		id, hash, ok, err := ids.Lookup(d)
-		if err != nil {
-			return nil, err
+		pol, known := dc.ServedPolicy(d, mxw.Patterns)
+		var id, hash string
+		var ok bool
+		if known {
+			if id, hash, ok, err = ids.Lookup(d); err != nil {
+				return nil, err
+			}
 		}
 		switch {
 		case !known:
@@ -89,9 +90,9 @@ func Records(ctx context.Context, h *config.Host, res Resolver) ([]*DomainRecord
 			r.Pending = "the server has not loaded this configuration yet: start or reload `mailtls serve`, then run this again"
 		default:
 			r.ID = id
-			r.Records = append(r.Records, rollout.Record{Action: "publish", Name: "_mta-sts." + d, Type: "TXT", TTL: RecordTTL, Value: "v=STSv1; id=" + id})
+			r.Records = append(r.Records, check.STSRecord(d, id))
 		}
-		r.Records = append(r.Records, hostRecords(h, d)...)
+		r.Records = append(r.Records, check.HostRecords(d, h.PublicName, h.PublicAddresses)...)
 	}
 	if res != nil {
 		var wg sync.WaitGroup
@@ -111,52 +112,25 @@ func Records(ctx context.Context, h *config.Host, res Resolver) ([]*DomainRecord
 	return out, nil
 }
 
-// hostRecords points mta-sts.<domain> at this server.
-func hostRecords(h *config.Host, d string) []rollout.Record {
-	name := "mta-sts." + d
-	if h.PublicName != "" {
-		return []rollout.Record{{Action: "publish", Name: name, Type: "CNAME", TTL: RecordTTL, Value: strings.TrimSuffix(h.PublicName, ".") + "."}}
-	}
-	var out []rollout.Record
-	for _, a := range h.PublicAddresses {
-		typ := "A"
-		if ip, _ := netip.ParseAddr(a); ip.Is6() && !ip.Is4In6() {
-			typ = "AAAA"
-		}
-		out = append(out, rollout.Record{Action: "publish", Name: name, Type: typ, TTL: RecordTTL, Value: a})
-	}
-	return out
-}
-
 // checkPublished compares DNS with what the domain must publish.
 func checkPublished(ctx context.Context, h *config.Host, res Resolver, r *DomainRecords) {
+	// The record is judged by check's rule, with its finding IDs (RFC
+	// 8461 §3.1): what senders see is what `mailtls check` reports.
 	txtName := "_mta-sts." + r.Domain
-	a := res.Lookup(ctx, txtName, dns.TypeTXT)
+	a := res.Lookup(ctx, txtName, resolve.TypeTXT)
+	rec, findings, undetermined, absent := check.STSRecordVerdict(r.Domain, a)
 	switch {
-	case a.Status.Temporary():
+	case undetermined:
 		r.Unknown = append(r.Unknown, fmt.Sprintf("could not look up %s (%s): retry", txtName, a.Status))
-	case a.Status.Absent():
-		r.Problems = append(r.Problems, fmt.Sprintf("%s has no TXT record: publish the one above", txtName))
+	case absent:
+		r.Problems = append(r.Problems, fmt.Sprintf("%s has no MTA-STS record: publish the one above", txtName))
+		r.Findings = findings
 	default:
-		var found []string
-		for _, rec := range a.Records {
-			txt := strings.Join(rec.Text, "")
-			if !mtasts.IsCandidate(txt) {
-				continue
-			}
-			if pr, _ := mtasts.ParseRecord(txt); pr != nil {
-				found = append(found, pr.ID)
-			}
-		}
-		switch {
-		case len(found) == 0:
-			r.Problems = append(r.Problems, fmt.Sprintf("%s has no v=STSv1 record: publish the one above", txtName))
-		case len(found) > 1:
-			r.Problems = append(r.Problems, fmt.Sprintf("%s has %d v=STSv1 records; senders ignore them all (RFC 8461 §3.1): keep only the one above", txtName, len(found)))
-		default:
-			r.PublishedID = found[0]
-			if r.ID != "" && found[0] != r.ID {
-				r.Problems = append(r.Problems, fmt.Sprintf("%s publishes id=%s but the server serves the policy with id=%s: senders that cached the old policy will not fetch the new one until you publish the TXT record above (RFC 8461 §3.1)", txtName, found[0], r.ID))
+		r.Findings = findings
+		if rec != nil {
+			r.PublishedID = rec.ID
+			if r.ID != "" && rec.ID != r.ID {
+				r.Problems = append(r.Problems, fmt.Sprintf("%s publishes id=%s but the server serves the policy with id=%s: senders that cached the old policy will not fetch the new one until you publish the TXT record above (RFC 8461 §3.1)", txtName, rec.ID, r.ID))
 			}
 		}
 	}
@@ -166,10 +140,10 @@ func checkPublished(ctx context.Context, h *config.Host, res Resolver, r *Domain
 	}
 	var addrs []netip.Addr
 	var chain []string
-	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+	for _, t := range []uint16{resolve.TypeA, resolve.TypeAAAA} {
 		a := res.Lookup(ctx, hostName, t)
 		if a.Status.Temporary() {
-			r.Unknown = append(r.Unknown, fmt.Sprintf("could not look up %s %s (%s): retry", hostName, dns.TypeToString[t], a.Status))
+			r.Unknown = append(r.Unknown, fmt.Sprintf("could not look up %s %s (%s): retry", hostName, resolve.TypeString(t), a.Status))
 			return
 		}
 		addrs = append(addrs, a.Addrs()...)

@@ -21,12 +21,9 @@ import (
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
-	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/scanjob"
-	"github.com/mailtls/mailtls/internal/smtpprobe"
 	"github.com/mailtls/mailtls/internal/web"
 )
 
@@ -45,7 +42,7 @@ type webRole struct {
 // returns what it started so that the caller can shut it down.
 func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) {
 	c := cfg.Web
-	var res scan.Resolver = d.opts.WebResolver
+	var res Resolver = d.opts.WebResolver
 	if res == nil {
 		servers := c.Scanner.Resolvers
 		if len(servers) == 0 {
@@ -67,15 +64,8 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		allow = append(allow, netip.MustParsePrefix(p)) // validated by config
 	}
 	dialer := &dial.Dialer{Guard: dial.NewGuard(allow...), Net: d.opts.WebNet}
-	smtpWait := c.Scanner.SMTPTimeout.D()
-	sc := &scan.Scanner{
-		Resolver: res,
-		Fetcher:  &fetch.Fetcher{Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now},
-		Dialer:   dialer,
-		Now:      d.opts.Now,
-		Prober: &smtpprobe.Prober{Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now, EHLO: c.Scanner.EHLO,
-			ConnectTimeout: smtpWait, BannerTimeout: smtpWait, CommandTimeout: smtpWait, HandshakeTimeout: smtpWait},
-	}
+	sc := web.NewScanner(web.ScannerOptions{Resolver: res, Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now,
+		EHLO: c.Scanner.EHLO, SMTPTimeout: c.Scanner.SMTPTimeout.D()})
 	l := c.Limits
 	perMinute := rate.Limit(l.ScansPerMinute / 60)
 	if l.ScansPerMinute < 0 {

@@ -25,8 +25,20 @@ type Rule struct {
 	ToPort int    // 0 keeps the original port
 }
 
-// ParseRule parses "HOST:PORT:ADDR:PORT".
+// RuleError is a connect-to rule ParseRule refuses; Reason says why in
+// words a command can print after the flag's name.
+type RuleError struct {
+	Rule   string
+	Reason string
+}
+
+func (e *RuleError) Error() string { return fmt.Sprintf("dial: connect-to %q: %s", e.Rule, e.Reason) }
+
+// ParseRule parses "HOST:PORT:ADDR:PORT"; a bad rule is a *RuleError.
 func ParseRule(s string) (Rule, error) {
+	bad := func(format string, args ...any) error {
+		return &RuleError{Rule: s, Reason: fmt.Sprintf(format, args...)}
+	}
 	var parts []string
 	rest := s
 	for i := 0; i < 4; i++ {
@@ -37,46 +49,46 @@ func ParseRule(s string) (Rule, error) {
 		if strings.HasPrefix(rest, "[") {
 			end := strings.Index(rest, "]")
 			if end < 0 {
-				return Rule{}, fmt.Errorf("dial: connect-to %q: unclosed '['", s)
+				return Rule{}, bad("unclosed '['")
 			}
 			if a, err := netip.ParseAddr(rest[1:end]); err != nil || !a.Is6() {
-				return Rule{}, fmt.Errorf("dial: connect-to %q: only an IPv6 address goes in brackets", s)
+				return Rule{}, bad("only an IPv6 address goes in brackets")
 			}
 			parts = append(parts, rest[1:end])
 			rest = rest[end+1:]
 			if !strings.HasPrefix(rest, ":") {
-				return Rule{}, fmt.Errorf("dial: connect-to %q: want HOST:PORT:ADDR:PORT", s)
+				return Rule{}, bad("want HOST:PORT:ADDR:PORT")
 			}
 			rest = rest[1:]
 			continue
 		}
 		j := strings.IndexByte(rest, ':')
 		if j < 0 {
-			return Rule{}, fmt.Errorf("dial: connect-to %q: want HOST:PORT:ADDR:PORT", s)
+			return Rule{}, bad("want HOST:PORT:ADDR:PORT")
 		}
 		parts = append(parts, rest[:j])
 		rest = rest[j+1:]
 	}
 	if strings.HasPrefix(parts[3], "[") || strings.Contains(parts[3], ":") {
-		return Rule{}, fmt.Errorf("dial: connect-to %q: want HOST:PORT:ADDR:PORT (put IPv6 addresses in brackets)", s)
+		return Rule{}, bad("want HOST:PORT:ADDR:PORT (put IPv6 addresses in brackets)")
 	}
 	var r Rule
 	var err error
 	r.Host = strings.TrimSuffix(strings.ToLower(parts[0]), ".")
 	if r.Port, err = parsePort(parts[1]); err != nil {
-		return Rule{}, fmt.Errorf("dial: connect-to %q: %w", s, err)
+		return Rule{}, bad("%v", err)
 	}
 	r.ToHost = parts[2]
 	for _, h := range []string{r.Host, strings.TrimSuffix(r.ToHost, ".")} {
 		if !validHost(h) {
-			return Rule{}, fmt.Errorf("dial: connect-to %q: %q is neither a host name nor an IP address", s, h)
+			return Rule{}, bad("%q is neither a host name nor an IP address", h)
 		}
 	}
 	if r.ToPort, err = parsePort(parts[3]); err != nil {
-		return Rule{}, fmt.Errorf("dial: connect-to %q: %w", s, err)
+		return Rule{}, bad("%v", err)
 	}
 	if r.ToHost == "" && r.ToPort == 0 {
-		return Rule{}, fmt.Errorf("dial: connect-to %q: rule changes nothing", s)
+		return Rule{}, bad("rule changes nothing")
 	}
 	return r, nil
 }

@@ -2,6 +2,7 @@ package dial
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -33,8 +34,10 @@ func TestParseRule(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "a:b", "a:1:b", "a:1:b:c", "a:99999:b:1", "a:1::", "[::1:1:b:2", "a:1:::1:2", "[[]::0:", "[host]:1:b:2", "..::0:", "a b:1:c:2", "a:1:c..d:2"} {
-		if r, err := ParseRule(bad); err == nil {
-			t.Errorf("ParseRule(%q) = %+v, want an error", bad, r)
+		r, err := ParseRule(bad)
+		var re *RuleError
+		if !errors.As(err, &re) || re.Rule != bad || re.Reason == "" {
+			t.Errorf("ParseRule(%q) = %+v, %v; want a *RuleError naming the rule and why", bad, r, err)
 		}
 	}
 }

@@ -34,9 +34,6 @@ import (
 	"github.com/mailtls/mailtls/internal/webpki"
 )
 
-// Path is the well-known policy path (RFC 8461 §3.2).
-const Path = "/.well-known/mta-sts.txt"
-
 // Default limits. The RFC suggests one minute and 64 KiB (RFC 8461 §3.3);
 // the phase timeouts sit inside the scan's own budget.
 const (
@@ -216,7 +213,7 @@ func (f *Fetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *Result
 
 // fetch makes one request, with the Accept-Encoding header ae unless empty.
 func (f *Fetcher) fetch(ctx context.Context, host string, ip netip.Addr, ae string) *Result {
-	r := &Result{URL: "https://" + host + Path, Host: host, StartedAt: f.now().UTC()}
+	r := &Result{URL: "https://" + host + mtasts.PolicyPath, Host: host, StartedAt: f.now().UTC()}
 	if ip.IsValid() {
 		r.Address = netip.AddrPortFrom(ip, 443).String()
 	}

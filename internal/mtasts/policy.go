@@ -51,6 +51,29 @@ const (
 	ModeNone    Mode = "none"
 )
 
+// The max_age we recommend and use by default: one day while testing, so
+// that a mistake expires quickly, and at least one week in enforce, so that
+// a blocked refresh does not soon remove the protection (MISC-17).
+const (
+	TestingMaxAge = 86400
+	EnforceMaxAge = 604800
+)
+
+// RecommendedMaxAge is the shortest max_age we recommend for a mode, and
+// the default where none is given.
+func RecommendedMaxAge(m Mode) int64 {
+	if m == ModeEnforce {
+		return EnforceMaxAge
+	}
+	return TestingMaxAge
+}
+
+// PolicyPath is the well-known path of the policy file (RFC 8461 §3.2).
+const PolicyPath = "/.well-known/mta-sts.txt"
+
+// PolicyURL is where senders fetch the policy of domain (RFC 8461 §3.2).
+func PolicyURL(domain string) string { return "https://mta-sts." + domain + PolicyPath }
+
 // MaxMaxAge is the largest max_age, one year in seconds (RFC 8461 §3.2).
 const MaxMaxAge = 31557600
 

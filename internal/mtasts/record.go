@@ -25,6 +25,10 @@ const (
 // VersionTag starts every MTA-STS TXT record.
 const VersionTag = "v=STSv1"
 
+// RecordText is the _mta-sts TXT record to publish for a policy id, in the
+// form every sender accepts (RFC 8461 §3.1: "v=STSv1; id=<id>").
+func RecordText(id string) string { return VersionTag + "; id=" + id }
+
 // Record is a valid _mta-sts TXT record.
 type Record struct {
 	ID         string      `json:"id"`

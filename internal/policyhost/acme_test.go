@@ -23,9 +23,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
-	"github.com/mailtls/mailtls/internal/config"
-	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
 // certmagic keeps challenges, on-demand waits and renewal backoff in
@@ -58,7 +57,7 @@ type acmeRig struct {
 	metrics *Metrics
 	logs    *lab.LogBuffer
 	https   string
-	cfg     *config.Host
+	cfg     *acmeHost
 	ids     *IDStore
 }
 
@@ -99,7 +98,7 @@ func newACMERig(t *testing.T, o rigOptions, domains ...acmeDomain) *acmeRig {
 	r.acme, err = NewACME(ACMEOptions{
 		CA:                 r.pebble.DirectoryURL(),
 		Email:              "hostmaster@example.test",
-		Challenges:         r.cfg.ACME.Challenges,
+		Challenges:         r.cfg.Challenges,
 		TrustedRoots:       r.pebble.APIRoots(),
 		Storage:            r.cfg.Storage,
 		HTTPPort:           httpPort,
@@ -127,7 +126,7 @@ func newACMERig(t *testing.T, o rigOptions, domains ...acmeDomain) *acmeRig {
 	})
 
 	r.srv = NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), r.cfg.Limits, r.acme, r.metrics)
-	r.srv.Swap(r.build(t, r.cfg))
+	r.srv.Swap(r.cfg.build(t, r.ids))
 	go r.srv.ServeHTTPS(ln)
 	go r.srv.ServePlainHTTP(pl)
 	t.Cleanup(func() {
@@ -138,44 +137,40 @@ func newACMERig(t *testing.T, o rigOptions, domains ...acmeDomain) *acmeRig {
 	return r
 }
 
-// acmeHostConfig parses a host configuration with ACME certificates.
-func acmeHostConfig(t *testing.T, ca string, challenges []string, zone string, domains []acmeDomain) *config.Host {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "host:\n  storage: %s\n  acme:\n    ca: %s\n", t.TempDir(), ca)
-	if challenges != nil {
-		fmt.Fprintf(&b, "    challenges: [%s]\n", strings.Join(challenges, ", "))
-	}
-	b.WriteString("  domains:\n")
-	for _, d := range domains {
-		name := d.label + "." + zone
-		fmt.Fprintf(&b, "    %s:\n      mode: testing\n      mx: [mx.%s]\n      on_demand: %t\n", name, name, d.onDemand)
-	}
-	c, err := config.Parse("acme.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, b.String())
-	}
-	return c.Host
+// acmeHost is a host configuration with ACME certificates.
+type acmeHost struct {
+	testHost
+	CA         string
+	Challenges []string
 }
 
-func (r *acmeRig) build(t *testing.T, h *config.Host) *Sites {
+func acmeHostConfig(t *testing.T, ca string, challenges []string, zone string, domains []acmeDomain) *acmeHost {
 	t.Helper()
-	sites, _, err := Build(h, r.ids, nil, now)
-	if err != nil {
-		t.Fatal(err)
+	if challenges == nil {
+		challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
 	}
-	return sites
+	h := &acmeHost{testHost: testHost{Storage: t.TempDir(), Limits: defaultLimits, CacheControl: "max-age=60"}, CA: ca, Challenges: challenges}
+	for _, d := range domains {
+		name := d.label + "." + zone
+		h.Domains = append(h.Domains, Domain{Name: name, OnDemand: d.onDemand,
+			Policy: &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting, MaxAge: mtasts.TestingMaxAge, MX: []string{"mx." + name}}})
+	}
+	return h
 }
 
 // sites builds the sites of some of the rig's domains.
 func (r *acmeRig) sites(t *testing.T, labels ...string) *Sites {
 	t.Helper()
-	h := *r.cfg
-	h.Domains = map[string]config.Domain{}
-	for _, l := range labels {
-		h.Domains[r.domain(l)] = r.cfg.Domains[r.domain(l)]
+	h := r.cfg.testHost
+	h.Domains = nil
+	for _, d := range r.cfg.Domains {
+		for _, l := range labels {
+			if d.Name == r.domain(l) {
+				h.Domains = append(h.Domains, d)
+			}
+		}
 	}
-	return r.build(t, &h)
+	return h.build(t, r.ids)
 }
 
 // handshake connects to the HTTPS listener as a client trusting Pebble's
@@ -218,7 +213,7 @@ func (r *acmeRig) fetchPolicy(t *testing.T, label string) {
 		TLSClientConfig: &tls.Config{RootCAs: r.pebble.IssuedRoots()},
 	}}
 	defer c.CloseIdleConnections()
-	resp, err := c.Get("https://" + host + fetch.Path)
+	resp, err := c.Get("https://" + host + mtasts.PolicyPath)
 	if err != nil {
 		t.Fatalf("%s: %v", host, err)
 	}
@@ -546,21 +541,18 @@ func TestOnDemandDoesNotPinConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := acmeHostConfig(t, "https://"+stall.Addr()+"/dir", []string{ChallengeTLSALPN01}, zone, []acmeDomain{{label: "od", onDemand: true}})
-	h.Limits.ReadHeaderTimeout = config.Duration(time.Second) // the handshake deadline
+	h.Limits.ReadHeaderTimeout = time.Second // the handshake deadline
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	logs := &lab.LogBuffer{}
-	a, err := NewACME(ACMEOptions{CA: h.ACME.CA, Challenges: h.ACME.Challenges, Storage: h.Storage,
+	a, err := NewACME(ACMEOptions{CA: h.CA, Challenges: h.Challenges, Storage: h.Storage,
 		TLSPort: ln.Addr().(*net.TCPAddr).Port, ListenHost: "127.0.0.1", Log: slog.New(slog.NewTextHandler(logs, nil)), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
 	ids, _ := OpenIDStore("")
-	sites, _, err := Build(h, ids, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sites := h.build(t, ids)
 	s := NewServer(slog.New(slog.DiscardHandler), h.Limits, a, m)
 	s.Swap(sites)
 	a.Sync(t.Context(), sites)

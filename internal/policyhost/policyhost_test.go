@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
@@ -33,21 +32,58 @@ func writeCert(t *testing.T, ca *lab.CA, names ...string) (certFile, keyFile str
 	return ca.MustWriteLeaf(t, t.TempDir(), lab.LeafOptions{DNSNames: names})
 }
 
-// hostConfig parses a configuration that serves domains with static lab
-// certificates; extra is more YAML under "host:".
-func hostConfig(t *testing.T, l *lab.Lab, extra string, domains ...string) *config.Host {
+// testHost is what the daemon hands policyhost for a host configuration.
+type testHost struct {
+	Storage      string
+	Limits       Limits
+	CacheControl string
+	Domains      []Domain
+}
+
+// defaultLimits are the limits of the default configuration (config's
+// defaults for the host section).
+var defaultLimits = Limits{MaxConns: 10000, MaxConnsPerIP: 64, RequestsPerSecond: 50, Burst: 100,
+	ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+	MaxHeaderBytes: 8 << 10}
+
+// staticDomain serves d in enforce mode with a static lab certificate.
+func staticDomain(t *testing.T, ca *lab.CA, d string) Domain {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "host:\n  storage: %s\n  acme: {disabled: true}\n%s  domains:\n", t.TempDir(), extra)
-	for _, d := range domains {
-		cert, key := writeCert(t, l.CA, "mta-sts."+d)
-		fmt.Fprintf(&b, "    %s:\n      mode: enforce\n      mx: [mx1.%s, \"*.mail.%s\"]\n      cert: %s\n      key: %s\n", d, d, d, cert, key)
-	}
-	c, err := config.Parse("test.yaml", []byte(b.String()))
+	certFile, keyFile := writeCert(t, ca, "mta-sts."+d)
+	return Domain{Name: d, Policy: &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeEnforce, MaxAge: mtasts.EnforceMaxAge, MX: []string{"mx1." + d, "*.mail." + d}},
+		CertFile: certFile, CertPEM: mustRead(t, certFile), KeyPEM: mustRead(t, keyFile)}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, b.String())
+		t.Fatal(err)
 	}
-	return c.Host
+	return b
+}
+
+// hostConfig serves domains with static lab certificates and the default
+// limits, changed by limits when not nil.
+func hostConfig(t *testing.T, l *lab.Lab, limits func(*Limits), domains ...string) *testHost {
+	t.Helper()
+	h := &testHost{Storage: t.TempDir(), Limits: defaultLimits, CacheControl: "max-age=60"}
+	if limits != nil {
+		limits(&h.Limits)
+	}
+	for _, d := range domains {
+		h.Domains = append(h.Domains, staticDomain(t, l.CA, d))
+	}
+	return h
+}
+
+func (h *testHost) build(t *testing.T, ids *IDStore) *Sites {
+	t.Helper()
+	sites, err := Build(h.Domains, h.CacheControl, ids, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sites
 }
 
 type running struct {
@@ -86,16 +122,13 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) f
 	return 0
 }
 
-func start(t *testing.T, l *lab.Lab, h *config.Host) *running {
+func start(t *testing.T, l *lab.Lab, h *testHost) *running {
 	t.Helper()
 	ids, err := OpenIDStore(filepath.Join(h.Storage, "ids.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sites, _, err := Build(h, ids, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sites := h.build(t, ids)
 	reg := prometheus.NewRegistry()
 	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), h.Limits, nil, NewMetrics(reg))
 	s.Swap(sites)
@@ -137,7 +170,7 @@ func (r *running) client(t *testing.T, l *lab.Lab, sni string) *http.Client {
 
 func TestServesPolicies(t *testing.T) {
 	l := lab.New(t)
-	r := start(t, l, hostConfig(t, l, "", "a.test", "b.test"))
+	r := start(t, l, hostConfig(t, l, nil, "a.test", "b.test"))
 	f := &fetch.Fetcher{Dialer: r.dialer, Roots: l.CA.Pool()}
 	for _, d := range []string{"a.test", "b.test"} {
 		res := f.Fetch(context.Background(), "mta-sts."+d, netip.MustParseAddr("192.0.2.1"))
@@ -165,7 +198,7 @@ func TestServesPolicies(t *testing.T) {
 
 func TestRequestsThatGetNoPolicy(t *testing.T) {
 	l := lab.New(t)
-	r := start(t, l, hostConfig(t, l, "", "a.test", "b.test"))
+	r := start(t, l, hostConfig(t, l, nil, "a.test", "b.test"))
 	c := r.client(t, l, "mta-sts.a.test")
 	tests := []struct {
 		name, method, url, host string
@@ -206,7 +239,7 @@ func TestRequestsThatGetNoPolicy(t *testing.T) {
 // TestUnknownSNIFailsTheHandshake: no fallback certificate (STS-HOST-3).
 func TestUnknownSNIFailsTheHandshake(t *testing.T) {
 	l := lab.New(t)
-	r := start(t, l, hostConfig(t, l, "", "a.test"))
+	r := start(t, l, hostConfig(t, l, nil, "a.test"))
 	for _, sni := range []string{"mta-sts.other.test", "", "a.test"} {
 		conn, err := tls.Dial("tcp", r.https, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
 		if err == nil {
@@ -226,7 +259,7 @@ func TestUnknownSNIFailsTheHandshake(t *testing.T) {
 
 func TestPlainHTTPNeverRedirects(t *testing.T) {
 	l := lab.New(t)
-	r := start(t, l, hostConfig(t, l, "", "a.test"))
+	r := start(t, l, hostConfig(t, l, nil, "a.test"))
 	req, _ := http.NewRequest("GET", "http://"+r.plain+"/.well-known/mta-sts.txt", nil)
 	req.Host = "mta-sts.a.test"
 	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
@@ -247,12 +280,16 @@ func TestLimits(t *testing.T) {
 	// Connection caps: with two slots, two TLS connections complete their
 	// handshake and stay open; a third is closed at once, and counted by
 	// its limit; once one of the first closes, a new one gets in.
-	for _, tt := range []struct{ name, limits, counted string }{
-		{"connections per IP", "max_conns_per_ip: 2, max_conns: -1", "per_ip"},
-		{"connections in all", "max_conns: 2, max_conns_per_ip: -1", "global"},
+	for _, tt := range []struct {
+		name    string
+		limits  func(*Limits)
+		counted string
+	}{
+		{"connections per IP", func(l *Limits) { l.MaxConnsPerIP, l.MaxConns = 2, 0 }, "per_ip"},
+		{"connections in all", func(l *Limits) { l.MaxConns, l.MaxConnsPerIP = 2, 0 }, "global"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := start(t, l, hostConfig(t, l, "  limits: {"+tt.limits+"}\n", "a.test"))
+			r := start(t, l, hostConfig(t, l, tt.limits, "a.test"))
 			dial := func() (*tls.Conn, error) {
 				d := &net.Dialer{Timeout: 5 * time.Second}
 				c, err := tls.DialWithDialer(d, "tcp", r.https, &tls.Config{ServerName: "mta-sts.a.test", RootCAs: l.CA.Pool()})
@@ -309,7 +346,7 @@ func TestLimits(t *testing.T) {
 	}
 
 	t.Run("requests per IP", func(t *testing.T) {
-		r := start(t, l, hostConfig(t, l, "  limits: {requests_per_second: 1, burst: 3}\n", "a.test"))
+		r := start(t, l, hostConfig(t, l, func(l *Limits) { l.RequestsPerSecond, l.Burst = 1, 3 }, "a.test"))
 		c := r.client(t, l, "mta-sts.a.test")
 		codes := map[int]int{}
 		for i := 0; i < 8; i++ {
@@ -326,7 +363,7 @@ func TestLimits(t *testing.T) {
 	})
 
 	t.Run("header size", func(t *testing.T) {
-		r := start(t, l, hostConfig(t, l, "", "a.test"))
+		r := start(t, l, hostConfig(t, l, nil, "a.test"))
 		conn, err := tls.Dial("tcp", r.https, &tls.Config{ServerName: "mta-sts.a.test", RootCAs: l.CA.Pool()})
 		if err != nil {
 			t.Fatal(err)
@@ -342,7 +379,7 @@ func TestLimits(t *testing.T) {
 
 func TestSwapKeepsServing(t *testing.T) {
 	l := lab.New(t)
-	h := hostConfig(t, l, "", "a.test")
+	h := hostConfig(t, l, nil, "a.test")
 	r := start(t, l, h)
 	c := r.client(t, l, "mta-sts.a.test")
 	resp, err := c.Get("https://mta-sts.a.test/.well-known/mta-sts.txt")
@@ -351,11 +388,8 @@ func TestSwapKeepsServing(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	h2 := hostConfig(t, l, "", "b.test")
-	sites, _, err := Build(h2, r.ids, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h2 := hostConfig(t, l, nil, "b.test")
+	sites := h2.build(t, r.ids)
 	r.srv.Swap(sites)
 	// The connection opened before the swap still works, and now sees the new sites.
 	resp, err = c.Get("https://mta-sts.a.test/.well-known/mta-sts.txt")
@@ -413,37 +447,13 @@ func TestIDStore(t *testing.T) {
 	}
 }
 
-func TestBuildFollowMX(t *testing.T) {
-	h := &config.Host{CacheControl: "max-age=60", Domains: map[string]config.Domain{
-		"f.test": {Mode: "testing", FollowMX: true},
-		"u.test": {Mode: "testing", FollowMX: true},
-	}}
-	ids, _ := OpenIDStore("")
-	sites, skipped, err := Build(h, ids, func(d string) ([]string, bool) {
-		if d == "f.test" {
-			return []string{"mx1.f.test", "*.mail.protection.outlook.com"}, true
-		}
-		return nil, false
-	}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := sites.Lookup("MTA-STS.F.test.")
-	if site == nil || strings.Join(site.Policy.MX, " ") != "mx1.f.test *.mail.protection.outlook.com" || site.Policy.MaxAge != 86400 {
-		t.Fatalf("site %+v", site)
-	}
-	if _, ok := skipped["u.test"]; !ok || sites.Lookup("mta-sts.u.test") != nil {
-		t.Errorf("a follow_mx domain without a known MX set is not served yet: %v", skipped)
-	}
-}
-
 // TestALPN: senders' HTTP clients offer h2, http/1.1, http/1.0 or nothing;
 // every one of them gets the policy (RFC 8461 §3.3 only asks for HTTPS).
 // acme-tls/1 alone is an ACME validation (RFC 8737 §3), refused with ACME
 // off.
 func TestALPN(t *testing.T) {
 	l := lab.New(t)
-	r := start(t, l, hostConfig(t, l, "", "a.test"))
+	r := start(t, l, hostConfig(t, l, nil, "a.test"))
 	get := "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.a.test\r\nConnection: close\r\n\r\n"
 	tests := []struct {
 		name       string
@@ -528,13 +538,10 @@ func (f *fakeACME) HTTPHandler(next http.Handler) http.Handler { return next }
 // connection.
 func TestACMETLSConnectionsServeNothing(t *testing.T) {
 	l := lab.New(t)
-	h := hostConfig(t, l, "", "a.test")
+	h := hostConfig(t, l, nil, "a.test")
 	ids, _ := OpenIDStore("")
-	h.Domains["b.test"] = config.Domain{Mode: "testing", MX: []string{"mx.b.test"}}
-	sites, _, err := Build(h, ids, nil, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.Domains = append(h.Domains, Domain{Name: "b.test", Policy: &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting, MaxAge: mtasts.TestingMaxAge, MX: []string{"mx.b.test"}}})
+	sites := h.build(t, ids)
 	s := NewServer(slog.New(slog.DiscardHandler), h.Limits, &fakeACME{cert: l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"mta-sts.b.test"}})}, nil)
 	s.Swap(sites)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -566,9 +573,10 @@ func TestStaticCertificates(t *testing.T) {
 	dir := t.TempDir()
 	build := func(certFile, keyFile string) (*Sites, error) {
 		ids, _ := OpenIDStore("")
-		h := &config.Host{Domains: map[string]config.Domain{"a.test": {Mode: "none", Cert: certFile, Key: keyFile}}}
-		sites, _, err := Build(h, ids, nil, now)
-		return sites, err
+		certPEM, _ := os.ReadFile(certFile)
+		keyPEM, _ := os.ReadFile(keyFile)
+		return Build([]Domain{{Name: "a.test", Policy: &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeNone, MaxAge: mtasts.TestingMaxAge},
+			CertFile: certFile, CertPEM: certPEM, KeyPEM: keyPEM}}, "", ids, now)
 	}
 	leaf := func(o lab.LeafOptions) (string, string) {
 		return l.CA.MustWriteLeaf(t, t.TempDir(), o)
@@ -576,8 +584,8 @@ func TestStaticCertificates(t *testing.T) {
 	good, goodKey := leaf(lab.LeafOptions{DNSNames: []string{"mta-sts.a.test"}})
 	wild, wildKey := leaf(lab.LeafOptions{DNSNames: []string{"*.a.test"}})
 	other, otherKey := leaf(lab.LeafOptions{DNSNames: []string{"mta-sts.b.test", "b.test"}})
-	big := filepath.Join(dir, "big.pem")
-	if err := os.WriteFile(big, make([]byte, MaxCertFileSize+1), 0o600); err != nil {
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -587,8 +595,7 @@ func TestStaticCertificates(t *testing.T) {
 		{"a wildcard covering the host", wild, wildKey, ""},
 		{"a certificate for another name", other, otherKey, "it is for mta-sts.b.test, b.test, not mta-sts.a.test"},
 		{"a key of another certificate", good, otherKey, "private key does not match"},
-		{"a file over the cap", big, goodKey, "larger than"},
-		{"a device", "/dev/zero", goodKey, "not a regular file"},
+		{"no PEM in the file", junk, goodKey, "failed to find any PEM data"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := build(tt.cert, tt.key)

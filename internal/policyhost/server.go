@@ -19,8 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	"github.com/mailtls/mailtls/internal/config"
-	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
 // CertSource supplies certificates the server does not hold statically
@@ -47,13 +46,28 @@ var (
 	ErrCertFailed = errors.New("policyhost: obtaining the certificate failed recently; retry later")
 )
 
+// Limits bound what clients may take of the server. A count or rate of 0
+// or less is no limit; a zero timeout or header size is net/http's
+// default. The composition root fills them from the configuration.
+type Limits struct {
+	MaxConns          int     // open connections in all
+	MaxConnsPerIP     int     // open connections per client IP
+	RequestsPerSecond float64 // per client IP
+	Burst             int
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+}
+
 // Server serves the policies over HTTPS with net/http (HTTP/1.1 and
 // HTTP/2). Set Sites before serving; Swap replaces them without dropping
 // connections.
 type Server struct {
 	Log     *slog.Logger
 	Certs   CertSource
-	Limits  config.Limits
+	Limits  Limits
 	Metrics *Metrics
 
 	sites   atomic.Pointer[Sites]
@@ -64,7 +78,7 @@ type Server struct {
 }
 
 // NewServer makes a server with limits and a metrics registry.
-func NewServer(log *slog.Logger, limits config.Limits, certs CertSource, m *Metrics) *Server {
+func NewServer(log *slog.Logger, limits Limits, certs CertSource, m *Metrics) *Server {
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
@@ -174,7 +188,7 @@ func (s *Server) refused(reason string) { s.Metrics.HandshakesRefused.WithLabelV
 // and write timeouts, set as the connection's deadline for the handshake.
 func (s *Server) handshakeTimeout() time.Duration {
 	var d time.Duration
-	for _, v := range []time.Duration{s.Limits.ReadHeaderTimeout.D(), s.Limits.ReadTimeout.D(), s.Limits.WriteTimeout.D()} {
+	for _, v := range []time.Duration{s.Limits.ReadHeaderTimeout, s.Limits.ReadTimeout, s.Limits.WriteTimeout} {
 		if v > 0 && (d == 0 || v < d) {
 			d = v
 		}
@@ -229,7 +243,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.TLS != nil && !strings.EqualFold(strings.TrimSuffix(r.TLS.ServerName, "."), site.Host):
 		s.reply(w, http.StatusMisdirectedRequest, "misdirected")
 		return
-	case r.URL.Path != fetch.Path:
+	case r.URL.Path != mtasts.PolicyPath:
 		s.reply(w, http.StatusNotFound, "not_found")
 		return
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
@@ -288,10 +302,10 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	l := s.Limits
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
-		ReadTimeout:       l.ReadTimeout.D(),
-		WriteTimeout:      l.WriteTimeout.D(),
-		IdleTimeout:       l.IdleTimeout.D(),
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
 	}
@@ -339,8 +353,8 @@ func remoteIP(addr string) netip.Addr {
 // per client IP. The per-IP bound alone does not bound the total: an IPv6
 // /64 has 2^64 source addresses.
 type ipLimiter struct {
-	maxConns      int // -1: no limit
-	maxConnsPerIP int // -1: no limit
+	maxConns      int // 0 or less: no limit
+	maxConnsPerIP int // 0 or less: no limit
 	rps           rate.Limit
 	burst         int
 	mu            sync.Mutex

@@ -22,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
@@ -94,17 +93,9 @@ func (e *CertError) Error() string {
 
 func (e *CertError) Unwrap() error { return e.Err }
 
-// loadCert loads a static certificate for host, checking its name.
-func loadCert(site *Site, certFile, keyFile string) error {
+// loadCert loads the static certificate of site, checking its name.
+func loadCert(site *Site, certFile string, certPEM, keyPEM []byte) error {
 	fail := func(err error) error { return &CertError{Domain: site.Domain, File: certFile, Err: err} }
-	certPEM, err := config.ReadLimited(certFile, MaxCertFileSize)
-	if err != nil {
-		return fail(err)
-	}
-	keyPEM, err := config.ReadLimited(keyFile, MaxCertFileSize)
-	if err != nil {
-		return fail(err)
-	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fail(err)
@@ -166,30 +157,32 @@ func (s *Sites) Len() int {
 // when they are not known (yet).
 type MXSource func(domain string) (patterns []string, ok bool)
 
-// Build makes the Sites for a host configuration. Policy ids come from the
-// id store: an id changes exactly when a domain's policy body changes.
-// Domains whose MX set is not known yet (follow_mx) are left out with an
-// error in skipped, and served once it is.
-func Build(h *config.Host, ids *IDStore, mx MXSource, now time.Time) (sites *Sites, skipped map[string]error, err error) {
-	sites = &Sites{byHost: make(map[string]*Site, len(h.Domains)), CacheControl: h.CacheControl}
-	skipped = map[string]error{}
-	bodies := make(map[string][]byte, len(h.Domains))
+// Domain is one policy domain to serve: its policy, and where its
+// certificate comes from (static, read by the caller, or ACME).
+type Domain struct {
+	Name     string
+	Policy   *mtasts.Policy
+	OnDemand bool
+	FollowMX bool
+	// CertFile names the static certificate in messages and warnings;
+	// CertPEM and KeyPEM are its chain and key (nil with ACME).
+	CertFile        string
+	CertPEM, KeyPEM []byte
+}
+
+// Build makes the Sites for domains. Policy ids come from the id store:
+// an id changes exactly when a domain's policy body changes. Every static
+// certificate that cannot be served is reported at once (*CertError).
+func Build(domains []Domain, cacheControl string, ids *IDStore, now time.Time) (*Sites, error) {
+	sites := &Sites{byHost: make(map[string]*Site, len(domains)), CacheControl: cacheControl}
+	bodies := make(map[string][]byte, len(domains))
 	var certErrs []error
-	for d, dc := range h.Domains {
-		pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(dc.Mode), MaxAge: dc.EffectiveMaxAge(), MX: dc.MX}
-		if dc.FollowMX {
-			patterns, ok := mx(d)
-			if !ok {
-				skipped[d] = fmt.Errorf("the MX set of %s is not known yet", d)
-				continue
-			}
-			pol.MX = patterns
-		}
-		body := []byte(pol.String())
-		bodies[d] = body
-		site := &Site{Domain: d, Host: "mta-sts." + d, Policy: pol, Body: body, OnDemand: dc.OnDemand, FollowMX: dc.FollowMX}
-		if dc.Cert != "" {
-			if err := loadCert(site, dc.Cert, dc.Key); err != nil {
+	for _, d := range domains {
+		body := []byte(d.Policy.String())
+		bodies[d.Name] = body
+		site := &Site{Domain: d.Name, Host: "mta-sts." + d.Name, Policy: d.Policy, Body: body, OnDemand: d.OnDemand, FollowMX: d.FollowMX}
+		if d.CertPEM != nil || d.KeyPEM != nil {
+			if err := loadCert(site, d.CertFile, d.CertPEM, d.KeyPEM); err != nil {
 				certErrs = append(certErrs, err)
 				continue
 			}
@@ -199,16 +192,16 @@ func Build(h *config.Host, ids *IDStore, mx MXSource, now time.Time) (sites *Sit
 	if len(certErrs) > 0 {
 		// Every bad certificate at once, in a stable order.
 		sort.Slice(certErrs, func(i, j int) bool { return certErrs[i].Error() < certErrs[j].Error() })
-		return nil, nil, errors.Join(certErrs...)
+		return nil, errors.Join(certErrs...)
 	}
 	assigned, err := ids.Assign(bodies, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, site := range sites.byHost {
 		site.ID = assigned[site.Domain]
 	}
-	return sites, skipped, nil
+	return sites, nil
 }
 
 // IDStore keeps, per domain, the hash of the served body and the id that

@@ -197,7 +197,7 @@ func NewDocument(r *check.Report, input string) *Document {
 		wf := Fix{Kind: f.Kind, Action: f.Action, Name: f.Name, Type: f.Type, TTL: f.TTL, Value: f.Value,
 			URL: f.URL, ContentType: f.ContentType, Content: f.Content, Text: f.Text}
 		if f.Kind == check.FixDNS {
-			wf.Zone = ZoneLine(f)
+			wf.Zone = ZoneLine(f.Record)
 		}
 		d.Fixes = append(d.Fixes, wf)
 	}
@@ -246,9 +246,9 @@ func WriteJSON(w io.Writer, d any) error {
 	return enc.Encode(d)
 }
 
-// ZoneLine renders a DNS fix as a zone-file line, splitting TXT values into
+// ZoneLine renders a DNS record as a zone-file line, splitting TXT values into
 // strings of at most 255 octets (RFC 1035 §3.3.14) and escaping '"' and '\'.
-func ZoneLine(f check.Fix) string {
+func ZoneLine(f check.Record) string {
 	var b strings.Builder
 	b.WriteString(f.Name)
 	b.WriteString(". ")

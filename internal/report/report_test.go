@@ -257,13 +257,13 @@ func TestEvidenceRoundTrip(t *testing.T) {
 func TestZoneLine(t *testing.T) {
 	long := strings.Repeat("a", 300)
 	tests := []struct {
-		f    check.Fix
+		f    check.Record
 		want string
 	}{
-		{check.Fix{Name: "_mta-sts.example.com", Type: "TXT", TTL: 3600, Value: "v=STSv1; id=1"}, `_mta-sts.example.com. 3600 IN TXT "v=STSv1; id=1"`},
-		{check.Fix{Name: "x.example.com", Type: "TXT", Value: `a"b\c`}, `x.example.com. IN TXT "a\"b\\c"`},
-		{check.Fix{Name: "x.example.com", Type: "TXT", Value: long}, `x.example.com. IN TXT "` + long[:255] + `" "` + long[255:] + `"`},
-		{check.Fix{Name: "_mta-sts.example.com", Type: "CNAME", TTL: 300, Value: "gone.test."}, `_mta-sts.example.com. 300 IN CNAME gone.test.`},
+		{check.Record{Name: "_mta-sts.example.com", Type: "TXT", TTL: 3600, Value: "v=STSv1; id=1"}, `_mta-sts.example.com. 3600 IN TXT "v=STSv1; id=1"`},
+		{check.Record{Name: "x.example.com", Type: "TXT", Value: `a"b\c`}, `x.example.com. IN TXT "a\"b\\c"`},
+		{check.Record{Name: "x.example.com", Type: "TXT", Value: long}, `x.example.com. IN TXT "` + long[:255] + `" "` + long[255:] + `"`},
+		{check.Record{Name: "_mta-sts.example.com", Type: "CNAME", TTL: 300, Value: "gone.test."}, `_mta-sts.example.com. 300 IN CNAME gone.test.`},
 	}
 	for _, tt := range tests {
 		if got := ZoneLine(tt.f); got != tt.want {

@@ -75,16 +75,15 @@ func WriteRolloutZone(w io.Writer, o *rollout.Output, now time.Time) error {
 
 // ZoneRecord renders a record to publish or delete as a zone-file line
 // (with a newline); a delete or a placeholder becomes a comment.
-func ZoneRecord(r rollout.Record) string {
-	f := check.Fix{Name: r.Name, Type: r.Type, TTL: r.TTL, Value: r.Value}
+func ZoneRecord(r check.Record) string {
 	if r.Action == "delete" {
 		if r.Value == "" || strings.Contains(r.Type, "/") {
 			return fmt.Sprintf("; delete: the %s records of %s\n", r.Type, r.Name)
 		}
-		f.TTL = 0
-		return "; delete: " + ZoneLine(f) + "\n"
+		r.TTL = 0
+		return "; delete: " + ZoneLine(r) + "\n"
 	}
-	line := ZoneLine(f) + "\n"
+	line := ZoneLine(r) + "\n"
 	if r.Placeholder != "" {
 		line = "; EDIT: " + r.Placeholder + "\n" + line
 	}
@@ -112,10 +111,10 @@ func WriteRolloutOctoDNS(w io.Writer, o *rollout.Output, now time.Time) error {
 	return err
 }
 
-func writeOctoRecords(b *strings.Builder, zone string, recs []rollout.Record) {
+func writeOctoRecords(b *strings.Builder, zone string, recs []check.Record) {
 	type key struct{ name, typ string }
 	var order []key
-	groups := map[key][]rollout.Record{}
+	groups := map[key][]check.Record{}
 	for _, r := range recs {
 		if r.Action == "delete" {
 			fmt.Fprintf(b, "# delete: %s %s %s\n", relName(r.Name, zone), r.Type, r.Value)
@@ -171,7 +170,7 @@ func writeOctoRecords(b *strings.Builder, zone string, recs []rollout.Record) {
 }
 
 // octoValue renders a record value for octoDNS YAML.
-func octoValue(r rollout.Record) string {
+func octoValue(r check.Record) string {
 	v := r.Value
 	if r.Type == "TXT" {
 		v = strings.ReplaceAll(v, ";", `\;`)
@@ -265,7 +264,7 @@ func WriteLintText(w io.Writer, r *check.Report, opt TextOptions) error {
 		case check.FixPolicy:
 			fmt.Fprintf(&b, "\n%s\n----- mta-sts.txt -----\n%s----- end -----\n", f.Text, strings.ReplaceAll(f.Content, "\r\n", "\n"))
 		case check.FixDNS:
-			fmt.Fprintf(&b, "\n%s\n%s\n", f.Text, ZoneLine(f))
+			fmt.Fprintf(&b, "\n%s\n%s\n", f.Text, ZoneLine(f.Record))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

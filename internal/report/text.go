@@ -132,7 +132,7 @@ func WriteText(w io.Writer, r *check.Report, opt TextOptions) error {
 				if f.Action == "delete" {
 					verb = "Delete"
 				}
-				p("%d. %s in DNS:\n%s\n", n, verb, ZoneLine(f))
+				p("%d. %s in DNS:\n%s\n", n, verb, ZoneLine(f.Record))
 				if f.Text != "" {
 					p("   %s\n", f.Text)
 				}

@@ -169,6 +169,13 @@ func (a *Answer) MX() []MX {
 	return out
 }
 
+// NullMX reports whether an MX answer is a null MX (RFC 7505: a single MX
+// record with the root as exchange): the domain accepts no mail.
+func (a *Answer) NullMX() bool {
+	mx := a.MX()
+	return len(mx) == 1 && (mx[0].Host == "." || mx[0].Host == "")
+}
+
 // Addrs returns the addresses of the A and AAAA records.
 func (a *Answer) Addrs() []netip.Addr {
 	var out []netip.Addr

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/sendpolicy"
 	"github.com/mailtls/mailtls/internal/stscache"
@@ -107,7 +105,7 @@ func (r *Resolver) validating(ctx context.Context) (bool, *resolve.Answer) {
 		return ok, nil
 	}
 	r.rootMu.Unlock()
-	a := r.o.DNS.Lookup(ctx, ".", dns.TypeSOA)
+	a := r.o.DNS.Lookup(ctx, ".", resolve.TypeSOA)
 	ok := a.Authenticated
 	r.rootMu.Lock()
 	r.rootOK = ok
@@ -139,7 +137,7 @@ func (r *Resolver) gatherDANE(ctx context.Context, domain string) (sendpolicy.DA
 	if !valid {
 		return in, proof, ttl
 	}
-	in.MX = r.o.DNS.Lookup(ctx, domain, dns.TypeMX)
+	in.MX = r.o.DNS.Lookup(ctx, domain, resolve.TypeMX)
 	note(in.MX)
 	mx := in.MX
 	if mx.Status.Temporary() || !mx.Authenticated {
@@ -170,8 +168,8 @@ func (r *Resolver) gatherDANE(ctx context.Context, domain string) (sendpolicy.DA
 		h := &hosts[i]
 		wg.Go(func() {
 			var aw sync.WaitGroup
-			aw.Go(func() { h.A = r.o.DNS.Lookup(ctx, h.Host, dns.TypeA) })
-			aw.Go(func() { h.AAAA = r.o.DNS.Lookup(ctx, h.Host, dns.TypeAAAA) })
+			aw.Go(func() { h.A = r.o.DNS.Lookup(ctx, h.Host, resolve.TypeA) })
+			aw.Go(func() { h.AAAA = r.o.DNS.Lookup(ctx, h.Host, resolve.TypeAAAA) })
 			aw.Wait()
 			if secureAddrs(h.A) || secureAddrs(h.AAAA) {
 				h.TLSA = r.tlsa(ctx, h)
@@ -199,14 +197,14 @@ func secureAddrs(a *resolve.Answer) bool {
 func (r *Resolver) tlsa(ctx context.Context, h *sendpolicy.DANEHost) *resolve.Answer {
 	for _, a := range []*resolve.Answer{h.A, h.AAAA} {
 		if secureAddrs(a) && len(a.CNAMEs) > 0 {
-			x := r.o.DNS.Lookup(ctx, "_25._tcp."+a.Target(), dns.TypeTLSA)
+			x := r.o.DNS.Lookup(ctx, "_25._tcp."+a.Target(), resolve.TypeTLSA)
 			if x.Status == resolve.StatusOK || x.Status.Temporary() {
 				return x
 			}
 			break
 		}
 	}
-	return r.o.DNS.Lookup(ctx, "_25._tcp."+h.Host, dns.TypeTLSA)
+	return r.o.DNS.Lookup(ctx, "_25._tcp."+h.Host, resolve.TypeTLSA)
 }
 
 // verdicts holds the DANE verdicts without hosts (the common "not signed"

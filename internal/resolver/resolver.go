@@ -32,8 +32,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/mtasts"
@@ -338,7 +336,7 @@ func (r *Resolver) discover(ctx context.Context, domain string, old *stscache.En
 	now := r.o.Now()
 	d := &Discovery{Domain: domain, At: now.UTC(), Forced: force}
 	defer func() { d.DurationMS = float64(time.Since(start).Microseconds()) / 1000 }()
-	d.TXT = r.o.DNS.Lookup(ctx, "_mta-sts."+domain, dns.TypeTXT)
+	d.TXT = r.o.DNS.Lookup(ctx, "_mta-sts."+domain, resolve.TypeTXT)
 	d.Record, d.RecordID, d.RecordDetail = sendpolicy.JudgeRecord(d.TXT)
 	r.o.Metrics.discovery(d.Record)
 	if d.Record != sendpolicy.RecordValid {
@@ -375,8 +373,8 @@ func (r *Resolver) fetchPolicy(ctx context.Context, domain string, d *Discovery)
 	} else {
 		var a, aaaa *resolve.Answer
 		var wg sync.WaitGroup
-		wg.Go(func() { a = r.o.DNS.Lookup(ctx, host, dns.TypeA) })
-		wg.Go(func() { aaaa = r.o.DNS.Lookup(ctx, host, dns.TypeAAAA) })
+		wg.Go(func() { a = r.o.DNS.Lookup(ctx, host, resolve.TypeA) })
+		wg.Go(func() { aaaa = r.o.DNS.Lookup(ctx, host, resolve.TypeAAAA) })
 		wg.Wait()
 		addrs = append(a.Addrs(), aaaa.Addrs()...)
 		if len(addrs) == 0 {

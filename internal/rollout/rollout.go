@@ -8,9 +8,9 @@ package rollout
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 )
@@ -27,30 +27,13 @@ func refuse(format string, args ...any) error {
 	return &RefusedError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// Defaults of a new rollout.
-const (
-	InitialMaxAge = 86400  // testing: one day, so mistakes expire quickly
-	EnforceMaxAge = 604800 // enforce: at least a week (MISC-17)
-	RecordTTL     = 3600   // TXT records: id changes propagate within an hour (STS-TXT-21)
-	// Margin is added to every waiting time, for clock skew and for senders
-	// that refresh a little late.
-	Margin = 24 * time.Hour
-)
+// Margin is added to every waiting time, for clock skew and for senders
+// that refresh a little late.
+const Margin = 24 * time.Hour
 
 // RUAPlaceholder is the report address used when none is given; the output
 // marks it as a placeholder.
 const RUAPlaceholder = "mailto:tlsrpt@"
-
-// Record is a DNS record to publish or delete.
-type Record struct {
-	Action string `json:"action"` // "publish" or "delete"
-	Name   string `json:"name"`   // owner name, no trailing dot
-	Type   string `json:"type"`
-	TTL    int    `json:"ttl"`
-	Value  string `json:"value"`
-	// Placeholder says that Value must be edited before publishing.
-	Placeholder string `json:"placeholder,omitempty"`
-}
 
 // Stage is one dated step: a policy file to serve and records to change
 // (either may be absent), and what to do in words.
@@ -61,7 +44,7 @@ type Stage struct {
 	Policy     *mtasts.Policy `json:"-"`
 	PolicyURL  string         `json:"policy_url,omitempty"`
 	PolicyText string         `json:"policy,omitempty"` // exactly as served: CRLF, version first
-	Records    []Record       `json:"records,omitempty"`
+	Records    []check.Record `json:"records,omitempty"`
 }
 
 // Output is what a lifecycle command prints.
@@ -82,12 +65,7 @@ func (s Stage) withPolicy(d string, p *mtasts.Policy) Stage {
 	return s
 }
 
-func policyURL(d string) string { return "https://mta-sts." + d + "/.well-known/mta-sts.txt" }
-
-// stsRecord is the _mta-sts TXT record for a new id.
-func stsRecord(d, id string) Record {
-	return Record{Action: "publish", Name: "_mta-sts." + d, Type: "TXT", TTL: RecordTTL, Value: mtasts.VersionTag + "; id=" + id}
-}
+func policyURL(d string) string { return mtasts.PolicyURL(d) }
 
 // InitOptions are the inputs of Init besides the MX hosts.
 type InitOptions struct {
@@ -108,41 +86,31 @@ func Init(d string, mxHosts []string, o InitOptions) (*Output, error) {
 	if len(mxHosts) == 0 {
 		return nil, refuse("%s has no MX hosts that could be listed in a policy", d)
 	}
-	pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting, MaxAge: InitialMaxAge, MX: Patterns(mxHosts)}
-	var recs []Record
+	pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting, MaxAge: mtasts.TestingMaxAge, MX: Patterns(mxHosts)}
 	rua := o.RUA
 	if len(rua) == 0 {
 		rua = o.ExistingRUA
 	}
-	rpt := Record{Action: "publish", Name: "_smtp._tls." + d, Type: "TXT", TTL: RecordTTL}
+	var placeholder string
 	if len(rua) == 0 {
 		rua = []string{RUAPlaceholder + d}
-		rpt.Placeholder = "the report address " + rua[0] + " is a placeholder: replace it with a mailbox (or https: endpoint) that reads TLS reports"
+		placeholder = "the report address " + rua[0] + " is a placeholder: replace it with a mailbox (or https: endpoint) that reads TLS reports"
 	}
 	for _, u := range rua {
-		if rec, _ := tlsrpt.ParseRecord(tlsrpt.VersionTag + "; rua=" + u); rec == nil || len(rec.Usable) != 1 {
+		if !tlsrpt.UsableURI(u) {
 			return nil, refuse("%q is not a usable mailto: or https: report URI (RFC 8460 §3)", u)
 		}
 	}
-	rpt.Value = tlsrpt.VersionTag + "; rua=" + strings.Join(rua, ",")
+	rpt := check.TLSRPTRecord(d, rua)
+	rpt.Placeholder = placeholder
 
 	host := "mta-sts." + d
-	switch {
-	case o.HostCNAME != "":
-		recs = append(recs, Record{Action: "publish", Name: host, Type: "CNAME", TTL: RecordTTL, Value: strings.TrimSuffix(o.HostCNAME, ".") + "."})
-	case len(o.HostAddrs) > 0:
-		for _, a := range o.HostAddrs {
-			typ := "A"
-			if strings.Contains(a, ":") {
-				typ = "AAAA"
-			}
-			recs = append(recs, Record{Action: "publish", Name: host, Type: typ, TTL: RecordTTL, Value: a})
-		}
-	default:
-		recs = append(recs, Record{Action: "publish", Name: host, Type: "A", TTL: RecordTTL, Value: "192.0.2.1",
-			Placeholder: "192.0.2.1 is a placeholder: use the address of the web server that serves " + policyURL(d) + " with a certificate for " + host + " (or a CNAME to your policy-hosting provider: --host-address, --host-cname)"})
+	recs := check.HostRecords(d, o.HostCNAME, o.HostAddrs)
+	if len(recs) == 0 {
+		recs = []check.Record{{Action: "publish", Name: host, Type: "A", TTL: check.RecordTTL, Value: "192.0.2.1",
+			Placeholder: "192.0.2.1 is a placeholder: use the address of the web server that serves " + policyURL(d) + " with a certificate for " + host + " (or a CNAME to your policy-hosting provider: --host-address, --host-cname)"}}
 	}
-	recs = append(recs, stsRecord(d, mtasts.NewID(o.Now, o.CurrentID)), rpt)
+	recs = append(recs, check.STSRecord(d, mtasts.NewID(o.Now, o.CurrentID)), rpt)
 	out := &Output{Domain: d, Command: "init"}
 	out.Stages = []Stage{
 		Stage{At: o.Now, Title: "Start in testing mode",

@@ -48,10 +48,10 @@ func TestInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := out.Stages[0]
-	if st.Policy.Mode != mtasts.ModeTesting || st.Policy.MaxAge != InitialMaxAge || st.PolicyText != "version: STSv1\r\nmode: testing\r\nmx: mx1.example.com\r\nmax_age: 86400\r\n" {
+	if st.Policy.Mode != mtasts.ModeTesting || st.Policy.MaxAge != mtasts.TestingMaxAge || st.PolicyText != "version: STSv1\r\nmode: testing\r\nmx: mx1.example.com\r\nmax_age: 86400\r\n" {
 		t.Errorf("policy %q", st.PolicyText)
 	}
-	var sts, rpt, host *Record
+	var sts, rpt, host *check.Record
 	for i, r := range st.Records {
 		switch r.Name {
 		case "_mta-sts.example.com":
@@ -128,7 +128,7 @@ func TestPromote(t *testing.T) {
 		t.Fatalf("ready domain refused: %q", out.Reasons)
 	}
 	p := out.Stages[0].Policy
-	if p.Mode != mtasts.ModeEnforce || p.MaxAge != EnforceMaxAge || out.Stages[0].Records[0].Value == "v=STSv1; id=1" {
+	if p.Mode != mtasts.ModeEnforce || p.MaxAge != mtasts.EnforceMaxAge || out.Stages[0].Records[0].Value == "v=STSv1; id=1" {
 		t.Errorf("promoted policy %+v, records %+v", p, out.Stages[0].Records)
 	}
 	if got := Promote(ready, PromoteOptions{Now: now, MaxAge: 1209600}).Stages[0].Policy.MaxAge; got != 1209600 {

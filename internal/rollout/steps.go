@@ -14,7 +14,7 @@ import (
 
 // PromoteOptions control Promote.
 type PromoteOptions struct {
-	MaxAge int64 // 0: the current max_age, raised to at least EnforceMaxAge
+	MaxAge int64 // 0: the current max_age, raised to at least mtasts.EnforceMaxAge
 	Force  bool  // print the enforce policy even when not ready, with the reasons as warnings
 	Now    time.Time
 }
@@ -84,17 +84,17 @@ func Promote(r *check.Report, o PromoteOptions) *Output {
 	switch {
 	case o.MaxAge > 0:
 		next.MaxAge = o.MaxAge
-	case next.MaxAge < EnforceMaxAge:
-		next.MaxAge = EnforceMaxAge
+	case next.MaxAge < mtasts.EnforceMaxAge:
+		next.MaxAge = mtasts.EnforceMaxAge
 	}
 	id := mtasts.NewID(o.Now, r.PolicyID)
 	until := o.Now.Add(time.Duration(pol.MaxAge) * time.Second)
 	out.Stages = []Stage{
 		Stage{At: o.Now, Title: "Switch to enforce",
 			Text:    "Serve the new policy file first, then publish the TXT record with the new id: senders fetch the new policy when they see it.",
-			Records: []Record{stsRecord(r.Domain, id)}}.withPolicy(r.Domain, &next),
+			Records: []check.Record{check.STSRecord(r.Domain, id)}}.withPolicy(r.Domain, &next),
 		{At: until, Title: "Every sender enforces",
-			Text: fmt.Sprintf("Senders that cached the testing policy keep it until they see the new id, at the latest until its max_age (%s) has passed. Check with: mailtls check %s", human(pol.MaxAge), r.Domain)},
+			Text: fmt.Sprintf("Senders that cached the testing policy keep it until they see the new id, at the latest until its max_age (%s) has passed. Check with: mailtls check %s", check.HumanDuration(pol.MaxAge), r.Domain)},
 	}
 	return out
 }
@@ -129,20 +129,20 @@ func Retire(r *check.Report, o RetireOptions) *Output {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("the current policy cannot be read (%s: %s), so mailtls assumes senders cached a policy for the longest max_age allowed, one year; give --previous-max-age if you know it", r.Status, r.StatusReason))
 		}
 	}
-	none := &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeNone, MaxAge: InitialMaxAge, MX: slices.Clone(patterns)}
+	none := &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeNone, MaxAge: mtasts.TestingMaxAge, MX: slices.Clone(patterns)}
 	id := mtasts.NewID(o.Now, r.PolicyID)
 	remove := o.Now.Add(time.Duration(largest)*time.Second + Margin)
-	var dels []Record
+	var dels []check.Record
 	for _, d := range []struct{ name, typ string }{{"_mta-sts." + r.Domain, "TXT"}, {"mta-sts." + r.Domain, "A/AAAA/CNAME"}} {
-		dels = append(dels, Record{Action: "delete", Name: d.name, Type: d.typ})
+		dels = append(dels, check.Record{Action: "delete", Name: d.name, Type: d.typ})
 	}
-	dels[0].Value = mtasts.VersionTag + "; id=" + id
+	dels[0].Value = mtasts.RecordText(id)
 	out.Stages = []Stage{
 		Stage{At: o.Now, Title: "Serve mode none",
 			Text:    "Serve this policy first, then publish the TXT record with the new id. Senders that see the new id fetch it and stop applying the old policy at once.",
-			Records: []Record{stsRecord(r.Domain, id)}}.withPolicy(r.Domain, none),
+			Records: []check.Record{check.STSRecord(r.Domain, id)}}.withPolicy(r.Domain, none),
 		{At: remove, Title: "Remove MTA-STS",
-			Text:    fmt.Sprintf("Earliest safe removal: a sender may have fetched the current policy just before you published mode none, and may keep it for its max_age (%s) without looking at DNS again; only after that (plus %s of margin) has every sender either fetched the none policy or let the old one expire. Then delete the _mta-sts record and stop serving the policy host (the TLS-RPT record may stay).", human(largest), human(int64(Margin/time.Second))),
+			Text:    fmt.Sprintf("Earliest safe removal: a sender may have fetched the current policy just before you published mode none, and may keep it for its max_age (%s) without looking at DNS again; only after that (plus %s of margin) has every sender either fetched the none policy or let the old one expire. Then delete the _mta-sts record and stop serving the policy host (the TLS-RPT record may stay).", check.HumanDuration(largest), check.HumanDuration(int64(Margin/time.Second))),
 			Records: dels},
 	}
 	return out
@@ -209,19 +209,19 @@ func Plan(r *check.Report, o PlanOptions) (*Output, error) {
 	}
 	id1 := mtasts.NewID(o.Now, r.PolicyID)
 	switchAt := o.Now.Add(time.Duration(cur.MaxAge)*time.Second + Margin)
-	why := fmt.Sprintf("Senders may keep the current policy (without the new hosts) for its max_age of %s; under enforce they would refuse the new hosts until then.", human(cur.MaxAge))
+	why := fmt.Sprintf("Senders may keep the current policy (without the new hosts) for its max_age of %s; under enforce they would refuse the new hosts until then.", check.HumanDuration(cur.MaxAge))
 	if cur.Mode != mtasts.ModeEnforce {
-		why = fmt.Sprintf("In %s mode senders do not refuse hosts, so you may switch earlier; under enforce you would have to wait for the max_age of %s.", cur.Mode, human(cur.MaxAge))
+		why = fmt.Sprintf("In %s mode senders do not refuse hosts, so you may switch earlier; under enforce you would have to wait for the max_age of %s.", cur.Mode, check.HumanDuration(cur.MaxAge))
 	}
-	var mxRecs []Record
+	var mxRecs []check.Record
 	for i, h := range o.Add {
-		mxRecs = append(mxRecs, Record{Action: "publish", Name: r.Domain, Type: "MX", TTL: RecordTTL, Value: fmt.Sprintf("%d %s.", 10*(i+1), h),
+		mxRecs = append(mxRecs, check.Record{Action: "publish", Name: r.Domain, Type: "MX", TTL: check.RecordTTL, Value: fmt.Sprintf("%d %s.", 10*(i+1), h),
 			Placeholder: "choose the preference that fits your setup"})
 	}
 	for _, h := range o.Remove {
 		for _, m := range r.MX {
 			if m.Host == h {
-				mxRecs = append(mxRecs, Record{Action: "delete", Name: r.Domain, Type: "MX", Value: fmt.Sprintf("%d %s.", m.Preference, h)})
+				mxRecs = append(mxRecs, check.Record{Action: "delete", Name: r.Domain, Type: "MX", Value: fmt.Sprintf("%d %s.", m.Preference, h)})
 			}
 		}
 	}
@@ -258,29 +258,13 @@ func Plan(r *check.Report, o PlanOptions) (*Output, error) {
 	out.Stages = []Stage{
 		Stage{At: o.Now, Title: "Add the new MX hosts to the policy",
 			Text:    "Serve this policy (old and new hosts), then publish the TXT record with the new id.",
-			Records: []Record{stsRecord(r.Domain, id1)}}.withPolicy(r.Domain, &first),
+			Records: []check.Record{check.STSRecord(r.Domain, id1)}}.withPolicy(r.Domain, &first),
 		{At: switchAt, Title: "Switch the MX records", Text: why, Records: mxRecs},
 	}
 	if !first.Equal(&last) {
 		out.Stages = append(out.Stages, Stage{At: cleanAt, Title: "Remove the old hosts from the policy",
-			Text:    fmt.Sprintf("Once the old MX records have left resolver caches (TTL %s) no sender uses the old hosts; serve this policy, then publish the TXT record with the new id.", human(mxTTL)),
-			Records: []Record{stsRecord(r.Domain, id3)}}.withPolicy(r.Domain, &last))
+			Text:    fmt.Sprintf("Once the old MX records have left resolver caches (TTL %s) no sender uses the old hosts; serve this policy, then publish the TXT record with the new id.", check.HumanDuration(mxTTL)),
+			Records: []check.Record{check.STSRecord(r.Domain, id3)}}.withPolicy(r.Domain, &last))
 	}
 	return out, nil
-}
-
-// human renders seconds as days or hours for messages.
-func human(secs int64) string {
-	switch {
-	case secs >= 86400 && secs%86400 == 0:
-		if secs == 86400 {
-			return "1 day"
-		}
-		return fmt.Sprintf("%d days", secs/86400)
-	case secs >= 86400:
-		return fmt.Sprintf("%.1f days", float64(secs)/86400)
-	case secs >= 3600:
-		return fmt.Sprintf("%.1f hours", float64(secs)/3600)
-	}
-	return fmt.Sprintf("%d seconds", secs)
 }

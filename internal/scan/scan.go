@@ -18,8 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/mtasts"
@@ -123,6 +121,9 @@ type Observations struct {
 	PolicyHostOverride string          `json:"policy_host_override,omitempty"`
 	Fetches            []*fetch.Result `json:"policy_fetches"`
 	MXHosts            []*MXHost       `json:"mx_hosts"`
+	// Planned are hosts the caller means to add to the MX set (`mailtls
+	// policy plan`), looked up and probed like MX hosts.
+	Planned []*MXHost `json:"planned_mx_hosts,omitempty"`
 }
 
 // DNS holds every DNS answer of a scan. Answers that were not needed are nil.
@@ -181,17 +182,18 @@ func (h *MXHost) Addrs() []netip.Addr {
 	return out
 }
 
-// IsNullMX reports whether an MX answer is a null MX (RFC 7505: a single MX
-// record with the root as exchange).
-func IsNullMX(a *resolve.Answer) bool {
-	mx := a.MX()
-	return len(mx) == 1 && (mx[0].Host == "." || mx[0].Host == "")
-}
-
 // Scan gathers the evidence for domain (an A-label name from
 // domain.Parse). It always returns Observations; failures are recorded in
 // them. ctx bounds the whole scan.
 func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
+	return s.ScanPlanned(ctx, domain, nil)
+}
+
+// ScanPlanned is Scan, plus the addresses and SMTP probes of the hosts
+// planned to join the MX set (Observations.Planned), in the same probe
+// schedule (one connection at a time per address). A planned host that a
+// connect-to rule sends elsewhere on port 25 is probed once, there.
+func (s *Scanner) ScanPlanned(ctx context.Context, domain string, planned []string) *Observations {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
@@ -222,14 +224,14 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		s.progress(Step{Probe: r})
 	}
 	ranks, seq := map[*MXHost]int{}, 0
-	probe := func(h *MXHost, hostIdx int, a *resolve.Answer) { // caller holds mu
+	probeAddrs := func(h *MXHost, hostIdx int, addrs []netip.Addr, family string) { // caller holds mu
 		if s.Prober == nil {
 			return
 		}
-		for i, ip := range a.Addrs() {
+		for i, ip := range addrs {
 			if i >= s.maxAddrs() {
 				addProbe(h, smtpprobe.NotProbed(h.Host, ip, smtpprobe.NotProbedLimit,
-					fmt.Sprintf("not probed: the scan probes at most %d %s addresses per host", s.maxAddrs(), a.Type), now()))
+					fmt.Sprintf("not probed: the scan probes at most %d %s addresses per host", s.maxAddrs(), family), now()))
 				continue
 			}
 			t := &probeTurn{ip: ip, rank: ranks[h], host: hostIdx, seq: seq}
@@ -253,6 +255,7 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			})
 		}
 	}
+	probe := func(h *MXHost, hostIdx int, a *resolve.Answer) { probeAddrs(h, hostIdx, a.Addrs(), a.Type) }
 	fetchFrom := func(ip netip.Addr) {
 		wg.Go(func() {
 			r := s.Fetcher.Fetch(ctx, o.PolicyHost, ip)
@@ -269,9 +272,9 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		o.PolicyHostOverride = override
 		fetchFrom(netip.Addr{})
 	}
-	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+	for _, qt := range []uint16{resolve.TypeA, resolve.TypeAAAA} {
 		dst := &o.DNS.PolicyHostA
-		if qt == dns.TypeAAAA {
+		if qt == resolve.TypeAAAA {
 			dst = &o.DNS.PolicyHostAAAA
 		}
 		lookup(o.PolicyHost, qt, func(a *resolve.Answer) {
@@ -285,24 +288,24 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 		})
 	}
 
-	lookup("_mta-sts."+domain, dns.TypeTXT, func(a *resolve.Answer) {
+	lookup("_mta-sts."+domain, resolve.TypeTXT, func(a *resolve.Answer) {
 		o.DNS.STS = a
 		if needsWildcardProbe(a) {
-			lookup(WildcardProbeLabel+"."+domain, dns.TypeTXT, set(&o.DNS.WildcardProbe))
+			lookup(WildcardProbeLabel+"."+domain, resolve.TypeTXT, set(&o.DNS.WildcardProbe))
 		}
 	})
-	lookup("_mta_sts."+domain, dns.TypeTXT, set(&o.DNS.STSDraft))
-	lookup(".", dns.TypeSOA, set(&o.DNS.Root))
-	lookup(domain, dns.TypeTXT, set(&o.DNS.Apex))
-	lookup("_smtp._tls."+domain, dns.TypeTXT, set(&o.DNS.TLSRPT))
-	lookup("_smtp-tlsrpt."+domain, dns.TypeTXT, set(&o.DNS.TLSRPTDraft))
-	lookup("_smtp_tlsrpt."+domain, dns.TypeTXT, set(&o.DNS.TLSRPTDraftUnder))
+	lookup("_mta_sts."+domain, resolve.TypeTXT, set(&o.DNS.STSDraft))
+	lookup(".", resolve.TypeSOA, set(&o.DNS.Root))
+	lookup(domain, resolve.TypeTXT, set(&o.DNS.Apex))
+	lookup("_smtp._tls."+domain, resolve.TypeTXT, set(&o.DNS.TLSRPT))
+	lookup("_smtp-tlsrpt."+domain, resolve.TypeTXT, set(&o.DNS.TLSRPTDraft))
+	lookup("_smtp_tlsrpt."+domain, resolve.TypeTXT, set(&o.DNS.TLSRPTDraftUnder))
 
-	lookup(domain, dns.TypeMX, func(a *resolve.Answer) {
+	lookup(domain, resolve.TypeMX, func(a *resolve.Answer) {
 		o.DNS.MX = a
 		var hosts []*MXHost
 		switch {
-		case a.Status == resolve.StatusOK && !IsNullMX(a):
+		case a.Status == resolve.StatusOK && !a.NullMX():
 			hosts = s.mxHosts(a)
 		case a.Status == resolve.StatusNoData:
 			hosts = []*MXHost{{Host: domain, Implicit: true}}
@@ -312,32 +315,49 @@ func (s *Scanner) Scan(ctx context.Context, domain string) *Observations {
 			if h.Skipped != "" {
 				continue
 			}
-			lookup(h.Host, dns.TypeA, func(a *resolve.Answer) {
+			lookup(h.Host, resolve.TypeA, func(a *resolve.Answer) {
 				h.A = a
 				probe(h, i, a)
 				if len(a.CNAMEs) > 0 && a.Status == resolve.StatusOK {
-					lookup("_25._tcp."+a.Target(), dns.TypeTLSA, set(&h.TLSAExpanded))
+					lookup("_25._tcp."+a.Target(), resolve.TypeTLSA, set(&h.TLSAExpanded))
 				}
 			})
-			lookup(h.Host, dns.TypeAAAA, func(a *resolve.Answer) {
+			lookup(h.Host, resolve.TypeAAAA, func(a *resolve.Answer) {
 				h.AAAA = a
 				probe(h, i, a)
 			})
 			if h.Implicit {
 				continue // DANE applies to MX hosts (RFC 7672 §2.2)
 			}
-			lookup("_25._tcp."+h.Host, dns.TypeTLSA, func(a *resolve.Answer) {
+			lookup("_25._tcp."+h.Host, resolve.TypeTLSA, func(a *resolve.Answer) {
 				h.TLSA = a
 				if a.Status == resolve.StatusOK {
-					lookup("_tcp."+h.Host, dns.TypeTXT, set(&h.TCPNode))
-					lookup("_smtp._tls."+h.Host, dns.TypeTXT, set(&h.TLSRPT))
+					lookup("_tcp."+h.Host, resolve.TypeTXT, set(&h.TCPNode))
+					lookup("_smtp._tls."+h.Host, resolve.TypeTXT, set(&h.TLSRPT))
 				}
 			})
 		}
 	})
 
+	// Planned hosts rank after every MX host in the probe schedule.
+	for i, name := range planned {
+		h := &MXHost{Host: name}
+		o.Planned = append(o.Planned, h)
+		rank := s.maxMX() + i
+		if _, ok := s.Dialer.HostOverride(name, 25); ok {
+			mu.Lock()
+			probeAddrs(h, rank, []netip.Addr{netip.IPv4Unspecified()}, "")
+			mu.Unlock()
+			lookup(name, resolve.TypeA, set(&h.A))
+			lookup(name, resolve.TypeAAAA, set(&h.AAAA))
+			continue
+		}
+		lookup(name, resolve.TypeA, func(a *resolve.Answer) { h.A = a; probe(h, rank, a) })
+		lookup(name, resolve.TypeAAAA, func(a *resolve.Answer) { h.AAAA = a; probe(h, rank, a) })
+	}
+
 	wg.Wait()
-	for _, h := range o.MXHosts {
+	for _, h := range slices.Concat(o.MXHosts, o.Planned) {
 		slices.SortFunc(h.Probes, func(x, y *smtpprobe.Result) int { return compareAddr(x.Address, y.Address) })
 	}
 	slices.SortFunc(o.Fetches, func(x, y *fetch.Result) int { return compareAddr(x.Address, y.Address) })

@@ -97,7 +97,7 @@ func TestImplicitAndNullMX(t *testing.T) {
 		t.Errorf("implicit MX: %+v", o.MXHosts)
 	}
 	o = s.Scan(context.Background(), "null.test")
-	if len(o.MXHosts) != 0 || !scan.IsNullMX(o.DNS.MX) {
+	if len(o.MXHosts) != 0 || !o.DNS.MX.NullMX() {
 		t.Errorf("null MX: hosts %+v", o.MXHosts)
 	}
 }
@@ -348,6 +348,44 @@ func TestOneConnectionPerAddress(t *testing.T) {
 	}
 	if len(o.MXHosts[0].Probes)+len(o.MXHosts[1].Probes) != 3 {
 		t.Errorf("probes %+v %+v", o.MXHosts[0].Probes, o.MXHosts[1].Probes)
+	}
+}
+
+// TestPlannedHosts: hosts planned to join the MX set (policy plan) are
+// looked up and probed in the scan's schedule: an address they share with
+// an MX host is never probed twice at once; a host a connect-to rule sends
+// elsewhere on port 25 is probed once, there; one without an address has
+// no probe.
+func TestPlannedHosts(t *testing.T) {
+	l := lab.New(t)
+	l.DNS.MustAdd(t, "r.test. 300 IN MX 10 mx.r.test.", "mx.r.test. 300 IN A 192.0.2.1",
+		"new.r.test. 300 IN A 192.0.2.1", "new.r.test. 300 IN AAAA 2001:db8::1")
+	fp := &fakeProber{d: 100 * time.Millisecond}
+	s := scanner(l)
+	s.Prober, s.MaxProbes = fp, 8
+	s.Dialer = &dial.Dialer{Rules: append(l.Rules(), dial.Rule{Host: "lab.r.test", Port: 25, ToHost: "127.0.0.1", ToPort: 2525})}
+	o := s.ScanPlanned(context.Background(), "r.test", []string{"new.r.test", "lab.r.test", "none.r.test"})
+	if fp.overlap {
+		t.Error("two probes of 192.0.2.1 at once")
+	}
+	if len(o.MXHosts) != 1 || len(o.MXHosts[0].Probes) != 1 || len(o.Planned) != 3 {
+		t.Fatalf("MX hosts %+v, planned %+v", o.MXHosts, o.Planned)
+	}
+	var addrs []string
+	for _, p := range o.Planned[0].Probes {
+		addrs = append(addrs, p.Address)
+	}
+	if o.Planned[0].Host != "new.r.test" || !slices.Equal(addrs, []string{"192.0.2.1:25", "[2001:db8::1]:25"}) {
+		t.Errorf("new.r.test probes %v, want both addresses", addrs)
+	}
+	if p := o.Planned[1].Probes; len(p) != 1 || p[0].Host != "lab.r.test" || o.Planned[1].A == nil {
+		t.Errorf("lab.r.test: probes %+v, A %v; want one probe through the rule and the lookups kept", p, o.Planned[1].A)
+	}
+	if h := o.Planned[2]; len(h.Probes) != 0 || h.A == nil || h.A.Status != resolve.StatusNXDomain {
+		t.Errorf("none.r.test: probes %+v, A %+v", h.Probes, h.A)
+	}
+	if len(fp.calls) != 4 {
+		t.Errorf("%d probes %q, want 4", len(fp.calls), fp.calls)
 	}
 }
 

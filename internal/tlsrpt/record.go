@@ -16,6 +16,18 @@ import (
 // VersionTag starts every TLS-RPT record.
 const VersionTag = "v=TLSRPTv1"
 
+// RecordText is the _smtp._tls TXT record to publish for report URIs
+// (RFC 8460 §3: "v=TLSRPTv1; rua=<uri>,<uri>").
+func RecordText(rua []string) string { return VersionTag + "; rua=" + strings.Join(rua, ",") }
+
+// UsableURI reports whether u is a report URI senders can deliver to: a
+// record of its own made from it parses with u as its one usable URI
+// (RFC 8460 §3: mailto: or https:).
+func UsableURI(u string) bool {
+	rec, _ := ParseRecord(RecordText([]string{u}))
+	return rec != nil && len(rec.Usable) == 1 && rec.Usable[0] == u
+}
+
 // Code names a kind of problem in a TLS-RPT record.
 type Code string
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/miekg/dns"
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/mailtls/mailtls/internal/domain"
@@ -110,7 +109,7 @@ func VerifySignatures(ctx context.Context, raw []byte, res resolve.Resolver) []S
 	var mu sync.Mutex
 	services := map[string][]string{} // key record name -> s= list
 	lookup := func(name string) ([]string, error) {
-		a := res.Lookup(ctx, name, dns.TypeTXT)
+		a := res.Lookup(ctx, name, resolve.TypeTXT)
 		switch {
 		case a.Status == resolve.StatusOK:
 			txts := a.TXT()

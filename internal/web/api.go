@@ -11,7 +11,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/domain"
@@ -169,7 +168,7 @@ func (s *Server) apiCreate(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&req); err != nil || dec.More() {
 		msg := "the body must be a JSON object such as {\"domain\": \"example.com\", \"smtp\": true}"
 		if err != nil {
-			msg += ": " + strings.TrimPrefix(err.Error(), "json: ")
+			msg += " (" + err.Error() + ")"
 		}
 		apiError(w, http.StatusBadRequest, "invalid_request", msg)
 		return

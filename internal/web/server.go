@@ -11,6 +11,7 @@ package web
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,9 +23,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/scanjob"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 // Server serves the web checker. Set the fields, then use Handler.
@@ -220,6 +224,32 @@ func (s *Server) openStream(client string) (func(), bool) {
 			delete(s.streams, client)
 		}
 	}, true
+}
+
+// ScannerOptions are what the web checker's scans go through: the
+// resolver, the dialer with the SSRF guard, the roots senders trust, the
+// clock, the EHLO name and the wait of each SMTP phase.
+type ScannerOptions struct {
+	Resolver    scan.Resolver
+	Dialer      *dial.Dialer
+	Roots       *x509.CertPool // nil: the system roots
+	Now         func() time.Time
+	EHLO        string
+	SMTPTimeout time.Duration
+}
+
+// NewScanner is the scanner of the web checker: the CLI's observers
+// (resolve, fetch, smtpprobe) behind the guarded dialer.
+func NewScanner(o ScannerOptions) *scan.Scanner {
+	w := o.SMTPTimeout
+	return &scan.Scanner{
+		Resolver: o.Resolver,
+		Fetcher:  &fetch.Fetcher{Dialer: o.Dialer, Roots: o.Roots, Now: o.Now},
+		Dialer:   o.Dialer,
+		Now:      o.Now,
+		Prober: &smtpprobe.Prober{Dialer: o.Dialer, Roots: o.Roots, Now: o.Now, EHLO: o.EHLO,
+			ConnectTimeout: w, BannerTimeout: w, CommandTimeout: w, HandshakeTimeout: w},
+	}
 }
 
 // NewScanFunc returns the scan the jobs run: the CLI's scan (scan.Scanner),

@@ -58,7 +58,7 @@ func (e *evaluator) effectivePolicy(rec recordVerdict, host hostVerdict, file fi
 			p := file.parsed.Policy
 			eff.policy = p
 			eff.status = Status(p.Mode)
-			eff.reason = fmt.Sprintf("senders apply mode %s for up to %s", p.Mode, humanDuration(p.MaxAge))
+			eff.reason = fmt.Sprintf("senders apply mode %s for up to %s", p.Mode, HumanDuration(p.MaxAge))
 		}
 	}
 	if rec.state == recAbsent {
