@@ -23,7 +23,7 @@ $more"
 done
 echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu)' || true
 echo
-echo "$out" | awk '
+echo "$out" | awk -v pool="${WEB_POOL:-4}" '
 /^BenchmarkScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") c=$i; if ($(i+1)=="allocs/op") a=$i; if ($(i+1)=="B/op") m=$i } }
 /^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
 /^BenchmarkSMTPScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") sc=$i; if ($(i+1)=="allocs/op") sa=$i } }
@@ -41,6 +41,7 @@ echo "$out" | awk '
 /^BenchmarkMonitor/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") mr=$i; if ($(i+1)=="alerts") ma=$i; if ($(i+1)=="db-bytes/scan") mdb=$i; if ($(i+1)=="json-bytes/scan") mjs=$i } }
 /^BenchmarkDashboardPage/ { for (i=1;i<=NF;i++) { if ($(i+1)=="p50-ms") dp50=$i; if ($(i+1)=="p95-ms") dp95=$i; if ($(i+1)=="html-bytes") dph=$i } }
 /^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i; if ($(i+1)=="undetermined") bu=$i; if ($(i+1)=="naive-undetermined") nu=$i } }
+/^BenchmarkWeb/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") wr=$i; if ($(i+1)=="x-bound") wb=$i; if ($(i+1)=="ms-p95-event") we=$i; if ($(i+1)=="ms-p95-page-ttfb") wp=$i; if ($(i+1)=="ms-p50-scan") ws=$i; if ($(i+1)=="ms-cpu-per-scan") wc=$i; if ($(i+1)=="goroutines-before") g0=$i; if ($(i+1)=="goroutines-after") g1=$i; if ($(i+1)=="goroutines-expired") g2=$i; if ($(i+1)=="MiB-heap-before") h0=$i; if ($(i+1)=="MiB-heap-held") h1=$i; if ($(i+1)=="MiB-heap-expired") h2=$i } }
 END {
   if (c != "") {
     printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
@@ -95,6 +96,13 @@ END {
     if (ns != "") printf "  naive, one mailtls check process per domain in a loop (sample): %.1f domains/s; bulk is %.0fx faster\n", ns, nsx
     if (np != "") printf "  naive, 200 mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", np, npx
     if (nu > 0) printf "  %d naive scans ended with an undetermined policy\n", nu
+  }
+  if (wr != "") {
+    printf "web checker: 100 clients start a scan through the API at once, follow its events, open the result (50 ms per DNS answer and TCP connection):\n"
+    printf "  %.1f scans/s = %.2fx the bound of the pool / critical path (%s scans at once / 150 ms; target >= 0.8x); a scan takes %.0f ms (p50)\n", wr, wb, pool, ws
+    printf "  progress events reach the client %.1f ms after the stage ends (p95); result page first byte %.1f ms (p95)\n", we, wp
+    printf "  %.1f ms of CPU per scan (scanner, web and the lab servers in one process)\n", wc
+    printf "  goroutines %d before, %d after, %d after expiry; heap %.1f MiB before, %.1f MiB with the results held, %.1f MiB after they expire\n", g0, g1, g2, h0, h1, h2
   }
 }'
 # The resolver against Debian's mta-sts-daemon (bench/resolver.sh, about 70 s).

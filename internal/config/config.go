@@ -177,10 +177,18 @@ type Web struct {
 	Scanner        WebScanner `yaml:"scanner"`
 }
 
-// WebTLS is the certificate of the HTTPS listeners.
+// WebTLS is the certificate of the HTTPS listeners: PEM files, or from an
+// ACME CA through certmagic as the host role gets its certificates.
 type WebTLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// ACME, when given instead of Cert and Key, obtains and renews the
+	// certificate of public_url's host name. HTTP-01 is answered on the
+	// plain listener, TLS-ALPN-01 on the HTTPS one.
+	ACME *ACME `yaml:"acme"`
+	// Storage is the folder of the ACME account and certificates (default
+	// /var/lib/mailtls, shared with the host role).
+	Storage string `yaml:"storage"`
 }
 
 // WebLimits bound the web checker.
@@ -448,6 +456,30 @@ func (w *Web) applyDefaults() {
 	setDur(&l.WriteTimeout, 30*time.Second)
 	setDur(&l.IdleTimeout, 60*time.Second)
 	setDur(&w.Scanner.Timeout, 60*time.Second)
+	if a := w.TLS.ACME; a != nil {
+		if a.CA == "" {
+			a.CA = DefaultACMECA
+		}
+		if a.Challenges == nil {
+			a.Challenges = []string{"http-01", "tls-alpn-01"}
+		}
+		if w.TLS.Storage == "" {
+			w.TLS.Storage = DefaultStorage
+		}
+	}
+}
+
+// ACMEHost is the name the web role's ACME certificate is for: the host of
+// public_url ("" without ACME).
+func (w *Web) ACMEHost() string {
+	if w.TLS.ACME == nil {
+		return ""
+	}
+	u, err := url.Parse(w.PublicURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func (w *Web) validate(v *validator) {
@@ -459,8 +491,34 @@ func (w *Web) validate(v *validator) {
 	if len(w.Listen)+len(w.ListenHTTPS) == 0 {
 		v.bad("web.listen", "web: give at least one address in listen or listen_https")
 	}
-	if len(w.ListenHTTPS) > 0 && (w.TLS.Cert == "" || w.TLS.Key == "") {
-		v.bad("web.listen_https", "web.listen_https needs web.tls.cert and web.tls.key")
+	acme := w.TLS.ACME
+	if len(w.ListenHTTPS) > 0 && (w.TLS.Cert == "" || w.TLS.Key == "") && acme == nil {
+		v.bad("web.listen_https", "web.listen_https needs web.tls.cert and web.tls.key, or web.tls.acme")
+	}
+	if acme != nil {
+		u, err := url.Parse(w.PublicURL)
+		switch {
+		case w.TLS.Cert != "" || w.TLS.Key != "":
+			v.bad("web.tls.acme", "web.tls: give cert and key, or acme, not both")
+		case len(w.ListenHTTPS) == 0:
+			v.bad("web.tls.acme", "web.tls.acme needs an HTTPS listener (web.listen_https)")
+		case err != nil || u.Scheme != "https" || domain.CheckHostname(u.Hostname()) != nil || net.ParseIP(u.Hostname()) != nil:
+			v.bad("web.tls.acme", "web.tls.acme gets the certificate of web.public_url's host: set public_url to https://<host name>")
+		}
+		for _, ch := range acme.Challenges {
+			if ch != "http-01" && ch != "tls-alpn-01" {
+				v.bad("web.tls.acme.challenges", "web.tls.acme.challenges: %q: use http-01 and/or tls-alpn-01", ch)
+			}
+		}
+		if len(w.Listen) == 0 && !slices.Contains(acme.Challenges, "tls-alpn-01") {
+			v.bad("web.tls.acme", "web.tls.acme: with no plain listener (web.listen), the tls-alpn-01 challenge is needed")
+		}
+		if acme.Disabled {
+			v.bad("web.tls.acme.disabled", "web.tls.acme.disabled: leave acme out instead")
+		}
+		if acme.TrustedRoots != "" {
+			checkFile(v, "web.tls.acme.trusted_roots", acme.TrustedRoots)
+		}
 	}
 	if (w.TLS.Cert == "") != (w.TLS.Key == "") {
 		v.bad("web.tls", "web.tls: give both cert and key, or neither")

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +35,7 @@ type webRole struct {
 	stop    context.CancelFunc
 	janitor sync.WaitGroup
 	cfg     *config.Web
+	acme    *policyhost.ACME // web.tls.acme; nil otherwise
 }
 
 // startWeb opens the web checker's listeners and serves. On error it
@@ -77,6 +80,9 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "https" || len(c.ListenHTTPS) > 0 {
 		ws.TLS = true
 	}
+	// Behind a proxy that rewrites Host, a browser's Origin is the public
+	// address: form posts from it are same-site.
+	ws.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	for _, p := range c.TrustedProxies {
 		ws.TrustedProxies = append(ws.TrustedProxies, netip.MustParsePrefix(p))
 	}
@@ -95,13 +101,13 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	r.janitor.Add(1)
 	go func() { defer r.janitor.Done(); jobs.Janitor(jctx, time.Minute) }()
 
-	var tc *tls.Config
-	if len(c.ListenHTTPS) > 0 {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if len(c.ListenHTTPS) > 0 && c.TLS.ACME == nil {
 		cert, err := loadKeyPair(c.TLS.Cert, c.TLS.Key)
 		if err != nil {
 			return r, &ConfigError{Err: fmt.Errorf("web.tls: %w", err)}
 		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		tc.Certificates = []tls.Certificate{cert}
 	}
 	lns, err := d.listen("web", c.Listen)
 	if err != nil {
@@ -112,6 +118,25 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		closeListeners(lns)
 		return r, fmt.Errorf("web listener: %w", err)
 	}
+	if c.TLS.ACME != nil {
+		if r.acme, err = newWebACME(d, c, secure, lns); err != nil {
+			closeListeners(append(lns, secure...))
+			return r, err
+		}
+		name := c.ACMEHost()
+		r.acme.SyncHosts(ctx, map[string]bool{name: false})
+		tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if !strings.EqualFold(strings.TrimSuffix(hello.ServerName, "."), name) {
+				// (nil, nil): the unrecognized_name alert (RFC 6066 §3),
+				// not internal_error.
+				return nil, nil
+			}
+			return r.acme.GetCertificate(hello.Context(), hello)
+		}
+		// TLS-ALPN-01 (RFC 8737): chosen only when a validator offers it.
+		tc.NextProtos = append(tc.NextProtos, "acme-tls/1")
+		r.srv.Handler = r.acme.HTTPHandler(r.srv.Handler) // HTTP-01
+	}
 	for _, ln := range secure {
 		lns = append(lns, tls.NewListener(ln, tc))
 	}
@@ -119,6 +144,36 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		d.serve(func() error { return r.srv.Serve(ln) })
 	}
 	return r, nil
+}
+
+// newWebACME sets up ACME (certmagic) for the certificate of the web
+// checker's public name; our own listeners answer the challenges.
+func newWebACME(d *Daemon, c *config.Web, https, plain []net.Listener) (*policyhost.ACME, error) {
+	a := c.TLS.ACME
+	var roots *x509.CertPool
+	if f := a.TrustedRoots; f != "" {
+		pem, err := config.ReadLimited(f, policyhost.MaxCertFileSize)
+		if err != nil {
+			return nil, &ConfigError{Err: fmt.Errorf("web.tls.acme.trusted_roots: %w", err)}
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, &ConfigError{Err: fmt.Errorf("web.tls.acme.trusted_roots: %s holds no PEM certificate", f)}
+		}
+	}
+	host := listenHost(https)
+	if h := listenHost(plain); len(plain) > 0 && h != host {
+		host = ""
+	}
+	m, err := policyhost.NewACME(policyhost.ACMEOptions{
+		CA: a.CA, Email: a.Email, Challenges: a.Challenges, TrustedRoots: roots, Storage: c.TLS.Storage,
+		HTTPPort: port(plain), TLSPort: port(https), ListenHost: host,
+		Log: d.log.With("role", "web", "part", "acme"), Metrics: d.m,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web.tls.acme: %w", err)
+	}
+	return m, nil
 }
 
 // loadKeyPair loads a certificate and its key, each read with the cap of
@@ -150,6 +205,9 @@ func (r *webRole) shutdown(ctx context.Context) error {
 		err = nil
 	}
 	err = errors.Join(err, r.jobs.Close(ctx))
+	if r.acme != nil {
+		r.acme.Close()
+	}
 	r.janitor.Wait()
 	return err
 }
@@ -157,7 +215,7 @@ func (r *webRole) shutdown(ctx context.Context) error {
 // restartNeeded lists web settings that changed and need a restart: the
 // role is built once.
 func (r *webRole) restartNeeded(next *config.Config) []string {
-	if next.Web != nil && fmt.Sprintf("%+v", *next.Web) != fmt.Sprintf("%+v", *r.cfg) {
+	if next.Web != nil && !reflect.DeepEqual(next.Web, r.cfg) {
 		return []string{"web"}
 	}
 	return nil

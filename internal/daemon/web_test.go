@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +46,7 @@ func TestWebRole(t *testing.T) {
 	e.l.DNS.MustAdd(t, `_mta-sts.web.test. 300 IN TXT "v=STSv1; id=1"`, "web.test. 300 IN MX 10 mx.web.test.")
 	e.l.MustPolicyHost(t, "web.test", lab.PolicyHostOptions{Body: "version: STSv1\r\nmode: testing\r\nmx: mx.web.test\r\nmax_age: 86400\r\n"})
 	mx := e.l.MustMX(t, "mx.web.test", []netip.Addr{e.l.NextAddr()}, lab.SMTPOptions{})
-	e.writeWebConfig("")
+	e.writeWebConfig("  public_url: https://check.example.test\n")
 	e.start(Options{WebNet: e.l.Net(), WebRoots: e.l.CA.Pool()})
 	base := "http://" + e.addrs["web"][0]
 	if !strings.Contains(e.logs.String(), "web checker ready") || !strings.Contains(e.logs.String(), base+"/") {
@@ -97,6 +99,25 @@ func TestWebRole(t *testing.T) {
 			t.Errorf("the scanned domain appears in the %s", what)
 		}
 	}
+	// public_url: behind a proxy that rewrites Host, a form post from the
+	// public origin is accepted (the scan done above is reused), one from
+	// elsewhere refused; an https public_url turns on HSTS.
+	for origin, want := range map[string]int{"https://check.example.test": http.StatusSeeOther, "https://evil.example": http.StatusForbidden} {
+		req, _ := http.NewRequest("POST", base+"/scan", strings.NewReader("form=1&smtp=1&domain=web.test"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("form post from %s: %d, want %d", origin, resp.StatusCode, want)
+		}
+		if resp.Header.Get("Strict-Transport-Security") == "" {
+			t.Errorf("no HSTS with an https public_url")
+		}
+	}
 	if err := e.stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
@@ -129,6 +150,35 @@ func TestWebGuardOnByDefault(t *testing.T) {
 	}
 	if n := len(mx.Sessions()); n != 0 {
 		t.Errorf("the guarded scan connected to the MX %d times", n)
+	}
+}
+
+// TestWebAllowPrivateTargets: web.scanner.allow_private_targets (an
+// internal deployment) lets the scans connect to loopback and private
+// addresses; the ports stay 25 and 443 only.
+func TestWebAllowPrivateTargets(t *testing.T) {
+	e := newEnv(t)
+	e.l.DNS.MustAdd(t, `_mta-sts.inside.test. 300 IN TXT "v=STSv1; id=1"`, "inside.test. 300 IN MX 10 mx.inside.test.")
+	e.l.MustPolicyHost(t, "inside.test", lab.PolicyHostOptions{Body: "version: STSv1\r\nmode: testing\r\nmx: mx.inside.test\r\nmax_age: 86400\r\n"})
+	mx := e.l.MustMX(t, "mx.inside.test", []netip.Addr{e.l.NextAddr()}, lab.SMTPOptions{})
+	e.writeWebConfig("")
+	data, _ := os.ReadFile(e.cfgPath)
+	os.WriteFile(e.cfgPath, []byte(strings.Replace(string(data), `    allow_networks: ["127.0.0.0/8", "::1/128"]`+"\n", "    allow_private_targets: true\n", 1)), 0o600)
+	e.start(Options{WebNet: e.l.Net(), WebRoots: e.l.CA.Pool()})
+	base := "http://" + e.addrs["web"][0]
+	resp, err := http.Post(base+"/api/v1/scans", "application/json", strings.NewReader(`{"domain": "inside.test"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	body := get(t, base+"/api/v1/scans/"+created.ID+"?wait=40s")
+	if strings.Contains(body, "-not-public") || !strings.Contains(body, `"grade":"B"`) {
+		t.Errorf("with private targets allowed: %.600s", body)
+	}
+	if n := len(mx.Sessions()); n != 1 {
+		t.Errorf("%d SMTP sessions at the private MX, want 1", n)
 	}
 }
 
@@ -203,5 +253,81 @@ func waitFree(t *testing.T, addrs ...string) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+}
+
+// TestWebACME: with web.tls.acme the web checker gets the certificate of
+// public_url's host from an ACME CA (Pebble), answering HTTP-01 on its
+// plain listener or TLS-ALPN-01 (RFC 8737) on its HTTPS listener, and
+// serves the checker over HTTPS with HSTS; another name is refused at the
+// handshake.
+func TestWebACME(t *testing.T) {
+	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
+		t.Run(challenge, func(t *testing.T) {
+			e := newEnv(t)
+			ports := lab.FreePorts(t, 2)
+			acme := lab.NewACME(t, e.l.DNS, e.l.CA, lab.ACMEOptions{HTTPPort: ports[0], TLSPort: ports[1]})
+			roots, err := acme.WriteAPIRootPEM(e.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A random name: certmagic keeps some state per name for the process.
+			name := fmt.Sprintf("check.w%d.test", time.Now().UnixNano()%1e9)
+			e.l.DNS.MustAdd(t, name+". 300 IN A 127.0.0.1")
+			e.writeWebConfig(fmt.Sprintf(`  listen: ["127.0.0.1:%d"]
+  listen_https: ["127.0.0.1:%d"]
+  public_url: https://%s
+  tls:
+    storage: %s
+    acme: {ca: %q, email: "hostmaster@%s", trusted_roots: %q, challenges: [%s]}
+`, ports[0], ports[1], name, filepath.Join(e.dir, "storage"), acme.DirectoryURL(), name, roots, challenge))
+			// writeWebConfig gives a listen of its own; the test's replaces it.
+			data, _ := os.ReadFile(e.cfgPath)
+			os.WriteFile(e.cfgPath, []byte(strings.Replace(string(data), `  listen: ["127.0.0.1:0"]`+"\n", "", 1)), 0o600)
+			e.start(Options{})
+			get := func(sni string) (*http.Response, error) {
+				c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+					DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+						return (&net.Dialer{}).DialContext(ctx, "tcp", e.addrs["web-https"][0])
+					},
+					TLSClientConfig: &tls.Config{RootCAs: acme.IssuedRoots(), ServerName: sni},
+				}}
+				resp, err := c.Get("https://" + sni + "/")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				return resp, err
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				resp, err := get(name)
+				if err == nil {
+					if resp.StatusCode != 200 || resp.Header.Get("Strict-Transport-Security") == "" {
+						t.Errorf("home page over HTTPS: %d, HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no certificate from the ACME CA: %v\n%s", err, e.logs)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			var types []string
+			for _, v := range acme.Validations() {
+				if v.Identifier == name && v.Status == "valid" {
+					types = append(types, v.Type)
+				}
+			}
+			if len(types) != 1 || types[0] != challenge {
+				t.Errorf("validations %v, want one %s", acme.Validations(), challenge)
+			}
+			if _, err := get("stranger." + name); err == nil || !strings.Contains(err.Error(), "unrecognized name") {
+				t.Errorf("another name: %v", err)
+			}
+			if err := e.stop(); err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		})
 	}
 }

@@ -283,17 +283,27 @@ func (a *ACME) configFor(cert certmagic.Certificate) (*certmagic.Config, error) 
 // ctx (it runs until the host goes or Close); a ctx already done makes
 // Sync do nothing.
 func (a *ACME) Sync(ctx context.Context, sites *Sites) {
-	if ctx.Err() != nil {
-		return
-	}
-	next := map[string]bool{}
+	hosts := map[string]bool{}
 	if sites == nil {
 		sites = &Sites{}
 	}
 	for _, s := range sites.All() {
 		if s.Static == nil {
-			next[strings.TrimSuffix(strings.ToLower(s.Host), ".")] = s.OnDemand
+			hosts[s.Host] = s.OnDemand
 		}
+	}
+	a.SyncHosts(ctx, hosts)
+}
+
+// SyncHosts is Sync for host names that are not policy sites (the web
+// checker's public name): hosts maps each name to whether it is on demand.
+func (a *ACME) SyncHosts(ctx context.Context, hosts map[string]bool) {
+	if ctx.Err() != nil {
+		return
+	}
+	next := map[string]bool{}
+	for h, onDemand := range hosts {
+		next[strings.TrimSuffix(strings.ToLower(h), ".")] = onDemand
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

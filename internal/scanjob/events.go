@@ -3,6 +3,7 @@ package scanjob
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/resolve"
@@ -14,11 +15,12 @@ import (
 // fetch, an SMTP probe. Events are what the progress page and the API's
 // event stream show while a scan runs.
 type Event struct {
-	Seq     int    `json:"seq"` // 1, 2, 3, … within the job
-	Stage   Stage  `json:"stage"`
-	Subject string `json:"subject"` // the name or address looked at
-	Status  Status `json:"status"`
-	Text    string `json:"text"` // what was seen, in plain words
+	Seq     int       `json:"seq"` // 1, 2, 3, … within the job
+	Stage   Stage     `json:"stage"`
+	Subject string    `json:"subject"` // the name or address looked at
+	Status  Status    `json:"status"`
+	Text    string    `json:"text"` // what was seen, in plain words
+	At      time.Time `json:"at"`   // when the stage finished
 }
 
 // Stage groups events the way the report is organised.

@@ -389,7 +389,9 @@ func (m *Manager) run(j *Job) {
 			}
 		}()
 		doc = m.scan(ctx, j.req.Domain, j.req.SMTP, func(st scan.Step) {
-			j.addEvent(describe(j.req.Domain, st, ctx.Err() != nil), m.cfg.MaxEvents)
+			e := describe(j.req.Domain, st, ctx.Err() != nil)
+			e.At = m.cfg.Now().UTC()
+			j.addEvent(e, m.cfg.MaxEvents)
 		})
 	}()
 	var body []byte

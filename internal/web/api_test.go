@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/scanjob"
 )
@@ -356,5 +358,74 @@ func TestAPISSRF(t *testing.T) {
 	r := h.do("GET", "/scan/"+id, "", "")
 	if r.StatusCode != 200 || !strings.Contains(string(r.body), "finding-mx-address-not-public") {
 		t.Errorf("result page: %d", r.StatusCode)
+	}
+}
+
+// TestStagesThatStopEarly: a stage that ends without an answer says which
+// stage and why, in the event stream and on the progress page: the time
+// budget ran out (a tarpit MX that never sends its banner), a target not
+// connected to (an MX on a private address, refused by the SSRF guard),
+// and an answer that could not be determined (SERVFAIL: not "absent",
+// retry).
+func TestStagesThatStopEarly(t *testing.T) {
+	// A budget shorter than the banner wait (2s in the harness).
+	h := newHarness(t, harnessOptions{jobs: scanjob.Config{Timeout: 1500 * time.Millisecond}})
+	w := world{t, h.lab}
+	w.dns("early.test", "$D. 300 IN MX 10 tarpit.$D.", "$D. 300 IN MX 20 private.$D.", "private.$D. 300 IN A 10.0.0.25")
+	h.lab.DNS.SetRcode("_mta-sts.early.test", dns.TypeTXT, dns.RcodeServerFailure)
+	h.lab.MustMX(t, "tarpit.early.test", []netip.Addr{h.lab.NextAddr()}, lab.SMTPOptions{Mode: lab.SMTPNoBanner})
+	id := h.startScan("early.test", true)
+	done := h.finish(id)
+	if done["state"] != "done" {
+		t.Fatalf("scan: %v", done)
+	}
+	var events []scanjob.Event
+	raw, _ := json.Marshal(done["stages"])
+	if err := json.Unmarshal(raw, &events); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		stage   scanjob.Stage
+		subject string
+		status  scanjob.Status
+		text    string
+	}{
+		{scanjob.StageRecord, "_mta-sts.early.test TXT", scanjob.StatusUndetermined, "not the same as absent: retry"},
+		{scanjob.StageSMTP, "tarpit.early.test 127.0.", scanjob.StatusStopped, "budget"},
+		{scanjob.StageSMTP, "private.early.test 10.0.0.25", scanjob.StatusBlocked, "only to public addresses"},
+	}
+	for _, wt := range want {
+		found := false
+		for _, e := range events {
+			if e.Stage == wt.stage && strings.HasPrefix(e.Subject, wt.subject) {
+				found = true
+				if e.Status != wt.status || !strings.Contains(e.Text, wt.text) {
+					t.Errorf("%s %s: %s %q, want %s mentioning %q", e.Stage, e.Subject, e.Status, e.Text, wt.status, wt.text)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no %s event for %s in %+v", wt.stage, wt.subject, events)
+		}
+	}
+	// The progress page names each stage and says how it ended, in words
+	// beside the icon (never by colour alone).
+	j, err := h.jobs.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := templates["progress"].Execute(&b, progressView(j.Snapshot())); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, s := range []string{
+		`<span class="word">Could not tell</span></span> <span class="stage">MTA-STS record</span> <span class="subject">_mta-sts.early.test TXT</span>`,
+		`<span class="word">Stopped</span></span> <span class="stage">STARTTLS on each MX address</span> <span class="subject">tarpit.early.test`,
+		`<span class="word">Not connected</span></span> <span class="stage">STARTTLS on each MX address</span> <span class="subject">private.early.test 10.0.0.25:25</span>`,
+	} {
+		if !strings.Contains(page, s) {
+			t.Errorf("progress page lacks %q", s)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailtls/mailtls/internal/lab"
@@ -250,6 +251,31 @@ func TestBrowserScan(t *testing.T) {
 	})})
 	h.lab.DNS.SetLatency(400 * time.Millisecond) // the page is up before the first stage
 	ctx := b.tab(true)
+	// Every request the pages make goes to the checker itself: no
+	// third-party host, no tracking (the privacy promise).
+	var netMu sync.Mutex
+	var own int
+	var foreign []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			netMu.Lock()
+			defer netMu.Unlock()
+			if strings.HasPrefix(e.Request.URL, h.srv.URL+"/") {
+				own++
+			} else {
+				foreign = append(foreign, e.Request.URL)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		netMu.Lock()
+		defer netMu.Unlock()
+		if own < 5 || len(foreign) > 0 {
+			t.Errorf("the pages made %d requests to the checker and these elsewhere: %v", own, foreign)
+		}
+	}()
 	downloads := t.TempDir()
 	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
@@ -425,6 +451,25 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	}
 	b.shot(ctx, "02-result")
 	b.checkA11yNoJS(ctx, "result without JavaScript")
+	// The downloads are plain links: they need no script either. (A
+	// report with a policy file among its fixes: an F.)
+	world{t, h.lab}.grade("nojsfix.test", "F")
+	fix := h.startScan("nojsfix.test", true)
+	h.finish(fix)
+	downloads := t.TempDir()
+	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
+		return err
+	}), chromedp.Navigate(h.srv.URL+"/scan/"+fix), chromedp.WaitReady(chromedp.CSS(`.downloads a[href$="mta-sts.txt"]`)),
+		chromedp.Click(chromedp.CSS(`.downloads a[href$="mta-sts.txt"]`)), chromedp.Click(chromedp.CSS(`.downloads a[href$="report.json"]`)))
+	if p := waitFile(t, filepath.Join(downloads, "mta-sts.txt")); !strings.HasPrefix(p, "version: STSv1\r\n") || strings.Count(p, "\n") != strings.Count(p, "\r\n") {
+		t.Errorf("downloaded policy without JavaScript %q", p)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(waitFile(t, filepath.Join(downloads, "nojsfix.test.mailtls.json"))), &doc); err != nil || doc["grade"] != "F" {
+		t.Errorf("downloaded report without JavaScript: %v, grade %v", err, doc["grade"])
+	}
 
 	// A progress page with stages, held still to be checked: the policy
 	// fetch waits for a gate, so no stage comes while the page is looked

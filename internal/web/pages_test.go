@@ -310,3 +310,24 @@ func TestStatic(t *testing.T) {
 		t.Errorf("path traversal: %d", r.StatusCode)
 	}
 }
+
+// TestTrustedOrigin: behind a reverse proxy that rewrites Host, a browser
+// that sends Origin but no Sec-Fetch-Site posts the form from the public
+// address (web.public_url), which is trusted; every other origin is
+// still refused (CSRF).
+func TestTrustedOrigin(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.web.PublicURL = "https://check.example.test"
+	world{t, h.lab}.grade("proxied.test", "F")
+	body := form("form", "1", "domain", "proxied.test")
+	r := h.do("POST", "/scan", formType, body, "Origin", "https://check.example.test")
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST from the public origin: %d %s", r.StatusCode, truncate(r.body))
+	}
+	for _, o := range []string{"https://evil.example", "http://check.example.test", "https://check.example.test:8443", "null"} {
+		if r := h.do("POST", "/scan", formType, body, "Origin", o); r.StatusCode != http.StatusForbidden {
+			t.Errorf("POST from %s: %d, want 403", o, r.StatusCode)
+		}
+	}
+	h.finish(strings.TrimPrefix(r.Header.Get("Location"), "/scan/"))
+}

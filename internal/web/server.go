@@ -50,6 +50,9 @@ type Server struct {
 	// EHLOName is shown on the home page: what the scanner calls itself.
 	EHLOName string
 	Metrics  *Metrics
+	// PublicURL is the origin people use (web.public_url); form posts from
+	// it are accepted even when a proxy changes the Host header.
+	PublicURL string
 	// Monitor serves saved domains (API, unsubscribe links); nil: the
 	// checker alone.
 	Monitor *Monitoring
@@ -110,6 +113,11 @@ func (s *Server) Handler() http.Handler {
 		// Cross-site form posts are refused (Sec-Fetch-Site / Origin);
 		// requests without those headers, such as curl's, pass.
 		cop := http.NewCrossOriginProtection()
+		if s.PublicURL != "" {
+			if err := cop.AddTrustedOrigin(s.PublicURL); err != nil {
+				s.Log.Warn("web: public_url is not an origin", "error", err)
+			}
+		}
 		if s.Monitor != nil {
 			s.routesMonitor(mux)
 			// A mail client's one-click unsubscribe is a cross-site POST
