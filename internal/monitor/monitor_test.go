@@ -159,6 +159,13 @@ func (s *scripted) set(name string, d *report.Document) {
 	s.docs[name] = d
 }
 
+// started says how many scans of name began.
+func (s *scripted) started(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count[name]
+}
+
 func (s *scripted) scan(ctx context.Context, name string) *report.Document {
 	s.mu.Lock()
 	if s.count == nil {
@@ -653,7 +660,9 @@ func TestGracefulStop(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	for a.Stats().Claimed == 0 {
+	// Stop once the scan is under way (held at the gate); a stop before
+	// it started is TestStopBeforeTheScanStarts.
+	for e.scans.started("example.com") == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	stop()
@@ -677,6 +686,31 @@ func TestGracefulStop(t *testing.T) {
 	all, _, _ := e.st.ListScans(t.Context(), d.ID, "", 10)
 	if len(all) != 3 || all[1].State != store.ScanFailed || all[1].Error == "" {
 		t.Errorf("history %+v: the interrupted scan is kept as failed, with why", all)
+	}
+}
+
+// TestStopBeforeTheScanStarts: a worker stopped after claiming a domain
+// but before recording its scan leaves the domain due at its slot (not
+// pushed back by the failure retry) and counts the interruption.
+func TestStopBeforeTheScanStarts(t *testing.T) {
+	e := newEnv(t)
+	e.scans.set("example.com", difftest.Healthy(t0))
+	d := e.save("example.com", difftest.Healthy(t0))
+	slot := e.toSlot(d.ID)
+	a := e.worker("a")
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	claimed, err := e.st.ClaimDueDomains(t.Context(), a.Owner(), 1, time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	a.RunClaimed(ctx, claimed[0])
+	if s := a.Stats(); s.Interrupted != 1 || s.Scanned != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	got, _ := e.st.GetDomain(t.Context(), d.ID)
+	if !got.NextScanAt.Equal(slot) || got.LeaseOwner != "" {
+		t.Fatalf("next %v owner %q, want due at %v and free", got.NextScanAt, got.LeaseOwner, slot)
 	}
 }
 

@@ -109,9 +109,16 @@ func (w *Worker) runDomain(ctx context.Context, c store.ClaimedDomain) {
 		err = w.store.StartScan(ctx, sc.ID)
 	}
 	if err != nil {
-		log.Error("recording the scan failed", "error", err)
 		rctx, cancel := cleanup()
 		defer cancel()
+		if ctx.Err() != nil {
+			// Stopped between the claim and the scan: nothing ran, so the
+			// domain stays due for the next start, as a scan cut off is.
+			w.count(func(s *Stats) { s.Interrupted++ })
+			w.store.ReleaseDomain(rctx, c.ID, w.owner, time.Time{})
+			return
+		}
+		log.Error("recording the scan failed", "error", err)
 		w.store.ReleaseDomain(rctx, c.ID, w.owner, w.now().Add(w.cfg.RetryFailed))
 		return
 	}
