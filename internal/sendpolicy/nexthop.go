@@ -44,7 +44,9 @@ func NextHop(key string) (name string, why string, ok bool) {
 		}
 		s = s[:i]
 	}
-	if a, err := netip.ParseAddr(strings.TrimPrefix(strings.TrimPrefix(s, "ipv6:"), "IPv6:")); err == nil {
+	// An address with a root dot ("192.0.2.1.") is still an address:
+	// without this its trimmed form would be refused where it was not.
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(s, "ipv6:"), "IPv6:"), ".")); err == nil {
 		return "", "address literal " + a.String() + " (RFC 8461 §3.4: no policy for address literals)", false
 	}
 	if strings.HasPrefix(s, ".") {
