@@ -14,22 +14,10 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
-
-// clock is an injected clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // countingResolver answers from a table and counts the lookups.
 type countingResolver struct {
@@ -47,7 +35,7 @@ func (r *countingResolver) Lookup(ctx context.Context, name string, qtype uint16
 	return &a
 }
 
-func newShared(t *testing.T, c *clock) *Shared {
+func newShared(t *testing.T, c *lab.Clock) *Shared {
 	t.Helper()
 	s := NewShared(context.Background(), &Gate{Interval: -1}, 5*time.Second, c.Now)
 	t.Cleanup(s.Wait)
@@ -59,7 +47,7 @@ func newShared(t *testing.T, c *clock) *Shared {
 // SOA's negative TTL (RFC 2308 §5), temporary failures not at all
 // ("temporary is not absent": the next domain asks again).
 func TestDNSCacheTTL(t *testing.T) {
-	c := &clock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	c := lab.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	next := &countingResolver{answers: map[string]*resolve.Answer{
 		"mx.example":    {Name: "mx.example", Type: "A", Status: resolve.StatusOK, Records: []resolve.Record{{Name: "mx.example", Type: "A", TTL: 300, Addr: netip.MustParseAddr("192.0.2.1")}}},
 		"none.example":  {Name: "none.example", Type: "A", Status: resolve.StatusNXDomain, NegativeTTL: 60},
@@ -81,7 +69,7 @@ func TestDNSCacheTTL(t *testing.T) {
 	for _, n := range []string{"mx.example", "none.example", "bad.example", "nosoa.example"} {
 		ask(n)
 	}
-	c.add(59 * time.Second)
+	c.Add(59 * time.Second)
 	count("mx.example", 0)
 	count("MX.Example.", 0) // the same question
 	count("none.example", 0)
@@ -90,9 +78,9 @@ func TestDNSCacheTTL(t *testing.T) {
 	if a := ask("mx.example"); a.Records[0].TTL != 241 {
 		t.Errorf("TTL after 59 s: %d, want 241", a.Records[0].TTL)
 	}
-	c.add(2 * time.Second)
+	c.Add(2 * time.Second)
 	count("none.example", 1) // negative TTL 60 s passed
-	c.add(240 * time.Second)
+	c.Add(240 * time.Second)
 	count("mx.example", 1) // TTL 300 s passed
 }
 
@@ -100,7 +88,7 @@ func TestDNSCacheTTL(t *testing.T) {
 // lookup; a domain whose budget ends while waiting gets a timeout of its
 // own, and the lookup still serves the others.
 func TestSharedInFlight(t *testing.T) {
-	c := &clock{now: time.Now()}
+	c := lab.NewClock(time.Now())
 	next := &countingResolver{delay: 200 * time.Millisecond, answers: map[string]*resolve.Answer{
 		"mx.example": {Name: "mx.example", Type: "A", Status: resolve.StatusOK, Records: []resolve.Record{{TTL: 300, Type: "A", Addr: netip.MustParseAddr("192.0.2.1")}}},
 	}}
@@ -139,7 +127,7 @@ func (p *countingProber) Probe(ctx context.Context, host string, ip netip.Addr) 
 // on the same address is probed on its own (its SNI and certificate name
 // differ); a probe cut off by the run says nothing and is not kept.
 func TestProbeCache(t *testing.T) {
-	c := &clock{now: time.Now()}
+	c := lab.NewClock(time.Now())
 	s := newShared(t, c)
 	next := &countingProber{}
 	p := s.Prober(next)

@@ -22,24 +22,10 @@ import (
 	"github.com/mailtls/mailtls/internal/stscache"
 )
 
-// clock is a settable clock for the resolver (the fetcher keeps real time
-// for the lab certificates).
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type env struct {
 	t     *testing.T
 	l     *lab.Lab
-	clk   *clock
+	clk   *lab.Clock
 	path  string
 	r     *resolver.Resolver
 	cache *stscache.Cache
@@ -49,7 +35,7 @@ func newEnv(t *testing.T, l *lab.Lab) *env { return newEnvOwned(t, t, l) }
 
 // newEnvOwned is newEnv whose resolver lives until owner ends.
 func newEnvOwned(t, owner *testing.T, l *lab.Lab) *env {
-	e := &env{t: t, l: l, clk: &clock{t: time.Now()}, path: filepath.Join(owner.TempDir(), "cache.db")}
+	e := &env{t: t, l: l, clk: lab.NewClock(time.Now()), path: filepath.Join(owner.TempDir(), "cache.db")}
 	e.start()
 	owner.Cleanup(e.stop)
 	return e

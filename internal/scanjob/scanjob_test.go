@@ -3,30 +3,17 @@ package scanjob
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 )
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // gate is a ScanFunc whose scans wait until released; each reports one
 // DNS step first.
@@ -52,9 +39,9 @@ func (g *gate) scan(ctx context.Context, domain string, smtp bool, progress func
 	return &report.Document{SchemaVersion: report.SchemaVersion, Domain: domain, Grade: &grade}
 }
 
-func newManager(t *testing.T, cfg Config, g *gate) (*Manager, *clock, *MemoryStore) {
+func newManager(t *testing.T, cfg Config, g *gate) (*Manager, *lab.Clock, *MemoryStore) {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	c := lab.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	cfg.Now = c.Now
 	st := NewMemoryStore()
 	m := New(cfg, g.scan, st, nil, nil)

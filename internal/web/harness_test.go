@@ -41,19 +41,6 @@ var labAllow = []netip.Prefix{
 	netip.MustParsePrefix("127.0.1.0/24"), netip.MustParsePrefix("::1/128"),
 }
 
-// testClock is a settable clock for expiry.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type harnessOptions struct {
 	allow []netip.Prefix // nil: labAllow; empty non-nil: nothing
 	jobs  scanjob.Config
@@ -74,7 +61,7 @@ type harness struct {
 	web   *Server
 	jobs  *scanjob.Manager
 	store *scanjob.MemoryStore
-	clock *testClock
+	clock *lab.Clock
 	api   routers.Router
 
 	mu       sync.Mutex
@@ -96,7 +83,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Prober: &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), EHLO: "checker.example.test",
 			ConnectTimeout: 2 * time.Second, BannerTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second},
 	}
-	clock := &testClock{t: time.Now()}
+	clock := lab.NewClock(time.Now())
 	cfg := o.jobs
 	cfg.Now = clock.Now
 	if cfg.Timeout == 0 {
