@@ -129,11 +129,11 @@ func (db *DB) DeleteSession(ctx context.Context, token string) error {
 
 // DeleteUserSessions implements store.Sessions.
 func (db *DB) DeleteUserSessions(ctx context.Context, user store.UserID, except string) (int, error) {
-	var keep any
+	q, args := "DELETE FROM sessions WHERE user_id = $1", []any{user}
 	if except != "" {
-		keep = tokenHash(except)
+		q, args = q+" AND token_hash <> $2", append(args, tokenHash(except))
 	}
-	res, err := db.w.ExecContext(ctx, "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)", user, keep)
+	res, err := db.w.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -45,11 +46,21 @@ type Dialect struct {
 	// SkipLocked is appended to the row selection of claims (PostgreSQL:
 	// " FOR UPDATE SKIP LOCKED"); SQLite serialises writers instead.
 	SkipLocked string
+	// ForUpdate is appended to a selection that locks its rows for the
+	// transaction (PostgreSQL: " FOR UPDATE"); SQLite's writer holds the
+	// whole database already.
+	ForUpdate string
 	// IsUnique reports whether err is a uniqueness violation.
 	IsUnique func(error) bool
 	// Backup writes a consistent copy of the database at source to path
 	// (nil: not supported; PostgreSQL has pg_dump).
 	Backup func(ctx context.Context, source, path string) error
+	// Lock, if set, is held while the schema is migrated, so that
+	// instances opening one database together migrate it once.
+	Lock func(ctx context.Context, db *sql.DB) (func(), error)
+	// IndexHint names the index a query should read (SQLite's INDEXED BY;
+	// nil: the planner chooses).
+	IndexHint func(index string) string
 }
 
 // SQLite is the dialect of modernc.org/sqlite.
@@ -64,7 +75,8 @@ var SQLite = Dialect{
 		}
 		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
-	Backup: backupSQLite,
+	Backup:    backupSQLite,
+	IndexHint: func(index string) string { return " INDEXED BY " + index },
 }
 
 // backupSQLite runs VACUUM INTO, which reads one snapshot (a read
@@ -103,6 +115,12 @@ func BackupFile(ctx context.Context, source, dest string) error {
 	return os.Chmod(dest, 0o600)
 }
 
+// ErrUsePgDump is Backup's answer on PostgreSQL: the engine's own tools
+// make consistent copies of a database in use.
+var ErrUsePgDump = errors.New("sqlstore: a PostgreSQL store is backed up with PostgreSQL's tools: " +
+	"pg_dump --format=custom (a consistent snapshot while instances keep running; restore with pg_restore), " +
+	"or continuous archiving with pg_basebackup for point-in-time recovery; see docs/scaling.md")
+
 func mustSub(f fs.FS, dir string) fs.FS {
 	s, err := fs.Sub(f, dir)
 	if err != nil {
@@ -128,7 +146,8 @@ type Options struct {
 type DB struct {
 	w, r *sql.DB // writer and readers (the same pool on PostgreSQL)
 	d    Dialect
-	path string // the SQLite file
+	path string        // the SQLite file
+	pool *pgxpool.Pool // PostgreSQL's pool under w and r
 	now  store.Clock
 	rand io.Reader
 }
@@ -226,9 +245,6 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 // OpenDB makes a DB of open pools (w for writes, r for reads; they may be
 // the same) and migrates the schema. Close closes both.
 func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error) {
-	if _, err := Migrate(ctx, d, w, o.Version, o.Logger); err != nil {
-		return nil, err
-	}
 	db := &DB{w: w, r: r, d: d, now: o.Now, rand: o.Rand}
 	if db.now == nil {
 		db.now = time.Now
@@ -236,6 +252,17 @@ func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error
 	if db.rand == nil {
 		db.rand = rand.Reader
 	}
+	if d.Lock != nil {
+		unlock, err := d.Lock(ctx, w)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: %w", err)
+		}
+		defer unlock()
+	}
+	if _, err := Migrate(ctx, d, w, o.Version, o.Logger); err != nil {
+		return nil, err
+	}
+	// Under the lock too: two instances must not compute the same rows.
 	if v, err := db.SchemaVersion(ctx); err == nil && v >= 4 {
 		if n, err := db.backfillDays(ctx); err != nil {
 			return nil, err
@@ -244,6 +271,14 @@ func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error
 		}
 	}
 	return db, nil
+}
+
+// indexHint is the dialect's hint to read index (or nothing).
+func (db *DB) indexHint(index string) string {
+	if db.d.IndexHint == nil {
+		return ""
+	}
+	return db.d.IndexHint(index)
 }
 
 // Migrate applies the dialect's migrations up to version (0: all) and
@@ -294,6 +329,9 @@ func (db *DB) Close() error {
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())
 	}
+	if db.pool != nil {
+		db.pool.Close()
+	}
 	return err
 }
 
@@ -306,6 +344,9 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 
 // Backup implements store.Maintenance.
 func (db *DB) Backup(ctx context.Context, path string) error {
+	if db.d.Name == Postgres.Name {
+		return ErrUsePgDump
+	}
 	if db.d.Backup == nil || db.path == "" {
 		return fmt.Errorf("sqlstore: %s has no built-in backup; use the engine's own tools", db.d.Name)
 	}

@@ -185,12 +185,12 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, limit int, ttl ti
 	return out, err
 }
 
-// finishAttempt records an attempt under the lease and logs it.
-func (db *DB) finishAttempt(ctx context.Context, id store.MessageID, owner, set, errText, detail string, args ...any) error {
-	now := db.clock()
+// finishAttempt records an attempt at now under the lease and logs it;
+// set assigns the attempt's outcome from args ($3, $4, …).
+func (db *DB) finishAttempt(ctx context.Context, id store.MessageID, owner string, now time.Time, set, errText, detail string, args ...any) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var channel store.ChannelID
-		args = append([]any{id, owner, tv(now)}, args...)
+		args = append([]any{id, owner}, args...)
 		err := tx.QueryRowContext(ctx, "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, "+set+
 			" WHERE id = $1 AND lease_owner = $2 AND delivered_at IS NULL RETURNING channel_id", args...).Scan(&channel)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -207,7 +207,8 @@ func (db *DB) finishAttempt(ctx context.Context, id store.MessageID, owner, set,
 
 // MarkDelivered implements store.Outbox.
 func (db *DB) MarkDelivered(ctx context.Context, id store.MessageID, owner, detail string) error {
-	return db.finishAttempt(ctx, id, owner, "delivered_at = $3, last_error = ''", "", detail)
+	now := db.clock()
+	return db.finishAttempt(ctx, id, owner, now, "delivered_at = $3, last_error = ''", "", detail, tv(now))
 }
 
 // MarkFailed implements store.Outbox.
@@ -215,10 +216,11 @@ func (db *DB) MarkFailed(ctx context.Context, id store.MessageID, owner, errText
 	if errText == "" {
 		errText = "failed"
 	}
+	now := db.clock()
 	if retryAt.IsZero() {
-		return db.finishAttempt(ctx, id, owner, "abandoned_at = $3, last_error = $4", errText, detail, errText)
+		return db.finishAttempt(ctx, id, owner, now, "abandoned_at = $3, last_error = $4", errText, detail, tv(now), errText)
 	}
-	return db.finishAttempt(ctx, id, owner, "next_attempt_at = $5, last_error = $4", errText, detail, errText, tv(retryAt))
+	return db.finishAttempt(ctx, id, owner, now, "next_attempt_at = $3, last_error = $4", errText, detail, tv(retryAt), errText)
 }
 
 // GetMessage implements store.Outbox.

@@ -342,9 +342,17 @@ func (db *DB) AppendScanEvent(ctx context.Context, scan store.ScanID, kind strin
 	if e.Data == nil {
 		e.Data = []byte{}
 	}
-	err := db.w.QueryRowContext(ctx, `INSERT INTO scan_events (scan_id, seq, created_at, kind, data)
-		SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM scan_events WHERE scan_id = $1 RETURNING seq`,
-		scan, tv(e.CreatedAt), kind, e.Data).Scan(&e.Seq)
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		// Appends to one scan take turns on its row (SQLite's writer
+		// serialises them anyway), so the sequence has no gaps or twins.
+		var id store.ScanID
+		if err := tx.QueryRowContext(ctx, "SELECT id FROM scans WHERE id = $1"+db.d.ForUpdate, scan).Scan(&id); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO scan_events (scan_id, seq, created_at, kind, data)
+			SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM scan_events WHERE scan_id = $1 RETURNING seq`,
+			scan, tv(e.CreatedAt), kind, e.Data).Scan(&e.Seq)
+	})
 	return e, db.wrap(err)
 }
 

@@ -420,7 +420,7 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 	var rows []tlsrptagg.Row
 	index := map[key]int{}
 	q, err := db.r.QueryContext(ctx, `SELECT d.report, d.day, d.policy_type, d.successful, d.failed, d.details_failed, d.mx_sets,
-		r.organization, r.report_id, r.start_at FROM tlsrpt_days d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report
+		r.organization, r.report_id, r.start_at FROM tlsrpt_days d JOIN tlsrpt_reports r`+db.indexHint("tlsrpt_reports_refs")+` ON r.id = d.report
 		WHERE d.domain = $1`+where, args...)
 	if err != nil {
 		return nil, err
@@ -450,7 +450,7 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 		return nil, err
 	}
 	q, err = db.r.QueryContext(ctx, `SELECT d.report, d.day, d.policy_type, d.result_type, d.mx, d.sending_ip, d.receiving_ip, d.reason, d.count
-		FROM tlsrpt_day_failures d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report WHERE d.domain = $1`+where, args...)
+		FROM tlsrpt_day_failures d JOIN tlsrpt_reports r`+db.indexHint("tlsrpt_reports_refs")+` ON r.id = d.report WHERE d.domain = $1`+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -470,7 +470,7 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 		return nil, err
 	}
 	q, err = db.r.QueryContext(ctx, `SELECT d.day, r.organization, d.sessions, d.failed
-		FROM tlsrpt_day_domains d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report WHERE d.domain = $1`+where, args...)
+		FROM tlsrpt_day_domains d JOIN tlsrpt_reports r`+db.indexHint("tlsrpt_reports_refs")+` ON r.id = d.report WHERE d.domain = $1`+where, args...)
 	if err != nil {
 		return nil, err
 	}
