@@ -69,8 +69,8 @@ func (db *DB) AddTLSRPTReport(ctx context.Context, n store.NewTLSRPTReport) (sto
 		rc.ReceivedAt = now
 	}
 	var id store.ReportID
-	outcome := store.OutcomeNew
-	err = db.tx(ctx, func(tx *sql.Tx) error {
+	var outcome store.ReportOutcome
+	add := func(tx *sql.Tx, state store.ReportState, reason string) error {
 		var old store.ReportState
 		err := tx.QueryRowContext(ctx, "SELECT id, state FROM tlsrpt_reports WHERE organization = $1 AND report_id = $2 AND content_sha256 = $3",
 			r.OrganizationName, r.ReportID, sum).Scan(&id, (*string)(&old))
@@ -122,7 +122,17 @@ func (db *DB) AddTLSRPTReport(ctx context.Context, n store.NewTLSRPTReport) (sto
 		_, err = tx.ExecContext(ctx, `INSERT INTO tlsrpt_receipts (report, received_at, channel, client_ip, dkim, dkim_domain, file_name, message_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, tv(rc.ReceivedAt), rc.Channel, rc.ClientIP, rc.DKIM, rc.DKIMDomain, rc.FileName, rc.MessageID)
 		return err
-	})
+	}
+	// Copies arriving at once at two instances (PostgreSQL) can both find
+	// no report and both insert one: the later insert fails on the unique
+	// key, and its second attempt finds the first copy's committed row.
+	for attempt := 1; ; attempt++ {
+		outcome = store.OutcomeNew
+		err = db.tx(ctx, func(tx *sql.Tx) error { return add(tx, state, reason) })
+		if err == nil || attempt == 3 || db.d.IsUnique == nil || !db.d.IsUnique(err) {
+			break
+		}
+	}
 	if err != nil {
 		return store.StoredTLSRPT{}, "", db.wrap(err)
 	}

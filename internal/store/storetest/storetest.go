@@ -72,6 +72,7 @@ func Run(t *testing.T, h Harness) {
 		{"OutboxExactlyOnceClaims", testOutboxConcurrent},
 		{"OutboxInScanTransaction", testOutboxInScan},
 		{"TLSRPTDedupe", testTLSRPTDedupe},
+		{"TLSRPTConcurrentCopies", testTLSRPTConcurrentCopies},
 		{"TLSRPTList", testTLSRPTList},
 		{"TLSRPTRetention", testTLSRPTRetention},
 		{"TLSRPTSummary", testTLSRPTSummary},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,58 @@ func rawJSON(t *testing.T, r *tlsrpt.Report, indent string) []byte {
 	b, err := json.MarshalIndent(r, "", indent)
 	check(t, err)
 	return b
+}
+
+// Copies of one report arriving at once (by mail at one instance, over
+// HTTPS at another) are one report with every receipt, never an error: a
+// failed intake would make the sender retry or drop it. And two reports
+// of one key with other content arriving at once: one is counted, the
+// other a conflict (RFC 8460 §3).
+func testTLSRPTConcurrentCopies(t *testing.T, h Harness) {
+	s, _, _ := open(t, h)
+	day := time.Date(2026, 2, 27, 0, 0, 0, 0, time.UTC)
+	r := sampleTLSRPT("google.com", "2026-02-27_example.com", "example.com", day, 2)
+	other := sampleTLSRPT("google.com", "2026-02-27_example.com", "example.com", day, 9)
+	const n = 8
+	var wg sync.WaitGroup
+	outcomes := make([]store.ReportOutcome, n)
+	for i := range n {
+		wg.Go(func() {
+			rep := r
+			if i == n-1 {
+				rep = other
+			}
+			_, out, err := s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: rep, Receipt: store.ReportReceipt{Channel: "smtp", MessageID: fmt.Sprint(i)}})
+			if err != nil {
+				t.Errorf("copy %d: %v", i, err)
+			}
+			outcomes[i] = out
+		})
+	}
+	wg.Wait()
+	reps, _, err := s.ListTLSRPTReports(ctx(t), store.TLSRPTQuery{Domain: "example.com"})
+	check(t, err)
+	if len(reps) != 2 {
+		t.Fatalf("%d reports stored, want 2 (one per content): %+v", len(reps), reps)
+	}
+	states := map[store.ReportState]int{}
+	receipts := 0
+	for _, rp := range reps {
+		states[rp.State]++
+		receipts += len(rp.Receipts)
+	}
+	if states[store.ReportCounted] != 1 || states[store.ReportConflict] != 1 || receipts != n {
+		t.Fatalf("states %v, %d receipts; want one counted, one conflict, %d receipts", states, receipts, n)
+	}
+	news := 0
+	for _, o := range outcomes[:n-1] {
+		if o == store.OutcomeNew {
+			news++
+		}
+	}
+	if news != 1 {
+		t.Fatalf("outcomes of the same copy = %v; want one new, the rest duplicates", outcomes[:n-1])
+	}
 }
 
 func testTLSRPTDedupe(t *testing.T, h Harness) {
