@@ -21,6 +21,9 @@ Without --store the database is the default one: $STATE_DIRECTORY/mailtls.db
 under systemd, /var/lib/mailtls/mailtls.db for root, else
 $XDG_DATA_HOME/mailtls/mailtls.db or ~/.local/share/mailtls/mailtls.db.
 
+A PostgreSQL store (store: postgres://… in the configuration) is copied
+with PostgreSQL's own tools instead: pg_dump, see docs/scaling.md.
+
 Exit status: 0 when the copy was written, 1 when it could not be, 2 on a
 usage error.
 
@@ -43,6 +46,11 @@ func runBackup(ctx context.Context, args []string, env Env) int {
 		src = sqlstore.DefaultPath(env.Getenv, os.Getuid())
 	}
 	out := fs.Arg(0)
+	if sqlstore.IsURL(src) {
+		fmt.Fprintf(env.Stderr, "mailtls backup: %s is a PostgreSQL database, which mailtls does not copy itself.\n%s\n",
+			sqlstore.Redact(src), pgDumpAdvice)
+		return 1
+	}
 	if err := sqlstore.BackupFile(ctx, src, out); err != nil {
 		fmt.Fprintf(env.Stderr, "mailtls backup: %v\n", err)
 		return 1
@@ -55,3 +63,9 @@ func runBackup(ctx context.Context, args []string, env Env) int {
 	fmt.Fprintf(env.Stdout, "backed up %s to %s (%d bytes)\n", src, out, st.Size())
 	return ExitOK
 }
+
+// pgDumpAdvice is what backs up a PostgreSQL store.
+const pgDumpAdvice = `Use PostgreSQL's tools, which copy a database in use consistently:
+  pg_dump --format=custom --file=mailtls.dump 'postgres://…'   (restore: pg_restore --dbname=… mailtls.dump)
+or continuous archiving (pg_basebackup and WAL archiving) for point-in-time recovery.
+See docs/scaling.md.`

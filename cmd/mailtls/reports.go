@@ -78,7 +78,7 @@ type storeFlags struct {
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.path, "store", "", "the store `PATH` (default: the data directory's mailtls.db, see docs/store.md)")
+	fs.StringVar(&s.path, "store", "", "the store: a SQLite file's `PATH` (default: the data directory's mailtls.db, see docs/store.md) or a postgres:// URL")
 	fs.BoolVar(&s.jsonOut, "json", false, "print JSON (docs/json.md)")
 }
 
@@ -93,6 +93,9 @@ func (s *storeFlags) file(env Env) string {
 // yet is not created: (nil, nil) means no report was ever stored there.
 func (s *storeFlags) open(ctx context.Context, env Env, create bool) (*sqlstore.DB, error) {
 	path := s.file(env)
+	if sqlstore.IsURL(path) {
+		return sqlstore.OpenPostgres(ctx, path, sqlstore.Options{Now: env.Now})
+	}
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, nil

@@ -63,6 +63,7 @@ Usage:
   mailtls serve records --config F  the DNS records each hosted domain must publish
   mailtls reports COMMAND ...       TLS-RPT reports: import, list, show, summary, readiness
   mailtls backup [--store PATH] FILE  copy the store while the server runs
+  mailtls store migrate --from sqlite:FILE --to URL  copy the store into PostgreSQL
   mailtls resolve [--explain] DOMAIN the TLS policy Postfix gets for DOMAIN (DANE, MTA-STS)
   mailtls findings [--markdown]     list every finding mailtls can report
   mailtls version                   print the version
@@ -90,6 +91,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return runFindings(args[1:], env)
 	case "backup":
 		return runBackup(ctx, args[1:], env)
+	case "store":
+		return runStore(ctx, args[1:], env)
 	case "reports":
 		return runReports(ctx, args[1:], env)
 	case "version", "--version":

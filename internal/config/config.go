@@ -43,11 +43,41 @@ type Config struct {
 	Store Store `yaml:"store"`
 }
 
-// Store is serve's database.
+// Store is serve's database: a SQLite file (one machine) or a PostgreSQL
+// database that several instances share (docs/scaling.md). It is written
+// as a mapping (path: or url:) or as one string, a postgres:// URL or a
+// file's path.
 type Store struct {
 	// Path of the SQLite file; "" is the data directory's mailtls.db
 	// (sqlstore.DefaultPath).
 	Path string `yaml:"path"`
+	// URL of a PostgreSQL database (postgres:// or postgresql://); set,
+	// it is the store instead of the SQLite file.
+	URL string `yaml:"url"`
+}
+
+// setScalar reads `store: postgres://…` or `store: /path/to/file.db`.
+func (s *Store) setScalar(v string) {
+	if isPostgresURL(v) {
+		s.URL = v
+	} else {
+		s.Path = v
+	}
+}
+
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+func (s *Store) validate(v *validator) {
+	switch {
+	case s.URL != "" && s.Path != "":
+		v.bad("store", "store: give either path (SQLite) or url (PostgreSQL), not both")
+	case s.URL != "" && !isPostgresURL(s.URL):
+		v.bad("store.url", "store.url: want a postgres:// or postgresql:// URL")
+	case isPostgresURL(s.Path):
+		v.bad("store.path", "store.path is a file; a PostgreSQL database goes in store.url (or store: postgres://…)")
+	}
 }
 
 // Reports is the TLS-RPT intake role (RFC 8460; docs/reports.md).
@@ -687,6 +717,7 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if r := c.Reports; r != nil {
 		r.validate(v, c)
 	}
+	c.Store.validate(v)
 	return v.errs
 }
 

@@ -135,6 +135,7 @@ type Daemon struct {
 	dbOnce sync.Once
 	db     *sqlstore.DB
 	dbErr  error
+	dbOpen atomic.Pointer[sqlstore.DB] // db once open, for /healthz
 	getenv func(string) string
 	uid    int
 	// reportsHTTPS routes the TLS-RPT HTTPS intake on the host and web
@@ -507,6 +508,7 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 			degraded = true
 		}
 	}
+	d.storeHealth(&b)
 	status := "ok\n"
 	if degraded {
 		status = "degraded\n"

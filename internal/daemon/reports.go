@@ -129,19 +129,13 @@ func (d *Daemon) withReports(h http.Handler) http.Handler {
 	})
 }
 
-// openStore opens serve's database once (store.path); run closes it
-// after every role has stopped.
+// openStore opens serve's database once (store.path or store.url); run
+// closes it after every role has stopped.
 func (d *Daemon) openStore(ctx context.Context, c *config.Config) (*sqlstore.DB, error) {
 	d.dbOnce.Do(func() {
-		path := c.Store.Path
-		if path == "" {
-			path = sqlstore.DefaultPath(d.getenv, d.uid)
-		}
-		d.db, d.dbErr = sqlstore.Open(ctx, path, sqlstore.Options{Now: d.opts.Now, Logger: d.log})
-		if d.dbErr != nil {
-			d.dbErr = fmt.Errorf("store %s: %w", path, d.dbErr)
-		} else {
-			d.log.Info("store open", "path", path)
+		d.db, d.dbErr = openStore(ctx, c.Store, d.getenv, d.uid, sqlstore.Options{Now: d.opts.Now, Logger: d.log})
+		if d.dbErr == nil {
+			d.storeOpened(d.db)
 		}
 	})
 	return d.db, d.dbErr

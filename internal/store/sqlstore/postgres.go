@@ -171,11 +171,7 @@ func ResetSequences(ctx context.Context, d Dialect, db *sql.DB) error {
 		return err
 	}
 	for _, c := range cols {
-		// setval(…, max, true): the next id is max+1; an empty table
-		// starts at 1.
-		q := fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%[1]s', '%[2]s'), COALESCE((SELECT MAX(%[2]s) FROM %[1]s), 0) + 1, false)`,
-			c.table, c.column)
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := db.ExecContext(ctx, setvalQuery(c.table, c.column), 0); err != nil {
 			return fmt.Errorf("sequence of %s.%s: %w", c.table, c.column, err)
 		}
 	}

@@ -16,20 +16,8 @@ import (
 	"github.com/mailtls/mailtls/internal/store/storetest"
 )
 
-// pgTables lists the application's tables in creation order (their oids
-// ascend in a fresh database).
-func pgTables(ctx context.Context, db *sql.DB) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT c.relname FROM pg_class c
-		WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace AND c.relname <> 'goose_db_version'
-		ORDER BY c.oid`)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows, func(row interface{ Scan(...any) error }) (string, error) {
-		var n string
-		return n, row.Scan(&n)
-	})
-}
+// pgTables lists the application's tables in creation order.
+func pgTables(ctx context.Context, db *sql.DB) ([]string, error) { return tables(ctx, Postgres, db) }
 
 // rawPostgres is a database/sql pool on url without the store.
 func rawPostgres(t testing.TB, url string) *sql.DB {

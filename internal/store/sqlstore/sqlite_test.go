@@ -14,23 +14,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the fixture of the latest schema version")
 
 // sqliteTables lists the application's tables in creation order.
-func sqliteTables(ctx context.Context, db *sql.DB) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'
-		AND name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version' ORDER BY rowid`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
-}
+func sqliteTables(ctx context.Context, db *sql.DB) ([]string, error) { return tables(ctx, SQLite, db) }
 
 func sqliteHarness(t *testing.T) storetest.Harness {
 	versions, err := Versions(SQLite)

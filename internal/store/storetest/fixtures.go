@@ -350,3 +350,19 @@ func testMigrateFixtures(t *testing.T, h Harness) {
 		})
 	}
 }
+
+// Populate writes one of everything the store keeps, as the fixture of
+// the latest schema version holds, with c at the fixture's time: for
+// tests of tools that copy a store (`mailtls store migrate`).
+func Populate(t *testing.T, s store.Store, c *Clock) {
+	t.Helper()
+	c.Set(fixtureTime)
+	populateFixture(t, s, c)
+}
+
+// Verify reads what Populate wrote back through s (then deletes the
+// fixture's account, checking the cascade).
+func Verify(t *testing.T, s store.Store, c *Clock) {
+	t.Helper()
+	verifyFixture(t, s, c, must[int64](t)(s.SchemaVersion(ctx(t))))
+}
