@@ -257,7 +257,7 @@ func (r *reportsRole) restartNeeded(next *config.Config) []string {
 		out = append(out, "reports.resolvers")
 	}
 	if next.Store != r.cfg.Store {
-		out = append(out, "store.path")
+		out = append(out, "store")
 	}
 	return out
 }
