@@ -35,6 +35,9 @@ var Postgres = Dialect{
 	Lock: advisoryLock,
 }
 
+// defaultConnectTimeout bounds each new connection to PostgreSQL.
+const defaultConnectTimeout = 15 * time.Second
+
 // migrationLock is the key of the advisory lock held while the schema is
 // migrated (an arbitrary constant: "mailtls" in ASCII).
 const migrationLock = 0x6d61696c746c73
@@ -101,6 +104,11 @@ func OpenPostgres(ctx context.Context, dbURL string, o Options) (*DB, error) {
 	if err != nil {
 		// pgx's message quotes the URL with its password masked.
 		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A server that does not answer fails the start (or a query)
+		// instead of hanging it; connect_timeout in the URL overrides.
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

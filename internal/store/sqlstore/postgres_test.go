@@ -3,10 +3,12 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -149,5 +151,32 @@ func TestRedact(t *testing.T) {
 	}
 	if got := Redact("postgres://u:p@[bad"); strings.Contains(got, "p@") {
 		t.Errorf("Redact kept a password: %q", got)
+	}
+}
+
+// A server that accepts connections but never answers fails the open
+// within the connect timeout instead of hanging serve's start.
+func TestPostgresStalledServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent
+		}
+	}()
+	start := time.Now()
+	_, err = OpenPostgres(t.Context(), "postgres://mailtls:pw@"+ln.Addr().String()+"/mailtls?sslmode=disable&connect_timeout=1", Options{})
+	if err == nil || time.Since(start) > 20*time.Second {
+		t.Fatalf("open of a silent server: %v after %v", err, time.Since(start))
+	}
+	if strings.Contains(err.Error(), ":pw@") {
+		t.Fatalf("error shows the password: %v", err)
 	}
 }
