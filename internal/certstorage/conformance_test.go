@@ -70,14 +70,14 @@ func openPostgres(t *testing.T, url string, o Options) *Postgres {
 // plus a sibling whose name starts with another key's name, which is not
 // under it (prefixes are whole path elements).
 var fixture = map[string]string{
-	"certificates/acme-a/one.test/one.test.crt":  "crt1",
-	"certificates/acme-a/one.test/one.test.key":  "key1",
-	"certificates/acme-a/one.test/one.test.json": "{}",
-	"certificates/acme-a/two.test/two.test.crt":  "crt2",
-	"certificates/acme-b/one.test/one.test.crt":  "crt1b",
-	"certificates-old/x":                         "x",
+	"certificates/acme-a/one.test/one.test.crt":             "crt1",
+	"certificates/acme-a/one.test/one.test.key":             "key1",
+	"certificates/acme-a/one.test/one.test.json":            "{}",
+	"certificates/acme-a/two.test/two.test.crt":             "crt2",
+	"certificates/acme-b/one.test/one.test.crt":             "crt1b",
+	"certificates-old/x":                                    "x",
 	"acme/ca/users/hostmaster@example.test/hostmaster.json": "acct",
-	"ocsp/one.test-abc": "", // an empty value is a value
+	"ocsp/one.test-abc":                                     "", // an empty value is a value
 }
 
 func TestConformance(t *testing.T) {
