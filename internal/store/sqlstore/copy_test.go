@@ -90,7 +90,17 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 		}
 	}
 
-	dst := openPostgres(t, lab.NewPostgresDB(t), c.Now)
+	// The target database also holds another component's table (the
+	// host role's certificates may share it).
+	dbURL := lab.NewPostgresDB(t)
+	other := rawPostgres(t, dbURL)
+	if _, err := other.ExecContext(ctx, "CREATE TABLE certmagic_data (key TEXT PRIMARY KEY, value BYTEA)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExecContext(ctx, "INSERT INTO certmagic_data VALUES ('acme/account.json', '\\x7b7d')"); err != nil {
+		t.Fatal(err)
+	}
+	dst := openPostgres(t, dbURL, c.Now)
 	counts, err := CopyAll(ctx, src, dst)
 	if err != nil {
 		t.Fatal(err)
