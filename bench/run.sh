@@ -30,7 +30,8 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" '
 /^BenchmarkSMTPScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") ss=$i }
 /^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
 /^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
-/^BenchmarkStore/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
+/^BenchmarkStore\/sqlite/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
+/^BenchmarkStore\/postgres/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") pst=$i; if ($(i+1)=="finish-p95-ms") pfp=$i; if ($(i+1)=="db-bytes/scan") pdb=$i; if ($(i+1)=="dashboard-p50-ms") pd50=$i; if ($(i+1)=="dashboard-p95-ms") pd95=$i } }
 /^BenchmarkReportsYear\/summary\/day-rows/    { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") ys=$i; if ($(i+1)=="cpu-ms/query") ysc=$i; if ($(i+1)=="reports") yn=$i } }
 /^BenchmarkReportsYear\/summary\/raw-reports/ { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yr=$i; if ($(i+1)=="cpu-ms/query") yrc=$i } }
 /^BenchmarkReportsYear\/readiness/             { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yv=$i; if ($(i+1)=="cpu-ms/query") yvc=$i } }
@@ -54,6 +55,13 @@ END {
     printf "  write rate: %s scans/s (FinishScan p95 %s ms)\n", st, fp
     printf "  database size: %s bytes per stored scan (report JSON %s bytes, gzip + findings + indexes)\n", db, js
     printf "  dashboard of an account with 1,000 domains: p50 %s ms, p95 %s ms   (target p95 < 100 ms)\n", d50, d95
+  }
+  if (pst != "") {
+    printf "store (PostgreSQL, the same burst; MAILTLS_TEST_POSTGRES):\n"
+    printf "  write rate: %s scans/s (FinishScan p95 %s ms)", pst, pfp
+    if (st != "") printf ", %.2fx SQLite", pst/st
+    printf "\n  database size: %s bytes per stored scan\n", pdb
+    printf "  dashboard: p50 %s ms, p95 %s ms\n", pd50, pd95
   }
   if (sb != "") {
     printf "monitoring: daily rescans of 10,000 saved domains spread over the day (store.NextScan):\n"
