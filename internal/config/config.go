@@ -52,8 +52,21 @@ type Store struct {
 	// (sqlstore.DefaultPath).
 	Path string `yaml:"path"`
 	// URL of a PostgreSQL database (postgres:// or postgresql://); set,
-	// it is the store instead of the SQLite file.
+	// it is the store instead of the SQLite file. (A postgres:// URL in
+	// Path works too; Postgres returns it from either.)
 	URL string `yaml:"url"`
+}
+
+// Postgres is the PostgreSQL URL of the store, "" for a SQLite file. A
+// postgres:// URL in path counts too.
+func (s Store) Postgres() string {
+	if s.URL != "" {
+		return s.URL
+	}
+	if isPostgresURL(s.Path) {
+		return s.Path
+	}
+	return ""
 }
 
 // setScalar reads `store: postgres://…` or `store: /path/to/file.db`.
@@ -75,8 +88,6 @@ func (s *Store) validate(v *validator) {
 		v.bad("store", "store: give either path (SQLite) or url (PostgreSQL), not both")
 	case s.URL != "" && !isPostgresURL(s.URL):
 		v.bad("store.url", "store.url: want a postgres:// or postgresql:// URL")
-	case isPostgresURL(s.Path):
-		v.bad("store.path", "store.path is a file; a PostgreSQL database goes in store.url (or store: postgres://…)")
 	}
 }
 

@@ -16,6 +16,8 @@ func TestStoreForms(t *testing.T) {
 		{"store: {url: \"postgres://db.example/mailtls\"}\n", "", "postgres://db.example/mailtls"},
 		{"store:\n  path: /srv/mailtls/store.db\n", "/srv/mailtls/store.db", ""},
 		{"store:\n", "", ""},
+		// A URL given as the path is the PostgreSQL store too.
+		{"store:\n  path: postgres://db.example/m\n", "postgres://db.example/m", ""},
 	} {
 		c, err := Parse("c.yaml", []byte(tt.yaml))
 		if err != nil {
@@ -24,6 +26,9 @@ func TestStoreForms(t *testing.T) {
 		}
 		if c.Store.Path != tt.path || c.Store.URL != tt.url {
 			t.Errorf("%q: store = %+v, want path %q, url %q", tt.yaml, c.Store, tt.path, tt.url)
+		}
+		if want := tt.url + strings.TrimPrefix(tt.path, "/srv/mailtls/store.db"); c.Store.Postgres() != want {
+			t.Errorf("%q: Postgres() = %q, want %q", tt.yaml, c.Store.Postgres(), want)
 		}
 	}
 	for _, tt := range []struct {
@@ -34,7 +39,6 @@ func TestStoreForms(t *testing.T) {
 	}{
 		{"store:\n  path: /x.db\n  url: postgres://db.example/m\n", ErrInvalid, 1, "not both"},
 		{"store:\n  url: mysql://db.example/m\n", ErrInvalid, 2, "store.url: want a postgres://"},
-		{"store:\n  path: postgres://db.example/m\n", ErrInvalid, 2, "goes in store.url"},
 		{"store: [postgres://db.example/m]\n", ErrType, 1, "store: want a mapping of settings, not a list"},
 		{"store:\n  uri: postgres://db.example/m\n", ErrUnknownKey, 2, `unknown key "uri"`},
 	} {

@@ -12,16 +12,17 @@ import (
 )
 
 // openStore opens the store the configuration names: the PostgreSQL
-// database of store.url, else the SQLite file of store.path (default: the
-// data directory's). Errors name the store, without a password.
+// database of store.url (or a postgres:// store.path), else the SQLite
+// file of store.path (default: the data directory's). Errors name the
+// store, without a password.
 func openStore(ctx context.Context, c config.Store, getenv func(string) string, uid int, o sqlstore.Options) (*sqlstore.DB, error) {
-	if c.URL != "" {
-		db, err := sqlstore.OpenPostgres(ctx, c.URL, o)
+	if u := c.Postgres(); u != "" {
+		db, err := sqlstore.OpenPostgres(ctx, u, o)
 		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", sqlstore.Redact(c.URL), err)
+			return nil, fmt.Errorf("store %s: %w", sqlstore.Redact(u), err)
 		}
 		if o.Logger != nil {
-			o.Logger.Info("store open", "postgres", sqlstore.Redact(c.URL))
+			o.Logger.Info("store open", "postgres", sqlstore.Redact(u))
 		}
 		return db, nil
 	}
