@@ -187,7 +187,7 @@ type Web struct {
 	PublicURL string `yaml:"public_url"`
 	// TrustedProxies are networks (CIDR) whose X-Forwarded-For header names
 	// the client, for the per-client limits.
-	TrustedProxies []string   `yaml:"trusted_proxies"`
+	TrustedProxies []string    `yaml:"trusted_proxies"`
 	Limits         WebLimits   `yaml:"limits"`
 	Scanner        WebScanner  `yaml:"scanner"`
 	Accounts       WebAccounts `yaml:"accounts"`

@@ -42,7 +42,7 @@ func TestRelayStartTLSAuth(t *testing.T) {
 	}
 	m := &Message{To: "ann@example.test", Subject: "Confirm your address ✓", Text: "Open this link:\nhttps://check.example.test/verify?token=abc\n",
 		Header: map[string]string{"List-Unsubscribe": "<https://check.example.test/u/1>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-		ID: "42.alert@check.example.test"}
+		ID:     "42.alert@check.example.test"}
 	if err := r.Send(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
