@@ -20,6 +20,8 @@ echo "$out" | awk '
 /^BenchmarkScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") s=$i }
 /^BenchmarkSMTPScan\/concurrent/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-critical-path") sc=$i; if ($(i+1)=="allocs/op") sa=$i } }
 /^BenchmarkSMTPScan\/serial/     { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") ss=$i }
+/^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
+/^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
 /^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i } }
 END {
@@ -41,6 +43,8 @@ END {
     if (ss != "") printf "  probes one at a time: %.2fx\n", ss
     printf "  allocations per scan: %s\n", sa
   }
+  if (rc != "") printf "resolver cold lookup / critical path (TXT, policy host address, connection; 50 ms each): %.2fx\n", rc
+  if (rm != "") printf "resolver memory with a million cached policies: %s MiB RSS, %s bytes per domain (target < 512 MiB)\n", rm, rb
   if (br != "") {
     printf "mailtls check -f: 10,000 lab domains sharing 5 MX hosts, 50 ms per DNS answer and TCP accept, --parallel 200:\n"
     printf "  %.0f domains/s = %.2fx the bound of --parallel / critical path (200 / 100 ms = 2000/s; target >= 0.8x)\n", br, bb
@@ -49,6 +53,11 @@ END {
     if (np != "") printf "  naive, 200 mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", np, npx
   }
 }'
+# The resolver against Debian's mta-sts-daemon (bench/resolver.sh, about 70 s).
+if echo Resolver | grep -qE "$pattern"; then
+  echo
+  bench/resolver.sh
+fi
 # The policy host against nginx with wrk (bench/host.sh, about 75 s).
 if echo Host | grep -qE "$pattern"; then
   echo

@@ -31,8 +31,8 @@ type daneResult struct {
 // in time is a temporary verdict: DANE may apply, so nothing else may
 // decide (RFC 7672 §2.2).
 func (r *Resolver) daneFor(ctx context.Context, domain string, e *stscache.Entry, now time.Time) (sendpolicy.DANEVerdict, string, *DANEEvidence) {
-	if e != nil && e.DANE != nil && now.Unix() < e.DANEUntil {
-		if e.DANEUntil-now.Unix() < int64(DANEMinTTL/time.Second)/2 {
+	if e != nil && e.DANE != nil && now.Unix() < int64(e.DANEUntil) {
+		if int64(e.DANEUntil)-now.Unix() < int64(DANEMinTTL/time.Second)/2 {
 			r.daneAsync(domain) // refresh a hot domain before its verdict ends
 		}
 		return *e.DANE, "hit", nil
@@ -82,14 +82,14 @@ func (r *Resolver) daneAsync(domain string) *call[daneResult] {
 		case sendpolicy.DANENotValidating:
 			ttl = 5 * time.Minute
 		}
-		until := r.o.Now().Add(ttl).Unix()
-		v := res.verdict
+		until := stscache.Sec(r.o.Now().Add(ttl).Unix())
+		v := internVerdict(res.verdict)
 		r.o.Cache.Update(domain, func(old *stscache.Entry) *stscache.Entry {
 			e := &stscache.Entry{Domain: domain}
 			if old != nil {
 				e = old.Clone()
 			}
-			e.DANE, e.DANEUntil = &v, until
+			e.DANE, e.DANEUntil = v, until
 			return e
 		})
 	}()
@@ -207,4 +207,16 @@ func (r *Resolver) tlsa(ctx context.Context, h *sendpolicy.DANEHost) *resolve.An
 		}
 	}
 	return r.o.DNS.Lookup(ctx, "_25._tcp."+h.Host, dns.TypeTLSA)
+}
+
+// verdicts holds the DANE verdicts without hosts (the common "not signed"
+// and "not validating" ones), shared by every cache entry that has them.
+var verdicts sync.Map // state + "\x00" + reason → *DANEVerdict
+
+func internVerdict(v sendpolicy.DANEVerdict) *sendpolicy.DANEVerdict {
+	if len(v.Hosts) > 0 {
+		return &v
+	}
+	p, _ := verdicts.LoadOrStore(string(v.State)+"\x00"+v.Reason, &v)
+	return p.(*sendpolicy.DANEVerdict)
 }

@@ -27,11 +27,11 @@ type EntryView struct {
 	DANEUntil   *time.Time              `json:"dane_until,omitempty"`
 }
 
-func unix(s int64) *time.Time {
+func unix[T int64 | uint32](s T) *time.Time {
 	if s == 0 {
 		return nil
 	}
-	t := time.Unix(s, 0).UTC()
+	t := time.Unix(int64(s), 0).UTC()
 	return &t
 }
 

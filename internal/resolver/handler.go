@@ -3,7 +3,10 @@ package resolver
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/mailtls/mailtls/internal/mtasts"
 
 	"github.com/mailtls/mailtls/internal/sendpolicy"
 	"github.com/mailtls/mailtls/internal/socketmap"
@@ -47,7 +50,48 @@ func (r *Resolver) Handler(zones Zones) socketmap.Handler {
 		start := time.Now()
 		zone := zones.For(req.Name)
 		d, _ := r.Decide(ctx, req.Key, zone)
+		var rep socketmap.Reply
+		if d.Kind == sendpolicy.KindSecure {
+			rep = socketmap.Reply{Status: socketmap.OK, Data: r.secureValue(d, zone)}
+		} else {
+			rep = d.Reply(zone)
+		}
 		r.o.Metrics.lookup(d.Kind, time.Since(start))
-		return d.Reply(zone)
+		return rep
 	}
+}
+
+// rendered memoizes secure reply values: cached policies are immutable, so
+// one policy in one zone always renders the same; a busy domain is
+// rendered once, not per message. The memo is dropped whole when it grows
+// past maxRendered.
+type rendered struct {
+	mu sync.RWMutex
+	m  map[renderKey]string
+}
+
+type renderKey struct {
+	p      *mtasts.Policy
+	domain string
+	zone   sendpolicy.Zone
+}
+
+const maxRendered = 1 << 16
+
+func (r *Resolver) secureValue(d sendpolicy.Decision, z sendpolicy.Zone) string {
+	k := renderKey{d.Policy, d.Domain, z}
+	r.render.mu.RLock()
+	v, ok := r.render.m[k]
+	r.render.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = sendpolicy.SecureValue(d.Domain, d.Policy, z)
+	r.render.mu.Lock()
+	if len(r.render.m) >= maxRendered || r.render.m == nil {
+		r.render.m = map[renderKey]string{}
+	}
+	r.render.m[k] = v
+	r.render.mu.Unlock()
+	return v
 }

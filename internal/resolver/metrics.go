@@ -20,6 +20,9 @@ type Metrics struct {
 	Latency       prometheus.Histogram
 	Entries       prometheus.GaugeFunc
 	Panics        prometheus.Counter
+
+	byKind map[sendpolicy.Kind]prometheus.Counter // Lookups, resolved once
+	byHit  map[string]prometheus.Counter          // Cache, resolved once
 }
 
 // NewMetrics registers the metrics; entries reports the cache size.
@@ -43,11 +46,13 @@ func NewMetrics(reg prometheus.Registerer, entries func() float64) *Metrics {
 		Panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailtls_resolver_panics_total",
 			Help: "Recovered panics in lookups (the lookup answered TEMP or a temporary state)."}),
 	}
+	m.byKind = map[sendpolicy.Kind]prometheus.Counter{}
 	for _, k := range sendpolicy.Kinds {
-		m.Lookups.WithLabelValues(string(k))
+		m.byKind[k] = m.Lookups.WithLabelValues(string(k))
 	}
+	m.byHit = map[string]prometheus.Counter{}
 	for _, r := range []string{"hit", "miss", "refresh"} {
-		m.Cache.WithLabelValues(r)
+		m.byHit[r] = m.Cache.WithLabelValues(r)
 	}
 	for _, s := range []sendpolicy.RecordState{sendpolicy.RecordValid, sendpolicy.RecordAbsent, sendpolicy.RecordInvalid, sendpolicy.RecordTemporary} {
 		m.Discoveries.WithLabelValues(string(s))
@@ -64,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer, entries func() float64) *Metrics {
 
 func (m *Metrics) cache(result string) {
 	if m != nil {
-		m.Cache.WithLabelValues(result).Inc()
+		m.byHit[result].Inc()
 	}
 }
 
@@ -92,7 +97,7 @@ func (m *Metrics) refresh(ok bool) {
 
 func (m *Metrics) lookup(k sendpolicy.Kind, d time.Duration) {
 	if m != nil {
-		m.Lookups.WithLabelValues(string(k)).Inc()
+		m.byKind[k].Inc()
 		m.Latency.Observe(d.Seconds())
 	}
 }

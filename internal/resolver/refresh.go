@@ -43,8 +43,8 @@ func (r *Resolver) RefreshDue(ctx context.Context) int {
 			// Loaded from the file: schedule it, spreading overdue ones
 			// over the next ten minutes rather than all at once.
 			at := r.refreshAt(e)
-			if at <= now {
-				at = now + int64(r.o.Jitter(10*time.Minute)/time.Second)
+			if int64(at) <= now {
+				at = stscache.Sec(now + int64(r.o.Jitter(10*time.Minute)/time.Second))
 			}
 			r.o.Cache.Update(e.Domain, func(old *stscache.Entry) *stscache.Entry {
 				if old == nil || old.RefreshAt != 0 {
@@ -56,7 +56,7 @@ func (r *Resolver) RefreshDue(ctx context.Context) int {
 			})
 			continue
 		}
-		if e.RefreshAt > now {
+		if int64(e.RefreshAt) > now {
 			continue
 		}
 		select {

@@ -104,6 +104,8 @@ type Resolver struct {
 	bgCancel context.CancelFunc
 	closed   atomic.Bool
 
+	render rendered
+
 	rootMu    sync.Mutex
 	rootUntil time.Time
 	rootOK    bool
@@ -172,8 +174,11 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) *Result {
 	now := r.o.Now()
 	res := &Result{Domain: domain}
 	e := r.o.Cache.Get(domain)
+	if e == nil || e.DANE == nil || now.Unix() >= int64(e.DANEUntil) {
+		r.daneAsync(domain) // beside the MTA-STS lookup, not after it
+	}
 	switch {
-	case e != nil && now.Unix() < e.NextCheck:
+	case e != nil && now.Unix() < int64(e.NextCheck):
 		res.Cache = "hit"
 		r.o.Metrics.cache("hit")
 	case e.Valid(now.Unix()):
@@ -202,11 +207,13 @@ func (r *Resolver) Lookup(ctx context.Context, domain string) *Result {
 func stsState(e *stscache.Entry, now int64, d *Discovery) sendpolicy.STS {
 	switch {
 	case e.Valid(now):
-		why := "cached policy id " + e.ID + " fetched " + time.Unix(e.FetchedAt, 0).UTC().Format(time.RFC3339) + ", expires " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339)
-		if e.Outcome != stscache.OutcomePolicy {
-			why += "; kept although the last check found: " + e.Outcome.String() + " (" + e.Detail + ") (RFC 8461 §3.3)"
-		}
-		return sendpolicy.STS{Policy: e.Policy, Reason: why}
+		return sendpolicy.STS{Policy: e.Policy, Why: func() string {
+			why := "cached policy id " + e.ID + " fetched " + time.Unix(int64(e.FetchedAt), 0).UTC().Format(time.RFC3339) + ", expires " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339)
+			if e.Outcome != stscache.OutcomePolicy && e.Outcome != stscache.OutcomeNone {
+				why += "; kept although the last check found: " + e.Outcome.String() + " (" + e.Detail + ") (RFC 8461 §3.3)"
+			}
+			return why
+		}}
 	case e == nil && d == nil:
 		return sendpolicy.STS{Temporary: true, Reason: "the MTA-STS lookup did not finish in time"}
 	case e == nil:
@@ -214,9 +221,11 @@ func stsState(e *stscache.Entry, now int64, d *Discovery) sendpolicy.STS {
 	case e.Outcome == stscache.OutcomeTemporary:
 		return sendpolicy.STS{Temporary: true, Reason: e.Detail}
 	case e.Policy != nil:
-		return sendpolicy.STS{Reason: "the cached policy expired at " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339) + " and the last check found: " + e.Outcome.String() + " (" + e.Detail + ")"}
+		return sendpolicy.STS{Why: func() string {
+			return "the cached policy expired at " + time.Unix(e.Expires(), 0).UTC().Format(time.RFC3339) + " and the last check found: " + e.Outcome.String() + " (" + e.Detail + ")"
+		}}
 	}
-	return sendpolicy.STS{Reason: e.Outcome.String() + ": " + e.Detail}
+	return sendpolicy.STS{Why: func() string { return e.Outcome.String() + ": " + e.Detail }}
 }
 
 // discoverWait runs (or joins) the discovery of domain and waits for it
@@ -318,7 +327,7 @@ func (r *Resolver) discover(ctx context.Context, domain string, old *stscache.En
 	case !force && old.Valid(now.Unix()) && old.ID == d.RecordID:
 		d.IDUnchanged = true
 		return d
-	case old != nil && old.FailedID == d.RecordID && now.Unix() < old.At+int64(r.o.FetchRetry/time.Second):
+	case old != nil && old.FailedID == d.RecordID && now.Unix() < int64(old.At)+int64(r.o.FetchRetry/time.Second):
 		d.RetryLater = true
 		d.FailDetail = "the fetch of this id failed less than " + r.o.FetchRetry.String() + " ago; not retried yet (RFC 8461 §3.3)"
 		return d
@@ -387,8 +396,8 @@ func (r *Resolver) merge(old *stscache.Entry, d *Discovery) *stscache.Entry {
 	if old != nil {
 		e = old.Clone()
 	}
-	e.At = now
-	ttl := func(d time.Duration) int64 { return now + int64(d/time.Second) }
+	e.At = stscache.Sec(now)
+	ttl := func(d time.Duration) uint32 { return stscache.Sec(now + int64(d/time.Second)) }
 	switch {
 	case d.Record == sendpolicy.RecordTemporary:
 		e.Outcome, e.Detail, e.NextCheck = stscache.OutcomeTemporary, d.RecordDetail, ttl(r.o.TemporaryTTL)
@@ -397,14 +406,15 @@ func (r *Resolver) merge(old *stscache.Entry, d *Discovery) *stscache.Entry {
 	case d.Record == sendpolicy.RecordInvalid:
 		e.Outcome, e.Detail, e.NextCheck = stscache.OutcomeBadRecord, d.RecordDetail, ttl(r.o.NegativeTTL)
 	case d.IDUnchanged:
-		e.Outcome, e.Detail, e.CheckedAt, e.NextCheck = stscache.OutcomePolicy, "record id "+d.RecordID+" unchanged", now, ttl(r.o.CheckInterval)
+		e.Outcome, e.Detail, e.CheckedAt, e.NextCheck = stscache.OutcomePolicy, "", stscache.Sec(now), ttl(r.o.CheckInterval)
 	case d.RetryLater:
-		e.NextCheck = old.At + int64(r.o.FetchRetry/time.Second)
+		e.NextCheck = stscache.Sec(int64(old.At) + int64(r.o.FetchRetry/time.Second))
 		e.At = old.At
 	case d.Policy != nil:
 		// STS-SND-3: a fetched policy replaces the cached one, mode none too.
-		e.ID, e.Policy, e.FetchedAt, e.CheckedAt = d.RecordID, d.Policy, now, now
-		e.Outcome, e.Detail, e.FailedID = stscache.OutcomePolicy, "fetched policy id "+d.RecordID, ""
+		e.ID, e.Policy, e.FetchedAt, e.CheckedAt = d.RecordID, d.Policy, stscache.Sec(now), stscache.Sec(now)
+		// The detail of a fetched policy is its id and times: not stored.
+		e.Outcome, e.Detail, e.FailedID = stscache.OutcomePolicy, "", ""
 		e.NextCheck = ttl(r.o.CheckInterval)
 		e.RefreshAt = r.refreshAt(e)
 	default:
@@ -412,10 +422,10 @@ func (r *Resolver) merge(old *stscache.Entry, d *Discovery) *stscache.Entry {
 		e.Outcome, e.Detail, e.FailedID = stscache.OutcomeFetchFailed, string(d.Failure)+": "+d.FailDetail, d.RecordID
 		e.NextCheck = ttl(r.o.FetchRetry)
 	}
-	if e.Valid(now) && e.RefreshAt <= now {
+	if e.Valid(now) && int64(e.RefreshAt) <= now {
 		// A refresh that found no new policy is tried again later, not at
 		// every tick.
-		e.RefreshAt = ttl(r.o.FetchRetry) + int64(r.o.Jitter(r.o.FetchRetry)/time.Second)
+		e.RefreshAt = ttl(r.o.FetchRetry + r.o.Jitter(r.o.FetchRetry))
 	}
 	if len(e.Detail) > 300 {
 		e.Detail = e.Detail[:300]
@@ -427,11 +437,11 @@ func (r *Resolver) merge(old *stscache.Entry, d *Discovery) *stscache.Entry {
 // max_age or RefreshInterval, whichever is sooner, less up to a tenth of
 // that at random, so that refreshes spread out and a hot domain is
 // refetched long before it expires (RFC 8461 §3.3, §10.2; STS-SND-5).
-func (r *Resolver) refreshAt(e *stscache.Entry) int64 {
+func (r *Resolver) refreshAt(e *stscache.Entry) uint32 {
 	life := time.Duration(e.Policy.MaxAge) * time.Second / 2
 	life = min(life, r.o.RefreshInterval)
 	life = max(life, time.Minute)
-	return e.FetchedAt + int64((life-r.o.Jitter(life/10))/time.Second)
+	return stscache.Sec(int64(e.FetchedAt) + int64((life-r.o.Jitter(life/10))/time.Second))
 }
 
 // Busy reports whether a discovery or DANE lookup of domain is running.

@@ -2,6 +2,7 @@ package sendpolicy
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,6 +18,16 @@ type STS struct {
 	Policy    *mtasts.Policy
 	Temporary bool   // no policy in force because the TXT lookup failed
 	Reason    string // why there is or is not a policy, for --explain
+	// Why, if set, computes Reason when it is needed (the words cost more
+	// than the decision).
+	Why func() string
+}
+
+func (s STS) reason() string {
+	if s.Reason == "" && s.Why != nil {
+		return s.Why()
+	}
+	return s.Reason
 }
 
 // Zone is the per-socketmap-name configuration (the last field of
@@ -82,12 +93,13 @@ type Decision struct {
 	Rule   Rule           `json:"rule"`
 	Policy *mtasts.Policy `json:"policy,omitempty"` // the MTA-STS policy applied by a secure answer
 	mode   mtasts.Mode
-	detail string // the DANE or MTA-STS reason the rule builds on
+	detail string // the DANE reason the rule builds on
+	sts    STS    // the MTA-STS side, whose reason is computed when needed
 }
 
 // Decide applies DANE first (RFC 8461 §2), then MTA-STS (RFC 8461 §5).
 func Decide(domain string, d DANEVerdict, s STS, z Zone) Decision {
-	dec := Decision{Domain: domain}
+	dec := Decision{Domain: domain, sts: s}
 	if s.Policy != nil {
 		dec.mode = s.Policy.Mode
 	}
@@ -117,24 +129,27 @@ func Decide(domain string, d DANEVerdict, s STS, z Zone) Decision {
 	}
 	switch {
 	case dec.mode == mtasts.ModeEnforce:
-		return set(KindSecure, RuleSTSEnforce, s.Reason)
+		return set(KindSecure, RuleSTSEnforce, "")
 	case dec.mode == mtasts.ModeTesting && z.StrictTesting:
-		return set(KindSecure, RuleSTSStrict, s.Reason)
+		return set(KindSecure, RuleSTSStrict, "")
 	case dec.mode == mtasts.ModeTesting:
-		return set(KindNotFound, RuleSTSTesting, s.Reason)
+		return set(KindNotFound, RuleSTSTesting, "")
 	case dec.mode == mtasts.ModeNone:
-		return set(KindNotFound, RuleSTSNone, s.Reason)
+		return set(KindNotFound, RuleSTSNone, "")
 	case s.Temporary && z.DeferOnSTSFailure:
-		return set(KindTemp, RuleSTSTempDefer, s.Reason)
+		return set(KindTemp, RuleSTSTempDefer, "")
 	case s.Temporary:
-		return set(KindNotFound, RuleSTSTempOpen, s.Reason)
+		return set(KindNotFound, RuleSTSTempOpen, "")
 	}
-	return set(KindNotFound, RuleNoPolicy, s.Reason)
+	return set(KindNotFound, RuleNoPolicy, "")
 }
 
 // Reason says in plain words why the rule decided, with the RFC section.
 func (d Decision) Reason() string {
 	detail := d.detail
+	if detail == "" {
+		detail = d.sts.reason()
+	}
 	if detail == "" {
 		detail = "no MTA-STS policy is in force"
 	}
@@ -200,18 +215,15 @@ func (d Decision) Reply(z Zone) socketmap.Reply {
 // for Postfix 3.10's smtp_tls_enforce_sts_mx_patterns). Lower-cased,
 // duplicates dropped, the policy's order kept.
 func MatchPatterns(mx []string) []string {
-	var out []string
-	seen := map[string]bool{}
+	out := make([]string, 0, len(mx))
 	for _, p := range mx {
 		p = strings.ToLower(strings.TrimSuffix(p, "."))
 		if rest, ok := strings.CutPrefix(p, "*."); ok {
 			p = "." + rest
 		}
-		if p == "" || seen[p] {
-			continue
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
 		}
-		seen[p] = true
-		out = append(out, p)
 	}
 	return out
 }
@@ -219,8 +231,14 @@ func MatchPatterns(mx []string) []string {
 // SecureValue is the value of a secure reply for domain under policy p.
 func SecureValue(domain string, p *mtasts.Policy, z Zone) string {
 	var b strings.Builder
+	b.Grow(64 + 24*len(p.MX))
 	b.WriteString("secure match=")
-	b.WriteString(strings.Join(MatchPatterns(p.MX), ":"))
+	for i, m := range MatchPatterns(p.MX) {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(m)
+	}
 	if z.RequireSNI {
 		b.WriteString(" servername=hostname")
 	}

@@ -21,6 +21,9 @@ import (
 // domain lookup (".example.com"), an address literal (RFC 8461 §3.4), or
 // anything that is not a host name (non-ASCII garbage, over-long labels).
 func NextHop(key string) (name string, why string, ok bool) {
+	if plainHostname(key) {
+		return key, "", true // what Postfix sends: no copy, no allocation
+	}
 	s := strings.TrimSpace(key)
 	if s == "" {
 		return "", "empty key", false
@@ -81,4 +84,35 @@ func validPort(s string) bool {
 		}
 	}
 	return true
+}
+
+// plainHostname reports whether s is already a canonical A-label host name:
+// lower-case letters, digits and hyphens, labels of 1 to 63 octets not
+// starting or ending with a hyphen, 253 octets at most, not all digits at
+// the end (an IPv4 literal), no trailing dot, and no "xn--" label (which
+// needs the full check).
+func plainHostname(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	start, digitsOnly := 0, true
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			l := s[start:i]
+			if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' || strings.HasPrefix(l, "xn--") {
+				return false
+			}
+			start = i + 1
+			continue
+		}
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c == '-':
+			digitsOnly = false
+		case c >= '0' && c <= '9':
+		default:
+			return false
+		}
+	}
+	return !digitsOnly
 }

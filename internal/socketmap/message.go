@@ -2,6 +2,7 @@ package socketmap
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 )
 
@@ -50,11 +51,16 @@ func (r Reply) String() string {
 // MaxReply, which Postfix would refuse as a broken server, is replaced by
 // a TEMP reply that says so.
 func (r Reply) Append(dst []byte) []byte {
-	s := r.String()
-	if len(s) > MaxReply {
-		s = Reply{Status: Temp, Data: "reply too long for Postfix"}.String()
+	n := len(r.Status) + 1 + len(r.Data)
+	if n > MaxReply {
+		return Reply{Status: Temp, Data: "reply too long for Postfix"}.Append(dst)
 	}
-	return AppendNetstring(dst, s)
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	dst = append(dst, ':')
+	dst = append(dst, r.Status...)
+	dst = append(dst, ' ')
+	dst = append(dst, r.Data...)
+	return append(dst, ',')
 }
 
 // ParseReply reads a reply payload (the client side, for tools and tests).

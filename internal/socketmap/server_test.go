@@ -234,7 +234,13 @@ func TestManyConnections(t *testing.T) {
 }
 
 func TestShutdownFinishesTheRequestInFlight(t *testing.T) {
-	s := &Server{Handler: echo}
+	started := make(chan struct{}, 1)
+	s := &Server{Handler: func(ctx context.Context, req Request) Reply {
+		if req.Key == "slow" {
+			started <- struct{}{}
+		}
+		return echo(ctx, req)
+	}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +253,7 @@ func TestShutdownFinishesTheRequestInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	busy.Send(Request{Name: "postfix", Key: "slow"})
-	time.Sleep(20 * time.Millisecond) // the slow request is being handled
+	<-started // the slow request is being handled
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {

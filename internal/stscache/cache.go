@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,14 +36,22 @@ type Cache struct {
 	log        *slog.Logger
 	flushEvery time.Duration
 
+	// max bounds the entries over all shards; count is how many there are.
+	// A new entry beyond max evicts the least recently used entry of its
+	// own shard: shards are chosen by hash, so this approximates a global
+	// LRU without a global lock.
+	max   int64
+	count atomic.Int64
+	clock atomic.Uint64 // ticks at every use, for comparing shards' LRU ends
+
 	mu    sync.Mutex
 	dirty map[string]*Entry // policies to write; nil value: delete
 	purge bool              // delete everything before writing dirty
 }
 
 type shard struct {
+	c     *Cache
 	mu    sync.Mutex
-	max   int
 	items map[string]*node
 	head  node // sentinel: head.next is the most recently used
 }
@@ -50,6 +59,7 @@ type shard struct {
 type node struct {
 	e          *Entry
 	prev, next *node
+	used       uint64 // the cache's clock at the last use
 }
 
 // Open makes a cache and, with a Path, opens (or creates) the SQLite
@@ -67,10 +77,10 @@ func Open(o Options) (*Cache, error) {
 	if max <= 0 {
 		max = DefaultMaxEntries
 	}
-	per := (max + shardCount - 1) / shardCount
+	c.max = int64(max)
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.max = per
+		s.c = c
 		s.items = map[string]*node{}
 		s.head.next, s.head.prev = &s.head, &s.head
 	}
@@ -154,7 +164,39 @@ func (c *Cache) Put(e *Entry) {
 // leaves the entry alone. When the policy in force changed (or its check
 // time), the entry is written to the file at the next flush.
 func (c *Cache) Update(domain string, f func(old *Entry) *Entry) *Entry {
-	return c.update(domain, f, true)
+	e := c.update(domain, f, true)
+	c.trim(domain)
+	return e
+}
+
+// trim evicts while there are more than max entries: each time the least
+// recently used entry among the LRU ends of four shards (the shard of
+// domain and the next three), so eviction approximates a global LRU
+// without a global lock; the entry just added is never taken.
+func (c *Cache) trim(domain string) {
+	start := int(maphash.String(c.seed, domain) % shardCount)
+	for tries := 0; c.count.Load() > c.max && tries < 2*shardCount; tries++ {
+		var best *shard
+		var bestUsed uint64
+		for k := range 4 {
+			s := &c.shards[(start+tries+k)%shardCount]
+			s.mu.Lock()
+			if lru := s.head.prev; lru != &s.head && lru.e.Domain != domain && (best == nil || lru.used < bestUsed) {
+				best, bestUsed = s, lru.used
+			}
+			s.mu.Unlock()
+		}
+		if best == nil {
+			continue
+		}
+		best.mu.Lock()
+		if lru := best.head.prev; lru != &best.head && lru.e.Domain != domain {
+			best.unlink(lru)
+			delete(best.items, lru.e.Domain)
+			c.count.Add(-1)
+		}
+		best.mu.Unlock()
+	}
 }
 
 // loaded puts an entry read from the file, unless the domain has one.
@@ -165,6 +207,7 @@ func (c *Cache) loaded(e *Entry) {
 		}
 		return e
 	}, false)
+	c.trim(e.Domain)
 }
 
 func (c *Cache) update(domain string, f func(old *Entry) *Entry, persist bool) *Entry {
@@ -192,11 +235,7 @@ func (c *Cache) update(domain string, f func(old *Entry) *Entry, persist bool) *
 		n = &node{e: e}
 		s.items[domain] = n
 		s.insertFront(n)
-		for len(s.items) > s.max {
-			lru := s.head.prev
-			s.unlink(lru)
-			delete(s.items, lru.e.Domain)
-		}
+		c.count.Add(1)
 	}
 	if persist {
 		c.markDirty(old, e)
@@ -226,12 +265,14 @@ func (s *shard) unlink(n *node) {
 }
 
 func (s *shard) insertFront(n *node) {
+	n.used = s.c.clock.Add(1)
 	n.prev, n.next = &s.head, s.head.next
 	s.head.next.prev = n
 	s.head.next = n
 }
 
 func (s *shard) moveFront(n *node) {
+	n.used = s.c.clock.Add(1)
 	if s.head.next == n {
 		return
 	}
@@ -246,6 +287,7 @@ func (c *Cache) Delete(domain string) {
 	if n, ok := s.items[domain]; ok {
 		s.unlink(n)
 		delete(s.items, domain)
+		c.count.Add(-1)
 	}
 	s.mu.Unlock()
 	if c.store != nil {
@@ -260,6 +302,7 @@ func (c *Cache) Purge() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		c.count.Add(-int64(len(s.items)))
 		s.items = map[string]*node{}
 		s.head.next, s.head.prev = &s.head, &s.head
 		s.mu.Unlock()

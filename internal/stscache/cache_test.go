@@ -13,7 +13,7 @@ import (
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 func entry(domain, id string, fetched int64, maxAge int64) *Entry {
-	return &Entry{Domain: domain, ID: id, FetchedAt: fetched, CheckedAt: fetched, Outcome: OutcomePolicy,
+	return &Entry{Domain: domain, ID: id, FetchedAt: Sec(fetched), CheckedAt: Sec(fetched), Outcome: OutcomePolicy,
 		Policy: &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeEnforce, MaxAge: maxAge, MX: []string{"mx." + domain, "*." + domain}}}
 }
 
@@ -50,7 +50,7 @@ func TestPersistence(t *testing.T) {
 	c.Put(entry("keep.test", "a1", t0.Unix(), 86400))
 	c.Put(entry("gone.test", "b1", t0.Unix(), 86400))
 	c.Put(entry("short.test", "c1", t0.Unix(), 60))
-	c.Put(&Entry{Domain: "none.test", Outcome: OutcomeNoRecord, At: t0.Unix()}) // negative: memory only
+	c.Put(&Entry{Domain: "none.test", Outcome: OutcomeNoRecord, At: Sec(t0.Unix())}) // negative: memory only
 	c.Delete("gone.test")
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestPersistence(t *testing.T) {
 	}
 	defer c.Close()
 	e := c.Peek("keep.test")
-	if e == nil || e.ID != "a1" || e.Policy.Mode != mtasts.ModeEnforce || len(e.Policy.MX) != 2 || e.FetchedAt != t0.Unix() {
+	if e == nil || e.ID != "a1" || e.Policy.Mode != mtasts.ModeEnforce || len(e.Policy.MX) != 2 || int64(e.FetchedAt) != t0.Unix() {
 		t.Fatalf("restart lost the policy: %+v", e)
 	}
 	for _, d := range []string{"gone.test", "short.test", "none.test"} {

@@ -78,7 +78,7 @@ func (s *Store) Write(ctx context.Context, purge bool, entries map[string]*Entry
 		if e == nil || e.Policy == nil {
 			_, err = del.ExecContext(ctx, d)
 		} else {
-			_, err = up.ExecContext(ctx, d, e.ID, e.Policy.String(), e.FetchedAt, e.CheckedAt, e.Expires())
+			_, err = up.ExecContext(ctx, d, e.ID, e.Policy.String(), int64(e.FetchedAt), int64(e.CheckedAt), e.Expires())
 		}
 		if err != nil {
 			return err
@@ -144,9 +144,11 @@ func scanEntry(r scanner) (*Entry, error) {
 		e      Entry
 		policy string
 	)
-	if err := r.Scan(&e.Domain, &e.ID, &policy, &e.FetchedAt, &e.CheckedAt); err != nil {
+	var fetched, checked int64
+	if err := r.Scan(&e.Domain, &e.ID, &policy, &fetched, &checked); err != nil {
 		return nil, err
 	}
+	e.FetchedAt, e.CheckedAt = Sec(fetched), Sec(checked)
 	pp := mtasts.ParsePolicy([]byte(policy))
 	if pp.Policy == nil {
 		return nil, nil
