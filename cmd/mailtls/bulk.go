@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"flag"
 	"fmt"
@@ -103,7 +104,7 @@ func runBulk(ctx context.Context, env Env, opts scanOptions, bf bulkFlags, forma
 	var shard bulk.Shard
 	if bf.shard != "" {
 		if shard, err = bulk.ParseShard(bf.shard); err != nil {
-			return fail("--shard: %v", strings.TrimPrefix(err.Error(), "bulk: "))
+			return fail("--shard: %s", bulkReason(err))
 		}
 	}
 	if bf.out != "" && bf.file != "-" && sameFile(bf.out, bf.file) {
@@ -149,7 +150,7 @@ func runBulk(ctx context.Context, env Env, opts scanOptions, bf bulkFlags, forma
 		if bf.resume {
 			r, err := bulk.LoadDone(f, format)
 			if err != nil {
-				return fail("--resume: %v", strings.TrimPrefix(err.Error(), "bulk: "))
+				return fail("--resume: %s", bulkReason(err))
 			}
 			done, header = r.Done, !r.HasHeader
 			if r.CutBytes > 0 {
@@ -244,4 +245,14 @@ func sameFile(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// bulkReason words an error of package bulk for the command line: the
+// reason of an *InputError without the package prefix, else the error.
+func bulkReason(err error) string {
+	var ie *bulk.InputError
+	if errors.As(err, &ie) {
+		return ie.Reason
+	}
+	return err.Error()
 }

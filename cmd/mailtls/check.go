@@ -83,7 +83,7 @@ func (c *netConfig) tools(env Env) (*resolve.Client, *fetch.Fetcher, *dial.Diale
 	for i, s := range servers {
 		norm, err := normResolver(s)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("--resolver %q: %w", s, err)
 		}
 		servers[i] = norm
 	}
@@ -113,7 +113,7 @@ func (c *netConfig) tools(env Env) (*resolve.Client, *fetch.Fetcher, *dial.Diale
 	for _, s := range c.trustAD {
 		norm, err := normResolver(s)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("--trust-ad: %v", strings.TrimPrefix(err.Error(), "--resolver "))
+			return nil, nil, nil, fmt.Errorf("--trust-ad %q: %w", s, err)
 		}
 		trusted[norm] = true
 	}
@@ -121,6 +121,9 @@ func (c *netConfig) tools(env Env) (*resolve.Client, *fetch.Fetcher, *dial.Diale
 	f := &fetch.Fetcher{Dialer: d, Roots: roots, Now: env.Now, UserAgent: "mailtls/" + version()}
 	return res, f, d, nil
 }
+
+// errNotResolver: a --resolver or --trust-ad value is not a server address.
+var errNotResolver = errors.New("want an address such as 127.0.0.1:53 or [::1]:53")
 
 // normResolver checks a --resolver value and adds port 53 when missing.
 func normResolver(s string) (string, error) {
@@ -132,7 +135,7 @@ func normResolver(s string) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil || host == "" || port == "" || domain.CheckHostname(strings.TrimSuffix(host, ".")) != nil {
-		return "", fmt.Errorf("--resolver %q: want an address such as 127.0.0.1:53 or [::1]:53", s)
+		return "", errNotResolver
 	}
 	return s, nil
 }

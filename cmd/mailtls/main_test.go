@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -22,19 +23,39 @@ import (
 // binary is the mailtls binary built once for the end-to-end tests.
 var binary string
 
+// TestMain builds the binary with coverage counters (-cover) for every
+// package of the module, so that what the end-to-end tests run counts:
+// each run writes its counters to GOCOVERDIR, which is $MAILTLS_COVERDIR
+// when set, else the -test.gocoverdir of "go test -cover", else a
+// directory deleted afterwards (docs/development.md, "Coverage").
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "mailtls-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	binary = filepath.Join(dir, "mailtls")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	build := exec.Command("go", "build", "-cover", "-coverpkg=github.com/mailtls/mailtls/...", "-o", binary, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building mailtls: %v\n%s", err, out)
 		os.Exit(2)
 	}
+	coverDir := os.Getenv("MAILTLS_COVERDIR")
+	if f := flag.Lookup("test.gocoverdir"); coverDir == "" && f != nil {
+		coverDir = f.Value.String()
+	}
+	if coverDir == "" {
+		coverDir = filepath.Join(dir, "cover")
+	}
+	if err := os.MkdirAll(coverDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	// Every run of the binary inherits it (a binary built with -cover
+	// warns on stderr without it).
+	os.Setenv("GOCOVERDIR", coverDir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -291,11 +312,11 @@ func TestUsageErrors(t *testing.T) {
 		{"IP address", []string{"check", "192.0.2.1"}, "IP address"},
 		{"single label", []string{"check", "localhost"}, "single label"},
 		{"bad format", []string{"check", "--format", "xml", "example.com"}, "--format"},
-		{"bad resolver", []string{"check", "--resolver", "not a resolver", "example.com"}, "--resolver"},
+		{"bad resolver", []string{"check", "--resolver", "not a resolver", "example.com"}, "mailtls check: --resolver \"not a resolver\": want an address such as 127.0.0.1:53"},
 		{"bad connect-to", []string{"check", "--connect-to", "a:b", "example.com"}, "--connect-to"},
 		{"missing CA file", []string{"check", "--ca-file", "/nonexistent.pem", "example.com"}, "--ca-file"},
 		{"bad timeout", []string{"check", "--timeout", "0s", "example.com"}, "--timeout"},
-		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "--trust-ad"},
+		{"bad trust-ad", []string{"check", "--trust-ad", "nope nope", "example.com"}, "mailtls check: --trust-ad \"nope nope\": want an address such as 127.0.0.1:53"},
 		{"bad ehlo", []string{"check", "--ehlo", "not a name", "example.com"}, "--ehlo"},
 		{"bad max-mx", []string{"check", "--max-mx", "0", "example.com"}, "--max-mx"},
 	}

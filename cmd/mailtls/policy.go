@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/check"
@@ -192,7 +192,12 @@ func runLifecycle(ctx context.Context, cmd string, args []string, env Env) int {
 		out, err = rollout.Plan(r, rollout.PlanOptions{Add: c.add, Remove: c.remove, Probes: probes, Now: now})
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "mailtls policy %s: %s\n", cmd, strings.TrimPrefix(err.Error(), "rollout: "))
+		msg := err.Error()
+		var refused *rollout.RefusedError
+		if errors.As(err, &refused) {
+			msg = refused.Reason
+		}
+		fmt.Fprintf(env.Stderr, "mailtls policy %s: %s\n", cmd, msg)
 		return ExitUsage
 	}
 	if err := writeOutput(env.Stdout, out, c.format, now); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,6 +140,32 @@ func TestPolicyCommands(t *testing.T) {
 		if !strings.Contains(r.stdout, `"id":"policy-content-type"`) || r.code != ExitFindings {
 			t.Errorf("lint --served-as text/html: exit %d\n%s", r.code, r.stdout)
 		}
+		// Exactly these findings, no more (the JSON document lists them).
+		for _, tt := range []struct {
+			args []string
+			want []string
+		}{
+			{[]string{bad}, []string{"policy-bom:error", "policy-mx-invalid:error"}},
+			{[]string{"--domain", "prod.test", draft}, []string{"mx-not-covered:error", "sts-id-unchanged:warning"}},
+			{[]string{"--served-as", "text/html", draft}, []string{"policy-content-type:error", "policy-sender-divergence:warning"}},
+			{[]string{draft}, nil},
+		} {
+			r := run(t, policy("lint", append([]string{"--json"}, tt.args...)...)...)
+			var doc struct {
+				Findings []struct{ ID, Severity string } `json:"findings"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+				t.Fatalf("lint %q: %v\n%s", tt.args, err, r.stdout)
+			}
+			var got []string
+			for _, f := range doc.Findings {
+				got = append(got, f.ID+":"+f.Severity)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("lint %q: findings %q, want exactly %q", tt.args, got, tt.want)
+			}
+		}
 	})
 
 	t.Run("promote a ready testing domain", func(t *testing.T) {
@@ -185,6 +212,17 @@ func TestPolicyCommands(t *testing.T) {
 		}
 		if strings.Contains(r.stdout, "WARNING: the new MX mx.newprovider.test") {
 			t.Errorf("the good new MX should pass:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("a plan that cannot be made says why, in the command's words", func(t *testing.T) {
+		r := run(t, policy("plan", "prod.test")...)
+		if r.code != ExitUsage || !strings.HasPrefix(r.stderr, "mailtls policy plan: name the MX hosts to add (--add-mx)") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+		r = run(t, policy("plan", "--add-mx", "mx.newprovider.test", "new.test")...)
+		if r.code != ExitUsage || !strings.HasPrefix(r.stderr, "mailtls policy plan: new.test has no policy in effect (") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
 

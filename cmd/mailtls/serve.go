@@ -132,7 +132,7 @@ func runServeRecords(ctx context.Context, args []string, env Env) int {
 		}
 		for i, s := range servers {
 			if servers[i], err = normResolver(s); err != nil {
-				fmt.Fprintln(env.Stderr, "mailtls serve records:", err)
+				fmt.Fprintf(env.Stderr, "mailtls serve records: resolver %q: %v\n", s, err)
 				return ExitUsage
 			}
 		}

@@ -125,8 +125,9 @@ func TestShardStable(t *testing.T) {
 		t.Error(`"a" is not in shard 997/1000`)
 	}
 	for _, bad := range []string{"0/4", "5/4", "1/0", "x", "1/", "/2", "-1/2"} {
-		if _, err := ParseShard(bad); err == nil {
-			t.Errorf("ParseShard(%q) accepted", bad)
+		var ie *InputError
+		if _, err := ParseShard(bad); !errors.As(err, &ie) || !strings.HasPrefix(ie.Reason, "shard ") {
+			t.Errorf("ParseShard(%q): %v, want an *InputError", bad, err)
 		}
 	}
 	if s, err := ParseShard("2/3"); err != nil || s != (Shard{2, 3}) {

@@ -53,7 +53,7 @@ type Resumed struct {
 // and, when the last record was cut off (a run killed in the middle of
 // writing it; it has no line end), truncates the file before it, so that
 // appending leaves only whole records. A line before the last that is not
-// a record of format is an error: the file is not one of ours, and
+// a record of format is an *InputError: the file is not one of ours, and
 // nothing is changed.
 func LoadDone(f *os.File, format string) (*Resumed, error) {
 	res := &Resumed{Done: NewSet()}
@@ -76,14 +76,14 @@ func LoadDone(f *os.File, format string) (*Resumed, error) {
 		off += int64(len(line))
 		if n == 1 && format == FormatCSV {
 			if string(line) != string(EncodeCSVHeader()) {
-				return nil, fmt.Errorf("bulk: %s line 1 is not the CSV header of mailtls check --format csv", f.Name())
+				return nil, badInput("%s line 1 is not the CSV header of mailtls check --format csv", f.Name())
 			}
 			res.HasHeader = true
 			continue
 		}
 		name, ok := recordDomain(format, line)
 		if !ok {
-			return nil, fmt.Errorf("bulk: %s line %d is not a %s record of mailtls check; not resuming into it", f.Name(), n, format)
+			return nil, badInput("%s line %d is not a %s record of mailtls check; not resuming into it", f.Name(), n, format)
 		}
 		res.Done.Add(name)
 		res.Records++

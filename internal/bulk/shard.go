@@ -13,13 +13,26 @@ type Shard struct {
 	I, N int
 }
 
-// ParseShard parses "i/n" with 1 <= i <= n.
+// InputError says why bulk input cannot be used (a shard, an output file
+// to resume into); Reason is meant for the user as it stands.
+type InputError struct {
+	Reason string
+}
+
+func (e *InputError) Error() string { return "bulk: " + e.Reason }
+
+func badInput(format string, args ...any) error {
+	return &InputError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// ParseShard parses "i/n" with 1 <= i <= n; it returns an *InputError for
+// anything else.
 func ParseShard(s string) (Shard, error) {
 	a, b, ok := strings.Cut(s, "/")
 	i, err1 := strconv.Atoi(a)
 	n, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || n < 1 || i < 1 || i > n {
-		return Shard{}, fmt.Errorf("bulk: shard %q: want i/n with 1 <= i <= n, e.g. 1/4", s)
+		return Shard{}, badInput("shard %q: want i/n with 1 <= i <= n, e.g. 1/4", s)
 	}
 	return Shard{I: i, N: n}, nil
 }

@@ -2,6 +2,7 @@ package bulk
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -249,7 +250,7 @@ func TestLoadDone(t *testing.T) {
 	os.WriteFile(bad, []byte("hello\nworld\n"), 0o644)
 	g, _ := os.OpenFile(bad, os.O_RDWR|os.O_APPEND, 0)
 	defer g.Close()
-	if _, err := LoadDone(g, FormatJSON); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, err := LoadDone(g, FormatJSON); !errors.As(err, new(*InputError)) || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("a foreign file: %v", err)
 	}
 	if b, _ := os.ReadFile(bad); string(b) != "hello\nworld\n" {

@@ -88,60 +88,58 @@ type Fix struct {
 }
 
 // Evaluate judges the observations at time now (used for fresh policy ids).
+//
+// Each step takes what the steps before it decided and returns its own
+// verdict; the findings go to one list that only the grade and the fixes
+// read. The order of the steps is the order of the data: the record and
+// the policy host before the effective policy, the effective policy before
+// the MX hosts, the probes before DANE, everything before the grade.
 func Evaluate(o *scan.Observations, now time.Time) *Report {
-	e := &evaluator{o: o, now: now, r: &Report{Domain: o.Domain, Evidence: o}}
-	e.record()
-	e.tlsrptRecord()
-	e.policyHost()
-	e.policyFile()
-	e.consistency()
-	e.mxCoverage()
-	e.smtp()
-	e.daneFindings()
-	e.tlsrptAdvice()
-	e.senders()
-	e.grade()
-	e.fixes()
+	e := &evaluator{o: o, now: now}
+	r := &Report{Domain: o.Domain, Evidence: o}
+
+	rec := e.record() // record.go
+	if rec.state == recValid {
+		r.PolicyID = rec.rec.ID
+	}
+	rpt := e.tlsrptRecord() // tlsrpt.go
+	r.TLSRPT = rpt.rec
+	host := e.policyHost(rec.state)           // host.go
+	file := e.policyFile(host.primary)        // policy.go
+	eff := e.effectivePolicy(rec, host, file) // status.go
+	r.Status, r.StatusReason, r.Policy = eff.status, eff.reason, eff.policy
+	cover := coveragePolicy(eff, rec.state, file)
+	r.MX = e.mxCoverage(rec.state, cover)             // mx.go
+	daneOf := e.daneStates()                          // dane.go
+	misses := e.smtp(r.MX, cover, eff.policy, daneOf) // smtp.go
+	tlsaFixes := e.daneFindings(r.MX, daneOf, misses)
+	e.tlsrptAdvice(rpt, eff.status)
+	r.Senders = e.senders(rec.state, host.primary, file)                // senders.go
+	r.Grade, r.GradeReasons = e.grade(eff, rpt.state, r.MX, e.findings) // grade.go
 	// Fix texts say "<id>" until the published id is known; a fresh id
 	// always differs from it.
-	id := e.newID()
-	for i := range e.r.Findings {
-		e.r.Findings[i].Fix = strings.ReplaceAll(e.r.Findings[i].Fix, "<id>", id)
+	id := mtasts.NewID(now, r.PolicyID)
+	r.Fixes = e.fixes(fixInput{ // fixes.go
+		id: id, rec: rec, rpt: rpt, host: host, file: file, status: eff.status, cover: cover, tlsa: tlsaFixes, findings: e.findings})
+	for i := range e.findings {
+		e.findings[i].Fix = strings.ReplaceAll(e.findings[i].Fix, "<id>", id)
 	}
-	finding.Sort(e.r.Findings)
-	return e.r
+	r.Findings = e.findings
+	finding.Sort(r.Findings)
+	return r
 }
 
-// newID returns a fresh policy id that differs from the published one.
-func (e *evaluator) newID() string {
-	return mtasts.NewID(e.now, e.r.PolicyID)
-}
-
-// evaluator carries the state shared by the rules of one evaluation.
+// evaluator holds the input of one evaluation and collects its findings.
+// The verdicts of the steps are values passed from one step to the next,
+// never fields here.
 type evaluator struct {
-	o   *scan.Observations
-	now time.Time
-	r   *Report
-
-	// MTA-STS record.
-	recState recState
-	rec      *mtasts.Record
-	recWhy   string
-	// Policy host and file.
-	hostState hostState
-	hostWhy   string
-	primary   *fetchView   // the fetch a sender would use (or the best one to lint)
-	usable    []*fetchView // fetches a sender accepts
-	parsed    *mtasts.ParsedPolicy
-	bodyOK    bool // a 200 response with a body that is a policy (valid or not), not HTML
-	// TLS-RPT.
-	rptState recState
-	// SMTP and DANE.
-	dane        map[*scan.MXHost]*daneState
-	danePending []daneMiss
-	tlsaFixes   []Fix
+	o        *scan.Observations
+	now      time.Time
+	findings []finding.Finding
 }
 
+// recState is the state of a TXT record that senders look up (the
+// _mta-sts record, the TLS-RPT record).
 type recState int
 
 const (
@@ -160,7 +158,7 @@ const (
 )
 
 func (e *evaluator) add(id finding.ID, sev finding.Severity, subject, msg, fix string) {
-	e.r.Findings = append(e.r.Findings, finding.New(id, sev, subject, msg, fix))
+	e.findings = append(e.findings, finding.New(id, sev, subject, msg, fix))
 }
 
 // fixText fills the placeholders of a catalog fix.
@@ -171,16 +169,6 @@ func (e *evaluator) fixText(id finding.ID, repl ...string) string {
 	}
 	pairs := append([]string{"<domain>", e.o.Domain}, repl...)
 	return strings.NewReplacer(pairs...).Replace(d.Fix)
-}
-
-// has reports whether a finding with id was made.
-func (e *evaluator) has(id finding.ID) bool {
-	for _, f := range e.r.Findings {
-		if f.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 func plural(n int, one, many string) string {

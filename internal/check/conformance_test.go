@@ -15,6 +15,7 @@ import (
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
@@ -23,9 +24,9 @@ import (
 
 // The conformance vectors were transcribed from the test suites of twelve
 // other MTA-STS and TLS-RPT implementations. They live in the shared folder
-// beside the repository and are read at run time, never copied; the format
-// is described in ../shared/conformance/README.md.
-const vectorDir = "../shared/conformance/peer-vectors"
+// beside the repository (../shared/conformance/peer-vectors) and are read
+// at run time, never copied; the format is described in
+// ../shared/conformance/README.md.
 
 // modelled maps a vector file to the sender model that predicts that
 // implementation (internal/mtasts/senders.go, docs/senders.md).
@@ -109,17 +110,13 @@ func (want expectation) differs(got outcome) string {
 }
 
 // loadVectors reads every vector file, or skips (fails under CI) when the
-// shared folder is absent.
+// shared folder is absent (lab.Shared).
 func loadVectors(t *testing.T) []vector {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), vectorDir)
+	dir := lab.Shared(t, "conformance/peer-vectors")
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {
-		msg := fmt.Sprintf("no conformance vectors in %s (the shared folder beside the repository)", dir)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + "; CI must have them")
-		}
-		t.Skip(msg)
+		t.Fatalf("no conformance vectors in %s", dir)
 	}
 	var all []vector
 	for _, f := range files {
@@ -137,24 +134,6 @@ func loadVectors(t *testing.T) []vector {
 		all = append(all, vs...)
 	}
 	return all
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
 }
 
 // TestPeerVectors replays every conformance vector through mailtls: the

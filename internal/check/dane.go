@@ -76,13 +76,19 @@ func (e *evaluator) dnssecOf(a *resolve.Answer) string {
 	return DNSSECInsecure
 }
 
-// daneOf works out (once) the DANE state of an MX host: which TLSA RRset a
-// sender uses (the CNAME-expanded name first, RFC 7672 §2.2.3), its DNSSEC
-// status, and which records are usable.
-func (e *evaluator) daneOf(h *scan.MXHost) *daneState {
-	if st, ok := e.dane[h]; ok {
-		return st
+// daneStates works out the DANE state of every MX host: which TLSA RRset
+// a sender uses (the CNAME-expanded name first, RFC 7672 §2.2.3), its
+// DNSSEC status, and which records are usable.
+func (e *evaluator) daneStates() map[*scan.MXHost]*daneState {
+	out := make(map[*scan.MXHost]*daneState, len(e.o.MXHosts))
+	for _, h := range e.o.MXHosts {
+		out[h] = e.daneOf(h)
 	}
+	return out
+}
+
+// daneOf works out the DANE state of one MX host.
+func (e *evaluator) daneOf(h *scan.MXHost) *daneState {
 	st := &daneState{answer: h.TLSA, owner: "_25._tcp." + h.Host}
 	if x := h.TLSAExpanded; x != nil && x.Status == resolve.StatusOK && len(x.Records) > 0 {
 		st.answer, st.owner = x, x.Name
@@ -106,16 +112,7 @@ func (e *evaluator) daneOf(h *scan.MXHost) *daneState {
 		}
 	}
 	st.applies = st.dnssec == DNSSECSecure && len(st.usable) > 0 && st.addrSecure
-	if e.dane == nil {
-		e.dane = map[*scan.MXHost]*daneState{}
-	}
-	e.dane[h] = st
 	return st
-}
-
-// daneApplies reports whether DANE decides TLS authentication for h.
-func (e *evaluator) daneApplies(h *scan.MXHost) bool {
-	return !h.Implicit && e.daneOf(h).applies
 }
 
 // daneNames are the DANE-TA reference identifiers (RFC 7672 §3.2.2): the
@@ -133,20 +130,20 @@ func (e *evaluator) daneNames(h *scan.MXHost, st *daneState) []string {
 }
 
 // daneAddress verifies the chain presented at one address against the
-// host's TLSA records (RFC 7672 §3.2, DANE-VER-12).
-func (e *evaluator) daneAddress(h *scan.MXHost, a *Address) {
-	st := e.daneOf(h)
+// host's TLSA records (RFC 7672 §3.2, DANE-VER-12), sets the address's
+// DANE verdict and returns the mismatch, if any.
+func (e *evaluator) daneAddress(h *scan.MXHost, st *daneState, a *Address) *daneMiss {
 	if !st.applies {
-		return
+		return nil
 	}
 	if a.Probe == nil || a.Probe.TLS == nil {
 		a.DANE = DANEAddrUnverified
-		return
+		return nil
 	}
 	chain, err := a.Probe.TLS.Certificates()
 	if err != nil || len(chain) == 0 {
 		a.DANE = DANEAddrUnverified
-		return
+		return nil
 	}
 	res := dane.Verify(st.usable, chain, dane.VerifyOptions{Names: e.daneNames(h, st), Now: e.now})
 	if res.Authenticated {
@@ -154,11 +151,11 @@ func (e *evaluator) daneAddress(h *scan.MXHost, a *Address) {
 		if res.Matched != nil {
 			a.DANERecord = res.Matched.String()
 		}
-		return
+		return nil
 	}
 	a.DANE = DANEAddrMismatch
 	a.ResultType = tlsrpt.TLSAInvalid
-	e.danePending = append(e.danePending, daneMiss{h: h, ip: a.IP, res: res, chain: chain})
+	return &daneMiss{h: h, ip: a.IP, res: res, chain: chain}
 }
 
 type daneMiss struct {
@@ -169,16 +166,19 @@ type daneMiss struct {
 }
 
 // daneFindings judges the TLSA records of every MX host (RFC 7672,
-// spec-checklist §F) after the probes have been verified.
-func (e *evaluator) daneFindings() {
+// spec-checklist §F) after the probes have been verified (misses), sets
+// the DANE state of each host in mx and returns the TLSA records to
+// publish.
+func (e *evaluator) daneFindings(mx []MX, daneOf map[*scan.MXHost]*daneState, misses []daneMiss) []Fix {
+	d := &daneJudge{evaluator: e, misses: misses}
 	var withDANE, without []string
 	unknownSaid := false
 	for _, h := range e.o.MXHosts {
-		m := e.mxFor(h.Host)
+		m := mxFor(mx, h.Host)
 		if h.Implicit || h.Skipped != "" || m == nil {
 			continue
 		}
-		st := e.daneOf(h)
+		st := daneOf[h]
 		info := &DANEHost{DNSSEC: st.dnssec, Owner: st.owner}
 		m.DANE = info
 		for _, r := range st.records {
@@ -241,13 +241,23 @@ func (e *evaluator) daneFindings() {
 			continue
 		}
 		withDANE = append(withDANE, h.Host)
-		e.daneApplied(h, st, m, info)
+		d.applied(h, st, m, info)
 	}
 	if len(withDANE) > 0 && len(without) > 0 {
 		e.add(finding.DANEPartial, finding.Warning, e.o.Domain,
 			fmt.Sprintf("DANE protects %s but not %s.", strings.Join(withDANE, ", "), strings.Join(without, ", ")),
 			e.fixText(finding.DANEPartial, "<list>", strings.Join(without, ", ")))
 	}
+	return d.fixes
+}
+
+// daneJudge is the state of one daneFindings step: the mismatches the
+// probes found, and what it has said and asked to publish so far.
+type daneJudge struct {
+	*evaluator
+	misses         []daneMiss
+	mxInsecureSaid bool
+	fixes          []Fix // TLSA records to publish, per host
 }
 
 // daneRecords reports malformed, unusable and discouraged records.
@@ -293,10 +303,11 @@ func (e *evaluator) daneRecords(h *scan.MXHost, st *daneState) {
 	}
 }
 
-// daneApplied judges a host where DANE decides: the verification of every
+// applied judges a host where DANE decides: the verification of every
 // address, rollover readiness, and the DNS around it.
-func (e *evaluator) daneApplied(h *scan.MXHost, st *daneState, m *MX, info *DANEHost) {
-	if mx := e.o.DNS.MX; mx != nil && !mx.Authenticated && !e.has(finding.DANEMXInsecure) {
+func (e *daneJudge) applied(h *scan.MXHost, st *daneState, m *MX, info *DANEHost) {
+	if mx := e.o.DNS.MX; mx != nil && !mx.Authenticated && !e.mxInsecureSaid {
+		e.mxInsecureSaid = true
 		e.add(finding.DANEMXInsecure, finding.Warning, e.o.Domain,
 			fmt.Sprintf("%s has secure TLSA records, but the MX records of %s are not DNSSEC-signed: DANE senders authenticate %s only as the MX host, and a forged MX record would bypass it.", h.Host, e.o.Domain, h.Host),
 			e.fixText(finding.DANEMXInsecure))
@@ -326,11 +337,11 @@ func (e *evaluator) daneApplied(h *scan.MXHost, st *daneState, m *MX, info *DANE
 			verified++
 		}
 	}
-	for _, miss := range e.danePending {
+	for _, miss := range e.misses {
 		if miss.h != h {
 			continue
 		}
-		e.daneMismatch(h, st, miss)
+		e.mismatch(h, st, miss)
 		if chain == nil {
 			chain = miss.chain
 		}
@@ -366,8 +377,8 @@ func (e *evaluator) daneApplied(h *scan.MXHost, st *daneState, m *MX, info *DANE
 	}
 }
 
-// daneMismatch reports an address whose chain no usable record matches.
-func (e *evaluator) daneMismatch(h *scan.MXHost, st *daneState, miss daneMiss) {
+// mismatch reports an address whose chain no usable record matches.
+func (e *daneJudge) mismatch(h *scan.MXHost, st *daneState, miss daneMiss) {
 	id, detail := finding.DANEMismatch, "no usable TLSA record matches the certificate it presents"
 	for _, p := range miss.res.Problems {
 		switch p.Code {
@@ -388,9 +399,9 @@ func (e *evaluator) daneMismatch(h *scan.MXHost, st *daneState, miss daneMiss) {
 }
 
 // tlsaFix adds the TLSA records to publish for a chain, once per host.
-func (e *evaluator) tlsaFix(h *scan.MXHost, chain []*x509.Certificate, text string) {
+func (e *daneJudge) tlsaFix(h *scan.MXHost, chain []*x509.Certificate, text string) {
 	name := "_25._tcp." + h.Host
-	for _, f := range e.tlsaFixes {
+	for _, f := range e.fixes {
 		if f.Name == name {
 			return
 		}
@@ -401,7 +412,7 @@ func (e *evaluator) tlsaFix(h *scan.MXHost, chain []*x509.Certificate, text stri
 		if i == 0 {
 			f.Text = text
 		}
-		e.tlsaFixes = append(e.tlsaFixes, f)
+		e.fixes = append(e.fixes, f)
 	}
 }
 

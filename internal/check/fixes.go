@@ -26,17 +26,19 @@ const TLSRPTPlaceholder = "tlsrpt@"
 // publish or delete, the policy file built from the live MX set, and notes
 // for what is not a record. Publishing them clears the record, policy and
 // TLS-RPT errors (tested in check_test.go and the end-to-end tests).
-func (e *evaluator) fixes() {
+//
+// It reads what the steps before it decided (in) and every finding made.
+func (e *evaluator) fixes(in fixInput) []Fix {
 	if !e.receivesMail() {
-		return
+		return nil
 	}
 	d := e.o.Domain
-	id := e.newID()
-	var dnsFixes []Fix
+	id := in.id
+	var out, dnsFixes []Fix
 
-	policy, changed := e.policyFix()
+	policy, changed := e.policyFix(in)
 	if changed {
-		e.r.Fixes = append(e.r.Fixes, Fix{
+		out = append(out, Fix{
 			Kind: FixPolicy, URL: "https://" + e.o.PolicyHost + fetch.Path, Content: policy.String(),
 			ContentType: "text/plain; charset=utf-8",
 			Text:        "Serve this file (CRLF line endings, no byte-order mark) before you publish the TXT record with the new id.",
@@ -47,8 +49,8 @@ func (e *evaluator) fixes() {
 	// the policy content changes (a new id makes senders refetch).
 	stsName := "_mta-sts." + d
 	switch {
-	case e.recState == recUndetermined:
-	case changed || e.recState != recValid || e.hasComponentProblem(finding.ComponentRecord,
+	case in.rec.state == recUndetermined:
+	case changed || in.rec.state != recValid || in.hasProblem(finding.ComponentRecord,
 		finding.STSRecordUnrelatedTXT, finding.STSRecordAtApex, finding.STSRecordDraftName, finding.STSPolicyNotAdvertised):
 		// Replace whatever is there with one clean record; a CNAME that
 		// leads nowhere has to go first.
@@ -71,9 +73,9 @@ func (e *evaluator) fixes() {
 
 	// The TLS-RPT record.
 	rptName := "_smtp._tls." + d
-	rptBroken := e.rptState == recInvalid || e.hasComponentProblem(finding.ComponentTLSRPT) || e.has(finding.TLSRPTDraftName)
-	if e.rptState != recUndetermined && (rptBroken || e.rptState == recAbsent && e.r.Status != StatusNone) {
-		uris := e.reportURIs()
+	rptBroken := in.rpt.state == recInvalid || in.hasProblem(finding.ComponentTLSRPT) || in.rpt.draftName
+	if in.rpt.state != recUndetermined && (rptBroken || in.rpt.state == recAbsent && in.status != StatusNone) {
+		uris := e.reportURIs(in.rpt.rec)
 		placeholder := len(uris) == 0
 		if placeholder {
 			uris = []string{"mailto:" + TLSRPTPlaceholder + d}
@@ -87,16 +89,16 @@ func (e *evaluator) fixes() {
 	}
 	dnsFixes = append(dnsFixes, e.deletions("_smtp-tlsrpt."+d, e.o.DNS.TLSRPTDraft, tlsrpt.LooksLikeRecord)...)
 	dnsFixes = append(dnsFixes, e.deletions("_smtp_tlsrpt."+d, e.o.DNS.TLSRPTDraftUnder, tlsrpt.LooksLikeRecord)...)
-	dnsFixes = append(dnsFixes, e.tlsaFixes...)
-	e.r.Fixes = append(e.r.Fixes, dnsFixes...)
+	dnsFixes = append(dnsFixes, in.tlsa...)
+	out = append(out, dnsFixes...)
 
 	// What is not a record: the web server of the policy host, the MX
 	// hosts' TLS.
 	var notes []string
-	if changed && (e.hostState == hostNoAddress || e.recState == recAbsent && e.hostState != hostResolved) {
+	if changed && (in.host.state == hostNoAddress || in.rec.state == recAbsent && in.host.state != hostResolved) {
 		notes = append(notes, fmt.Sprintf("Point %s at a web server (A/AAAA records, or a CNAME to your policy-hosting provider) that has a publicly trusted certificate for %s and serves the policy file above at https://%s%s.", e.o.PolicyHost, e.o.PolicyHost, e.o.PolicyHost, fetch.Path))
 	}
-	for _, f := range e.r.Findings {
+	for _, f := range in.findings {
 		hostNote := f.Component == finding.ComponentPolicyHost && f.ID != finding.PolicyHostNoAddress && f.ID != finding.PolicyHostUndetermined
 		smtpNote := f.Component == finding.ComponentSMTP && f.ID != finding.SMTPUnreachable && f.ID != finding.SMTPBannerRefused && f.ID != finding.SMTPNoBanner
 		if (hostNote || smtpNote) && f.Severity >= finding.Warning && !slices.Contains(notes, f.Fix) {
@@ -104,8 +106,28 @@ func (e *evaluator) fixes() {
 		}
 	}
 	for _, n := range notes {
-		e.r.Fixes = append(e.r.Fixes, Fix{Kind: FixNote, Text: n})
+		out = append(out, Fix{Kind: FixNote, Text: n})
 	}
+	return out
+}
+
+// fixInput is what the fixes are built from: the verdicts of the other
+// steps, the findings, and the id to publish.
+type fixInput struct {
+	id       string // the fresh policy id
+	rec      recordVerdict
+	rpt      rptVerdict
+	host     hostVerdict
+	file     fileVerdict
+	status   Status
+	cover    *mtasts.Policy // the policy MX hosts were matched against
+	tlsa     []Fix          // TLSA records to publish (daneFindings)
+	findings []finding.Finding
+}
+
+// has reports whether a finding with id was made.
+func (in fixInput) has(id finding.ID) bool {
+	return slices.ContainsFunc(in.findings, func(f finding.Finding) bool { return f.ID == id })
 }
 
 // receivesMail reports whether the domain takes mail at all: MTA-STS fixes
@@ -129,10 +151,10 @@ func (e *evaluator) receivesMail() bool {
 	return true
 }
 
-// hasComponentProblem reports whether a finding of at least warning
-// severity exists in component c, ignoring the listed IDs.
-func (e *evaluator) hasComponentProblem(c finding.Component, ignore ...finding.ID) bool {
-	for _, f := range e.r.Findings {
+// hasProblem reports whether a finding of at least warning severity
+// exists in component c, ignoring the listed IDs.
+func (in fixInput) hasProblem(c finding.Component, ignore ...finding.ID) bool {
+	for _, f := range in.findings {
 		if f.Component == c && f.Severity >= finding.Warning && !slices.Contains(ignore, f.ID) {
 			return true
 		}
@@ -145,17 +167,17 @@ func (e *evaluator) hasComponentProblem(c finding.Component, ignore ...finding.I
 // for a new policy), keeps existing patterns that cover an MX host, adds the
 // MX hosts nothing covers and drops stale patterns; max_age is raised to the
 // recommended minimum for the mode (MISC-17).
-func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
-	if e.recState == recUndetermined || e.hostState == hostUndetermined || e.o.DNS.MX == nil || e.o.DNS.MX.Status.Temporary() {
+func (e *evaluator) policyFix(in fixInput) (*mtasts.Policy, bool) {
+	if in.rec.state == recUndetermined || in.host.state == hostUndetermined || e.o.DNS.MX == nil || e.o.DNS.MX.Status.Temporary() {
 		return nil, false
 	}
 	var cur *mtasts.Policy
-	if e.parsed != nil && e.parsed.Policy != nil && len(e.usable) > 0 {
-		cur = e.parsed.Policy
+	if in.file.policy() != nil && len(in.host.usable) > 0 {
+		cur = in.file.policy()
 	}
 	base := mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting}
-	if e.parsed != nil {
-		d := e.parsed.Draft
+	if in.file.parsed != nil {
+		d := in.file.parsed.Draft
 		if d.Mode != "" {
 			base.Mode = d.Mode
 		}
@@ -167,7 +189,7 @@ func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
 		}
 	}
 	want := base
-	want.MX = e.wantedPatterns()
+	want.MX = e.wantedPatterns(in.cover)
 	if len(want.MX) == 0 && want.Mode != mtasts.ModeNone {
 		return nil, false
 	}
@@ -196,8 +218,8 @@ func (e *evaluator) policyFix() (*mtasts.Policy, bool) {
 	// A problem in the file means rewriting it, even when RFC 8461 senders
 	// would read the same policy: other senders may not (duplicates), and
 	// the new bytes need a new id.
-	problems := e.hasComponentProblem(finding.ComponentPolicy, finding.PolicySenderDivergence) || e.has(finding.MXNotCovered)
-	if !problems || want.String() == string(e.primary.r.Body) {
+	problems := in.hasProblem(finding.ComponentPolicy, finding.PolicySenderDivergence) || in.has(finding.MXNotCovered)
+	if !problems || want.String() == string(in.host.primary.r.Body) {
 		return cur, false
 	}
 	return &want, true
@@ -215,8 +237,7 @@ const wildcardAfter = 8
 // one-label wildcard (mtasts.SuggestPatterns), and more than wildcardAfter
 // hosts under one parent become that parent's wildcard. Hosts that senders
 // cannot use (localhost, an IP address) are left out: their records must go.
-func (e *evaluator) wantedPatterns() []string {
-	old := e.coveragePolicy()
+func (e *evaluator) wantedPatterns(old *mtasts.Policy) []string {
 	var out []string
 	add := func(p string) {
 		if !slices.ContainsFunc(out, func(x string) bool { return strings.EqualFold(x, p) }) {
@@ -274,11 +295,12 @@ func (e *evaluator) deletions(name string, a *resolve.Answer, del func(string) b
 	return out
 }
 
-// reportURIs returns the usable report URIs already published, to keep
-// them in a repaired record.
-func (e *evaluator) reportURIs() []string {
-	if e.r.TLSRPT != nil {
-		return e.r.TLSRPT.Usable
+// reportURIs returns the usable report URIs already published (rec, the
+// record senders read, or the broken records at the name), to keep them in
+// a repaired record.
+func (e *evaluator) reportURIs(rec *tlsrpt.Record) []string {
+	if rec != nil {
+		return rec.Usable
 	}
 	a := e.o.DNS.TLSRPT
 	if a == nil || a.Status != resolve.StatusOK {

@@ -2,149 +2,57 @@ package check
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/mailtls/mailtls/internal/finding"
-	"github.com/mailtls/mailtls/internal/mtasts"
 )
-
-// senders compares how real senders read the domain's record and policy
-// with RFC 8461 (spec-checklist §H). Only a response a sender would accept
-// is compared: transport failures are the same for every sender. A
-// response no sender can read because of its content coding is compared
-// too, since senders decode differently (issue 8 #5).
-func (e *evaluator) senders() {
-	v := e.primary
-	sts := e.o.DNS.STS
-	if v == nil || v.r.Status != 200 || v.r.Error != "" || sts == nil || e.recState == recAbsent || e.recState == recUndetermined {
-		return
-	}
-	if !(v.usable && e.bodyOK) && !(v.codingFailed && onlyCodingFails(v)) {
-		return
-	}
-	in := mtasts.SenderInput{TXT: sts.TXT(), ContentEncoding: v.r.Header["Content-Encoding"], Body: v.r.Body, TooLarge: v.r.TooLarge}
-	in.ContentType, in.HasContentType = v.r.Header["Content-Type"]
-	for _, x := range v.r.Encoded {
-		if in.Encoded == nil {
-			in.Encoded = map[string]*mtasts.Response{}
-		}
-		resp := &mtasts.Response{Status: x.Status, ContentEncoding: x.Header["Content-Encoding"], Body: x.Body, TooLarge: x.TooLarge, Failed: x.Error}
-		resp.ContentType, resp.HasContentType = x.Header["Content-Type"]
-		in.Encoded[x.AcceptEncoding] = resp
-	}
-	views := mtasts.SenderViews(in)
-	e.r.Senders = views
-	rfc := views[0]
-	var diffs, reasons []string
-	coding := map[string][]string{} // reason -> senders
-	for _, s := range views[1:] {
-		switch {
-		case s.FailedOnCoding():
-			if coding[s.Reason] == nil {
-				reasons = append(reasons, s.Reason)
-			}
-			coding[s.Reason] = append(coding[s.Reason], s.Sender)
-		case s.Same(rfc):
-		default:
-			diffs = append(diffs, s.Sender+": "+describeDiff(s, rfc))
-		}
-	}
-	if len(reasons) > 0 {
-		var parts []string
-		for _, why := range reasons {
-			parts = append(parts, strings.Join(coding[why], ", ")+": "+why)
-		}
-		e.add(finding.PolicyContentEncoding, finding.Error, e.o.PolicyHost,
-			"Some senders cannot read the policy because of its content coding and find no policy. "+strings.Join(parts, "; ")+".",
-			e.fixText(finding.PolicyContentEncoding))
-	}
-	if len(diffs) > 0 {
-		e.add(finding.PolicySenderDivergence, finding.Warning, e.o.PolicyHost,
-			"Not every sender reads this policy as RFC 8461 does. "+strings.Join(diffs, "; ")+".",
-			e.fixText(finding.PolicySenderDivergence))
-	}
-}
-
-// onlyCodingFails reports whether the content coding is the only reason
-// the fetch is unusable.
-func onlyCodingFails(v *fetchView) bool {
-	for _, p := range v.problems {
-		if p.sev == finding.Error && p.id != finding.PolicyContentEncoding {
-			return false
-		}
-	}
-	return true
-}
-
-func describeDiff(s, rfc mtasts.SenderView) string {
-	switch {
-	case !s.Applies && rfc.Applies:
-		return "no policy, because " + s.Reason
-	case s.Applies && !rfc.Applies:
-		return fmt.Sprintf("applies mode %s although RFC 8461 senders ignore the policy", s.Mode)
-	}
-	var parts []string
-	if s.Mode != rfc.Mode {
-		parts = append(parts, fmt.Sprintf("mode %s instead of %s", s.Mode, rfc.Mode))
-	}
-	if s.MaxAge != rfc.MaxAge {
-		parts = append(parts, fmt.Sprintf("max_age %d instead of %d", s.MaxAge, rfc.MaxAge))
-	}
-	if !slices.EqualFunc(s.MX, rfc.MX, strings.EqualFold) {
-		parts = append(parts, fmt.Sprintf("mx %s instead of %s", quoteList(s.MX, 4), quoteList(rfc.MX, 4)))
-	}
-	return strings.Join(parts, ", ")
-}
 
 // grade assigns the letter grade (docs/grading.md): the policy status sets
 // the ceiling, the TLS-RPT record is needed for A, and each finding may cap
 // the grade further (finding.Def.Caps).
-func (e *evaluator) grade() {
-	r := e.r
+//
+// eff is the effective policy, rpt the state of the TLS-RPT record, mx the
+// MX hosts with their probed addresses and findings every finding made.
+func (e *evaluator) grade(eff effective, rpt recState, mx []MX, findings []finding.Finding) (finding.Grade, []string) {
 	var g finding.Grade
-	switch r.Status {
+	var reasons []string
+	switch eff.status {
 	case StatusUndetermined:
-		r.Grade = ""
-		r.GradeReasons = []string{"no grade: the scan could not determine the policy (" + r.StatusReason + "); retry"}
-		return
+		return "", []string{"no grade: the scan could not determine the policy (" + eff.reason + "); retry"}
 	case StatusAbsent, StatusInvalid, StatusUnreachable, StatusNone:
-		r.Grade = finding.GradeF
-		r.GradeReasons = []string{"F: no MTA-STS policy is in effect (" + string(r.Status) + ": " + r.StatusReason + ")"}
-		return
+		return finding.GradeF, []string{"F: no MTA-STS policy is in effect (" + string(eff.status) + ": " + eff.reason + ")"}
 	case StatusTesting:
 		g = finding.GradeB
-		r.GradeReasons = append(r.GradeReasons, "at most B: mode testing gives no protection, senders only report failures")
+		reasons = append(reasons, "at most B: mode testing gives no protection, senders only report failures")
 	case StatusEnforce:
 		g = finding.GradeAPlus
-		switch ok, why := e.allPass(); {
+		switch ok, why := e.allPass(mx); {
 		case !e.probed():
 			g = finding.GradeA
-			r.GradeReasons = append(r.GradeReasons, "at most A: A+ needs every address of every MX host to pass STARTTLS and certificate checks, and this scan did not probe them (--no-smtp)")
+			reasons = append(reasons, "at most A: A+ needs every address of every MX host to pass STARTTLS and certificate checks, and this scan did not probe them (--no-smtp)")
 		case !ok:
 			g = finding.GradeA
-			r.GradeReasons = append(r.GradeReasons, "at most A: A+ needs every address of every MX host to pass STARTTLS and certificate checks (or DANE); "+why)
+			reasons = append(reasons, "at most A: A+ needs every address of every MX host to pass STARTTLS and certificate checks (or DANE); "+why)
 		}
 	}
 	seen := map[finding.ID]bool{}
 	rptCapped := false
-	for _, f := range r.Findings {
+	for _, f := range findings {
 		c := f.Cap()
 		if c == "" || seen[f.ID] {
 			continue
 		}
 		seen[f.ID] = true
 		if finding.Worse(g, c) != g || c == g {
-			r.GradeReasons = append(r.GradeReasons, fmt.Sprintf("at most %s: %s (%s)", c, finding.Lookup(f.ID).Title, f.ID))
+			reasons = append(reasons, fmt.Sprintf("at most %s: %s (%s)", c, finding.Lookup(f.ID).Title, f.ID))
 		}
 		g = finding.Worse(g, c)
 		rptCapped = rptCapped || f.Component == finding.ComponentTLSRPT
 	}
-	if e.rptState != recValid && !rptCapped {
+	if rpt != recValid && !rptCapped {
 		g = finding.Worse(g, finding.GradeB)
-		r.GradeReasons = append(r.GradeReasons, "at most B: no working TLS-RPT record, so failures go unreported")
+		reasons = append(reasons, "at most B: no working TLS-RPT record, so failures go unreported")
 	}
-	r.Grade = g
+	return g, reasons
 }
 
 // probed reports whether the scan probed the MX hosts over SMTP.

@@ -6,15 +6,11 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/dial"
-	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
-	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
@@ -38,15 +34,9 @@ func TestGuardedScan(t *testing.T) {
 	// loopback listener, which the guard's own socket check would refuse.
 	guard := dial.NewGuard(netip.PrefixFrom(mx2IP, 32))
 	d := &dial.Dialer{Rules: l.Rules(), Guard: guard, Net: (&net.Dialer{}).DialContext}
-	s := &scan.Scanner{
-		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 400 * time.Millisecond, Attempts: 2},
-		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second},
-		Dialer:   d,
-		Prober:   &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second, BannerTimeout: time.Second, CommandTimeout: time.Second, HandshakeTimeout: time.Second},
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), lab.ScanBudget)
 	defer cancel()
-	r := check.Evaluate(s.Scan(ctx, "guarded.test"), now)
+	r := check.Evaluate(labScanner(l, d, true).Scan(ctx, "guarded.test"), now)
 
 	got := map[finding.ID][]finding.Finding{}
 	for _, f := range r.Findings {

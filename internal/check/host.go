@@ -69,7 +69,7 @@ func (e *evaluator) judgeFetch(r *fetch.Result) *fetchView {
 			bad(finding.PolicyHostNotPublic, "%s: %s.", r.Host, r.Error)
 			return v
 		}
-		if r.Class == fetch.TLSError && strings.Contains(r.Error, "protocol version") {
+		if r.Class == fetch.TLSVersion {
 			bad(finding.PolicyTLSVersion, "%s at %s: the server offers no TLS version senders accept (%s).", r.Host, v.where, r.Error)
 		} else {
 			bad(finding.PolicyFetchFailed, "%s at %s: %s.", r.URL, v.where, r.Error)
@@ -130,9 +130,20 @@ func tlsOld(version string) bool {
 	return version == "TLS 1.0" || version == "TLS 1.1" || strings.HasPrefix(version, "SSL")
 }
 
+// hostVerdict is the verdict on the policy host and its fetches.
+type hostVerdict struct {
+	state hostState
+	why   string // why no sender gets the policy, for the status
+	// primary is the fetch a sender would use, or the best one to lint
+	// when none works; nil when nothing was fetched.
+	primary *fetchView
+	usable  []*fetchView // the fetches a sender accepts
+}
+
 // policyHost judges mta-sts.<domain>: its addresses and the fetches
-// (RFC 8461 §3.3, spec-checklist §B).
-func (e *evaluator) policyHost() {
+// (RFC 8461 §3.3, spec-checklist §B). Problems of the host matter only
+// when there is a record (valid or not) or a policy online.
+func (e *evaluator) policyHost(rec recState) hostVerdict {
 	o := e.o
 	host := o.PolicyHost
 	a, aaaa := o.DNS.PolicyHostA, o.DNS.PolicyHostAAAA
@@ -142,13 +153,14 @@ func (e *evaluator) policyHost() {
 			addrs += len(x.Addrs())
 		}
 	}
+	var v hostVerdict
 	switch {
 	case o.PolicyHostOverride != "" || addrs > 0:
-		e.hostState = hostResolved
+		v.state = hostResolved
 	case a == nil || aaaa == nil || a.Status.Temporary() || aaaa.Status.Temporary():
-		e.hostState = hostUndetermined
+		v.state = hostUndetermined
 	default:
-		e.hostState = hostNoAddress
+		v.state = hostNoAddress
 	}
 
 	var views []*fetchView
@@ -158,9 +170,9 @@ func (e *evaluator) policyHost() {
 	policyOnline := slices.ContainsFunc(views, func(v *fetchView) bool {
 		return v.r.Status == 200 && v.r.Error == "" && bytes.Contains(v.body, []byte("version:"))
 	})
-	relevant := e.recState == recValid || e.recState == recInvalid || policyOnline
+	relevant := rec == recValid || rec == recInvalid || policyOnline
 	if !relevant {
-		return
+		return v
 	}
 
 	// DNS of the policy host.
@@ -171,83 +183,84 @@ func (e *evaluator) policyHost() {
 			e.fixText(finding.PolicyHostFamilyUndetermined))
 	}
 	if a != nil && len(a.CNAMEs) > 0 {
-		if e.hostState == hostResolved {
+		if v.state == hostResolved {
 			e.add(finding.PolicyHostDelegated, finding.Info, host,
 				fmt.Sprintf("%s is a CNAME to %s.", host, a.Target()), e.fixText(finding.PolicyHostDelegated))
 		}
 	}
-	switch e.hostState {
+	switch v.state {
 	case hostUndetermined:
 		why := temporaryWhy(a)
 		if a != nil && !a.Status.Temporary() {
 			why = temporaryWhy(aaaa)
 		}
-		e.hostWhy = "the address lookup of " + host + " failed (" + why + ")"
+		v.why = "the address lookup of " + host + " failed (" + why + ")"
 		e.add(finding.PolicyHostUndetermined, finding.Warning, host,
 			fmt.Sprintf("Could not look up the addresses of %s: %s; retry.", host, why), e.fixText(finding.PolicyHostUndetermined))
-		return
+		return v
 	case hostNoAddress:
 		msg := fmt.Sprintf("%s has no A or AAAA record (%s), so senders cannot fetch the policy and treat %s as having none.", host, a.Status, o.Domain)
 		if len(a.CNAMEs) > 0 {
 			msg = fmt.Sprintf("%s is a CNAME to %s, which has no address (%s); senders cannot fetch the policy.", host, a.Target(), a.Status)
 		}
-		e.hostWhy = host + " has no address"
-		if e.recState == recAbsent {
-			return
+		v.why = host + " has no address"
+		if rec == recAbsent {
+			return v
 		}
 		e.add(finding.PolicyHostNoAddress, finding.Error, host, msg, e.fixText(finding.PolicyHostNoAddress))
-		return
+		return v
 	}
 	if len(views) == 0 {
-		return
+		return v
 	}
 
-	for _, v := range views {
-		if v.usable {
-			e.usable = append(e.usable, v)
+	for _, f := range views {
+		if f.usable {
+			v.usable = append(v.usable, f)
 		}
 	}
 	switch {
-	case len(e.usable) > 0:
-		e.primary = e.usable[0]
+	case len(v.usable) > 0:
+		v.primary = v.usable[0]
 	default:
-		e.primary = views[0]
-		for _, v := range views {
-			if v.r.Status == 200 {
-				e.primary = v
+		v.primary = views[0]
+		for _, f := range views {
+			if f.r.Status == 200 {
+				v.primary = f
 				break
 			}
 		}
 	}
 
 	switch {
-	case len(e.usable) == len(views):
+	case len(v.usable) == len(views):
 		// Every address works; warnings (expiring certificate) once.
 		e.addPending(host, views[0].problems)
-	case len(e.usable) > 0:
+	case len(v.usable) > 0:
 		var failing []string
-		for _, v := range views {
-			if !v.usable {
-				failing = append(failing, fmt.Sprintf("%s (%s)", v.where, firstError(v.problems)))
+		for _, f := range views {
+			if !f.usable {
+				failing = append(failing, fmt.Sprintf("%s (%s)", f.where, firstError(f.problems)))
 			}
 		}
 		e.add(finding.PolicyFetchPartial, finding.Warning, host,
-			fmt.Sprintf("%s serves the policy on %d of %d addresses; it fails on %s. Senders that pick a failing address find no policy.", host, len(e.usable), len(views), strings.Join(failing, "; ")),
+			fmt.Sprintf("%s serves the policy on %d of %d addresses; it fails on %s. Senders that pick a failing address find no policy.", host, len(v.usable), len(views), strings.Join(failing, "; ")),
 			e.fixText(finding.PolicyFetchPartial))
 	default:
-		e.hostWhy = "the policy cannot be fetched: " + firstError(views[0].problems)
+		v.why = "the policy cannot be fetched: " + firstError(views[0].problems)
 		if sameProblems(views) {
 			e.addPending(host, views[0].problems)
 		} else {
-			for _, v := range views {
-				e.addPending(v.where, v.problems)
+			for _, f := range views {
+				e.addPending(f.where, f.problems)
 			}
 		}
 	}
-	e.consistencyAcrossAddresses()
-	if e.primary.r.Status == 200 && e.primary.r.Error == "" {
-		e.responseHeaders(e.primary.r)
+	e.consistencyAcrossAddresses(v.usable)
+	if v.primary.r.Status == 200 && v.primary.r.Error == "" {
+		e.responseHeaders(v.primary.r)
 	}
+	return v
 }
 
 // addPending turns merged fetch problems into findings.
@@ -287,13 +300,13 @@ func sameProblems(views []*fetchView) bool {
 
 // consistencyAcrossAddresses compares what the working addresses serve
 // (MISC-34, MISC-37).
-func (e *evaluator) consistencyAcrossAddresses() {
-	if len(e.usable) < 2 {
+func (e *evaluator) consistencyAcrossAddresses(usable []*fetchView) {
+	if len(usable) < 2 {
 		return
 	}
-	first := e.usable[0]
+	first := usable[0]
 	var diff []string
-	for _, v := range e.usable[1:] {
+	for _, v := range usable[1:] {
 		switch {
 		case !bytes.Equal(v.r.Body, first.r.Body):
 			diff = append(diff, fmt.Sprintf("%s serves a different policy than %s", v.where, first.where))

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/lab"
@@ -24,6 +25,7 @@ import (
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/smtpprobe"
 )
 
 // now is the clock of every evaluation in these tests.
@@ -31,18 +33,30 @@ var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 const goodPolicy = "version: STSv1\r\nmode: enforce\r\nmx: mx1.%[1]s\r\nmx: *.mail.%[1]s\r\nmax_age: 604800\r\n"
 
-// scanLab scans domain in the lab and evaluates it.
+// labScanner scans through d (the lab's dialer, or a guarded one) with
+// the lab's test deadlines (lab.DNSTimeout and the others), and probes the
+// MX hosts over SMTP when probe is set.
+func labScanner(l *lab.Lab, d *dial.Dialer, probe bool) *scan.Scanner {
+	s := &scan.Scanner{
+		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: lab.DNSTimeout, Attempts: lab.DNSAttempts},
+		Fetcher: &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(),
+			ConnectTimeout: lab.ConnectTimeout, HandshakeTimeout: lab.HandshakeTimeout, ResponseTimeout: lab.ResponseTimeout},
+		Dialer: d,
+	}
+	if probe {
+		s.Prober = &smtpprobe.Prober{Dialer: d, Roots: l.CA.Pool(), EHLO: "scanner.example.test",
+			ConnectTimeout: lab.ConnectTimeout, BannerTimeout: lab.SMTPTimeout, CommandTimeout: lab.SMTPTimeout, HandshakeTimeout: lab.HandshakeTimeout}
+	}
+	return s
+}
+
+// scanLab scans domain in the lab without SMTP probes and evaluates it.
 func scanLab(t *testing.T, l *lab.Lab, domain string) *check.Report {
 	t.Helper()
-	d := l.Dialer()
-	s := &scan.Scanner{
-		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 400 * time.Millisecond, Attempts: 2},
-		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool(), ConnectTimeout: time.Second, HandshakeTimeout: time.Second, ResponseTimeout: 6 * time.Second},
-		Dialer:   d,
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), lab.ScanBudget)
 	defer cancel()
-	return check.Evaluate(s.Scan(ctx, domain), now)
+	o := labScanner(l, l.Dialer(), false).Scan(ctx, domain)
+	return check.Evaluate(o, now)
 }
 
 // world is a domain in the lab, built up by the scenario.
@@ -142,16 +156,44 @@ func (w world) good() {
 	w.policy(goodPolicy)
 }
 
+// want is a finding a scenario expects. A scenario lists every error and
+// warning it expects, and nothing else of those severities may be
+// reported; an info finding it lists must be there too, beside others.
 type want struct {
 	id  finding.ID
 	sev finding.Severity
+}
+
+// checkFindings compares the findings of r with the scenario's: every
+// wanted finding is there, no error or warning that is not wanted, and
+// none of the IDs in not.
+func checkFindings(t *testing.T, r *check.Report, wants []want, not []finding.ID) {
+	t.Helper()
+	for _, wnt := range wants {
+		if !slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == wnt.id && f.Severity == wnt.sev }) {
+			t.Errorf("missing %s %s; got:\n%s", wnt.sev, wnt.id, dump(r))
+		}
+	}
+	reported := map[want]bool{}
+	for _, f := range r.Findings {
+		w := want{f.ID, f.Severity}
+		if f.Severity >= finding.Warning && !slices.Contains(wants, w) && !reported[w] {
+			reported[w] = true
+			t.Errorf("unexpected %s %s: %s", f.Severity, f.ID, f.Message)
+		}
+	}
+	for _, id := range not {
+		if slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == id }) {
+			t.Errorf("unexpected %s; got:\n%s", id, dump(r))
+		}
+	}
 }
 
 type scenario struct {
 	name   string // checklist ID and case
 	setup  func(w world)
 	status check.Status
-	grade  finding.Grade // "" = no grade (undetermined); "*" = do not check
+	grade  finding.Grade // "" = no grade (undetermined)
 	want   []want
 	not    []finding.ID // must not be reported
 	check  func(t *testing.T, r *check.Report)
@@ -171,19 +213,10 @@ func TestScenarios(t *testing.T) {
 			if r.Status != sc.status {
 				t.Errorf("status %s (%s), want %s", r.Status, r.StatusReason, sc.status)
 			}
-			if sc.grade != "*" && r.Grade != sc.grade {
+			if r.Grade != sc.grade {
 				t.Errorf("grade %q, want %q; reasons %q", r.Grade, sc.grade, r.GradeReasons)
 			}
-			for _, wnt := range sc.want {
-				if !slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == wnt.id && f.Severity == wnt.sev }) {
-					t.Errorf("missing %s %s; got:\n%s", wnt.sev, wnt.id, dump(r))
-				}
-			}
-			for _, id := range sc.not {
-				if slices.ContainsFunc(r.Findings, func(f finding.Finding) bool { return f.ID == id }) {
-					t.Errorf("unexpected %s; got:\n%s", id, dump(r))
-				}
-			}
+			checkFindings(t, r, sc.want, sc.not)
 			for _, f := range r.Findings {
 				if f.Message == "" || f.Ref == "" || (f.Severity >= finding.Warning && f.Fix == "") {
 					t.Errorf("incomplete finding %+v", f)
@@ -211,11 +244,6 @@ func scenarios() []scenario {
 	return []scenario{
 		{name: "good enforce policy", setup: func(w world) { w.good() }, status: check.StatusEnforce, grade: finding.GradeA,
 			check: func(t *testing.T, r *check.Report) {
-				for _, f := range r.Findings {
-					if f.Severity >= finding.Warning {
-						t.Errorf("unexpected %s %s: %s", f.Severity, f.ID, f.Message)
-					}
-				}
 				if len(r.Fixes) != 0 {
 					t.Errorf("a good domain needs no fixes, got %+v", r.Fixes)
 				}
@@ -265,7 +293,7 @@ func scenarios() []scenario {
 			w.tlsrpt()
 			w.policy(goodPolicy)
 			w.sts(`"v=STSv1 ; id=1"`, `"google-site-verification=abc"`)
-		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}}},
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceBeforeSemicolon, finding.Error}, {finding.STSRecordUnrelatedTXT, finding.Warning}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "RPT-TXT-4 space before semicolon, single TLS-RPT record", fixable: true, setup: func(w world) {
 			w.mail()
 			w.policy(goodPolicy)
@@ -282,7 +310,7 @@ func scenarios() []scenario {
 			w.policy(goodPolicy)
 			w.sts(`"v=STSv1; id=1"`)
 			w.dns(`_smtp._tls.$D. 300 IN TXT "v=TLSRPTv1 ; rua=mailto:tlsrpt@$D"`, `_smtp._tls.$D. 300 IN TXT "other"`)
-		}, status: check.StatusEnforce, grade: "*", want: []want{{finding.TLSRPTSpaceBeforeSemicolon, finding.Error}}, check: func(t *testing.T, r *check.Report) {
+		}, status: check.StatusEnforce, grade: finding.GradeB, want: []want{{finding.TLSRPTSpaceBeforeSemicolon, finding.Error}}, check: func(t *testing.T, r *check.Report) {
 			if r.TLSRPT != nil {
 				t.Errorf("a TLS-RPT record senders discard is reported as the record: %+v", r.TLSRPT)
 			}
@@ -290,15 +318,15 @@ func scenarios() []scenario {
 		{name: "STS-TXT-8 space around equals", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id = 1"`) },
 			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordSpaceAroundEquals, finding.Error}}},
 		{name: "STS-TXT-9 MISC-16 hyphenated id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=2024-01-01"`) },
-			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordIDInvalid, finding.Error}}},
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordIDInvalid, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "STS-TXT-10 duplicate id", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1; id=2"`) },
-			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordIDDuplicate, finding.Warning}}},
+			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordIDDuplicate, finding.Warning}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "STS-TXT-12 extension field", setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1; foo=bar"`) },
 			status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordExtension, finding.Info}}},
 		{name: "STS-TXT-13 non-breaking space", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1;\194\160id=1"`) },
-			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordNonASCII, finding.Error}}},
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordNonASCII, finding.Error}, {finding.STSRecordIDMissing, finding.Error}, {finding.STSRecordSyntax, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "STS-TXT-14 trailing space", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.policy(goodPolicy); w.sts(`"v=STSv1; id=1 "`) },
-			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordTrailingSpace, finding.Error}}},
+			status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.STSRecordTrailingSpace, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "STS-TXT-15 delegated by CNAME", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
@@ -309,7 +337,7 @@ func scenarios() []scenario {
 			w.mail()
 			w.policy(goodPolicy)
 			w.dns(`_mta-sts.$D. 300 IN CNAME _mta-sts.gone.test.`)
-		}, status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDanglingCNAME, finding.Error}}},
+		}, status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDanglingCNAME, finding.Error}, {finding.STSPolicyNotAdvertised, finding.Error}}},
 		{name: "STS-TXT-16 SERVFAIL is not absence", setup: func(w world) {
 			w.good()
 			w.l.DNS.SetRcode("_mta-sts."+w.d, dns.TypeTXT, dns.RcodeServerFailure)
@@ -345,7 +373,7 @@ func scenarios() []scenario {
 			w.dns(`_mta-sts.$D. 86400 IN TXT "v=STSv1; id=1"`)
 		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.STSRecordTTL, finding.Info}}},
 		{name: "MISC-32 draft-era record name", fixable: true, setup: func(w world) { w.mail(); w.dns(`_mta_sts.$D. 300 IN TXT "v=STSv1; id=1"`); w.policy(goodPolicy) },
-			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDraftName, finding.Error}}},
+			status: check.StatusAbsent, grade: finding.GradeF, want: []want{{finding.STSRecordDraftName, finding.Error}, {finding.STSPolicyNotAdvertised, finding.Error}}},
 
 		// §B: the policy host and the fetch.
 		{name: "STS-FETCH-16 MISC-1 policy host does not resolve", fixable: true, setup: func(w world) { w.mail(); w.tlsrpt(); w.sts(`"v=STSv1; id=1"`) },
@@ -376,6 +404,20 @@ func scenarios() []scenario {
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(tls.Certificate{}, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTLSVersion, finding.Error}}},
+		{name: "STS-FETCH-3 no TLS version in common (protocol_version alert)", setup: func(w world) {
+			w.mail()
+			w.tlsrpt()
+			w.sts(`"v=STSv1; id=1"`)
+			alert := lab.NewReply(w.t, []byte{21, 3, 3, 0, 2, 2, 70}) // fatal protocol_version (RFC 8446 §6)
+			addr := w.l.NextAddr()
+			if err := w.l.MapAddr(alert.Addr(), addr, 443); err != nil {
+				w.t.Fatal(err)
+			}
+			w.dns("mta-sts.$D. 300 IN A " + addr.String())
+		}, status: check.StatusUnreachable, grade: finding.GradeF, want: []want{{finding.PolicyTLSVersion, finding.Error}},
+			check: func(t *testing.T, r *check.Report) {
+				mustMention(t, r, finding.PolicyTLSVersion, "no TLS version senders accept")
+			}},
 		{name: "STS-FETCH-6 MISC-3 certificate for the wrong name", fixable: true, setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
@@ -429,7 +471,7 @@ func scenarios() []scenario {
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(w.l.CA.MustIssue(w.t, lab.LeafOptions{DNSNames: []string{"mta-sts." + w.d}, Padding: 110 << 10}), lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{})
-		}, status: check.StatusEnforce, grade: "*", want: []want{{finding.PolicyCertChainTooLarge, finding.Warning}}},
+		}, status: check.StatusEnforce, grade: finding.GradeA, want: []want{{finding.PolicyCertChainTooLarge, finding.Warning}}},
 		{name: "STS-FETCH-5 chain just under OpenSSL's limit", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
@@ -477,7 +519,7 @@ func scenarios() []scenario {
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Static(200, "", w.body(goodPolicy)))
-		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.PolicyContentType, finding.Error}}},
+		}, status: check.StatusEnforce, grade: finding.GradeD, want: []want{{finding.PolicyContentType, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "STS-FETCH-10 Text/Plain with charset is fine", setup: func(w world) {
 			w.mail()
 			w.tlsrpt()
@@ -591,7 +633,7 @@ func scenarios() []scenario {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serve(lab.Static(200, "text/html", "<!DOCTYPE html><html><head><title>Welcome</title></head><body>hi</body></html>"))
-		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyHTML, finding.Error}},
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyHTML, finding.Error}, {finding.PolicyContentType, finding.Error}},
 			not: []finding.ID{finding.PolicyNotKeyValue}},
 
 		// §C: the policy file, through a full scan.
@@ -625,7 +667,7 @@ func scenarios() []scenario {
 			w.tlsrpt()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("# MTA-STS policy, see: https://example.com/help\nversion: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 604800\n")
-		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyNotKeyValue, finding.Error}},
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyNotKeyValue, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}},
 			check: func(t *testing.T, r *check.Report) {
 				mustMention(t, r, finding.PolicyNotKeyValue, "comments are not allowed")
 			}},
@@ -640,12 +682,12 @@ func scenarios() []scenario {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s.\nmax_age: 604800\n")
-		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMXInvalid, finding.Error}}},
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMXInvalid, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "STS-POL-8 MISC-18 max_age above a year", fixable: true, setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.policy("version: STSv1\nmode: enforce\nmx: mx1.%[1]s\nmx: *.mail.%[1]s\nmax_age: 31557601\n")
-		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMaxAge, finding.Error}}},
+		}, status: check.StatusInvalid, grade: finding.GradeF, want: []want{{finding.PolicyMaxAge, finding.Error}, {finding.PolicySenderDivergence, finding.Warning}}},
 		{name: "MISC-17 short max_age in enforce", fixable: true, setup: func(w world) {
 			w.mail()
 			w.tlsrpt()

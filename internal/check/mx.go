@@ -14,39 +14,40 @@ import (
 // coveragePolicy returns the policy MX hosts are matched against: the
 // effective one, or the best-effort draft of an invalid policy so that
 // coverage problems show up together with the syntax problems.
-func (e *evaluator) coveragePolicy() *mtasts.Policy {
-	if e.r.Policy != nil {
-		return e.r.Policy
+func coveragePolicy(eff effective, rec recState, file fileVerdict) *mtasts.Policy {
+	if eff.policy != nil {
+		return eff.policy
 	}
-	if e.recState == recValid && e.parsed != nil && len(e.parsed.Draft.MX) > 0 {
-		d := e.parsed.Draft
+	if rec == recValid && file.parsed != nil && len(file.parsed.Draft.MX) > 0 {
+		d := file.parsed.Draft
 		return &d
 	}
 	return nil
 }
 
-// mxCoverage matches every MX host against the policy patterns (RFC 8461
-// §4.1, MISC-9, MISC-10, STS-POL-21) and checks the MX hosts' addresses.
-func (e *evaluator) mxCoverage() {
+// mxCoverage matches every MX host against pol, the policy patterns (RFC
+// 8461 §4.1, MISC-9, MISC-10, STS-POL-21), checks the MX hosts' addresses
+// and returns the MX hosts of the report.
+func (e *evaluator) mxCoverage(rec recState, pol *mtasts.Policy) []MX {
 	d := e.o.Domain
 	a := e.o.DNS.MX
 	switch {
 	case a == nil || a.Status.Temporary():
 		e.add(finding.MXUndetermined, finding.Warning, d,
 			fmt.Sprintf("Could not look up the MX records of %s: %s; retry.", d, temporaryWhy(a)), e.fixText(finding.MXUndetermined))
-		return
+		return nil
 	case a.Status == resolve.StatusNXDomain:
 		e.add(finding.MXDomainNXDomain, finding.Error, d, fmt.Sprintf("%s does not exist (NXDOMAIN).", d), e.fixText(finding.MXDomainNXDomain))
-		return
+		return nil
 	case scan.IsNullMX(a):
-		if e.recState != recAbsent {
+		if rec != recAbsent {
 			e.add(finding.MXNull, finding.Info, d, fmt.Sprintf("%s publishes a null MX (\"0 .\"): it accepts no mail, so MTA-STS has no effect.", d), e.fixText(finding.MXNull))
 		}
-		return
+		return nil
 	}
 
 	e.mxTargets(a)
-	pol := e.coveragePolicy()
+	var out []MX
 	mode := mtasts.Mode("")
 	if pol != nil {
 		mode = pol.Mode
@@ -74,7 +75,7 @@ func (e *evaluator) mxCoverage() {
 				uncovered = append(uncovered, h)
 			}
 		}
-		e.r.MX = append(e.r.MX, m)
+		out = append(out, m)
 		e.mxAddresses(h)
 	}
 	e.notCovered(uncovered, pol)
@@ -86,6 +87,7 @@ func (e *evaluator) mxCoverage() {
 			}
 		}
 	}
+	return out
 }
 
 // deliverable reports whether senders can deliver to h at all: not when

@@ -53,23 +53,37 @@ const (
 // before the rest are summarised.
 const maxRepeats = 3
 
-// policyFile judges the body of the response a sender would use.
-func (e *evaluator) policyFile() {
-	v := e.primary
+// fileVerdict is the verdict on the policy file a sender would use.
+type fileVerdict struct {
+	// parsed is the file parsed (nil when no response is a policy file:
+	// the fetch failed, or it is an HTML page).
+	parsed *mtasts.ParsedPolicy
+}
+
+// policy returns the valid policy of the file, or nil.
+func (f fileVerdict) policy() *mtasts.Policy {
+	if f.parsed == nil {
+		return nil
+	}
+	return f.parsed.Policy
+}
+
+// policyFile judges the body of the response a sender would use (v, nil
+// when there is none).
+func (e *evaluator) policyFile(v *fetchView) fileVerdict {
 	// A fetch that failed, even after a 200 (a body cut off by the
 	// deadline), has no policy to judge.
 	if v == nil || v.r.Status != 200 || v.r.TooLarge || v.r.Error != "" || v.body == nil && len(v.r.Body) > 0 {
-		return
+		return fileVerdict{}
 	}
 	url := v.r.URL
 	if mtasts.LooksLikeHTML(v.body) {
 		e.add(finding.PolicyHTML, finding.Error, url,
 			fmt.Sprintf("%s answers 200 with an HTML page (%s…), not a policy.", url, preview(v.body)),
 			e.fixText(finding.PolicyHTML))
-		return
+		return fileVerdict{}
 	}
 	pp := mtasts.ParsePolicy(v.body)
-	e.parsed, e.bodyOK = pp, true
 
 	counts := map[mtasts.Code]int{}
 	for _, p := range pp.Problems {
@@ -104,6 +118,7 @@ func (e *evaluator) policyFile() {
 	} else if d.Mode != "" && d.MaxAge > 0 {
 		e.maxAgeAdvice(d.Mode, d.MaxAge)
 	}
+	return fileVerdict{parsed: pp}
 }
 
 // policyAdvice adds the advisories for a valid policy.

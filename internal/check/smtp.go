@@ -54,33 +54,38 @@ var smtpCertCodes = map[webpki.Code]finding.ID{
 // modeSeverity is the weight of an MX failure: senders refuse the host
 // under enforce (and with DANE), report it under testing, and otherwise it
 // only blocks a future enforce policy.
-func (e *evaluator) modeSeverity(daneApplies bool) (finding.Severity, string) {
+func modeSeverity(policy *mtasts.Policy, daneApplies bool) (finding.Severity, string) {
 	switch {
-	case e.r.Policy != nil && e.r.Policy.Mode == mtasts.ModeEnforce:
+	case policy != nil && policy.Mode == mtasts.ModeEnforce:
 		return finding.Error, "senders that honour your enforce policy will not deliver to this host"
 	case daneApplies:
 		return finding.Error, "DANE senders will not deliver to this host"
-	case e.r.Policy != nil && e.r.Policy.Mode == mtasts.ModeTesting:
+	case policy != nil && policy.Mode == mtasts.ModeTesting:
 		return finding.Warning, "under your testing policy senders deliver anyway but report the failure; it must be fixed before enforce"
 	}
 	return finding.Info, "senders fall back to opportunistic TLS today, but an enforce policy would make them refuse this host"
 }
 
-// smtp judges the probes of every MX address (RFC 8461 §4, §5; RFC 3207).
-func (e *evaluator) smtp() {
-	pol := e.coveragePolicy()
+// smtp judges the probes of every MX address (RFC 8461 §4, §5; RFC 3207)
+// and adds the addresses to mx. The certificates are matched against pol,
+// the patterns of the coverage policy; the severities follow the mode of
+// the effective policy (effective, nil without one) and DANE. It returns
+// the addresses whose chain DANE rejects, for daneFindings.
+func (e *evaluator) smtp(mx []MX, pol, effective *mtasts.Policy, daneOf map[*scan.MXHost]*daneState) []daneMiss {
+	var misses []daneMiss
 	var all, unreachable int
 	var budget, limit []string // addresses not probed, by reason
 	for _, h := range e.o.MXHosts {
-		m := e.mxFor(h.Host)
+		m := mxFor(mx, h.Host)
 		if m == nil {
 			continue
 		}
-		daneApplies := e.daneApplies(h)
+		st := daneOf[h]
+		daneApplies := !h.Implicit && st.applies
 		// STARTTLS and TLS failures stop DANE senders too; certificate
 		// problems only matter to MTA-STS (DANE ignores the WebPKI).
-		sev, effect := e.modeSeverity(daneApplies)
-		certSev, certEffect := e.modeSeverity(false)
+		sev, effect := modeSeverity(effective, daneApplies)
+		certSev, certEffect := modeSeverity(effective, false)
 		var pend []addrProblem
 		observed := 0
 		for _, p := range h.Probes {
@@ -157,7 +162,9 @@ func (e *evaluator) smtp() {
 					a.PolicyMatch = &match
 				}
 			}
-			e.daneAddress(h, &a)
+			if miss := e.daneAddress(h, st, &a); miss != nil {
+				misses = append(misses, *miss)
+			}
 			tlsOK := a.TLSVersion != "" && !tlsOld(a.TLSVersion)
 			a.Pass = tlsOK && (a.CertValid && (a.PolicyMatch == nil || *a.PolicyMatch) || a.DANE == DANEAddrValid)
 			m.Addresses = append(m.Addresses, a)
@@ -181,13 +188,14 @@ func (e *evaluator) smtp() {
 			fmt.Sprintf("No MX address of %s accepted a connection on port 25. When every host fails like this, the scanner's own network most likely blocks outgoing port 25.", e.o.Domain),
 			e.fixText(finding.SMTPUnreachable, "<mx>", "the MX hosts"))
 	}
+	return misses
 }
 
 // mxFor returns the report entry of an MX host.
-func (e *evaluator) mxFor(host string) *MX {
-	for i := range e.r.MX {
-		if e.r.MX[i].Host == host {
-			return &e.r.MX[i]
+func mxFor(mx []MX, host string) *MX {
+	for i := range mx {
+		if mx[i].Host == host {
+			return &mx[i]
 		}
 	}
 	return nil
@@ -260,11 +268,11 @@ func certMatchesPatterns(chain []webpki.Cert, patterns []string) bool {
 
 // allPass reports whether every MX host has probes and every probed address
 // passes (the A+ condition).
-func (e *evaluator) allPass() (bool, string) {
+func (e *evaluator) allPass(mx []MX) (bool, string) {
 	if len(e.o.MXHosts) == 0 {
 		return false, "there are no MX hosts to check"
 	}
-	for _, m := range e.r.MX {
+	for _, m := range mx {
 		if m.NotChecked != "" {
 			return false, fmt.Sprintf("%s was not checked (%s)", m.Host, m.NotCheckedWhy())
 		}

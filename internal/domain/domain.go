@@ -17,6 +17,20 @@ import (
 // ErrInvalid is wrapped by every error Parse returns.
 var ErrInvalid = errors.New("invalid domain")
 
+// InvalidError is the error Parse returns: why the input cannot be a mail
+// domain. It wraps ErrInvalid.
+type InvalidError struct {
+	Reason string // for the user: "empty", "\"a..b\" has an empty label", …
+}
+
+func (e *InvalidError) Error() string { return ErrInvalid.Error() + ": " + e.Reason }
+
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
+}
+
 // MaxInputLength bounds what Parse reads from a user.
 const MaxInputLength = 1024
 
@@ -36,22 +50,22 @@ var display = idna.New(idna.Transitional(false))
 // U-labels ("bücher.example"), a URL ("https://example.com/") and an
 // address ("user@example.com"), and returns the A-label domain with notes
 // that say what was changed. IP addresses and names that cannot be a mail
-// domain are refused with an error wrapping ErrInvalid.
+// domain are refused with an *InvalidError (which wraps ErrInvalid).
 func Parse(input string) (name string, notes []string, err error) {
 	s := strings.TrimSpace(input)
 	if s == "" {
-		return "", nil, fmt.Errorf("%w: empty", ErrInvalid)
+		return "", nil, invalid("empty")
 	}
 	if len(s) > MaxInputLength {
-		return "", nil, fmt.Errorf("%w: %d bytes is too long for a domain", ErrInvalid, len(s))
+		return "", nil, invalid("%d bytes is too long for a domain", len(s))
 	}
 	if !utf8.ValidString(s) {
-		return "", nil, fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalid, s)
+		return "", nil, invalid("%q is not valid UTF-8", s)
 	}
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil || u.Hostname() == "" {
-			return "", nil, fmt.Errorf("%w: %q looks like a URL but has no host", ErrInvalid, s)
+			return "", nil, invalid("%q looks like a URL but has no host", s)
 		}
 		notes = append(notes, fmt.Sprintf("took the host %q from the URL %q", u.Hostname(), s))
 		s = u.Hostname()
@@ -64,7 +78,7 @@ func Parse(input string) (name string, notes []string, err error) {
 		s = s[i+1:]
 	}
 	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
-		return "", notes, fmt.Errorf("%w: %s is an IP address; MTA-STS applies to domain names, not address literals (RFC 8461 §3.4)", ErrInvalid, a)
+		return "", notes, invalid("%s is an IP address; MTA-STS applies to domain names, not address literals (RFC 8461 §3.4)", a)
 	}
 	for _, prefix := range []string{"_mta-sts.", "_smtp._tls."} {
 		if rest, ok := cutPrefixFold(s, prefix); ok && rest != "" {
@@ -74,21 +88,21 @@ func Parse(input string) (name string, notes []string, err error) {
 	}
 	trimmed := strings.TrimSuffix(s, ".")
 	if trimmed == "" || strings.HasSuffix(trimmed, ".") || strings.HasPrefix(trimmed, ".") || strings.Contains(trimmed, "..") {
-		return "", notes, fmt.Errorf("%w: %q has an empty label", ErrInvalid, s)
+		return "", notes, invalid("%q has an empty label", s)
 	}
 	ascii, err := lookup.ToASCII(trimmed)
 	if err != nil {
-		return "", notes, fmt.Errorf("%w: %q: %s", ErrInvalid, trimmed, idnaReason(err))
+		return "", notes, invalid("%q: %s", trimmed, idnaReason(err))
 	}
 	if err := CheckHostname(ascii); err != nil {
-		return "", notes, fmt.Errorf("%w: %q: %v", ErrInvalid, trimmed, err)
+		return "", notes, invalid("%q: %v", trimmed, err)
 	}
 	labels := strings.Split(ascii, ".")
 	if len(labels) < 2 {
-		return "", notes, fmt.Errorf("%w: %q is a single label; a mail domain has at least two (such as example.com)", ErrInvalid, ascii)
+		return "", notes, invalid("%q is a single label; a mail domain has at least two (such as example.com)", ascii)
 	}
 	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
-		return "", notes, fmt.Errorf("%w: %q ends in the all-numeric label %q, which no top-level domain is", ErrInvalid, ascii, tld)
+		return "", notes, invalid("%q ends in the all-numeric label %q, which no top-level domain is", ascii, tld)
 	}
 	if ascii != s {
 		switch {

@@ -75,6 +75,12 @@ func TestParseRejects(t *testing.T) {
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("Parse(%q) error %v does not wrap ErrInvalid", tt.in, err)
 		}
+		// The reason travels as data, for callers that word the error
+		// their own way (the web checker).
+		var ie *InvalidError
+		if !errors.As(err, &ie) || !strings.Contains(ie.Reason, tt.wantErr) || strings.Contains(ie.Reason, ErrInvalid.Error()) {
+			t.Errorf("Parse(%q): %#v, want an *InvalidError whose Reason contains %q", tt.in, ie, tt.wantErr)
+		}
 		if !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("Parse(%q) error = %q, want it to contain %q", tt.in, err, tt.wantErr)
 		}

@@ -60,9 +60,13 @@ const (
 	// because the address is not a public one (dial.Guard).
 	ConnectBlocked Class = "connect-blocked"
 	TLSTimeout     Class = "tls-timeout"
-	TLSError       Class = "tls-error" // handshake failure: alert, protocol version, not TLS
-	HTTPTimeout    Class = "http-timeout"
-	HTTPError      Class = "http-error" // malformed or cut-off response
+	// TLSVersion: the server shares no TLS version with the fetch, which
+	// offers TLS 1.0 to 1.3: it answered with a protocol_version alert or
+	// chose SSL 3.0 (RFC 8446 §4.1.3, RFC 5246 §7.2.2).
+	TLSVersion  Class = "tls-version"
+	TLSError    Class = "tls-error" // any other handshake failure: an alert, not TLS
+	HTTPTimeout Class = "http-timeout"
+	HTTPError   Class = "http-error" // malformed or cut-off response
 )
 
 // Result is everything observed fetching the policy from one address.
@@ -235,7 +239,8 @@ func (f *Fetcher) fetch(ctx context.Context, host string, ip netip.Addr, ae stri
 
 	// The verification is ours (webpki), so that a bad certificate is
 	// recorded, classified and the response still read.
-	tc := tls.Client(conn, &tls.Config{
+	first := &firstBytes{Conn: conn}
+	tc := tls.Client(first, &tls.Config{
 		ServerName:         host,
 		InsecureSkipVerify: true, // verified below with webpki.Verify
 		MinVersion:         tls.VersionTLS10,
@@ -245,7 +250,7 @@ func (f *Fetcher) fetch(ctx context.Context, host string, ip netip.Addr, ae stri
 	err = tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		r.Class, r.Error = classifyTLS(err, ctx)
+		r.Class, r.Error = classifyTLS(err, ctx, first.b)
 		return r
 	}
 	r.Timings.Handshake = ms()
@@ -351,9 +356,14 @@ func classifyConnect(err error, ctx context.Context) (Class, string) {
 	return ConnectError, "connection failed: " + err.Error()
 }
 
-func classifyTLS(err error, ctx context.Context) (Class, string) {
+// classifyTLS names a failed handshake; first is what the server sent
+// first (the start of its first TLS record).
+func classifyTLS(err error, ctx context.Context, first []byte) (Class, string) {
 	if isTimeout(err, ctx) {
 		return TLSTimeout, "the TLS handshake timed out"
+	}
+	if v, ok := noCommonVersion(first); ok {
+		return TLSVersion, "the server accepts none of the TLS versions offered (1.0 to 1.3): " + v
 	}
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) {
@@ -363,6 +373,50 @@ func classifyTLS(err error, ctx context.Context) (Class, string) {
 		return TLSError, "the server closed the connection during the TLS handshake"
 	}
 	return TLSError, "TLS handshake failed: " + err.Error()
+}
+
+// The TLS wire values noCommonVersion reads (RFC 8446 §5.1, §4, §6;
+// RFC 5246 §7.2).
+const (
+	recordAlert          = 21
+	recordHandshake      = 22
+	handshakeServerHello = 2
+	alertProtocolVersion = 70
+	versionTLS10         = 0x0301
+)
+
+// noCommonVersion reads the start of the server's first TLS record and
+// reports whether the server refused every version offered: a
+// protocol_version alert, or a ServerHello that chose SSL 3.0 or older,
+// which crypto/tls refuses. It says which in words.
+func noCommonVersion(first []byte) (string, bool) {
+	switch {
+	case len(first) >= 7 && first[0] == recordAlert && first[6] == alertProtocolVersion:
+		return "it answered with a protocol_version alert", true
+	case len(first) >= 11 && first[0] == recordHandshake && first[5] == handshakeServerHello:
+		if v := int(first[9])<<8 | int(first[10]); v < versionTLS10 {
+			return fmt.Sprintf("it chose version 0x%04x (SSL 3.0 or older)", v), true
+		}
+	}
+	return "", false
+}
+
+// firstBytes keeps the first bytes a connection reads: the TLS record
+// header and the start of the first message (an alert, or the version in
+// a ServerHello), which classifyTLS reads.
+type firstBytes struct {
+	net.Conn
+	b []byte
+}
+
+const firstBytesKept = 11 // record header (5), handshake header (4), version (2)
+
+func (c *firstBytes) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if keep := firstBytesKept - len(c.b); keep > 0 && n > 0 {
+		c.b = append(c.b, p[:min(n, keep)]...)
+	}
+	return n, err
 }
 
 func classifyHTTP(err error, ctx context.Context) (Class, string) {

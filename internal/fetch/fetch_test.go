@@ -157,6 +157,11 @@ func TestHostileServers(t *testing.T) {
 	// take it meanwhile.
 	refusedAddr := l.Dialer().Target("", l.MustRefusedAddr(t, 443), 443)
 	slow := host(t, l, "slow.test", tls.Certificate{}, lab.Slow(3*time.Second, lab.Static(200, "text/plain", policy)), lab.HostOptions{})
+	// A fatal protocol_version alert (RFC 8446 §6), and a ServerHello
+	// that chooses SSL 3.0 (RFC 5246 §7.4.1.3), which crypto/tls refuses.
+	versionAlert := lab.NewReply(t, []byte{21, 3, 3, 0, 2, 2, 70})
+	hello := append([]byte{22, 3, 0, 0, 42, 2, 0, 0, 38, 3, 0}, make([]byte, 32)...)
+	ssl3 := lab.NewReply(t, append(hello, 0, 0, 0x2f, 0))
 
 	tests := []struct {
 		name     string
@@ -166,6 +171,8 @@ func TestHostileServers(t *testing.T) {
 	}{
 		{"stalled handshake", stall.Addr(), netip.Addr{}, TLSTimeout},
 		{"garbage instead of TLS", endless.Addr(), netip.Addr{}, TLSError},
+		{"STS-FETCH-3 no common TLS version: protocol_version alert", versionAlert.Addr(), netip.Addr{}, TLSVersion},
+		{"STS-FETCH-3 no common TLS version: SSL 3.0", ssl3.Addr(), netip.Addr{}, TLSVersion},
 		{"refused", refusedAddr, netip.Addr{}, ConnectRefused},
 		{"slow response", "", slow, HTTPTimeout},
 	}

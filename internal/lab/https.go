@@ -276,6 +276,27 @@ func StartEndless() (*RawServer, error) {
 	})
 }
 
+// StartReply starts a server that reads what the client sends first (a
+// TLS ClientHello, say), answers every connection with reply and closes
+// it: a TLS alert or a hand-made ServerHello, for example.
+func StartReply(reply []byte) (*RawServer, error) {
+	return startRaw(func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+		_, _ = c.Write(reply)
+	})
+}
+
+// NewReply is StartReply for tests: it fails t on error and closes the
+// server when the test ends.
+func NewReply(t testing.TB, reply []byte) *RawServer {
+	t.Helper()
+	return mustRaw(t, func() (*RawServer, error) { return StartReply(reply) })
+}
+
 // NewStall is StartStall for tests: it fails t on error and closes the
 // server when the test ends.
 func NewStall(t testing.TB) *RawServer {

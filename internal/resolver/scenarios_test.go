@@ -228,12 +228,26 @@ func scenarios() []scenario {
 			w.good()
 			w.l.DNS.SetRcode("mta-sts."+w.d, dns.TypeANY, dns.RcodeServerFailure)
 		}, want: nf},
-		{name: "STS-FETCH-16 MISC-34 only one of two addresses works", setup: func(w world) { w.good(); w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`) }, want: sec},
-		{name: "STS-FETCH-2 MISC-1 connection refused", setup: func(w world) { w.mail(); w.sts(`"v=STSv1; id=1"`); w.dns(`mta-sts.$D. 300 IN A 127.0.0.2`) }, want: nf},
+		{name: "STS-FETCH-16 MISC-34 only one of two addresses works", setup: func(w world) { w.good(); w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String()) }, want: sec},
+		{name: "STS-FETCH-2 MISC-1 connection refused", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			w.dns("mta-sts.$D. 300 IN A " + w.l.MustRefusedAddr(w.t, 443).String())
+		}, want: nf},
 		{name: "STS-FETCH-3 TLS 1.1 only", setup: func(w world) {
 			w.mail()
 			w.sts(`"v=STSv1; id=1"`)
 			w.serveWith(tls.Certificate{}, lab.Static(200, "text/plain", w.body(goodPolicy)), lab.HostOptions{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		}, want: nf},
+		{name: "STS-FETCH-3 no TLS version in common (protocol_version alert)", setup: func(w world) {
+			w.mail()
+			w.sts(`"v=STSv1; id=1"`)
+			alert := lab.NewReply(w.t, []byte{21, 3, 3, 0, 2, 2, 70}) // fatal protocol_version (RFC 8446 §6)
+			addr := w.l.NextAddr()
+			if err := w.l.MapAddr(alert.Addr(), addr, 443); err != nil {
+				w.t.Fatal(err)
+			}
+			w.dns("mta-sts.$D. 300 IN A " + addr.String())
 		}, want: nf},
 		{name: "STS-FETCH-6 MISC-3 certificate for the wrong name", setup: func(w world) {
 			w.mail()

@@ -15,6 +15,18 @@ import (
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 )
 
+// RefusedError says why a step cannot be planned for the domain as it is
+// or with the options given. Reason is meant for the user as it stands.
+type RefusedError struct {
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return "rollout: " + e.Reason }
+
+func refuse(format string, args ...any) error {
+	return &RefusedError{Reason: fmt.Sprintf(format, args...)}
+}
+
 // Defaults of a new rollout.
 const (
 	InitialMaxAge = 86400  // testing: one day, so mistakes expire quickly
@@ -89,10 +101,12 @@ type InitOptions struct {
 
 // Init builds everything a domain publishes to start with MTA-STS: the
 // policy in testing mode for the live MX set, the _mta-sts record with a
-// fresh id, the TLS-RPT record and the policy host's address records.
+// fresh id, the TLS-RPT record and the policy host's address records. It
+// returns a *RefusedError when there is no MX host to list or a report URI
+// is unusable.
 func Init(d string, mxHosts []string, o InitOptions) (*Output, error) {
 	if len(mxHosts) == 0 {
-		return nil, fmt.Errorf("rollout: %s has no MX hosts that could be listed in a policy", d)
+		return nil, refuse("%s has no MX hosts that could be listed in a policy", d)
 	}
 	pol := &mtasts.Policy{Version: "STSv1", Mode: mtasts.ModeTesting, MaxAge: InitialMaxAge, MX: Patterns(mxHosts)}
 	var recs []Record
@@ -107,7 +121,7 @@ func Init(d string, mxHosts []string, o InitOptions) (*Output, error) {
 	}
 	for _, u := range rua {
 		if rec, _ := tlsrpt.ParseRecord(tlsrpt.VersionTag + "; rua=" + u); rec == nil || len(rec.Usable) != 1 {
-			return nil, fmt.Errorf("rollout: %q is not a usable mailto: or https: report URI (RFC 8460 §3)", u)
+			return nil, refuse("%q is not a usable mailto: or https: report URI (RFC 8460 §3)", u)
 		}
 	}
 	rpt.Value = tlsrpt.VersionTag + "; rua=" + strings.Join(rua, ",")

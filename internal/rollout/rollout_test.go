@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -205,7 +206,38 @@ func TestPlan(t *testing.T) {
 	if !strings.Contains(strings.Join(out.Warnings, "\n"), "new.example.net (198.51.100.1:25) fails today") {
 		t.Errorf("warnings %q", out.Warnings)
 	}
-	if _, err := Plan(r, PlanOptions{Now: now}); err == nil {
-		t.Error("a plan without hosts must fail")
+	var refused *RefusedError
+	if _, err := Plan(r, PlanOptions{Now: now}); !errors.As(err, &refused) || !strings.HasPrefix(refused.Reason, "name the MX hosts") {
+		t.Errorf("a plan without hosts: %v, want a *RefusedError", err)
+	}
+}
+
+// TestRefused: what cannot be planned is a *RefusedError whose Reason the
+// command prints as it stands.
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"init without MX hosts", func() error { _, err := Init("example.com", nil, InitOptions{Now: now}); return err },
+			"example.com has no MX hosts"},
+		{"init with an unusable report URI", func() error {
+			_, err := Init("example.com", []string{"mx1.example.com"}, InitOptions{Now: now, RUA: []string{"tlsrpt@example.com"}})
+			return err
+		}, `"tlsrpt@example.com" is not a usable`},
+		{"plan without a policy in effect", func() error {
+			r := report(mtasts.ModeEnforce, 604800, nil, "mx1.example.com")
+			r.Policy, r.Status, r.StatusReason = nil, check.StatusAbsent, "no record"
+			_, err := Plan(r, PlanOptions{Add: []string{"mx2.example.com"}, Now: now})
+			return err
+		}, "example.com has no policy in effect (absent: no record)"},
+	}
+	for _, tt := range tests {
+		err := tt.run()
+		var refused *RefusedError
+		if !errors.As(err, &refused) || !strings.HasPrefix(refused.Reason, tt.want) || err.Error() != "rollout: "+refused.Reason {
+			t.Errorf("%s: %v, want a *RefusedError starting %q", tt.name, err, tt.want)
+		}
 	}
 }

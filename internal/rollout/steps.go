@@ -161,14 +161,15 @@ type PlanOptions struct {
 // hosts to the policy under a new id; switch the MX records only when every
 // cached copy of the old policy has expired; then drop the old hosts'
 // patterns under another new id once the old MX records have left resolver
-// caches.
+// caches. It returns a *RefusedError when no policy is in effect or no
+// change is asked for.
 func Plan(r *check.Report, o PlanOptions) (*Output, error) {
 	out := &Output{Domain: r.Domain, Command: "plan"}
 	if r.Policy == nil {
-		return nil, fmt.Errorf("rollout: %s has no policy in effect (%s: %s); plan the MX change without MTA-STS, or start with mailtls policy init", r.Domain, r.Status, r.StatusReason)
+		return nil, refuse("%s has no policy in effect (%s: %s); plan the MX change without MTA-STS, or start with mailtls policy init", r.Domain, r.Status, r.StatusReason)
 	}
 	if len(o.Add) == 0 && len(o.Remove) == 0 {
-		return nil, fmt.Errorf("rollout: name the MX hosts to add (--add-mx) or remove (--remove-mx)")
+		return nil, refuse("name the MX hosts to add (--add-mx) or remove (--remove-mx)")
 	}
 	cur := r.Policy
 	current := map[string]bool{}

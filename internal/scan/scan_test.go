@@ -28,7 +28,7 @@ import (
 func scanner(l *lab.Lab) *scan.Scanner {
 	d := l.Dialer()
 	return &scan.Scanner{
-		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: 300 * time.Millisecond, Attempts: 2},
+		Resolver: &resolve.Client{Servers: []string{l.DNS.Addr()}, Timeout: lab.DNSTimeout, Attempts: lab.DNSAttempts},
 		Fetcher:  &fetch.Fetcher{Dialer: d, Roots: l.CA.Pool()},
 		Dialer:   d,
 	}
@@ -148,7 +148,9 @@ func TestBudget(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	o := s.Scan(ctx, "silent.test")
-	if d := time.Since(start); d > 1500*time.Millisecond {
+	// Well under the resolver's own 5 s timeout: the budget ended it (the
+	// margin allows for a loaded machine).
+	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("scan took %v with a 500 ms budget", d)
 	}
 	if !o.DNS.STS.Status.Temporary() || !o.DNS.MX.Status.Temporary() {
@@ -236,9 +238,11 @@ func TestProgress(t *testing.T) {
 }
 
 // fakeProber records the probes it is asked for; each takes d (or until
-// ctx ends). It tracks how many probes of one address overlap.
+// ctx ends). It tracks how many probes of one address overlap, and calls
+// started (if set) with the number of each probe as it starts.
 type fakeProber struct {
 	d       time.Duration
+	started func(n int)
 	mu      sync.Mutex
 	calls   []string // host of each probe, in start order
 	running map[netip.Addr]int
@@ -253,7 +257,11 @@ func (p *fakeProber) Probe(ctx context.Context, host string, ip netip.Addr) *smt
 	}
 	p.running[ip]++
 	p.overlap = p.overlap || p.running[ip] > 1
+	n := len(p.calls)
 	p.mu.Unlock()
+	if p.started != nil {
+		p.started(n)
+	}
 	defer func() {
 		p.mu.Lock()
 		p.running[ip]--
@@ -280,18 +288,24 @@ func TestProbeScheduling(t *testing.T) {
 			l.DNS.MustAdd(t, fmt.Sprintf("%s. 300 IN A 192.0.2.%d", h, 10*(i+1)+j))
 		}
 	}
-	fp := &fakeProber{d: 300 * time.Millisecond}
+	// One probe at a time; the budget ends as the third starts, whatever
+	// the machine's speed.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fp := &fakeProber{d: 50 * time.Millisecond, started: func(n int) {
+		if n == 3 {
+			cancel()
+		}
+	}}
 	s := scanner(l)
 	s.Prober, s.MaxProbes = fp, 1
-	ctx, cancel := context.WithTimeout(context.Background(), 1100*time.Millisecond)
-	defer cancel()
 	o := s.Scan(ctx, "p.test")
 
 	fp.mu.Lock()
 	calls := append([]string(nil), fp.calls...)
 	fp.mu.Unlock()
-	if len(calls) < 3 || len(calls) > 5 {
-		t.Fatalf("%d probes ran (%q) in 1.1 s at 300 ms each, one at a time", len(calls), calls)
+	if len(calls) < 3 {
+		t.Fatalf("%d probes ran (%q), want at least the 3 before the budget ended", len(calls), calls)
 	}
 	if first := calls[:3]; !slices.Contains(first, hosts[0]) || !slices.Contains(first, hosts[1]) || !slices.Contains(first, hosts[2]) {
 		t.Errorf("first probes %q: want one address of every host before a second of any", first)

@@ -84,7 +84,7 @@ func JudgeFetch(r *fetch.Result) (*mtasts.Policy, FetchFailure, string) {
 		return nil, FetchConnect, "no fetch"
 	case r.TLS == nil && r.Error != "":
 		switch r.Class {
-		case fetch.TLSError, fetch.TLSTimeout:
+		case fetch.TLSError, fetch.TLSVersion, fetch.TLSTimeout:
 			return nil, FetchTLS, r.Error
 		case fetch.HTTPError, fetch.HTTPTimeout:
 			return nil, FetchHTTP, r.Error

@@ -385,7 +385,9 @@ func (w *walker) multipart(boundary string, body []byte, depth int) {
 			return
 		}
 		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "EOF") {
+			// mime/multipart wraps the io.EOF of a body that ends before
+			// the closing boundary.
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				w.note(NoteCloseBoundary, "", "the closing MIME boundary is missing; the parts before it were read")
 			} else {
 				w.note(NoteMIMEBroken, "", "the MIME structure is broken (%v); the parts before were read", err)

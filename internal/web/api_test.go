@@ -100,6 +100,25 @@ func TestAPIGoldenDocuments(t *testing.T) {
 			t.Errorf("%s does not match the Document schema: %v", f, err)
 		}
 	}
+	// The goldens above leave the evidence out; it has its own.
+	evidence := schema.Properties["evidence"].Value
+	files, _ = filepath.Glob("../report/testdata/evidence/*.json")
+	if len(files) == 0 {
+		t.Fatal("no golden evidence in internal/report/testdata/evidence")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := evidence.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+			t.Errorf("%s does not match the evidence schema of Document: %v", f, err)
+		}
+	}
 }
 
 // TestAPIBadInput: every refusal is a JSON error with the right status

@@ -105,7 +105,11 @@ func (s *Server) submitForm(w http.ResponseWriter, r *http.Request) {
 	smtp := r.PostForm.Get("smtp") != "" || r.PostForm.Get("form") == ""
 	name, _, err := domain.Parse(input)
 	if err != nil {
-		msg := strings.TrimPrefix(err.Error(), domain.ErrInvalid.Error()+": ")
+		msg := err.Error()
+		var ie *domain.InvalidError
+		if errors.As(err, &ie) {
+			msg = ie.Reason
+		}
 		s.render(w, http.StatusBadRequest, "home", homeView{page: page{Title: "Check a domain"}, Domain: input, SMTP: smtp,
 			Error: "That is not a domain we can scan: " + msg + ".", EHLOName: s.EHLOName})
 		return

@@ -107,7 +107,7 @@ func TestHomeAndForm(t *testing.T) {
 		status     int
 		contains   string
 	}{
-		{"empty", form("form", "1", "domain", ""), 400, "empty"},
+		{"empty", form("form", "1", "domain", ""), 400, "That is not a domain we can scan: empty."},
 		{"300 characters", form("form", "1", "domain", strings.Repeat("a", 300)+".test"), 400, "not a valid host name"},
 		{"not a domain", form("form", "1", "domain", "<b>not a domain</b>"), 400, "&lt;b&gt;not a domain&lt;/b&gt;"},
 		{"IP address", form("form", "1", "domain", "192.0.2.1"), 400, "IP address"},
