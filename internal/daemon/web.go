@@ -35,9 +35,9 @@ type webRole struct {
 	srv      *http.Server
 	jobs     *scanjob.Manager
 	accounts *account.Service // nil without a store
-	stop    context.CancelFunc
-	janitor sync.WaitGroup
-	cfg     *config.Web
+	stop     context.CancelFunc
+	janitor  sync.WaitGroup
+	cfg      *config.Web
 }
 
 // startWeb opens the web checker's listeners and serves. On error it
