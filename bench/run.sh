@@ -23,7 +23,7 @@ echo "$out" | awk '
 /^BenchmarkResolverCold/   { for (i=1;i<=NF;i++) if ($(i+1)=="x-critical-path") rc=$i }
 /^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
-/^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i } }
+/^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i } }
 END {
   if (c != "") {
     printf "scan wall time / critical path (50 ms per DNS answer and TCP connection):\n"
@@ -48,6 +48,7 @@ END {
   if (br != "") {
     printf "mailtls check -f: 10,000 lab domains sharing 5 MX hosts, 50 ms per DNS answer and TCP accept, --parallel 200:\n"
     printf "  %.0f domains/s = %.2fx the bound of --parallel / critical path (200 / 100 ms = 2000/s; target >= 0.8x)\n", br, bb
+    printf "  CPU per domain: mailtls %.2f ms + lab servers %.2f ms; the rate is %.2fx what the cores allow at that cost\n", bcm, bcl, bcb
     printf "  peak RSS %.0f MiB (target < 200 MiB); %.0f bytes per JSON record\n", bm, brec
     if (ns != "") printf "  naive, one mailtls check process per domain in a loop (sample): %.1f domains/s; bulk is %.0fx faster\n", ns, nsx
     if (np != "") printf "  naive, 200 mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", np, npx

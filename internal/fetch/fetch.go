@@ -254,12 +254,17 @@ func (f *Fetcher) fetch(ctx context.Context, host string, ip netip.Addr, ae stri
 		return r
 	}
 	r.Timings.Handshake = ms()
-	st := tc.ConnectionState()
-	r.TLS = &TLS{
-		Version: tls.VersionName(st.Version),
-		Cipher:  tls.CipherSuiteName(st.CipherSuite),
-		Chain:   webpki.Describe(st.PeerCertificates),
-		Verdict: webpki.Verify(st.PeerCertificates, host, f.Roots, f.now()),
+	if ae == "" {
+		// The certificate evidence comes from the request without
+		// Accept-Encoding; a Variant keeps none, so the chain is not
+		// verified again for each (a bulk scan makes thousands).
+		st := tc.ConnectionState()
+		r.TLS = &TLS{
+			Version: tls.VersionName(st.Version),
+			Cipher:  tls.CipherSuiteName(st.CipherSuite),
+			Chain:   webpki.Describe(st.PeerCertificates),
+			Verdict: webpki.Verify(st.PeerCertificates, host, f.Roots, f.now()),
+		}
 	}
 
 	deadline := time.Now().Add(orDefault(f.ResponseTimeout, DefaultResponseTimeout))

@@ -119,8 +119,17 @@ func StartDNSAt(addr string) (*DNS, error) {
 	return startDNS(pc, ln)
 }
 
+// udpReadBuffer is the receive buffer asked for the UDP socket: a burst of
+// thousands of queries (a bulk scan) overflows the default one, and a
+// dropped query costs the client a retry after its timeout. The kernel
+// may grant less (net.core.rmem_max).
+const udpReadBuffer = 4 << 20
+
 // startDNS serves on pc and ln, which it owns from then on.
 func startDNS(pc net.PacketConn, ln net.Listener) (*DNS, error) {
+	if u, ok := pc.(*net.UDPConn); ok {
+		_ = u.SetReadBuffer(udpReadBuffer) // best effort
+	}
 	d := &DNS{
 		closed:   make(chan struct{}),
 		rrs:      make(map[string]map[uint16][]dns.RR),

@@ -502,23 +502,30 @@ func exchangeUDP(conn net.Conn, q *dns.Msg, wire []byte) (*dns.Msg, bool, error)
 	if _, err := conn.Write(wire); err != nil {
 		return nil, false, err
 	}
-	buf := make([]byte, maxMsgSize)
 	var discarded error
 	for {
-		n, err := conn.Read(buf)
+		b, err := readDatagram(conn)
 		if err != nil {
 			if discarded != nil {
 				return nil, false, discarded
 			}
 			return nil, false, err
 		}
-		resp, truncated, err := parseReply(q, buf[:n])
+		resp, truncated, err := parseReply(q, b)
 		if err != nil {
 			discarded = err
 			continue
 		}
 		return resp, truncated, nil
 	}
+}
+
+// readMax reads one datagram into a buffer of the largest DNS message, so
+// that an oversize reply is not cut.
+func readMax(conn net.Conn) ([]byte, error) {
+	buf := make([]byte, maxMsgSize)
+	n, err := conn.Read(buf)
+	return buf[:n], err
 }
 
 // exchangeTCP sends the query with its two-octet length prefix and reads one
