@@ -655,3 +655,18 @@ func TestAccountRegistrationModes(t *testing.T) {
 		t.Error("no verification mail to the invited address")
 	}
 }
+
+// A session ends at its absolute lifetime even while it is used (scs
+// counts it on the real clock from the login).
+func TestAccountSessionLifetime(t *testing.T) {
+	h := newHarness(t, harnessOptions{accounts: true, lifetime: 1500 * time.Millisecond})
+	h.signUp("ann@example.test")
+	a := h.logIn("ann@example.test", testPassword)
+	if r := a.get("/settings"); r.StatusCode != 200 {
+		t.Fatalf("right after the login: %d", r.StatusCode)
+	}
+	time.Sleep(2 * time.Second)
+	if r := a.get("/settings"); r.StatusCode != http.StatusSeeOther {
+		t.Errorf("after the lifetime: %d, want a redirect to the login", r.StatusCode)
+	}
+}

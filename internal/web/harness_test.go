@@ -69,6 +69,7 @@ type harnessOptions struct {
 	accounts     bool
 	registration string
 	limits       *account.Limits
+	lifetime     time.Duration // the sessions' absolute lifetime (default 7 days)
 }
 
 // harness is a web checker on an httptest server, scanning the lab through
@@ -146,7 +147,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		hs.accounts = account.New(account.Config{Store: db, Mail: hs.mail, BaseURL: srv.URL, Registration: o.registration,
 			Hasher: &password.Hasher{Params: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},
 			Now:    clock.Now, Limits: o.limits})
-		w.Accounts, w.Store, w.Now = hs.accounts, db, clock.Now
+		w.Accounts, w.Store, w.Now, w.SessionLifetime = hs.accounts, db, clock.Now, o.lifetime
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
