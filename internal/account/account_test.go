@@ -640,3 +640,27 @@ func TestCloseDrains(t *testing.T) {
 		t.Errorf("after close: %v", err)
 	}
 }
+
+// FuzzCheckEmail: an accepted address is one plain address, normalised
+// (a second check gives it back unchanged), with nothing that could end a
+// header line or add a recipient.
+func FuzzCheckEmail(f *testing.F) {
+	for _, s := range []string{"ann@example.com", " Ann@Example.COM ", "a@b@c", "Ann <ann@example.com>", "a@example.com\r\nBcc: x@y", "\"a b\"@example.com", "a@[192.0.2.1]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e, err := CheckEmail(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidEmail) {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		if again, err := CheckEmail(e); err != nil || again != e {
+			t.Fatalf("%q → %q → %q, %v", s, e, again, err)
+		}
+		if len(e) > MaxEmailLen || strings.ContainsAny(e, "\r\n,;<> \t") || strings.Count(e, "@") != 1 {
+			t.Fatalf("accepted %q", e)
+		}
+	})
+}

@@ -670,3 +670,19 @@ func TestAccountSessionLifetime(t *testing.T) {
 		t.Errorf("after the lifetime: %d, want a redirect to the login", r.StatusCode)
 	}
 }
+
+// FuzzLocalPath: the login's redirect target is always a path on this
+// site, whatever next says.
+func FuzzLocalPath(f *testing.F) {
+	for _, s := range []string{"/settings", "//evil.example", "/\\evil.example", "https://evil.example/", "/%2F%2Fevil", "/a?b=c", "\t/x", "/x\r\nLocation: //evil"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, next string) {
+		p := localPath(next)
+		u, err := url.Parse(p)
+		if err != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") ||
+			u.Scheme != "" || u.Host != "" || strings.ContainsAny(p, "\r\n\t\\") {
+			t.Fatalf("localPath(%q) = %q", next, p)
+		}
+	})
+}
