@@ -94,6 +94,16 @@ mail:
 	if r.StatusCode != 200 || !strings.Contains(string(b), "ann@example.test") {
 		t.Errorf("settings: %d", r.StatusCode)
 	}
+	// The saved domains' dashboard is served to the session's user.
+	r, err = c.Get(base + "/domains")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.Contains(string(b), "<h1>Your domains</h1>") {
+		t.Errorf("dashboard: %d", r.StatusCode)
+	}
 	// The address and the link are in no log line.
 	if strings.Contains(e.logs.String(), "ann@example.test") || strings.Contains(e.logs.String(), link[2]) {
 		t.Errorf("the log holds the address or the link:\n%s", e.logs)

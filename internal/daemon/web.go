@@ -130,6 +130,9 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		r.accounts = newAccounts(d, c, lns)
 		ws.Accounts, ws.Store, ws.PublicURL, ws.Now = r.accounts, d.store, c.PublicURL, d.opts.Now
 		ws.SessionIdleTimeout, ws.SessionLifetime = c.Accounts.SessionIdleTimeout.D(), c.Accounts.SessionLifetime.D()
+		// The pages and API of saved domains, with this server's users
+		// (sessions and API tokens).
+		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now}
 	}
 	r.srv.Handler = ws.Handler()
 	for _, ln := range lns {

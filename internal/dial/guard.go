@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"syscall"
 
 	"code.dny.dev/ssrf"
@@ -27,12 +28,20 @@ var GuardPorts = []uint16{25, 443}
 // answer that changes between lookups (rebinding) cannot get around it. A
 // Guard is safe for concurrent use.
 type Guard struct {
-	g *ssrf.Guardian
+	g     *ssrf.Guardian
+	ports []uint16
 }
 
 // NewGuard returns a guard that also lets through the prefixes in allow (for
 // an internal deployment, and for tests whose lab uses loopback addresses).
-func NewGuard(allow ...netip.Prefix) *Guard {
+func NewGuard(allow ...netip.Prefix) *Guard { return NewGuardPorts(GuardPorts, allow...) }
+
+// WebhookPorts are the only ports webhook deliveries connect to: HTTPS.
+var WebhookPorts = []uint16{443}
+
+// NewGuardPorts is NewGuard for other ports than the scanner's (webhook
+// deliveries: WebhookPorts).
+func NewGuardPorts(ports []uint16, allow ...netip.Prefix) *Guard {
 	var v4, v6 []netip.Prefix
 	for _, p := range allow {
 		if p.Addr().Is4() {
@@ -41,7 +50,7 @@ func NewGuard(allow ...netip.Prefix) *Guard {
 			v6 = append(v6, p)
 		}
 	}
-	return &Guard{g: ssrf.New(ssrf.WithPorts(GuardPorts...), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...))}
+	return &Guard{g: ssrf.New(ssrf.WithPorts(ports...), ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...)), ports: ports}
 }
 
 // BlockedError says which target a Guard refused and why.
@@ -49,10 +58,14 @@ type BlockedError struct {
 	Addr netip.AddrPort
 	// Why names the range or the port rule, e.g. "a private-use address
 	// (RFC 1918)".
-	Why string
+	Why   string
+	Ports []uint16 // the ports the guard allows
 }
 
 func (e *BlockedError) Error() string {
+	if slices.Equal(e.Ports, WebhookPorts) {
+		return fmt.Sprintf("not connected to %s: it is %s, and webhooks are delivered only to public addresses on port 443", e.Addr, e.Why)
+	}
 	return fmt.Sprintf("not connected to %s: it is %s, and this scanner connects only to public addresses on ports 25 and 443", e.Addr, e.Why)
 }
 
@@ -67,9 +80,9 @@ func (g *Guard) Check(ap netip.AddrPort) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ssrf.ErrProhibitedPort):
-		return &BlockedError{Addr: ap, Why: fmt.Sprintf("port %d", ap.Port())}
+		return &BlockedError{Addr: ap, Why: fmt.Sprintf("port %d", ap.Port()), Ports: g.ports}
 	}
-	return &BlockedError{Addr: ap, Why: RangeName(ap.Addr())}
+	return &BlockedError{Addr: ap, Why: RangeName(ap.Addr()), Ports: g.ports}
 }
 
 // Control is a net.Dialer Control function: the same check on the socket

@@ -7,9 +7,12 @@
 package finding
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 )
 
 // Severity says how bad a finding is.
@@ -66,10 +69,13 @@ const (
 	ComponentSMTP       Component = "smtp"           // STARTTLS and certificates of every MX address
 	ComponentDANE       Component = "dane"           // TLSA records, DNSSEC, DANE verification
 	ComponentTLSRPT     Component = "tls-rpt"        // the _smtp._tls TXT record
+	// ComponentHistory holds what monitoring finds by comparing a saved
+	// domain's scan with the previous one (finding/history.go).
+	ComponentHistory Component = "history"
 )
 
 // Components lists every component in report order.
-var Components = []Component{ComponentRecord, ComponentPolicyHost, ComponentPolicy, ComponentMX, ComponentSMTP, ComponentDANE, ComponentTLSRPT}
+var Components = []Component{ComponentRecord, ComponentPolicyHost, ComponentPolicy, ComponentMX, ComponentSMTP, ComponentDANE, ComponentTLSRPT, ComponentHistory}
 
 // Title is the heading reports use for the component.
 func (c Component) Title() string {
@@ -88,6 +94,8 @@ func (c Component) Title() string {
 		return "DANE"
 	case ComponentTLSRPT:
 		return "TLS-RPT"
+	case ComponentHistory:
+		return "Changes since the previous scan"
 	}
 	return string(c)
 }
@@ -141,7 +149,11 @@ type Def struct {
 }
 
 // Cap returns the grade cap for a finding of this kind at severity s.
+// Findings about history never cap the grade: it describes one scan.
 func (d *Def) Cap(s Severity) Grade {
+	if d.Component == ComponentHistory {
+		return ""
+	}
 	if g, ok := d.Caps[s]; ok {
 		return g
 	}
@@ -241,4 +253,30 @@ func Worst(fs []Finding) Severity {
 		w = max(w, f.Severity)
 	}
 	return w
+}
+
+// CatalogVersion identifies the catalog's content: a digest of every
+// definition (IDs, severities, texts, references, caps). A saved scan
+// keeps it, so a page from history can say that the rules have changed
+// since the scan (Internet.nl #14, #2040, #2070).
+func CatalogVersion() string {
+	catalogOnce.Do(func() { catalogVersion = versionOf(Catalog()) })
+	return catalogVersion
+}
+
+var (
+	catalogOnce    sync.Once
+	catalogVersion string
+)
+
+func versionOf(defs []*Def) string {
+	h := sha256.New()
+	for _, d := range defs {
+		fmt.Fprintf(h, "%s\x00%s\x00%v\x00%s\x00%s\x00%s\x00%s\x00%q\x00", d.ID, d.Component, d.Severities, d.Title, d.Explain, d.Fix, d.Ref, d.Checklist)
+		for _, s := range d.Severities {
+			fmt.Fprintf(h, "%s=%s\x00", s, d.Cap(s))
+		}
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }

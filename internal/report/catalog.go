@@ -22,6 +22,9 @@ func WriteFindingsMarkdown(w io.Writer) error {
 	}
 	for _, c := range finding.Components {
 		fmt.Fprintf(&b, "## %s (`%s`)\n\n", c.Title(), c)
+		if c == finding.ComponentHistory {
+			b.WriteString("Monitoring reports these for saved domains by comparing a scan with the previous one (see [web.md](web.md#monitoring-rules)); `mailtls check` never does. They never cap the grade, which describes one scan.\n\n")
+		}
 		b.WriteString("| ID | Severity | Grade cap | Title |\n|---|---|---|---|\n")
 		for _, d := range byComp[c] {
 			fmt.Fprintf(&b, "| [`%s`](#%s) | %s | %s | %s |\n", d.ID, d.ID, sevList(d), capList(d), d.Title)
@@ -32,7 +35,11 @@ func WriteFindingsMarkdown(w io.Writer) error {
 			fmt.Fprintf(&b, "**%s.** %s\n\n", d.Title, d.Explain)
 			fmt.Fprintf(&b, "- Severity: %s\n", sevList(d))
 			fmt.Fprintf(&b, "- Reference: %s\n", d.Ref)
-			fmt.Fprintf(&b, "- Checklist: %s\n", strings.Join(d.Checklist, ", "))
+			checklist := strings.Join(d.Checklist, ", ")
+			if checklist == "" {
+				checklist = "none"
+			}
+			fmt.Fprintf(&b, "- Checklist: %s\n", checklist)
 			fmt.Fprintf(&b, "- Grade cap: %s\n", capList(d))
 			fmt.Fprintf(&b, "- Fix: %s\n\n", d.Fix)
 		}

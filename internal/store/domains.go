@@ -25,6 +25,12 @@ type Domain struct {
 	// schedule lease (ClaimDueDomains).
 	LeaseOwner string
 	LeaseUntil time.Time
+	// AlertState is what alerts remember about the domain (package
+	// alert, JSON); nil before the first monitoring scan.
+	AlertState []byte
+	// RescanRequestedAt is when "rescan now" was asked for, until the
+	// scan it asked for finishes.
+	RescanRequestedAt time.Time
 }
 
 // Muted reports whether alerts for the domain are muted at now.
@@ -93,6 +99,12 @@ type Domains interface {
 	// the current one, so the domain is due again at once); ErrLeaseLost
 	// when another owner took it.
 	ReleaseDomain(ctx context.Context, id DomainID, owner string, next time.Time) error
+	// RequestRescan makes one of the user's domains due now ("rescan
+	// now"), unless a scan of it started less than cooldown ago or a
+	// request is waiting already: then it returns ErrCooldown and when a
+	// request is accepted again. A request that is waiting already
+	// returns its time and no error (asking twice is one request).
+	RequestRescan(ctx context.Context, user UserID, id DomainID, cooldown time.Duration) (time.Time, error)
 }
 
 // NextScan is the first scheduled run of a domain strictly after t. Runs

@@ -30,6 +30,10 @@ type Channel struct {
 	CreatedAt     time.Time
 	VerifiedAt    time.Time
 	DisabledAt    time.Time // unsubscribed or turned off
+	// Digest: the channel gets one daily digest, at DigestHour (UTC),
+	// instead of each alert as it happens.
+	Digest     bool
+	DigestHour int
 }
 
 // NewChannel is a channel to add.
@@ -54,6 +58,12 @@ type Channels interface {
 	// (no login: the id is the credential); ErrNotFound for an unknown id.
 	Unsubscribe(ctx context.Context, unsubscribeID string) (Channel, error)
 	DeleteChannel(ctx context.Context, user UserID, id ChannelID) error
+	// SetChannelDigest switches one of the user's channels to a daily
+	// digest at hour (0–23, UTC) or back to alerts as they happen.
+	SetChannelDigest(ctx context.Context, user UserID, id ChannelID, digest bool, hour int) error
+	// ListDigestChannels lists the verified, enabled channels whose digest
+	// is due at hour, by id.
+	ListDigestChannels(ctx context.Context, hour int) ([]Channel, error)
 }
 
 // MessageID identifies an outbox message.

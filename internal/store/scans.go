@@ -92,6 +92,9 @@ type NewScan struct {
 type Release struct {
 	Owner string
 	Next  time.Time
+	// AlertState, when not nil, replaces the domain's alert state: the
+	// decision about this scan, stored with its alerts (Messages).
+	AlertState []byte
 }
 
 // ScanResult is what a finished scan stores, in one transaction.

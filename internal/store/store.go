@@ -40,6 +40,8 @@ var (
 	// ErrPruned: the scan is kept as a summary; its full report was removed
 	// by retention (see Retention).
 	ErrPruned = errors.New("store: report pruned by retention")
+	// ErrCooldown: a rescan was asked for too soon after the last one.
+	ErrCooldown = errors.New("store: a scan ran or was requested moments ago")
 )
 
 // Clock returns the current time; stores take it as Options.Now.

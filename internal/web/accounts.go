@@ -43,7 +43,6 @@ func (s *Server) routesAccounts(mux *http.ServeMux) {
 	mux.HandleFunc("POST /settings/tokens", s.requireLogin(s.csrf(s.createToken)))
 	mux.HandleFunc("POST /settings/tokens/{id}/revoke", s.requireLogin(s.csrf(s.revokeToken)))
 	mux.HandleFunc("POST /settings/delete", s.requireLogin(s.csrf(s.deleteAccount)))
-	mux.HandleFunc("GET /domains", s.requireLogin(s.domainsPage))
 	mux.HandleFunc("POST /domains", s.requireLogin(s.csrf(s.saveDomain)))
 	mux.HandleFunc("POST /domains/{id}/delete", s.requireLogin(s.csrf(s.removeDomain)))
 }
@@ -80,18 +79,26 @@ func field(r *http.Request, name string, n int) string {
 // csrf checks the session's CSRF token on a form post (constant time).
 func (s *Server) csrf(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.readForm(w, r) {
-			return
+		if s.checkCSRF(w, r) {
+			h(w, r)
 		}
-		want := s.sessions.GetString(r.Context(), sessionCSRF)
-		got := r.PostForm.Get("csrf")
-		if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-			s.errorPage(w, r, http.StatusForbidden, "Form expired",
-				"This form is from an older page or another site. Go back, reload the page and try again.")
-			return
-		}
-		h(w, r)
 	}
+}
+
+// checkCSRF reads the form and compares its csrf field with the session's
+// token; on a mismatch it answers 403 and returns false.
+func (s *Server) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
+	if !s.readForm(w, r) {
+		return false
+	}
+	want := s.sessions.GetString(r.Context(), sessionCSRF)
+	got := r.PostForm.Get("csrf")
+	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		s.errorPage(w, r, http.StatusForbidden, "Form expired",
+			"This form is from an older page or another site. Go back, reload the page and try again.")
+		return false
+	}
+	return true
 }
 
 // noStore marks a response that holds account data or a secret.
@@ -510,30 +517,7 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) {
 	s.message(w, r, http.StatusOK, "Account deleted", "Your account, its saved domains, their history, alert channels and API tokens are deleted.", "Back to the checker", "/")
 }
 
-// saved domains
-
-type domainsView struct {
-	page
-	Domains []store.DomainStatus
-	Notice  string
-	Error   string
-}
-
-func (s *Server) domainsPage(w http.ResponseWriter, r *http.Request) {
-	s.domains(w, r, http.StatusOK, "")
-}
-
-func (s *Server) domains(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	noStore(w)
-	list, err := s.Store.Dashboard(r.Context(), CurrentUser(r).ID)
-	if err != nil {
-		s.Log.Error("listing domains", "error", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "Internal error", "Your domains could not be read. Try again.")
-		return
-	}
-	s.render(w, r, status, "domains", &domainsView{page: page{Title: "Your domains"}, Domains: list,
-		Notice: s.sessions.PopString(r.Context(), sessionFlash), Error: msg})
-}
+// saved domains (the pages that show them are monitor_pages.go)
 
 // MaxDomains bounds the domains one account saves.
 const MaxDomains = 1000
@@ -545,7 +529,7 @@ func (s *Server) saveDomain(w http.ResponseWriter, r *http.Request) {
 	u := CurrentUser(r)
 	name, _, err := domain.Parse(field(r, "domain", domain.MaxInputLength))
 	if err != nil {
-		s.domains(w, r, http.StatusBadRequest, "That is not a domain that can be saved.")
+		s.errorPage(w, r, http.StatusBadRequest, "Not saved", "That is not a domain that can be saved.")
 		return
 	}
 	list, err := s.Store.ListDomains(r.Context(), u.ID, "", MaxDomains)
@@ -555,19 +539,24 @@ func (s *Server) saveDomain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(list) >= MaxDomains {
-		s.domains(w, r, http.StatusBadRequest, fmt.Sprintf("An account keeps at most %d domains; remove one first.", MaxDomains))
+		s.errorPage(w, r, http.StatusBadRequest, "Not saved", fmt.Sprintf("An account keeps at most %d domains; remove one first.", MaxDomains))
 		return
 	}
-	_, err = s.Store.AddDomain(r.Context(), store.NewDomain{UserID: u.ID, Name: name, NextScanAt: s.now()})
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		s.flash(w, r, "/domains", name+" is saved already.")
-	case err != nil:
+	d, err := s.Store.AddDomain(r.Context(), store.NewDomain{UserID: u.ID, Name: name, NextScanAt: s.now()})
+	done := "saved"
+	if errors.Is(err, store.ErrConflict) {
+		d, err = s.Store.FindDomain(r.Context(), u.ID, name)
+		done = "exists"
+	}
+	if err != nil {
 		s.Log.Error("saving a domain", "error", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "Internal error", "The domain could not be saved. Try again.")
-	default:
-		s.flash(w, r, "/domains", name+" is saved; it is scanned again every day, and changes are kept in its history.")
+		return
 	}
+	if s.Monitor != nil && s.Monitor.Poke != nil {
+		s.Monitor.Poke() // the first scan is due now
+	}
+	http.Redirect(w, r, "/domains/"+strconv.FormatInt(int64(d.ID), 10)+"?done="+done, http.StatusSeeOther)
 }
 
 func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) {
@@ -577,7 +566,7 @@ func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
-		s.flash(w, r, "/domains", "The domain and its history were removed.")
+		http.Redirect(w, r, "/domains?done=removed", http.StatusSeeOther)
 	case errors.Is(err, store.ErrNotFound) || id <= 0:
 		s.errorPage(w, r, http.StatusNotFound, "Domain not found", "You have no such saved domain.")
 	default:

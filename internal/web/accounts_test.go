@@ -596,20 +596,23 @@ func TestSaveDomain(t *testing.T) {
 	if !strings.Contains(page, `action="/domains"`) || !strings.Contains(page, `name="domain" value="saved.test"`) {
 		t.Fatal("the result page has no save form for a logged-in user")
 	}
-	if r := a.post("/domains", "csrf", a.csrf(), "domain", "saved.test"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/domains" {
-		t.Fatalf("save: %d", r.StatusCode)
-	}
-	list := string(a.get("/domains").body)
-	if !strings.Contains(list, "saved.test") || !strings.Contains(list, "is saved") || !strings.Contains(list, "not scanned yet") {
-		t.Errorf("domains page:\n%s", truncate([]byte(list)))
-	}
+	r := a.post("/domains", "csrf", a.csrf(), "domain", "saved.test")
 	ds, _ := h.db.ListDomains(context.Background(), 1, "", 10)
 	if len(ds) != 1 || ds[0].NextScanAt.After(h.clock.Now()) {
 		t.Fatalf("stored domains %+v: want one, due now", ds)
 	}
-	if r := a.post("/domains", "csrf", a.csrf(), "domain", "saved.test"); r.StatusCode != http.StatusSeeOther ||
-		!strings.Contains(string(a.get("/domains").body), "saved already") {
-		t.Error("saving twice")
+	domainPage := "/domains/" + itoa(int64(ds[0].ID))
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != domainPage+"?done=saved" {
+		t.Fatalf("save: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	if p := string(a.get(domainPage + "?done=saved").body); !strings.Contains(p, "The domain is saved") || !strings.Contains(p, `action="`+domainPage+`/delete"`) {
+		t.Errorf("domain page after saving:\n%s", truncate([]byte(p)))
+	}
+	if list := string(a.get("/domains").body); !strings.Contains(list, "saved.test") {
+		t.Errorf("dashboard:\n%s", truncate([]byte(list)))
+	}
+	if r := a.post("/domains", "csrf", a.csrf(), "domain", "SAVED.test."); r.Header.Get("Location") != domainPage+"?done=exists" {
+		t.Errorf("saving twice: %d %s", r.StatusCode, r.Header.Get("Location"))
 	}
 	if r := a.post("/domains", "csrf", a.csrf(), "domain", "not a domain!"); r.StatusCode != 400 {
 		t.Errorf("invalid domain: %d", r.StatusCode)
@@ -620,8 +623,15 @@ func TestSaveDomain(t *testing.T) {
 	if r := b.post("/domains/"+itoa(int64(ds[0].ID))+"/delete", "csrf", b.csrf()); r.StatusCode != 404 {
 		t.Errorf("removing another account's domain: %d", r.StatusCode)
 	}
-	if r := a.post("/domains/"+itoa(int64(ds[0].ID))+"/delete", "csrf", a.csrf()); r.StatusCode != http.StatusSeeOther {
+	// The monitoring pages' forms need the CSRF token too.
+	if r := a.post(domainPage+"/rescan", "csrf", "wrong"); r.StatusCode != http.StatusForbidden {
+		t.Errorf("rescan with a wrong CSRF token: %d", r.StatusCode)
+	}
+	if r := a.post(domainPage+"/delete", "csrf", a.csrf()); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/domains?done=removed" {
 		t.Errorf("remove: %d", r.StatusCode)
+	}
+	if !strings.Contains(string(a.get("/domains?done=removed").body), "were removed") {
+		t.Error("no notice after the removal")
 	}
 	if ds, _ := h.db.ListDomains(context.Background(), 1, "", 10); len(ds) != 0 {
 		t.Errorf("after removal: %+v", ds)

@@ -3,18 +3,11 @@ package web
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/store"
-)
-
-// Errors of APIUser.
-var (
-	ErrUnauthenticated = errors.New("web: no valid API token")
-	ErrScope           = errors.New("web: the API token lacks the scope")
 )
 
 // maxAuthorization bounds the Authorization header read (a token is 48
@@ -60,29 +53,20 @@ func (s *Server) bearer(r *http.Request) (store.APIToken, store.User, error) {
 	return t, u, err
 }
 
+// PageUser is the logged-in user of a page request (the session cookie;
+// see withUser), for the pages of saved domains.
+func (s *Server) PageUser(r *http.Request) (store.UserID, bool) {
+	if u := CurrentUser(r); u != nil {
+		return u.ID, true
+	}
+	return 0, false
+}
+
 // tooMany is a rate limit of APIUser.
 type tooMany struct{ *account.LimitError }
 
 func (e tooMany) RetryAfter() time.Duration { return e.LimitError.RetryAfter }
 func (e tooMany) Unwrap() error             { return e.LimitError }
-
-// apiAuthError answers a failed APIUser.
-func apiAuthError(w http.ResponseWriter, err error) {
-	var limited interface{ RetryAfter() time.Duration }
-	switch {
-	case errors.Is(err, ErrScope):
-		apiError(w, http.StatusForbidden, "insufficient_scope", "the API token does not have the scope this needs")
-	case errors.As(err, &limited):
-		w.Header().Set("Retry-After", strconv.Itoa(int((limited.RetryAfter()+time.Second-1)/time.Second)))
-		apiError(w, http.StatusTooManyRequests, "rate_limited", "too many requests with wrong tokens from your address; retry later")
-	case errors.Is(err, ErrUnauthenticated):
-		// RFC 6750 §3: the challenge, and invalid_token when one was sent.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mailtls"`)
-		apiError(w, http.StatusUnauthorized, "unauthenticated", "a valid API token is required (Authorization: Bearer …); create one on the settings page")
-	default:
-		apiError(w, http.StatusInternalServerError, "internal", "the token could not be checked")
-	}
-}
 
 // meResource is GET /api/v1/me: whose token this is.
 type meResource struct {
@@ -101,7 +85,7 @@ type tokenResource struct {
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request) {
 	t, u, err := s.bearer(r)
 	if err != nil {
-		apiAuthError(w, err)
+		authError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, meResource{Email: u.Email, Token: tokenResource{Name: t.Name, Prefix: t.Prefix}, Scopes: t.Scopes})

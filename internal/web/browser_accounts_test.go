@@ -29,9 +29,9 @@ func TestBrowserAccount(t *testing.T) {
 		t.Errorf("the address was not kept: %q", v)
 	}
 	b.do(ctx, chromedp.SetValue(chromedp.ID("password"), pw), chromedp.Click(chromedp.CSS(`form.account button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`p[role=status]`)))
-	if msg := b.text(ctx, "h1"); msg != "Check your mail" {
-		t.Fatalf("after sign-up: %q", msg)
+		chromedp.WaitVisible(chromedp.CSS(`main p[role=status]`)))
+	if msg := b.text(ctx, "main"); !strings.Contains(msg, "Check your mail") {
+		t.Fatalf("after sign-up:\n%s", msg)
 	}
 	b.shot(ctx, "01-check-mail")
 	b.checkA11y(ctx, "check your mail")
@@ -80,12 +80,17 @@ func TestBrowserAccount(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("domain"), "watched.test"), chromedp.Click(chromedp.CSS(`form.scan button[type=submit]`)))
 	b.do(ctx, chromedp.WaitVisible(chromedp.CSS(`form.save button`)))
 	b.checkA11y(ctx, "result, logged in")
-	b.do(ctx, chromedp.Click(chromedp.CSS(`form.save button`)), chromedp.WaitVisible(chromedp.CSS(`table.domains`)))
-	if n := b.text(ctx, "p.notice"); !strings.Contains(n, "watched.test is saved") {
+	b.do(ctx, chromedp.Click(chromedp.CSS(`form.save button`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	if n := b.text(ctx, "p.notice"); !strings.Contains(n, "The domain is saved") {
 		t.Errorf("notice %q", n)
 	}
-	b.shot(ctx, "04-domains")
-	b.checkA11y(ctx, "domains")
+	b.shot(ctx, "04-domain")
+	b.checkA11y(ctx, "saved domain")
+	b.do(ctx, chromedp.Click(chromedp.CSS(`p.crumbs a`)), chromedp.WaitVisible(chromedp.CSS(`table.domains`)))
+	if n := b.text(ctx, "table.domains"); !strings.Contains(n, "watched.test") {
+		t.Errorf("dashboard %q", n)
+	}
+	b.checkA11y(ctx, "dashboard")
 
 	// Logout: the settings need a login again.
 	b.do(ctx, chromedp.Click(chromedp.CSS(`nav.account button`)), chromedp.WaitVisible(chromedp.CSS(`nav.account a[href="/login"]`)))

@@ -70,6 +70,8 @@ type harnessOptions struct {
 	registration string
 	limits       *account.Limits
 	lifetime     time.Duration // the sessions' absolute lifetime (default 7 days)
+	// monitor serves saved domains when set.
+	monitor *Monitoring
 }
 
 // harness is a web checker on an httptest server, scanning the lab through
@@ -118,7 +120,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	store := scanjob.NewMemoryStore()
 	jobs := scanjob.New(cfg, NewScanFunc(sc, nil), store, nil, nil)
-	w := &Server{Jobs: jobs, TLS: o.tls, EHLOName: "checker.example.test", Heartbeat: 200 * time.Millisecond}
+	w := &Server{Jobs: jobs, TLS: o.tls, EHLOName: "checker.example.test", Heartbeat: 200 * time.Millisecond, Monitor: o.monitor}
 	hs := &harness{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hs.mu.Lock()
@@ -148,6 +150,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			Hasher: &password.Hasher{Params: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},
 			Now:    clock.Now, Limits: o.limits})
 		w.Accounts, w.Store, w.Now, w.SessionLifetime = hs.accounts, db, clock.Now, o.lifetime
+		if w.Monitor == nil {
+			// The pages of saved domains, with this server's users.
+			w.Monitor = &Monitoring{Store: db, Users: w, Now: clock.Now}
+		}
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -49,6 +49,9 @@ type Server struct {
 	// EHLOName is shown on the home page: what the scanner calls itself.
 	EHLOName string
 	Metrics  *Metrics
+	// Monitor serves saved domains (API, unsubscribe links); nil: the
+	// checker alone.
+	Monitor *Monitoring
 
 	// Accounts turns accounts on (sign-up, login, settings, API tokens);
 	// nil serves the anonymous checker alone. Store then holds the users
@@ -120,14 +123,10 @@ func (s *Server) Handler() http.Handler {
 		s.routesAPI(mux)
 		s.routesPages(mux)
 		var h http.Handler = mux
-		if s.Accounts != nil {
-			s.sessions = s.newSessions()
-			s.routesAccounts(mux)
-			h = s.withSessions(mux)
-		}
 		// Cross-site form posts are refused on every route (Sec-Fetch-Site /
-		// Origin); requests without those headers, such as curl's, pass —
-		// they carry no browser's cookies.
+		// Origin); requests without those headers, such as curl's, pass:
+		// they carry no browser's cookies, and the account forms also need
+		// the session's CSRF token.
 		cop := http.NewCrossOriginProtection()
 		if s.PublicURL != "" {
 			if err := cop.AddTrustedOrigin(s.PublicURL); err != nil {
@@ -135,6 +134,17 @@ func (s *Server) Handler() http.Handler {
 			}
 		}
 		cop.SetDenyHandler(http.HandlerFunc(s.crossOriginRefused))
+		if s.Monitor != nil {
+			s.routesMonitor(mux)
+			// A mail client's one-click unsubscribe is a cross-site POST
+			// by design (RFC 8058); the link's id is its credential.
+			cop.AddInsecureBypassPattern("POST /unsubscribe/{id}")
+		}
+		if s.Accounts != nil {
+			s.sessions = s.newSessions()
+			s.routesAccounts(mux)
+			h = s.withSessions(mux)
+		}
 		s.handler = s.secure(cop.Handler(h))
 	})
 	return s.handler

@@ -10,15 +10,17 @@ import (
 	"github.com/mailtls/mailtls/internal/store"
 )
 
-const domainCols = "id, user_id, name, created_at, interval_us, next_scan_at, muted_until, lease_owner, lease_until"
+const domainCols = "id, user_id, name, created_at, interval_us, next_scan_at, muted_until, lease_owner, lease_until, alert_state, rescan_requested_at"
 
 func domainColsOf(alias string) string {
 	return alias + ".id, " + alias + ".user_id, " + alias + ".name, " + alias + ".created_at, " + alias + ".interval_us, " +
-		alias + ".next_scan_at, " + alias + ".muted_until, " + alias + ".lease_owner, " + alias + ".lease_until"
+		alias + ".next_scan_at, " + alias + ".muted_until, " + alias + ".lease_owner, " + alias + ".lease_until, " +
+		alias + ".alert_state, " + alias + ".rescan_requested_at"
 }
 
 func domainDest(d *store.Domain, interval *int64) []any {
-	return []any{&d.ID, &d.UserID, &d.Name, at(&d.CreatedAt), interval, at(&d.NextScanAt), at(&d.MutedUntil), nstr(&d.LeaseOwner), at(&d.LeaseUntil)}
+	return []any{&d.ID, &d.UserID, &d.Name, at(&d.CreatedAt), interval, at(&d.NextScanAt), at(&d.MutedUntil), nstr(&d.LeaseOwner), at(&d.LeaseUntil),
+		&d.AlertState, at(&d.RescanRequestedAt)}
 }
 
 func scanDomain(row interface{ Scan(...any) error }) (store.Domain, error) {
@@ -169,15 +171,45 @@ func (db *DB) RenewDomainLease(ctx context.Context, id store.DomainID, owner str
 
 // ReleaseDomain implements store.Domains.
 func (db *DB) ReleaseDomain(ctx context.Context, id store.DomainID, owner string, next time.Time) error {
-	return releaseDomain(ctx, db.w, id, owner, next)
+	return releaseDomain(ctx, db.w, id, owner, next, nil)
+}
+
+// RequestRescan implements store.Domains.
+func (db *DB) RequestRescan(ctx context.Context, user store.UserID, id store.DomainID, cooldown time.Duration) (time.Time, error) {
+	now := db.clock()
+	var when time.Time
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var requested, lastScan time.Time
+		err := tx.QueryRowContext(ctx, `SELECT d.rescan_requested_at, (SELECT MAX(created_at) FROM scans WHERE domain_id = d.id)
+			FROM domains d WHERE d.id = $1 AND d.user_id = $2`, id, user).Scan(at(&requested), at(&lastScan))
+		if err != nil {
+			return err
+		}
+		if !requested.IsZero() {
+			when = requested // waiting already: one request
+			return nil
+		}
+		if next := lastScan.Add(cooldown); !lastScan.IsZero() && now.Before(next) {
+			when = next
+			return store.ErrCooldown
+		}
+		when = now
+		_, err = tx.ExecContext(ctx, `UPDATE domains SET rescan_requested_at = $2,
+			next_scan_at = CASE WHEN next_scan_at > $2 THEN $2 ELSE next_scan_at END WHERE id = $1`, id, tv(now))
+		return err
+	})
+	return store.UTC(when), db.wrap(err)
 }
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func releaseDomain(ctx context.Context, e execer, id store.DomainID, owner string, next time.Time) error {
+// releaseDomain gives the lease back, sets the next run and, when state is
+// not nil, the alert state. A finished run answers any rescan request.
+func releaseDomain(ctx context.Context, e execer, id store.DomainID, owner string, next time.Time, state []byte) error {
 	res, err := e.ExecContext(ctx, `UPDATE domains SET lease_owner = NULL, lease_until = NULL, rescued_from = NULL,
-		next_scan_at = COALESCE($3, next_scan_at) WHERE id = $1 AND lease_owner = $2`, id, owner, tv(next))
+		next_scan_at = COALESCE($3, next_scan_at), alert_state = COALESCE($4, alert_state), rescan_requested_at = NULL
+		WHERE id = $1 AND lease_owner = $2`, id, owner, tv(next), state)
 	return affected(res, err, store.ErrLeaseLost)
 }

@@ -9,13 +9,15 @@ import (
 	"github.com/mailtls/mailtls/internal/store"
 )
 
-const channelCols = "id, user_id, kind, target, secret, unsubscribe_id, created_at, verified_at, disabled_at"
+const channelCols = "id, user_id, kind, target, secret, unsubscribe_id, created_at, verified_at, disabled_at, digest_hour"
 
 func scanChannel(row interface{ Scan(...any) error }) (store.Channel, error) {
 	var c store.Channel
 	var kind string
-	err := row.Scan(&c.ID, &c.UserID, &kind, &c.Target, &c.Secret, &c.UnsubscribeID, at(&c.CreatedAt), at(&c.VerifiedAt), at(&c.DisabledAt))
+	var hour sql.NullInt64
+	err := row.Scan(&c.ID, &c.UserID, &kind, &c.Target, &c.Secret, &c.UnsubscribeID, at(&c.CreatedAt), at(&c.VerifiedAt), at(&c.DisabledAt), &hour)
 	c.Kind = store.ChannelKind(kind)
+	c.Digest, c.DigestHour = hour.Valid, int(hour.Int64)
 	return c, err
 }
 
@@ -75,6 +77,29 @@ func (db *DB) Unsubscribe(ctx context.Context, unsubscribeID string) (store.Chan
 func (db *DB) DeleteChannel(ctx context.Context, user store.UserID, id store.ChannelID) error {
 	res, err := db.w.ExecContext(ctx, "DELETE FROM channels WHERE id = $1 AND user_id = $2", id, user)
 	return db.wrap(affected(res, err, store.ErrNotFound))
+}
+
+// SetChannelDigest implements store.Channels.
+func (db *DB) SetChannelDigest(ctx context.Context, user store.UserID, id store.ChannelID, digest bool, hour int) error {
+	if hour < 0 || hour > 23 {
+		return errors.New("sqlstore: a digest hour is 0 to 23")
+	}
+	var v any
+	if digest {
+		v = hour
+	}
+	res, err := db.w.ExecContext(ctx, "UPDATE channels SET digest_hour = $3 WHERE id = $1 AND user_id = $2", id, user, v)
+	return db.wrap(affected(res, err, store.ErrNotFound))
+}
+
+// ListDigestChannels implements store.Channels.
+func (db *DB) ListDigestChannels(ctx context.Context, hour int) ([]store.Channel, error) {
+	rows, err := db.r.QueryContext(ctx, "SELECT "+channelCols+` FROM channels
+		WHERE digest_hour = $1 AND verified_at IS NOT NULL AND disabled_at IS NULL ORDER BY id`, hour)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanChannel)
 }
 
 // Enqueue implements store.Outbox.

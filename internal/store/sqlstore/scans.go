@@ -198,7 +198,7 @@ func (db *DB) FinishScan(ctx context.Context, id store.ScanID, r store.ScanResul
 			return fmt.Errorf("%w: scan %d has finished already", store.ErrConflict, id)
 		}
 		if r.Release != nil {
-			err := releaseDomain(ctx, tx, s.DomainID, r.Release.Owner, r.Release.Next)
+			err := releaseDomain(ctx, tx, s.DomainID, r.Release.Owner, r.Release.Next, r.Release.AlertState)
 			if errors.Is(err, store.ErrLeaseLost) {
 				// Another worker owns the domain now: keep nothing of this
 				// result, so its alerts cannot be sent twice.

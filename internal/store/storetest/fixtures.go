@@ -72,6 +72,20 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	check(t, err)
 	_, _, err = s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: rep, Receipt: store.ReportReceipt{Channel: "file", FileName: "google.json"}})
 	check(t, err)
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 3 {
+		return
+	}
+	// Schema version 3: monitoring.
+	c.Set(fixtureTime.Add(2 * time.Hour))
+	must[[]store.ClaimedDomain](t)(s.ClaimDueDomains(ctx(t), "fixture", 1, time.Minute))
+	sc := must[store.Scan](t)(s.CreateScan(ctx(t), store.NewScan{DomainID: d.ID, Trigger: store.TriggerSchedule}))
+	must[store.Scan](t)(s.FinishScan(ctx(t), sc.ID, store.ScanResult{State: store.ScanDone, ScannerVersion: "v-test", CatalogVersion: "c-test",
+		ReportSchema: 1, Grade: "A", PolicyStatus: "testing", Report: sampleReport("example.com", "A"),
+		Release: &store.Release{Owner: "fixture", Next: fixtureTime.Add(24 * time.Hour), AlertState: []byte(`{"v":1,"baselined":true}`)}}))
+	check(t, s.MarkChannelVerified(ctx(t), ch.ID))
+	check(t, s.SetChannelDigest(ctx(t), a.ID, ch.ID, true, 7))
+	c.Advance(time.Hour)
+	must[time.Time](t)(s.RequestRescan(ctx(t), a.ID, d.ID, time.Minute))
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -89,8 +103,13 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 	if tok := must[store.APIToken](t)(s.UseAPIToken(ctx(t), sha256.Sum256([]byte("mtls_fixture_token")))); tok.Name != "fixture" || !tok.Has(store.ScopeScan) {
 		t.Fatalf("fixture token = %+v", tok)
 	}
+	// Version 3 adds a third scan (A after A after B).
+	scanCount, prevGrade := 2, "B"
+	if v >= 3 {
+		scanCount, prevGrade = 3, "A"
+	}
 	rows := must[[]store.DomainStatus](t)(s.Dashboard(ctx(t), a.ID))
-	if len(rows) != 1 || rows[0].Name != "example.com" || rows[0].Last == nil || rows[0].Last.Grade != "A" || rows[0].PreviousGrade != "B" {
+	if len(rows) != 1 || rows[0].Name != "example.com" || rows[0].Last == nil || rows[0].Last.Grade != "A" || rows[0].PreviousGrade != prevGrade {
 		t.Fatalf("fixture dashboard = %+v", rows)
 	}
 	last := rows[0].Last
@@ -102,13 +121,14 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 	}
 	scans, _, err := s.ListScans(ctx(t), rows[0].ID, "", 10)
 	check(t, err)
-	if len(scans) != 2 {
+	if len(scans) != scanCount {
 		t.Fatalf("fixture history has %d scans", len(scans))
 	}
-	if f := must[[]store.Finding](t)(s.ScanFindings(ctx(t), scans[1].ID)); len(f) != 1 || f[0].ID != "tlsrpt-missing" {
+	if f := must[[]store.Finding](t)(s.ScanFindings(ctx(t), scans[len(scans)-1].ID)); len(f) != 1 || f[0].ID != "tlsrpt-missing" {
 		t.Fatalf("fixture findings = %+v", f)
 	}
-	if ev := must[[]store.ScanEvent](t)(s.ScanEventsAfter(ctx(t), last.ID, 0, 10)); len(ev) != 1 || string(ev[0].Data) != `{"stage":"dns"}` {
+	// The second scan has the progress event.
+	if ev := must[[]store.ScanEvent](t)(s.ScanEventsAfter(ctx(t), scans[len(scans)-2].ID, 0, 10)); len(ev) != 1 || string(ev[0].Data) != `{"stage":"dns"}` {
 		t.Fatalf("fixture events = %+v", ev)
 	}
 	shares := must[[]store.Share](t)(s.ListShares(ctx(t), a.ID))
@@ -137,6 +157,15 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		full := must[store.StoredTLSRPT](t)(s.GetTLSRPTReport(ctx(t), reps[0].ID, true))
 		if len(full.Raw) == 0 || full.Receipts[0].DKIM != "pass" {
 			t.Fatalf("fixture TLS-RPT report = %+v", full)
+		}
+	}
+	if v >= 3 {
+		d := rows[0].Domain
+		if string(d.AlertState) != `{"v":1,"baselined":true}` || d.RescanRequestedAt.IsZero() {
+			t.Fatalf("fixture domain = %+v", d)
+		}
+		if l := must[[]store.Channel](t)(s.ListDigestChannels(ctx(t), 7)); len(l) != 1 || l[0].ID != chans[0].ID {
+			t.Fatalf("fixture digest channels = %+v", l)
 		}
 	}
 	// New rows get new ids next to the old ones.

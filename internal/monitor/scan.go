@@ -1,0 +1,348 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/alert"
+	"github.com/mailtls/mailtls/internal/diff"
+	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/history"
+	"github.com/mailtls/mailtls/internal/report"
+	"github.com/mailtls/mailtls/internal/store"
+)
+
+// schedule claims due domains while scan slots are free and scans each on
+// a goroutine of its own.
+func (w *Worker) schedule(ctx context.Context) {
+	slots := make(chan struct{}, w.cfg.Scans)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(w.cfg.Poll)
+	defer t.Stop()
+	for {
+		free := cap(slots) - len(slots)
+		if free > 0 && ctx.Err() == nil {
+			claimed, err := w.store.ClaimDueDomains(ctx, w.owner, free, w.cfg.LeaseTTL)
+			if err != nil && ctx.Err() == nil {
+				w.log.Error("claiming due domains failed", "error", err)
+			}
+			for _, c := range claimed {
+				slots <- struct{}{}
+				wg.Go(func() {
+					defer func() {
+						<-slots
+						// A free slot: look for the next due domain now.
+						select {
+						case w.pokeScheduler <- struct{}{}:
+						default:
+						}
+					}()
+					w.safely("scan of "+c.Name, func() { w.runDomain(ctx, c) })
+				})
+			}
+			if len(claimed) == free {
+				continue // there may be more due: claim again at once
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.pokeScheduler:
+		}
+	}
+}
+
+// RunDue claims and scans the domains due now, one after the other, and
+// returns how many it scanned (tests and `mailtls` commands that scan
+// without the loop).
+func (w *Worker) RunDue(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		claimed, err := w.store.ClaimDueDomains(ctx, w.owner, 1, w.cfg.LeaseTTL)
+		if err != nil || len(claimed) == 0 {
+			return n, err
+		}
+		w.runDomain(ctx, claimed[0])
+		n++
+	}
+}
+
+// runDomain scans one claimed domain and stores the result, the alerts
+// and the next run in one transaction.
+func (w *Worker) runDomain(ctx context.Context, c store.ClaimedDomain) {
+	log := w.log.With("domain", c.Name, "domain_id", c.ID)
+	w.mu.Lock()
+	w.stats.Claimed++
+	if c.RescuedFrom != "" {
+		w.stats.Rescued++
+	}
+	w.running[c.ID] = true
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, c.ID)
+		w.mu.Unlock()
+	}()
+	// A store write after the run's context ended (shutdown) still gets a
+	// few seconds.
+	cleanup := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	}
+
+	if c.RescuedFrom != "" {
+		// The worker that held the domain stopped mid-scan: its scan will
+		// never finish. Say so now rather than when retention notices.
+		w.abandon(ctx, c, log)
+	}
+	trigger := store.TriggerSchedule
+	if !c.RescanRequestedAt.IsZero() {
+		trigger = store.TriggerManual
+	}
+	sc, err := w.store.CreateScan(ctx, store.NewScan{DomainID: c.ID, Trigger: trigger})
+	if err == nil {
+		err = w.store.StartScan(ctx, sc.ID)
+	}
+	if err != nil {
+		log.Error("recording the scan failed", "error", err)
+		rctx, cancel := cleanup()
+		defer cancel()
+		w.store.ReleaseDomain(rctx, c.ID, w.owner, w.now().Add(w.cfg.RetryFailed))
+		return
+	}
+
+	// Keep the lease while scanning; losing it stops the scan.
+	sctx, stop := context.WithTimeout(ctx, w.cfg.ScanTimeout)
+	defer stop()
+	lost := make(chan struct{})
+	go w.keepLease(sctx, c.ID, stop, lost)
+	doc := w.scan(sctx, c.Name)
+	stop()
+
+	select {
+	case <-lost:
+		w.count(func(s *Stats) { s.LeaseLost++ })
+		log.Warn("lease lost during the scan; another worker has the domain")
+		rctx, cancel := cleanup()
+		defer cancel()
+		w.store.FinishScan(rctx, sc.ID, store.ScanResult{State: store.ScanFailed, Error: "lease lost: another worker took the domain over"})
+		return
+	default:
+	}
+	if ctx.Err() != nil || doc == nil {
+		// Shutdown (or a scan that could not make a document): keep the
+		// domain due, so the next start runs it; keep the alert state.
+		rctx, cancel := cleanup()
+		defer cancel()
+		why, next := "interrupted: the server stopped during the scan", time.Time{}
+		if ctx.Err() == nil {
+			why, next = "the scan did not produce a report", w.now().Add(w.cfg.RetryFailed)
+			w.count(func(s *Stats) { s.Failed++ })
+		} else {
+			w.count(func(s *Stats) { s.Interrupted++ })
+		}
+		_, err := w.store.FinishScan(rctx, sc.ID, store.ScanResult{State: store.ScanFailed, Error: why,
+			ScannerVersion: w.cfg.ScannerVersion, CatalogVersion: finding.CatalogVersion(),
+			Release: &store.Release{Owner: w.owner, Next: next}})
+		if err != nil {
+			log.Error("storing an interrupted scan failed", "error", err)
+		}
+		return
+	}
+
+	res, err := w.judge(ctx, c, sc, doc)
+	if err != nil {
+		log.Error("judging the scan failed", "error", err)
+		rctx, cancel := cleanup()
+		defer cancel()
+		w.store.FinishScan(rctx, sc.ID, store.ScanResult{State: store.ScanFailed, Error: "could not be stored: " + err.Error(),
+			Release: &store.Release{Owner: w.owner, Next: w.now().Add(w.cfg.RetryFailed)}})
+		w.count(func(s *Stats) { s.Failed++ })
+		return
+	}
+	rctx, cancel := cleanup()
+	defer cancel()
+	if _, err := w.store.FinishScan(rctx, sc.ID, res); err != nil {
+		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict) {
+			// Another worker took the domain over (and may have closed
+			// this scan as abandoned): nothing of this result is kept.
+			w.count(func(s *Stats) { s.LeaseLost++ })
+			log.Warn("lease lost before the result was stored; another worker has the domain")
+			return
+		}
+		log.Error("storing the scan failed", "error", err)
+		return
+	}
+	w.count(func(s *Stats) { s.Scanned++ })
+	if len(res.Messages) > 0 {
+		select {
+		case w.pokeNotifier <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// keepLease renews the lease every third of its time until ctx ends; if
+// another worker has the domain, it cancels the scan and closes lost.
+func (w *Worker) keepLease(ctx context.Context, id store.DomainID, cancel context.CancelFunc, lost chan<- struct{}) {
+	t := time.NewTicker(w.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.store.RenewDomainLease(ctx, id, w.owner, w.cfg.LeaseTTL); errors.Is(err, store.ErrLeaseLost) {
+			close(lost)
+			cancel()
+			return
+		}
+	}
+}
+
+// abandon marks the scans a stopped worker left running as failed.
+func (w *Worker) abandon(ctx context.Context, c store.ClaimedDomain, log interface{ Warn(string, ...any) }) {
+	scans, _, err := w.store.ListScans(ctx, c.ID, "", 10)
+	if err != nil {
+		return
+	}
+	for _, s := range scans {
+		if s.State == store.ScanQueued || s.State == store.ScanRunning {
+			_, err := w.store.FinishScan(ctx, s.ID, store.ScanResult{State: store.ScanFailed,
+				Error: "abandoned: the worker running it (" + c.RescuedFrom + ") stopped; the domain was scanned again"})
+			if err == nil {
+				log.Warn("a scan abandoned by a stopped worker was marked failed", "scan", s.ID, "worker", c.RescuedFrom)
+			}
+		}
+	}
+}
+
+// previous returns the latest finished scan of the domain before cur: its
+// document when kept in full, else its summary (grade and findings).
+func (w *Worker) previous(ctx context.Context, domain store.DomainID, cur store.ScanID) (*diff.Scan, store.ScanID, error) {
+	var before store.Cursor
+	for range 10 { // at most 500 scans back
+		scans, next, err := w.store.ListScans(ctx, domain, before, 50)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, s := range scans {
+			if s.ID == cur || s.State != store.ScanDone {
+				continue
+			}
+			p, err := LoadScan(ctx, w.store, s)
+			return p, s.ID, err
+		}
+		if next == "" {
+			break
+		}
+		before = next
+	}
+	return nil, 0, nil
+}
+
+// LoadScan reads a stored scan as one side of a diff: the document when
+// kept in full, the summary (grade and findings) when retention pruned it.
+func LoadScan(ctx context.Context, st store.Scans, s store.Scan) (*diff.Scan, error) {
+	raw, err := st.ScanReport(ctx, s.ID)
+	switch {
+	case err == nil:
+		var doc report.Document
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return nil, fmt.Errorf("scan %d: stored report: %w", s.ID, err)
+		}
+		side := diff.FromDocument(&doc)
+		return &side, nil
+	case errors.Is(err, store.ErrPruned):
+		fs, err := st.ScanFindings(ctx, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		side := &diff.Scan{Grade: s.Grade}
+		for _, f := range fs {
+			side.Findings = append(side.Findings, report.Finding{ID: f.ID, Severity: f.Severity, Component: f.Component, Subject: f.Subject, Message: f.Message})
+		}
+		return side, nil
+	}
+	return nil, err
+}
+
+// judge adds the history findings to the document, decides the alerts and
+// makes the result to store.
+func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan, doc *report.Document) (store.ScanResult, error) {
+	now := w.now()
+	prev, prevID, err := w.previous(ctx, c.ID, sc.ID)
+	if err != nil {
+		return store.ScanResult{}, err
+	}
+	stages := map[string]int{}
+	for _, f := range history.Evaluate(prev, doc, now) {
+		rf := report.Finding{ID: string(f.ID), Severity: f.Severity.String(), Component: string(f.Component), Subject: f.Subject,
+			Message: f.Message, Ref: f.Ref, Fix: f.Fix}
+		doc.Findings = append(doc.Findings, rf)
+		stages[alert.Key(rf)] = f.Stage
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return store.ScanResult{}, err
+	}
+
+	state, err := alert.Unmarshal(c.AlertState)
+	if err != nil {
+		// A state this build cannot read starts afresh (as a baseline):
+		// better no alert than a wrong one.
+		w.log.Warn("alert state unreadable; starting a new baseline", "domain", c.Name, "error", err)
+		state = alert.State{}
+	}
+	in := alert.Input{State: state, ScanID: int64(sc.ID), Muted: c.Muted(now), Now: decisionTime(c.NextScanAt, now), Policy: w.cfg.Alerts}
+	in.Findings, in.Held = alert.Classify(doc, stages)
+	if !state.Baselined && prev != nil {
+		// The scan the domain was saved from (or the last one before
+		// monitoring began) is what the user has seen.
+		in.Baseline, _ = alert.Classify(&report.Document{Findings: prev.Findings}, nil)
+		in.BaselineScan = int64(prevID)
+		if in.Baseline == nil {
+			in.Baseline = []alert.Observation{}
+		}
+	}
+	out := alert.Decide(in)
+
+	next := store.NextScan(c.Name, c.Interval, now)
+	if out.Confirm {
+		if confirm := now.Add(w.cfg.ConfirmAfter); confirm.Before(next) {
+			next = confirm
+		}
+	}
+	msgs, err := w.messages(ctx, c, sc, doc, prev, out)
+	if err != nil {
+		return store.ScanResult{}, err
+	}
+	res := store.ScanResult{
+		State: store.ScanDone, ScannerVersion: w.cfg.ScannerVersion, CatalogVersion: finding.CatalogVersion(),
+		ReportSchema: doc.SchemaVersion, PolicyStatus: doc.PolicyStatus, Report: raw, Messages: msgs,
+		Release: &store.Release{Owner: w.owner, Next: next, AlertState: out.State.Marshal()},
+	}
+	if doc.Grade != nil {
+		res.Grade = *doc.Grade
+	}
+	for _, f := range doc.Findings {
+		res.Findings = append(res.Findings, store.Finding{ID: f.ID, Severity: f.Severity, Component: f.Component, Subject: f.Subject, Message: f.Message})
+	}
+	return res, nil
+}
+
+// decisionTime is the time alerts are decided at: the slot the scan was
+// due at, so that a daily domain's reminders fall daily whatever its
+// scans take; after downtime (the slot long past), now.
+func decisionTime(slot, now time.Time) time.Time {
+	if !slot.IsZero() && !slot.After(now) && now.Sub(slot) < time.Hour {
+		return slot
+	}
+	return now
+}
