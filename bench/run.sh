@@ -7,13 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern=${1:-.}
-out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/)
+# A benchmark that fails prints its output and stops the script.
+out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/ 2>&1) || { echo "$out"; exit 1; }
 # BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage do a fixed
 # amount of work (bursts of 10,000 scans), once.
 for fixed in Store Monitor DashboardPage; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
+    more=$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1) || { echo "$more"; exit 1; }
     out="$out
-$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 ./bench/)"
+$more"
   fi
 done
 echo "$out" | grep -E '^(Benchmark|goos|goarch|cpu)' || true

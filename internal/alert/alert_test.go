@@ -247,3 +247,36 @@ func TestClassify(t *testing.T) {
 		t.Errorf("an undetermined policy must hold everything: %v", held)
 	}
 }
+
+// TestOpenCounts: the dashboard's count of open problems agrees with the
+// full state: pending problems are not open, resolved ones are gone.
+func TestOpenCounts(t *testing.T) {
+	st := alert.State{Version: alert.StateVersion, Baselined: true, Problems: []alert.Problem{
+		{Key: "a", Severity: "error", Status: alert.Open}, {Key: "b", Severity: "warning", Status: alert.Open},
+		{Key: "c", Severity: "error", Status: alert.Pending}, {Key: "d", Severity: "error", Status: alert.Open},
+	}, Resolved: []alert.Problem{{Key: "e", Severity: "error", Status: alert.Open}}}
+	e, w, err := alert.OpenCounts(st.Marshal())
+	if err != nil || e != 2 || w != 1 {
+		t.Errorf("OpenCounts = %d errors, %d warnings, %v; want 2, 1", e, w, err)
+	}
+	var fe, fw int
+	for _, p := range st.Open() {
+		if p.Severity == "error" {
+			fe++
+		} else {
+			fw++
+		}
+	}
+	if fe != e || fw != w {
+		t.Errorf("Open() says %d/%d", fe, fw)
+	}
+	if e, w, err := alert.OpenCounts(nil); e != 0 || w != 0 || err != nil {
+		t.Errorf("no state: %d %d %v", e, w, err)
+	}
+	if _, _, err := alert.OpenCounts([]byte(`{"v":99}`)); err == nil {
+		t.Error("a newer state version was read")
+	}
+	if _, _, err := alert.OpenCounts([]byte(`{`)); err == nil {
+		t.Error("garbage was read")
+	}
+}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
@@ -134,7 +133,7 @@ func TestLabRegressionsAlertOnce(t *testing.T) {
 
 	// The webhook receiver, on the lab's HTTPS server at a fake public
 	// address.
-	hooks := &hookReceiver{secret: []byte("whsec-lab"), now: time.Now}
+	hooks := &hookReceiver{secret: []byte("whsec-lab"), now: clock.Now} // signed and checked on the test clock
 	hookAddr := l.NextAddr()
 	l.DNS.MustAdd(t, "hooks.receiver.example. 300 IN A "+hookAddr.String())
 	l.HTTPS.Host("hooks.receiver.example", l.CA.MustIssue(t, lab.LeafOptions{DNSNames: []string{"hooks.receiver.example"}}), hooks)
@@ -164,11 +163,6 @@ func TestLabRegressionsAlertOnce(t *testing.T) {
 		Prober: &smtpprobe.Prober{Dialer: ld, Roots: l.CA.Pool(), EHLO: "monitor.example.test",
 			ConnectTimeout: lab.ConnectTimeout, BannerTimeout: lab.SMTPTimeout, CommandTimeout: lab.SMTPTimeout, HandshakeTimeout: lab.HandshakeTimeout},
 	}
-	scanFunc := func(ctx context.Context, domain string) *report.Document {
-		o := sc.Scan(ctx, domain)
-		return report.NewDocument(check.Evaluate(o, clock.Now()), domain)
-	}
-
 	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "m.db"), sqlstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -192,10 +186,9 @@ func TestLabRegressionsAlertOnce(t *testing.T) {
 		}
 	}
 	mails := &mailbox{}
-	w, err := monitor.New(monitor.Config{Scheduler: true, Notifier: true, ScannerVersion: "lab", BaseURL: "https://checker.example.test",
-		ScanTimeout: lab.ScanBudget},
-		monitor.Options{Store: st, Scan: scanFunc, Now: clock.Now, Owner: "lab",
-			Deliver: monitor.Channels{Mail: mails.send, Webhook: wh, MessageIDHost: "checker.example.test", Now: time.Now}})
+	// The worker as serve builds it.
+	w, err := monitor.NewServe(monitor.Config{ScannerVersion: "lab", BaseURL: "https://checker.example.test", ScanTimeout: lab.ScanBudget},
+		monitor.ServeOptions{Store: st, Scanner: sc, Mail: mails.send, Webhook: wh, MessageIDHost: "checker.example.test", Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -307,3 +307,26 @@ func QueueTest(ctx context.Context, st store.Outbox, ch store.Channel, now time.
 	}
 	return ids[0], nil
 }
+
+// DefaultChannel gives an account without any channel an e-mail channel
+// to its own verified address, so that the alerts of a first saved domain
+// reach someone. Call it when a domain is saved, not on every scan: an
+// account whose owner removed every channel must stay without.
+func DefaultChannel(ctx context.Context, st store.Store, user store.UserID) error {
+	chans, err := st.ListChannels(ctx, user)
+	if err != nil || len(chans) > 0 {
+		return err
+	}
+	u, err := st.GetUser(ctx, user)
+	if err != nil || u.EmailVerifiedAt.IsZero() {
+		return err
+	}
+	ch, err := st.CreateChannel(ctx, store.NewChannel{UserID: user, Kind: store.ChannelEmail, Target: u.Email})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return st.MarkChannelVerified(ctx, ch.ID)
+}

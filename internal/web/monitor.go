@@ -30,7 +30,10 @@ type Monitoring struct {
 	// RescanCooldown is the least time between two "rescan now" of one
 	// domain (default 5 minutes).
 	RescanCooldown time.Duration
-	Now            func() time.Time
+	// BaseURL is where the pages are ("https://checker.example.com"), for
+	// the unsubscribe link of test messages; "" leaves it out.
+	BaseURL string
+	Now     func() time.Time
 }
 
 // Users authenticates requests. APIUser reads the Authorization: Bearer
@@ -79,11 +82,13 @@ func (s *Server) routesMonitor(mux *http.ServeMux) {
 	api("POST /api/v1/domains", store.ScopeManage, m.addDomain)
 	api("GET /api/v1/domains/{id}", store.ScopeRead, m.getDomain)
 	api("DELETE /api/v1/domains/{id}", store.ScopeManage, m.deleteDomain)
+	api("PATCH /api/v1/domains/{id}", store.ScopeManage, m.changeDomain)
 	api("GET /api/v1/domains/{id}/scans", store.ScopeRead, m.listScans)
 	api("GET /api/v1/domains/{id}/scans/{scan}", store.ScopeRead, m.getScan)
 	api("GET /api/v1/domains/{id}/diff", store.ScopeRead, m.getDiff)
 	api("POST /api/v1/domains/{id}/rescan", store.ScopeScan, m.rescan)
 	api("PUT /api/v1/domains/{id}/mute", store.ScopeManage, m.mute)
+	s.routesChannels(api)
 	// One-click unsubscribe (RFC 8058 §3.1): a POST of
 	// "List-Unsubscribe=One-Click" to the link, from the mail provider, so
 	// no login and no cross-origin check; the unguessable id is the
@@ -275,21 +280,64 @@ func (m *Monitoring) addDomain(w http.ResponseWriter, r *http.Request, user stor
 		return
 	}
 	interval := time.Duration(req.IntervalSeconds) * time.Second
-	if req.IntervalSeconds != 0 && (interval < time.Hour || interval > 7*24*time.Hour) {
-		apiError(w, http.StatusUnprocessableEntity, "invalid_interval", "interval_seconds must be between 3600 (an hour) and 604800 (a week)")
+	if req.IntervalSeconds != 0 && !intervalOK(w, interval) {
 		return
 	}
-	d, err := m.Store.AddDomain(r.Context(), store.NewDomain{UserID: user, Name: name, Interval: interval})
+	// Scanned at once: the first scan is the baseline monitoring compares
+	// with; the next ones fall on the domain's own slot.
+	d, err := m.Store.AddDomain(r.Context(), store.NewDomain{UserID: user, Name: name, Interval: interval, NextScanAt: m.now()})
 	if errors.Is(err, store.ErrConflict) {
 		apiError(w, http.StatusConflict, "exists", name+" is saved already")
 		return
+	}
+	if err == nil {
+		err = monitor.DefaultChannel(r.Context(), m.Store, user)
 	}
 	if err != nil {
 		internalError(w, err)
 		return
 	}
+	if m.Poke != nil {
+		m.Poke()
+	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/domains/%d", d.ID))
 	writeJSON(w, http.StatusCreated, m.domainView(d, nil, ""))
+}
+
+// intervalOK checks a rescan interval (an hour to a week), answering 422
+// when it is not.
+func intervalOK(w http.ResponseWriter, interval time.Duration) bool {
+	if interval < time.Hour || interval > 7*24*time.Hour {
+		apiError(w, http.StatusUnprocessableEntity, "invalid_interval", "interval_seconds must be between 3600 (an hour) and 604800 (a week)")
+		return false
+	}
+	return true
+}
+
+// changeDomain sets the rescan interval; the next scan moves to the
+// domain's slot on the new interval.
+func (m *Monitoring) changeDomain(w http.ResponseWriter, r *http.Request, user store.UserID) {
+	d, ok := m.owned(w, r, user)
+	if !ok {
+		return
+	}
+	var req struct {
+		IntervalSeconds int64 `json:"interval_seconds"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	interval := time.Duration(req.IntervalSeconds) * time.Second
+	if !intervalOK(w, interval) {
+		return
+	}
+	next := store.NextScan(d.Name, interval, m.now())
+	if err := m.Store.SetInterval(r.Context(), user, d.ID, interval, next); err != nil {
+		internalError(w, err)
+		return
+	}
+	d.Interval, d.NextScanAt = interval, next
+	writeJSON(w, http.StatusOK, m.domainView(d, nil, ""))
 }
 
 func (m *Monitoring) deleteDomain(w http.ResponseWriter, r *http.Request, user store.UserID) {

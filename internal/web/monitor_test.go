@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
 	"github.com/mailtls/mailtls/internal/diff/difftest"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
@@ -107,15 +112,21 @@ func TestMonitoringAPI(t *testing.T) {
 		t.Errorf("read token adding a domain: %d", r.StatusCode)
 	}
 
-	// Add, normalised; a duplicate; an invalid name.
+	// Add, normalised (the verified owner gets an e-mail channel with the
+	// first domain); a duplicate; an invalid name.
+	st.MarkEmailVerified(t.Context(), ann.ID)
 	r := h.do("POST", "/api/v1/domains", "application/json", `{"domain":"Postmaster@Example.COM."}`, auth("ann")...)
 	if r.StatusCode != 201 {
 		t.Fatalf("add: %d %s", r.StatusCode, r.body)
 	}
 	var dom domainResource
 	json.Unmarshal(r.body, &dom)
-	if dom.Domain != "example.com" || dom.IntervalSecs != 86400 || r.Header.Get("Location") != fmt.Sprintf("/api/v1/domains/%d", dom.ID) {
+	if dom.Domain != "example.com" || dom.IntervalSecs != 86400 || r.Header.Get("Location") != fmt.Sprintf("/api/v1/domains/%d", dom.ID) ||
+		!dom.NextScanAt.Equal(clock.Now()) || pokes.Load() != 1 {
 		t.Errorf("added %+v, location %q", dom, r.Header.Get("Location"))
+	}
+	if chans, _ := st.ListChannels(t.Context(), ann.ID); len(chans) != 1 || chans[0].Target != "ann@example.test" || chans[0].VerifiedAt.IsZero() {
+		t.Errorf("default channel: %+v", chans)
 	}
 	if r := h.do("POST", "/api/v1/domains", "application/json", `{"domain":"example.com"}`, auth("ann")...); r.StatusCode != 409 {
 		t.Errorf("duplicate: %d", r.StatusCode)
@@ -209,16 +220,29 @@ func TestMonitoringAPI(t *testing.T) {
 	if r := h.do("POST", path+"/rescan", "", "", auth("ann-read")...); r.StatusCode != 403 {
 		t.Errorf("rescan with a read token: %d", r.StatusCode)
 	}
-	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 429 || r.Header.Get("Retry-After") == "" || pokes.Load() != 0 {
+	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 429 || r.Header.Get("Retry-After") == "" || pokes.Load() != 1 {
 		t.Errorf("rescan in the cooldown: %d %s", r.StatusCode, r.body)
 	}
 	clock.Advance(10 * time.Minute)
-	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 202 || pokes.Load() != 1 {
+	if r := h.do("POST", path+"/rescan", "", "", auth("ann")...); r.StatusCode != 202 || pokes.Load() != 2 {
 		t.Errorf("rescan: %d %s", r.StatusCode, r.body)
 	}
 	got, _ := st.GetDomain(t.Context(), store.DomainID(dom.ID))
 	if got.NextScanAt.After(clock.Now()) {
 		t.Errorf("after rescan now the domain is due at %v", got.NextScanAt)
+	}
+
+	// A weekly interval: the next scan moves to the domain's weekly slot.
+	r = h.do("PATCH", path, "application/json", `{"interval_seconds":604800}`, auth("ann")...)
+	json.Unmarshal(r.body, &dom)
+	if r.StatusCode != 200 || dom.IntervalSecs != 604800 || !dom.NextScanAt.Equal(store.NextScan("example.com", 7*24*time.Hour, clock.Now())) {
+		t.Errorf("interval: %d %s", r.StatusCode, r.body)
+	}
+	if r := h.do("PATCH", path, "application/json", `{"interval_seconds":60}`, auth("ann")...); r.StatusCode != 422 {
+		t.Errorf("a one-minute interval: %d", r.StatusCode)
+	}
+	if r := h.do("PATCH", path, "application/json", `{"interval_seconds":86400}`, auth("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob changing the interval: %d", r.StatusCode)
 	}
 
 	// Mute and unmute.
@@ -380,5 +404,146 @@ func TestMonitoringPages(t *testing.T) {
 	}
 	if r := h.do("POST", page+"/mute", "application/x-www-form-urlencoded", "hours=0", as("bob")...); r.StatusCode != 404 {
 		t.Errorf("bob unmuting: %d", r.StatusCode)
+	}
+}
+
+// TestBrowserMonitoringPages: the dashboard, a domain's page (with a
+// notice and muted), a saved scan, the diff and the unsubscribe page in
+// Chromium, each state checked by axe-core (WCAG 2.2 AA).
+func TestBrowserMonitoringPages(t *testing.T) {
+	b := newBrowser(t)
+	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
+	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
+	ch, _ := st.CreateChannel(t.Context(), store.NewChannel{UserID: ann.ID, Kind: store.ChannelEmail, Target: "ann@example.test"})
+	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, nil}}, Now: clock.Now}})
+	d, _ := st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
+	st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.org"})
+	s1 := saveScan(t, st, d.ID, difftest.Healthy(clock.Now()))
+	clock.Advance(24 * time.Hour)
+	broken := difftest.Healthy(clock.Now())
+	broken.Policy.MX = append(broken.Policy.MX, "mx9.example.com")
+	difftest.AddFinding(broken, "mx-not-covered", "error", "mx", "mx3.example.com", "mx3.example.com is not covered")
+	difftest.SetGrade(broken, "D")
+	s2 := saveScan(t, st, d.ID, broken)
+	st.Mute(t.Context(), ann.ID, d.ID, clock.Now().Add(24*time.Hour))
+
+	ctx := b.tab(true)
+	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: "session", Value: "ann", URL: h.srv.URL})
+		return err
+	}))
+	page := fmt.Sprintf("%s/domains/%d", h.srv.URL, d.ID)
+	for _, p := range []struct{ name, url, want string }{
+		{"dashboard", h.srv.URL + "/domains", "table.domains"},
+		{"domain", page + "?done=muted", "table.timeline"},
+		{"saved-scan", fmt.Sprintf("%s/scans/%d", page, s2.ID), ".grade"},
+		{"diff", fmt.Sprintf("%s/diff?from=%d&to=%d", page, s1.ID, s2.ID), "h1"},
+		{"unsubscribe", h.srv.URL + "/unsubscribe/" + ch.UnsubscribeID, "form button"},
+	} {
+		b.do(ctx, chromedp.Navigate(p.url), chromedp.WaitVisible(chromedp.CSS(p.want)))
+		b.shot(ctx, "monitoring-"+p.name)
+		b.checkA11y(ctx, "monitoring page "+p.name)
+	}
+}
+
+// okDeliverer accepts every delivery.
+type okDeliverer struct{}
+
+func (okDeliverer) Deliver(context.Context, store.Channel, store.Message) (string, error) {
+	return "HTTP 204", nil
+}
+
+// TestChannelsAPI: alert channels through the API — webhook targets
+// checked (https, port 443, public), the secret shown once, e-mail only to
+// the account's own verified address, digest and on/off, send test and its
+// delivery in the log, another account's channel invisible.
+func TestChannelsAPI(t *testing.T) {
+	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
+	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
+	bob, _ := st.CreateUser(t.Context(), "bob@example.test", "x")
+	all := []store.Scope{store.ScopeRead, store.ScopeScan, store.ScopeManage}
+	users := tokenUsers{"ann": {ann.ID, all}, "ann-read": {ann.ID, []store.Scope{store.ScopeRead}}, "bob": {bob.ID, all}}
+	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: users, Now: clock.Now, BaseURL: "https://checker.example.test"}})
+	auth := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+	post := func(tok, body string) response {
+		return h.do("POST", "/api/v1/channels", "application/json", body, auth(tok)...)
+	}
+
+	for _, bad := range []string{`{"kind":"webhook","url":"http://hooks.example.com/x"}`, `{"kind":"webhook","url":"https://10.0.0.1/x"}`,
+		`{"kind":"webhook","url":"https://hooks.example.com:8443/x"}`, `{"kind":"pager"}`, `{"kind":"email","address":"boss@example.test"}`,
+		`{"kind":"email"}`} {
+		if r := post("ann", bad); r.StatusCode != 422 {
+			t.Errorf("%s: %d %s", bad, r.StatusCode, r.body)
+		}
+	}
+	if r := post("ann-read", `{"kind":"webhook","url":"https://hooks.example.com/x"}`); r.StatusCode != 403 {
+		t.Errorf("read token: %d", r.StatusCode)
+	}
+	r := post("ann", `{"kind":"webhook","url":"https://hooks.example.com/mailtls"}`)
+	var hook channelResource
+	json.Unmarshal(r.body, &hook)
+	if r.StatusCode != 201 || !strings.HasPrefix(hook.Secret, "whsec_") || len(hook.Secret) != 6+64 || !hook.Verified {
+		t.Fatalf("webhook: %d %s", r.StatusCode, r.body)
+	}
+	if c, _ := st.GetChannel(t.Context(), store.ChannelID(hook.ID)); string(c.Secret) != hook.Secret {
+		t.Error("the secret shown is not the signing key")
+	}
+	if r := post("ann", `{"kind":"webhook","url":"https://hooks.example.com/mailtls"}`); r.StatusCode != 409 {
+		t.Errorf("duplicate: %d", r.StatusCode)
+	}
+	st.MarkEmailVerified(t.Context(), ann.ID)
+	if r := post("ann", `{"kind":"email","address":"Ann@Example.test"}`); r.StatusCode != 201 {
+		t.Errorf("own address: %d %s", r.StatusCode, r.body)
+	}
+	r = h.do("GET", "/api/v1/channels", "", "", auth("ann-read")...)
+	if r.StatusCode != 200 || strings.Contains(string(r.body), "whsec_") || strings.Count(string(r.body), `"kind"`) != 2 {
+		t.Errorf("list: %s", r.body)
+	}
+
+	path := fmt.Sprintf("/api/v1/channels/%d", hook.ID)
+	if r := h.do("GET", path+"/deliveries", "", "", auth("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob's view: %d", r.StatusCode)
+	}
+	r = h.do("PATCH", path, "application/json", `{"digest_hour":7}`, auth("ann")...)
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), `"digest":true,"digest_hour":7`) {
+		t.Errorf("digest: %d %s", r.StatusCode, r.body)
+	}
+	if r := h.do("PATCH", path, "application/json", `{"digest_hour":24}`, auth("ann")...); r.StatusCode != 422 {
+		t.Errorf("hour 24: %d", r.StatusCode)
+	}
+	h.do("PATCH", path, "application/json", `{"disabled":true}`, auth("ann")...)
+	if r := h.do("POST", path+"/test", "", "", auth("ann")...); r.StatusCode != 409 {
+		t.Errorf("test of a disabled channel: %d", r.StatusCode)
+	}
+	h.do("PATCH", path, "application/json", `{"disabled":false,"digest":false}`, auth("ann")...)
+	if r := h.do("POST", path+"/test", "", "", auth("ann")...); r.StatusCode != 202 {
+		t.Fatalf("test: %d %s", r.StatusCode, r.body)
+	}
+	w, err := monitor.New(monitor.Config{Notifier: true}, monitor.Options{Store: st, Deliver: okDeliverer{}, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.DeliverDue(t.Context()); n != 1 || err != nil {
+		t.Fatalf("delivered %d: %v", n, err)
+	}
+	r = h.do("GET", path+"/deliveries", "", "", auth("ann-read")...)
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), `"kind":"test"`) || !strings.Contains(string(r.body), `"ok":true,"detail":"HTTP 204"`) {
+		t.Errorf("delivery log: %s", r.body)
+	}
+	if r := h.do("DELETE", path, "", "", auth("bob")...); r.StatusCode != 404 {
+		t.Errorf("bob deleting: %d", r.StatusCode)
+	}
+	if r := h.do("DELETE", path, "", "", auth("ann")...); r.StatusCode != 204 {
+		t.Errorf("delete: %d", r.StatusCode)
 	}
 }

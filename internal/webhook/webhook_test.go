@@ -176,3 +176,23 @@ func TestDeliver(t *testing.T) {
 		t.Errorf("another port: %v, want blocked", err)
 	}
 }
+
+// FuzzVerify: any header and body are judged without a panic, and a
+// header made by Sign for the body always verifies (and never for another
+// body).
+func FuzzVerify(f *testing.F) {
+	f.Add("t=1800000000,v1=00", []byte(`{"type":"alert"}`))
+	f.Add("v1=zz,t=x", []byte{})
+	f.Add(",,,=,t=,v1=", []byte("x"))
+	at := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, header string, body []byte) {
+		Verify(secret, header, body, at, 0)
+		h := Sign(secret, at, body)
+		if err := Verify(secret, h, body, at, 0); err != nil {
+			t.Fatalf("own signature refused: %v", err)
+		}
+		if err := Verify(secret, h, append(body, 'x'), at, 0); err == nil {
+			t.Fatal("a changed body verified")
+		}
+	})
+}
