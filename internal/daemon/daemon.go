@@ -32,9 +32,11 @@ import (
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
 // Options are what the command line and the environment give the daemon.
@@ -71,6 +73,12 @@ type Options struct {
 	WebResolver scan.Resolver
 	WebNet      dial.NetDial
 	WebRoots    *x509.CertPool
+	// Getenv reads the environment for the store's default path
+	// (sqlstore.DefaultPath); default os.Getenv.
+	Getenv func(string) string
+	// MailRoots verify the mail relay's certificate instead of the system
+	// roots (tests).
+	MailRoots *x509.CertPool
 }
 
 // role is one part of serve, switched on by its section of the
@@ -121,6 +129,10 @@ type Daemon struct {
 	fileHash [sha256.Size]byte
 	roles    []role
 
+	store     *sqlstore.DB // open while a role that keeps data runs; nil otherwise
+	storePath string
+	mail      mail.Sender // the relay, or the log without one
+
 	addrs   map[string][]string // listener addresses by name (start only)
 	serving sync.WaitGroup      // every goroutine that serves a listener
 	failed  chan error          // the first listener that failed (capacity 1)
@@ -146,6 +158,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 15 * time.Second
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
 	}
 	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
 		addrs: map[string][]string{}, failed: make(chan error, 1)}
@@ -299,6 +314,16 @@ func (d *Daemon) run(ctx context.Context) error {
 			d.log.Warn("shutdown: listeners still serving after the grace period")
 		}
 	}
+	if err := d.openStore(ctx); err != nil {
+		return err
+	}
+	if d.store != nil {
+		closers = append(closers, func(context.Context) error { return d.store.Close() })
+	}
+	if err := d.openMail(); err != nil {
+		shutdown()
+		return &ConfigError{Err: err}
+	}
 	var names []string
 	for _, rt := range roleTypes {
 		if !rt.on(d.cfg) {
@@ -445,6 +470,12 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 	if next.Log.Format != d.cfg.Log.Format {
 		restart = append(restart, "log.format")
 	}
+	if next.Storage != d.cfg.Storage {
+		restart = append(restart, "storage")
+	}
+	if fmt.Sprint(next.Mail) != fmt.Sprint(d.cfg.Mail) {
+		restart = append(restart, "mail")
+	}
 	for _, rt := range roleTypes {
 		if rt.on(next) != rt.on(d.cfg) {
 			restart = append(restart, rt.name+" (turning the role on or off)")
@@ -470,6 +501,9 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	degraded := false
+	if d.store != nil && d.storeHealth(r.Context(), &b) {
+		degraded = true
+	}
 	for _, r := range d.roles { // set at start, never changed
 		if r.health(&b, d.opts.Now()) {
 			degraded = true

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
@@ -31,11 +32,12 @@ import (
 // webRole is the web checker: its listeners, the scan jobs and the
 // janitor that deletes expired results.
 type webRole struct {
-	srv     *http.Server
-	jobs    *scanjob.Manager
-	stop    context.CancelFunc
-	janitor sync.WaitGroup
-	cfg     *config.Web
+	srv      *http.Server
+	jobs     *scanjob.Manager
+	accounts *account.Service // nil without a store
+	stop     context.CancelFunc
+	janitor  sync.WaitGroup
+	cfg      *config.Web
 }
 
 // startWeb opens the web checker's listeners and serves. On error it
@@ -93,7 +95,6 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	jctx, stop := context.WithCancel(context.Background())
 	r := &webRole{jobs: jobs, stop: stop, cfg: c}
 	r.srv = &http.Server{
-		Handler:           ws.Handler(),
 		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
 		ReadTimeout:       l.ReadTimeout.D(),
 		WriteTimeout:      l.WriteTimeout.D(),
@@ -125,10 +126,39 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	for _, ln := range secure {
 		lns = append(lns, tls.NewListener(ln, tc))
 	}
+	if d.store != nil {
+		r.accounts = newAccounts(d, c, lns)
+		ws.Accounts, ws.Store, ws.PublicURL, ws.Now = r.accounts, d.store, c.PublicURL, d.opts.Now
+		ws.SessionIdleTimeout, ws.SessionLifetime = c.Accounts.SessionIdleTimeout.D(), c.Accounts.SessionLifetime.D()
+		// The pages and API of saved domains, with this server's users
+		// (sessions and API tokens).
+		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now}
+	}
+	r.srv.Handler = ws.Handler()
 	for _, ln := range lns {
 		d.serve(func() error { return r.srv.Serve(ln) })
 	}
 	return r, nil
+}
+
+// newAccounts makes the account service of the web role. Links in mails
+// point at web.public_url, else at the first listener: never at a
+// request's Host header, which the client chooses.
+func newAccounts(d *Daemon, c *config.Web, lns []net.Listener) *account.Service {
+	base := c.PublicURL
+	if base == "" && len(lns) > 0 {
+		scheme := "http" // plain listeners come first
+		if len(c.Listen) == 0 {
+			scheme = "https"
+		}
+		host, port, _ := net.SplitHostPort(lns[0].Addr().String())
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+			host = "localhost"
+		}
+		base = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	return account.New(account.Config{Store: d.store, Mail: d.mail, BaseURL: base, Registration: c.Accounts.Registration,
+		Now: d.opts.Now, Log: d.log.With("role", "web", "component", "accounts")})
 }
 
 // loadKeyPair loads a certificate and its key, each read with the cap of
@@ -160,6 +190,10 @@ func (r *webRole) shutdown(ctx context.Context) error {
 		err = nil
 	}
 	err = errors.Join(err, r.jobs.Close(ctx))
+	if r.accounts != nil {
+		// Mails already promised (a verification link) go out first.
+		err = errors.Join(err, r.accounts.Close(ctx))
+	}
 	r.janitor.Wait()
 	return err
 }
