@@ -21,6 +21,7 @@ import (
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
@@ -35,6 +36,7 @@ type webRole struct {
 	srv      *http.Server
 	jobs     *scanjob.Manager
 	accounts *account.Service // nil without a store
+	monitor  *monitor.Worker  // nil without a store
 	stop     context.CancelFunc
 	janitor  sync.WaitGroup
 	cfg      *config.Web
@@ -132,7 +134,17 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		ws.SessionIdleTimeout, ws.SessionLifetime = c.Accounts.SessionIdleTimeout.D(), c.Accounts.SessionLifetime.D()
 		// The pages and API of saved domains, with this server's users
 		// (sessions and API tokens).
-		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now}
+		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now, BaseURL: c.PublicURL,
+			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...)}
+		// The worker rescans the saved domains and sends their alerts.
+		w, err := newMonitor(d, c, sc, allow)
+		if err != nil {
+			closeListeners(lns)
+			return r, fmt.Errorf("web: monitoring: %w", err)
+		}
+		r.monitor, ws.Monitor.Poke = w, w.Poke
+		r.janitor.Add(1)
+		go func() { defer r.janitor.Done(); w.Run(jctx) }()
 	}
 	r.srv.Handler = ws.Handler()
 	for _, ln := range lns {
@@ -215,6 +227,9 @@ func (r *webRole) apply(context.Context, *config.Config) error { return nil }
 func (r *webRole) health(w io.Writer, _ time.Time) bool {
 	queued, running := r.jobs.Counts()
 	fmt.Fprintf(w, "web: %d scans running, %d queued\n", running, queued)
+	if r.monitor != nil {
+		monitorHealth(w, r.monitor)
+	}
 	return false
 }
 
