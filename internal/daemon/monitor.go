@@ -8,15 +8,12 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime/debug"
-	"strings"
-
-	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/monitor"
-	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/webhook"
 )
 
@@ -25,22 +22,10 @@ import (
 // sends alerts by the server's mail and by webhooks, whose deliveries go
 // to public addresses on port 443 only (plus the networks the web
 // checker's configuration lets through).
-func newMonitor(d *Daemon, c *config.Web, sc *scan.Scanner, allow []netip.Prefix) (*monitor.Worker, error) {
+func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, allow []netip.Prefix) (*monitor.Worker, error) {
 	// Webhook hosts are looked up with the scanner's resolvers
 	// (web.scanner.resolvers), like everything the web role looks up.
-	lookup := func(ctx context.Context, host string) ([]netip.Addr, error) {
-		var out []netip.Addr
-		var rcodes []string
-		for _, q := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			a := sc.Resolver.Lookup(ctx, host, q)
-			out = append(out, a.Addrs()...)
-			rcodes = append(rcodes, a.Rcode)
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("no address (A and AAAA answered %s)", strings.Join(rcodes, ", "))
-		}
-		return out, nil
-	}
+	lookup := func(ctx context.Context, host string) ([]netip.Addr, error) { return resolve.HostAddrs(ctx, res, host) }
 	wh, err := webhook.New(webhook.Options{Dialer: &dial.Dialer{Guard: dial.NewGuardPorts(dial.WebhookPorts, allow...), Net: d.opts.WebNet},
 		Lookup: lookup, Roots: d.opts.WebRoots, UserAgent: "mailtls-webhook"})
 	if err != nil {
@@ -50,9 +35,9 @@ func newMonitor(d *Daemon, c *config.Web, sc *scan.Scanner, allow []netip.Prefix
 	if u, err := url.Parse(c.PublicURL); err == nil && u.Hostname() != "" {
 		host = u.Hostname()
 	}
-	return monitor.NewServe(monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D()},
-		monitor.ServeOptions{Store: d.store, Scanner: sc, Mail: mailFunc(d.mail), Webhook: wh, MessageIDHost: host,
-			Log: d.log.With("role", "monitor"), Now: d.opts.Now})
+	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, mailFunc(d.mail), wh, host
+	o.Log, o.Now = d.log.With("role", "monitor"), d.opts.Now
+	return monitor.NewServe(monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D()}, o)
 }
 
 // scannerVersion is stored with every monitoring scan: the module version

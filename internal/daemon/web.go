@@ -151,7 +151,7 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now, BaseURL: c.PublicURL,
 			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...)}
 		// The worker rescans the saved domains and sends their alerts.
-		w, err := newMonitor(d, c, sc, allow)
+		w, err := newMonitor(d, c, monitor.ServeOptions{Scanner: sc}, res, allow)
 		if err != nil {
 			closeListeners(lns)
 			return r, fmt.Errorf("web: monitoring: %w", err)
