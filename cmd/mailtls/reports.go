@@ -94,7 +94,7 @@ func (s *storeFlags) file(env Env) string {
 func (s *storeFlags) open(ctx context.Context, env Env, create bool) (*sqlstore.DB, error) {
 	path := s.file(env)
 	if sqlstore.IsURL(path) {
-		return sqlstore.OpenPostgres(ctx, path, sqlstore.Options{Now: env.Now})
+		return openStoreAt(ctx, path, env)
 	}
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {

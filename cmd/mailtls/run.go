@@ -64,6 +64,7 @@ Usage:
   mailtls reports COMMAND ...       TLS-RPT reports: import, list, show, summary, readiness
   mailtls backup [--store PATH] FILE  copy the store while the server runs
   mailtls store migrate --from sqlite:FILE --to URL  copy the store into PostgreSQL
+  mailtls user add|list|disable|enable|invite  manage the web role's accounts
   mailtls resolve [--explain] DOMAIN the TLS policy Postfix gets for DOMAIN (DANE, MTA-STS)
   mailtls findings [--markdown]     list every finding mailtls can report
   mailtls version                   print the version
@@ -95,6 +96,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return runStore(ctx, args[1:], env)
 	case "reports":
 		return runReports(ctx, args[1:], env)
+	case "user":
+		return runUser(ctx, args[1:], env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "mailtls", version())
 		return ExitOK

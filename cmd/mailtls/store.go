@@ -96,3 +96,16 @@ func runStore(ctx context.Context, args []string, env Env) int {
 	fmt.Fprintf(env.Stdout, "copied %d rows in %d tables from %s to %s\n", total, len(counts), file, sqlstore.Redact(*to))
 	return ExitOK
 }
+
+// openStoreAt opens the store at path: a postgres:// URL (errors name it
+// without its password) or a SQLite file.
+func openStoreAt(ctx context.Context, path string, env Env) (*sqlstore.DB, error) {
+	if sqlstore.IsURL(path) {
+		db, err := sqlstore.OpenPostgres(ctx, path, sqlstore.Options{Now: env.Now})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sqlstore.Redact(path), err)
+		}
+		return db, nil
+	}
+	return sqlstore.Open(ctx, path, sqlstore.Options{Now: env.Now})
+}

@@ -16,7 +16,7 @@ import (
 // mailtls store migrate moves a populated SQLite store into PostgreSQL:
 // every table's count is printed, the data reads back through the store,
 // a second run into the now full database is refused, and the reports
-// command reads the PostgreSQL store with --store URL.
+// and user commands read the PostgreSQL store with --store URL.
 func TestStoreMigrate(t *testing.T) {
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "mailtls.db")
@@ -54,6 +54,9 @@ func TestStoreMigrate(t *testing.T) {
 	r = run(t, "reports", "list", "--store", url, "--json")
 	if r.code != 0 || !strings.Contains(r.stdout, "2026-01-14_example.com") {
 		t.Errorf("reports list on PostgreSQL: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run(t, "user", "list", "--store", url); r.code != 0 || !strings.Contains(r.stdout, "alice@example.test") {
+		t.Errorf("user list on PostgreSQL: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r = run(t, "store", "migrate", "--from", "sqlite:"+file, "--to", url); r.code != 1 || !strings.Contains(r.stderr, "empty database") {
 		t.Errorf("second migrate: %d\n%s", r.code, r.stderr)

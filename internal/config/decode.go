@@ -128,10 +128,6 @@ func shape(n *yaml.Node) string {
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
-// scalarStruct is a settings mapping that may also be written as one
-// string (store: postgres://…).
-type scalarStruct interface{ setScalar(string) }
-
 // value decodes n into v; path names the key for errors; record says
 // whether key lines are recorded.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, depth int, record bool) {
@@ -154,10 +150,6 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, depth int, r
 		v.Set(p)
 	case reflect.Struct:
 		if isNull(n) {
-			return
-		}
-		if sc, ok := addrOf(v).(scalarStruct); ok && n.Kind == yaml.ScalarNode {
-			sc.setScalar(n.Value)
 			return
 		}
 		if n.Kind != yaml.MappingNode {
@@ -353,12 +345,4 @@ func decode(file string, data []byte, c *Config) (lines map[string]int, errs Err
 	d := &decoder{file: file, open: map[*yaml.Node]bool{}, lines: map[string]int{}, fields: map[reflect.Type]map[string]int{}}
 	d.value(root.Content[0], reflect.ValueOf(c).Elem(), "", 0, true)
 	return d.lines, d.errs
-}
-
-// addrOf is a pointer to v, or nil when v cannot be addressed.
-func addrOf(v reflect.Value) any {
-	if !v.CanAddr() {
-		return nil
-	}
-	return v.Addr().Interface()
 }

@@ -4,46 +4,63 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailtls/mailtls/internal/config"
+	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
-// openStore opens the store the configuration names: the PostgreSQL
-// database of store.url (or a postgres:// store.path), else the SQLite
-// file of store.path (default: the data directory's). Errors name the
-// store, without a password.
-func openStore(ctx context.Context, c config.Store, getenv func(string) string, uid int, o sqlstore.Options) (*sqlstore.DB, error) {
-	if u := c.Postgres(); u != "" {
-		db, err := sqlstore.OpenPostgres(ctx, u, o)
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", sqlstore.Redact(u), err)
-		}
-		if o.Logger != nil {
-			o.Logger.Info("store open", "postgres", sqlstore.Redact(u))
-		}
-		return db, nil
+// needsStore reports whether a role that keeps data (accounts, saved
+// domains, TLS-RPT reports) is on.
+func needsStore(c *config.Config) bool { return c.Web != nil || c.Reports != nil }
+
+// StorePath is the database of a configuration: store (a file or a
+// postgres:// URL), or mailtls.db in the data directory.
+func StorePath(c *config.Config, getenv func(string) string) string {
+	if c.Store != "" {
+		return c.Store
 	}
-	path := c.Path
-	if path == "" {
-		path = sqlstore.DefaultPath(getenv, uid)
-	}
-	db, err := sqlstore.Open(ctx, path, o)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	if o.Logger != nil {
-		o.Logger.Info("store open", "path", path)
-	}
-	return db, nil
+	return sqlstore.DefaultPath(getenv, os.Getuid())
 }
 
-// storeOpened publishes the open store to /healthz and, on PostgreSQL,
-// its connection pool (this instance's) to /metrics.
-func (d *Daemon) storeOpened(db *sqlstore.DB) {
-	d.dbOpen.Store(db)
+// openStore opens and migrates the database when a role needs it (it is
+// created, with its directory, on first use). It is closed after the
+// roles at shutdown.
+func (d *Daemon) openStore(ctx context.Context) error {
+	if !needsStore(d.cfg) {
+		return nil
+	}
+	path := StorePath(d.cfg, d.opts.Getenv)
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	o := sqlstore.Options{Now: d.opts.Now, Logger: d.log.With("component", "store")}
+	var db *sqlstore.DB
+	var err error
+	if sqlstore.IsURL(path) {
+		// Shared by several instances (docs/scaling.md). Logs and
+		// /healthz name it without its password.
+		path = sqlstore.Redact(path)
+		db, err = sqlstore.OpenPostgres(octx, d.cfg.Store, o)
+	} else {
+		db, err = sqlstore.Open(octx, path, o)
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	d.store, d.storePath = db, path
+	d.storeMetrics(db)
+	v, _ := db.SchemaVersion(ctx)
+	d.log.Info("store open", "store", path, "schema", v)
+	return nil
+}
+
+// storeMetrics publishes this instance's connection pool to PostgreSQL
+// on /metrics (a SQLite store has none).
+func (d *Daemon) storeMetrics(db *sqlstore.DB) {
 	if _, ok := db.PoolStats(); !ok {
 		return
 	}
@@ -75,17 +92,41 @@ func (d *Daemon) storeOpened(db *sqlstore.DB) {
 	)
 }
 
-// storeHealth writes the store's line of /healthz.
-func (d *Daemon) storeHealth(w io.Writer) {
-	db := d.dbOpen.Load()
-	if db == nil {
-		return
+// storeHealth writes the store's line of /healthz; a database that does
+// not answer needs attention.
+func (d *Daemon) storeHealth(ctx context.Context, w io.Writer) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := d.store.SchemaVersion(ctx)
+	if err != nil {
+		fmt.Fprintf(w, "store: %s: not answering: %v\n", d.storePath, err)
+		return true
 	}
-	s, ok := db.PoolStats()
-	if !ok {
-		fmt.Fprintf(w, "store: %s\n", db.Engine())
-		return
+	fmt.Fprintf(w, "store: %s, schema version %d\n", d.storePath, v)
+	if p, ok := d.store.PoolStats(); ok {
+		fmt.Fprintf(w, "store: postgres, %d of %d connection(s) in use, %d open; %d of %d acquisition(s) waited\n",
+			p.AcquiredConns, p.MaxConns, p.TotalConns, p.EmptyAcquireCount, p.AcquireCount)
 	}
-	fmt.Fprintf(w, "store: postgres, %d of %d connection(s) in use, %d open; %d of %d acquisition(s) waited\n",
-		s.AcquiredConns, s.MaxConns, s.TotalConns, s.EmptyAcquireCount, s.AcquireCount)
+	return false
+}
+
+// openMail makes the sender of the server's own mail: the configured
+// relay, or the log when there is none.
+func (d *Daemon) openMail() error {
+	c := d.cfg.Mail
+	if c == nil {
+		d.mail = mail.Log{Logger: d.log.With("component", "mail")}
+		if d.cfg.Web != nil {
+			d.log.Warn("no mail relay configured (mail:): verification and password reset mails are written to this log")
+		}
+		return nil
+	}
+	r := c.RelayConfig()
+	pw, err := c.RelayPassword()
+	if err != nil {
+		return fmt.Errorf("mail.password_file: %w", err)
+	}
+	r.Password, r.RootCAs, r.Now = pw, d.opts.MailRoots, d.opts.Now
+	d.mail = r
+	return nil
 }

@@ -1,75 +1,77 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"net/http"
-	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/mailtls/mailtls/internal/lab"
-	"github.com/mailtls/mailtls/internal/resolve"
-	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
-// serve with `store: postgres://…`: two instances on one database take
-// TLS-RPT reports over HTTPS into it, and each reports its own
-// connection pool on /healthz and /metrics.
-func TestStoreOnPostgres(t *testing.T) {
-	// A password in the URL (the test server trusts its clients, so it
-	// is never asked for) must not reach the log.
-	u, err := url.Parse(lab.NewPostgresDB(t))
-	if err != nil {
+// TestStoreOpenedAndClosed: with the web role on, serve creates the
+// database named by store (directory 0700, file 0600), migrates it,
+// reports it in /healthz, and closes it at stop (SQLite then folds the
+// write-ahead log back into the file and removes it).
+func TestStoreOpenedAndClosed(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "data", "sub", "accounts.db")
+	e.writeWebConfig("store: " + path + "\n")
+	e.start(Options{})
+	h := get(t, "http://"+e.addrs["admin"][0]+"/healthz")
+	if !strings.HasPrefix(h, "ok\n") || !strings.Contains(h, "store: "+path+", schema version ") {
+		t.Errorf("/healthz:\n%s", h)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("database file: %v %v", st, err)
+	}
+	if dst, err := os.Stat(filepath.Dir(path)); err != nil || dst.Mode().Perm() != 0o700 {
+		t.Errorf("directory: %v %v", dst, err)
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Errorf("no write-ahead log while serving: %v", err)
+	}
+	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.UserPassword(u.User.Username(), "s3cret-pw")
-	dbURL := u.String()
-	var envs []*env
-	for i := range 2 {
-		e := newEnv(t)
-		e.writeConfig("", e.domainYAML("example.test", "testing", "mx.example.test"))
-		b, _ := os.ReadFile(e.cfgPath)
-		os.WriteFile(e.cfgPath, append(b, fmt.Sprintf("store: %s\nreports:\n  domains: [example.test]\n", dbURL)...), 0o600)
-		e.start(Options{Resolver: &resolve.Client{Servers: []string{e.l.DNS.Addr()}}, WatchInterval: -1})
-		resp, err := e.client().Post("https://mta-sts.example.test/tlsrpt", "application/tlsrpt+gzip", bytes.NewReader(tlsReport(t, fmt.Sprint("instance-", i), "example.test")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST to instance %d: %d", i, resp.StatusCode)
-		}
-		envs = append(envs, e)
+	if _, err := os.Stat(path + "-wal"); !os.IsNotExist(err) {
+		t.Errorf("the write-ahead log is still there after stop: the store was not closed (%v)", err)
 	}
-	db, err := sqlstore.OpenPostgres(context.Background(), dbURL, sqlstore.Options{})
+	db, err := sqlstore.Open(context.Background(), path, sqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	all, _, err := db.ListTLSRPTReports(context.Background(), store.TLSRPTQuery{Domain: "example.test"})
-	if err != nil {
-		t.Fatal(err)
+	if v, err := db.SchemaVersion(context.Background()); err != nil || v < 1 {
+		t.Errorf("schema version %d, %v: not migrated", v, err)
 	}
-	if len(all) != 2 || all[0].State != store.ReportCounted || all[1].State != store.ReportCounted {
-		t.Fatalf("reports in the shared store: %+v", all)
+}
+
+// TestStoreNotOpenedWithoutWeb: a policy host alone keeps no accounts, so
+// no database is created.
+func TestStoreNotOpenedWithoutWeb(t *testing.T) {
+	e := newEnv(t)
+	e.writeConfig("", e.domainYAML("a.test", "testing", "mx.a.test"))
+	e.start(Options{})
+	if h := get(t, "http://"+e.addrs["admin"][0]+"/healthz"); strings.Contains(h, "store:") {
+		t.Errorf("/healthz names a store:\n%s", h)
 	}
-	for i, e := range envs {
-		if h := e.admin("/healthz"); !strings.Contains(h, "store: postgres, ") || !strings.Contains(h, "connection(s) in use") {
-			t.Errorf("instance %d /healthz: %s", i, h)
-		}
-		m := e.admin("/metrics")
-		for _, want := range []string{"mailtls_store_pool_max_conns ", "mailtls_store_pool_conns ", "mailtls_store_pool_acquires_total "} {
-			if !strings.Contains(m, want) {
-				t.Errorf("instance %d /metrics lacks %s", i, want)
-			}
-		}
-		// The log names the database without its password.
-		if l := e.logs.String(); !strings.Contains(l, "store open") || strings.Contains(l, "s3cret-pw") {
-			t.Errorf("instance %d log: %s", i, e.logs)
-		}
+	if _, err := os.Stat(filepath.Join(e.dir, "mailtls.db")); !os.IsNotExist(err) {
+		t.Errorf("a database was created: %v", err)
+	}
+}
+
+// TestStoreUnusable: a store path that cannot be created stops serve
+// at start with the reason.
+func TestStoreUnusable(t *testing.T) {
+	e := newEnv(t)
+	blocker := filepath.Join(e.dir, "file")
+	os.WriteFile(blocker, []byte("x"), 0o600)
+	e.writeWebConfig("store: " + filepath.Join(blocker, "mailtls.db") + "\n")
+	err := Run(context.Background(), Options{ConfigPath: e.cfgPath, Stderr: e.logs})
+	if err == nil || !strings.Contains(err.Error(), "store:") {
+		t.Errorf("err %v", err)
 	}
 }
