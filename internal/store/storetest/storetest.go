@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of store.Store: every
-// implementation (SQLite now, PostgreSQL later) runs Run unchanged, in the
+// implementation (SQLite and PostgreSQL) runs Run unchanged, in the
 // manner of River's driver test suite. It checks behaviour callers rely on:
 // uniqueness, cascading deletes, UTC time round trips, lease exclusivity
 // under concurrent claimers, lease expiry and rescue, a missed run after
