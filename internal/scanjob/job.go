@@ -16,6 +16,7 @@ type Job struct {
 	created time.Time
 	m       *Manager // nil for a job made from a Record
 	place   uint64   // its number in the queue
+	pub     sync.Mutex // orders the shared store's writes of its events
 
 	mu       sync.Mutex
 	state    State
@@ -117,16 +118,19 @@ func (j *Job) setState(s State, now time.Time) {
 	j.broadcastLocked()
 }
 
-func (j *Job) addEvent(e Event, maxEvents int) {
+// addEvent numbers and keeps e; it returns it numbered, or false when
+// the job keeps no more events (maxEvents).
+func (j *Job) addEvent(e Event, maxEvents int) (Event, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if len(j.events) >= maxEvents {
 		j.dropped++
-		return
+		return e, false
 	}
 	e.Seq = len(j.events) + 1
 	j.events = append(j.events, e)
 	j.broadcastLocked()
+	return e, true
 }
 
 // finish makes the job final and returns its record. The caller
@@ -145,6 +149,59 @@ func (j *Job) finish(now time.Time, ttl time.Duration, body []byte, doc *report.
 		Document: body, Error: failure, doc: doc}
 	j.rec = rec
 	return rec
+}
+
+// addRemote appends the events of a followed job that come next in
+// order (Seq one more than the last one it has): one already there is
+// not added again, and none after a gap until the gap is filled. It
+// returns those added.
+func (j *Job) addRemote(evs []storedEvent) []storedEvent {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state.Final() {
+		return nil
+	}
+	var added []storedEvent
+	for _, e := range evs {
+		if e.Seq <= len(j.events) {
+			continue
+		}
+		if e.Seq != len(j.events)+1 {
+			break
+		}
+		j.events = append(j.events, e.Event)
+		added = append(added, e)
+	}
+	if len(added) > 0 {
+		j.broadcastLocked()
+	}
+	return added
+}
+
+// setRemoteState sets the live state of a followed job.
+func (j *Job) setRemoteState(s State, started time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state.Final() || s.Final() || s == j.state && started.Equal(j.started) {
+		return
+	}
+	j.state, j.started = s, started
+	j.broadcastLocked()
+}
+
+// finishRemote makes a followed job final with the record its owner filed.
+func (j *Job) finishRemote(rec *Record) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state.Final() {
+		return
+	}
+	j.state, j.started, j.finished, j.expires = rec.State, rec.Started, rec.Finished, rec.Expires
+	if len(rec.Events) >= len(j.events) {
+		j.events = rec.Events
+	}
+	j.dropped, j.rec = rec.DroppedEvents, rec
+	j.broadcastLocked()
 }
 
 // finishedJob wraps a stored record.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/scan"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 // State is where a job is in its life.
@@ -107,6 +108,19 @@ type Config struct {
 	// MaxEvents bounds the progress events kept per job (default 2000).
 	MaxEvents int
 	Now       func() time.Time
+
+	// With a Shared store (several instances, one database):
+	// Instance names this manager among them (default a random id).
+	Instance string
+	// Heartbeat is how often the instance marks its live scans alive
+	// (default 5s); Stale is how long a live scan of another instance may
+	// go without one before it shows as interrupted (default 30s; more
+	// than the instances' clock skew plus a heartbeat).
+	Heartbeat, Stale time.Duration
+	// Poll is how often scans followed from other instances are read
+	// again whatever the notifications (default 2s): it recovers a lost
+	// notification, and it is the only way on an engine without them.
+	Poll time.Duration
 }
 
 // Defaults.
@@ -154,6 +168,18 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Instance == "" {
+		c.Instance = newID()
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Stale <= 0 {
+		c.Stale = DefaultStale
+	}
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
+	}
 }
 
 // Manager runs jobs. Create it with New and stop it with Close.
@@ -161,6 +187,7 @@ type Manager struct {
 	cfg     Config
 	scan    ScanFunc
 	store   Store
+	shared  *Shared // store, when instances share it; nil otherwise
 	log     *slog.Logger
 	metrics *Metrics
 
@@ -173,6 +200,7 @@ type Manager struct {
 	closed   bool
 	live     map[string]*Job // queued and running, by id
 	byKey    map[string]*Job // queued and running, by request key
+	remote   map[string]*Job // live scans of other instances followed here (Shared)
 	clients  map[string]*client
 	enqueued uint64 // jobs ever queued; a job's place is its number minus dequeued
 	dequeued uint64
@@ -185,7 +213,8 @@ type client struct {
 }
 
 // New starts a manager with cfg.Workers workers. store keeps finished jobs
-// (NewMemoryStore when nil); m may be nil.
+// (NewMemoryStore when nil); with a *Shared store the manager also shares
+// its live scans and follows those of other instances. m may be nil.
 func New(cfg Config, scan ScanFunc, store Store, log *slog.Logger, m *Metrics) *Manager {
 	cfg.defaults()
 	if store == nil {
@@ -199,9 +228,14 @@ func New(cfg Config, scan ScanFunc, store Store, log *slog.Logger, m *Metrics) *
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	mg := &Manager{cfg: cfg, scan: scan, store: store, log: log, metrics: m, ctx: ctx, cancel: cancel,
-		queue: make(chan *Job, cfg.Queue), live: map[string]*Job{}, byKey: map[string]*Job{}, clients: map[string]*client{}}
+		queue: make(chan *Job, cfg.Queue), live: map[string]*Job{}, byKey: map[string]*Job{}, remote: map[string]*Job{},
+		clients: map[string]*client{}}
+	mg.shared, _ = store.(*Shared)
 	for range cfg.Workers {
 		mg.wg.Go(mg.work)
+	}
+	if mg.shared != nil {
+		mg.wg.Go(mg.follow)
 	}
 	return mg
 }
@@ -235,19 +269,44 @@ func (m *Manager) Submit(ctx context.Context, req Request) (*Job, Outcome, error
 		m.metrics.Requests.WithLabelValues("refused_concurrent").Inc()
 		return nil, "", &LimitError{Limit: "concurrent", RetryAfter: 10 * time.Second}
 	}
+	var res *rate.Reservation
 	if c.lim != nil {
-		r := c.lim.ReserveN(now, 1)
-		if d := r.DelayFrom(now); !r.OK() || d > 0 {
-			r.CancelAt(now)
+		res = c.lim.ReserveN(now, 1)
+		if d := res.DelayFrom(now); !res.OK() || d > 0 {
+			res.CancelAt(now)
 			m.metrics.Requests.WithLabelValues("refused_rate").Inc()
 			return nil, "", &LimitError{Limit: "rate", RetryAfter: max(d, time.Second)}
 		}
 	}
 	if len(m.queue) >= cap(m.queue) {
+		if res != nil {
+			res.CancelAt(now)
+		}
 		m.metrics.Requests.WithLabelValues("refused_queue_full").Inc()
 		return nil, "", ErrQueueFull
 	}
 	j := &Job{id: newID(), req: req, created: now.UTC(), state: Queued, changed: make(chan struct{}), m: m}
+	if m.shared != nil {
+		// Filed before it is queued, so that another instance finds it;
+		// the store's one live scan per domain and options joins a
+		// request to a scan running elsewhere.
+		other, err := m.begin(ctx, j, now)
+		if err != nil || other != nil {
+			if res != nil {
+				res.CancelAt(now)
+			}
+		}
+		if err != nil {
+			m.log.Warn("could not file a scan in the shared store", "error", err)
+			return nil, "", err
+		}
+		if other != nil {
+			m.metrics.Requests.WithLabelValues(string(Joined)).Inc()
+			m.mu.Unlock()
+			defer m.mu.Lock() // the deferred Unlock above
+			return m.remoteJob(ctx, other), Joined, nil
+		}
+	}
 	m.enqueued++
 	j.place = m.enqueued
 	m.queue <- j // never blocks: checked above under m.mu
@@ -294,6 +353,18 @@ func (m *Manager) Get(ctx context.Context, id string) (*Job, error) {
 	if j != nil {
 		return j, nil
 	}
+	if m.shared != nil {
+		row, err := m.shared.s.GetAnonScan(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !row.Final {
+			return m.remoteJob(ctx, row), nil
+		}
+	}
 	rec, err := m.store.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -311,6 +382,11 @@ func (m *Manager) Sweep(ctx context.Context) error {
 	m.mu.Lock()
 	m.sweepClientsLocked(now, time.Minute)
 	m.mu.Unlock()
+	if m.shared != nil {
+		if _, err := m.shared.s.InterruptAnonScans(ctx, now.Add(-m.cfg.Stale), now, now.Add(m.cfg.TTL), interrupted); err != nil {
+			return err
+		}
+	}
 	_, err := m.store.DeleteExpired(ctx, now)
 	return err
 }
@@ -375,6 +451,13 @@ func (m *Manager) run(j *Job) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout)
 	defer cancel()
 	j.setState(Running, m.cfg.Now())
+	if m.shared != nil {
+		sctx, scancel := context.WithTimeout(m.ctx, dbTimeout)
+		if err := m.shared.s.SetAnonState(sctx, j.id, string(Running), j.Snapshot().Started); err != nil {
+			m.log.Warn("could not share a scan's state", "scan", j.id, "error", err)
+		}
+		scancel()
+	}
 	m.metrics.Running.Inc()
 	defer m.metrics.Running.Dec()
 	start := time.Now()
@@ -391,7 +474,11 @@ func (m *Manager) run(j *Job) {
 		doc = m.scan(ctx, j.req.Domain, j.req.SMTP, func(st scan.Step) {
 			e := describe(j.req.Domain, st, ctx.Err() != nil)
 			e.At = m.cfg.Now().UTC()
-			j.addEvent(e, m.cfg.MaxEvents)
+			j.pub.Lock() // the store gets the events in order
+			defer j.pub.Unlock()
+			if e, ok := j.addEvent(e, m.cfg.MaxEvents); ok && m.shared != nil {
+				m.publish(j, e)
+			}
 		})
 	}()
 	var body []byte

@@ -12,14 +12,15 @@ import (
 
 // tables lists the application's tables in creation order, which is an
 // order where every table comes after those it references (not the
-// migration bookkeeping).
+// migration bookkeeping, nor the anonymous scans of anonscans.go).
 func tables(ctx context.Context, d Dialect, db *sql.DB) ([]string, error) {
 	q := `SELECT name FROM sqlite_master WHERE type = 'table'
-		AND name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version' ORDER BY rowid`
+		AND name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version' AND substr(name, 1, 9) <> 'anonscan_' ORDER BY rowid`
 	if d.Name == Postgres.Name {
 		// Oids ascend in creation order in a database mailtls created.
 		q = `SELECT c.relname FROM pg_class c
 			WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace AND c.relname <> 'goose_db_version'
+				AND substr(c.relname, 1, 9) <> 'anonscan_'
 			ORDER BY c.oid`
 	}
 	rows, err := db.QueryContext(ctx, q)

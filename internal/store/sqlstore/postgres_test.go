@@ -180,3 +180,19 @@ func TestPostgresStalledServer(t *testing.T) {
 		t.Fatalf("error shows the password: %v", err)
 	}
 }
+
+// TestAnonScansPostgres runs the anonymous scans' conformance suite on a
+// real PostgreSQL, as two instances (two pools) on one database.
+func TestAnonScansPostgres(t *testing.T) {
+	storetest.RunAnonScans(t, func(t testing.TB) (store.AnonScans, store.AnonScans) {
+		url := lab.NewPostgresDB(t)
+		var out [2]store.AnonScans
+		for i := range out {
+			var err error
+			if out[i], err = openPostgres(t, url, nil).AnonScans(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out[0], out[1]
+	})
+}

@@ -61,3 +61,23 @@ func sqliteHarness(t *testing.T) storetest.Harness {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, sqliteHarness(t))
 }
+
+// TestAnonScans runs the anonymous scans' conformance suite on one SQLite
+// file opened twice, as two processes on one machine would.
+func TestAnonScans(t *testing.T) {
+	storetest.RunAnonScans(t, func(t testing.TB) (store.AnonScans, store.AnonScans) {
+		path := filepath.Join(t.TempDir(), "store.db")
+		var out [2]store.AnonScans
+		for i := range out {
+			db, err := Open(context.Background(), path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			if out[i], err = db.AnonScans(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out[0], out[1]
+	})
+}
