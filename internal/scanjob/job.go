@@ -14,8 +14,8 @@ type Job struct {
 	id      string
 	req     Request
 	created time.Time
-	m       *Manager // nil for a job made from a Record
-	place   uint64   // its number in the queue
+	m       *Manager   // nil for a job made from a Record
+	place   uint64     // its number in the queue
 	pub     sync.Mutex // orders the shared store's writes of its events
 
 	mu       sync.Mutex
