@@ -147,6 +147,10 @@ func (m *Manager) follow() {
 		case <-m.ctx.Done():
 			return
 		case n := <-notices:
+			if n.ID == "" {
+				m.refreshAll("poll")
+				continue
+			}
 			m.mu.Lock()
 			j := m.remote[n.ID]
 			m.mu.Unlock()
@@ -163,17 +167,7 @@ func (m *Manager) follow() {
 			m.refresh(ctx, j, "notify", n.Seq == 0)
 			cancel()
 		case <-poll.C:
-			m.mu.Lock()
-			js := make([]*Job, 0, len(m.remote))
-			for _, j := range m.remote {
-				js = append(js, j)
-			}
-			m.mu.Unlock()
-			for _, j := range js {
-				ctx, cancel := context.WithTimeout(m.ctx, dbTimeout)
-				m.refresh(ctx, j, "poll", true)
-				cancel()
-			}
+			m.refreshAll("poll")
 		case <-beat.C:
 			ctx, cancel := context.WithTimeout(m.ctx, dbTimeout)
 			if err := m.shared.s.HeartbeatAnonScans(ctx, m.cfg.Instance, m.cfg.Now().UTC()); err != nil && m.ctx.Err() == nil {
@@ -184,18 +178,43 @@ func (m *Manager) follow() {
 	}
 }
 
+// refreshAll reads every followed scan again.
+func (m *Manager) refreshAll(via string) {
+	m.mu.Lock()
+	js := make([]*Job, 0, len(m.remote))
+	for _, j := range m.remote {
+		js = append(js, j)
+	}
+	m.mu.Unlock()
+	for _, j := range js {
+		ctx, cancel := context.WithTimeout(m.ctx, dbTimeout)
+		m.refresh(ctx, j, via, true)
+		cancel()
+	}
+}
+
 // listen feeds notifications to notices, reconnecting with a growing
 // pause; without notifications (SQLite) the follower only polls.
 func (m *Manager) listen(notices chan<- store.AnonNotice) {
 	pause := time.Second
 	for m.ctx.Err() == nil {
-		err := m.shared.s.ListenAnonScans(m.ctx, func() { pause = time.Second }, func(n store.AnonNotice) {
+		err := m.shared.s.ListenAnonScans(m.ctx, func() {
+			pause = time.Second
+			m.listening.Store(true)
+			// Notices sent while no connection listened are lost: read
+			// every followed scan again.
+			select {
+			case notices <- store.AnonNotice{}:
+			default:
+			}
+		}, func(n store.AnonNotice) {
 			select {
 			case notices <- n:
 			default:
 				m.metrics.NoticesDropped.Inc() // the next poll reads it
 			}
 		})
+		m.listening.Store(false)
 		if errors.Is(err, store.ErrNoListen) || m.ctx.Err() != nil {
 			return
 		}

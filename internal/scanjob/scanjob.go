@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -188,6 +189,8 @@ type Manager struct {
 	scan    ScanFunc
 	store   Store
 	shared  *Shared // store, when instances share it; nil otherwise
+	// listening is true while the notification connection listens.
+	listening atomic.Bool
 	log     *slog.Logger
 	metrics *Metrics
 
