@@ -185,14 +185,14 @@ func (c *Config) defaults() {
 
 // Manager runs jobs. Create it with New and stop it with Close.
 type Manager struct {
-	cfg     Config
-	scan    ScanFunc
-	store   Store
-	shared  *Shared // store, when instances share it; nil otherwise
+	cfg    Config
+	scan   ScanFunc
+	store  Store
+	shared *Shared // store, when instances share it; nil otherwise
 	// listening is true while the notification connection listens.
 	listening atomic.Bool
-	log     *slog.Logger
-	metrics *Metrics
+	log       *slog.Logger
+	metrics   *Metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
