@@ -26,6 +26,7 @@ import (
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scanjob"
+	"github.com/mailtls/mailtls/internal/store/sqlstore"
 	"github.com/mailtls/mailtls/internal/web"
 )
 
@@ -75,10 +76,21 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	if l.ScansPerMinute < 0 {
 		perMinute = -1
 	}
+	// Anonymous scans live in memory, unless instances share a
+	// PostgreSQL store: then any instance serves any scan and streams its
+	// progress (docs/scaling.md, "Live scan progress").
+	var results scanjob.Store
+	if d.store != nil && d.store.Engine() == sqlstore.Postgres.Name {
+		as, err := d.store.AnonScans(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("web: %w", err)
+		}
+		results = scanjob.NewShared(as)
+	}
 	jobs := scanjob.New(scanjob.Config{
 		Workers: l.ConcurrentScans, Queue: l.Queue, Timeout: c.Scanner.Timeout.D(), TTL: l.ResultTTL.D(), Reuse: l.Reuse.D(),
 		PerClientRate: perMinute, PerClientBurst: l.ScanBurst, PerClientConcurrent: l.ConcurrentPerClient, Now: d.opts.Now,
-	}, web.NewScanFunc(sc, d.opts.Now), nil, d.log.With("role", "web"), scanjob.NewMetrics(d.reg))
+	}, web.NewScanFunc(sc, d.opts.Now), results, d.log.With("role", "web"), scanjob.NewMetrics(d.reg))
 	ws := &web.Server{Jobs: jobs, Log: d.log.With("role", "web"), EHLOName: c.Scanner.EHLO,
 		MaxStreamsPerClient: l.StreamsPerClient, Metrics: web.NewMetrics(d.reg)}
 	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "https" || len(c.ListenHTTPS) > 0 {
