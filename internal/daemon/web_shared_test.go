@@ -201,4 +201,3 @@ func metricValue(text, series string) float64 {
 	}
 	return -1
 }
-
