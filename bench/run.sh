@@ -37,6 +37,7 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" '
 /^BenchmarkReportsYear\/readiness/             { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yv=$i; if ($(i+1)=="cpu-ms/query") yvc=$i } }
 /^BenchmarkReportsIngest\/file-import/ { for (i=1;i<=NF;i++) { if ($(i+1)=="reports/s") if_=$i; if ($(i+1)=="db-bytes/report") idb=$i; if ($(i+1)=="gzip-bytes/report") igz=$i; if ($(i+1)=="reports") in_=$i } }
 /^BenchmarkReportsIngest\/https-post/  { for (i=1;i<=NF;i++) if ($(i+1)=="reports/s") ih=$i }
+/^BenchmarkLiveProgress/ { for (i=1;i<=NF;i++) { if ($(i+1)=="notify-p50-ms") lp50=$i; if ($(i+1)=="notify-p95-ms") lp95=$i; if ($(i+1)=="local-p50-ms") ll50=$i } }
 /^BenchmarkSchedule/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-busiest-10min") sb=$i; if ($(i+1)=="x-quietest-10min") sq=$i } }
 /spread-hours/ { sub(/.*spread-hours /, ""); nh=split($0, hrs, " ") }
 /^BenchmarkMonitor/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") mr=$i; if ($(i+1)=="alerts") ma=$i; if ($(i+1)=="db-bytes/scan") mdb=$i; if ($(i+1)=="json-bytes/scan") mjs=$i } }
@@ -62,6 +63,12 @@ END {
     if (st != "") printf ", %.2fx SQLite", pst/st
     printf "\n  database size: %s bytes per stored scan\n", pdb
     printf "  dashboard: p50 %s ms, p95 %s ms\n", pd50, pd95
+  }
+  if (lp50 != "") {
+    printf "live scan progress across instances (PostgreSQL NOTIFY; MAILTLS_TEST_POSTGRES), one event from the scan to a watcher:\n"
+    printf "  on another instance: p50 %s ms, p95 %s ms; on the scanning instance p50 %s ms", lp50, lp95, ll50
+    if (ll50 > 0) printf " (%.0fx)", lp50/ll50
+    printf "\n"
   }
   if (sb != "") {
     printf "monitoring: daily rescans of 10,000 saved domains spread over the day (store.NextScan):\n"
