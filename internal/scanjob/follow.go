@@ -169,8 +169,14 @@ func (m *Manager) follow() {
 		case <-poll.C:
 			m.refreshAll("poll")
 		case <-beat.C:
+			m.mu.Lock()
+			ids := make([]string, 0, len(m.live))
+			for id := range m.live {
+				ids = append(ids, id)
+			}
+			m.mu.Unlock()
 			ctx, cancel := context.WithTimeout(m.ctx, dbTimeout)
-			if err := m.shared.s.HeartbeatAnonScans(ctx, m.cfg.Instance, m.cfg.Now().UTC()); err != nil && m.ctx.Err() == nil {
+			if err := m.shared.s.HeartbeatAnonScans(ctx, m.cfg.Instance, ids, m.cfg.Now().UTC()); err != nil && m.ctx.Err() == nil {
 				m.log.Warn("could not keep this instance's scans alive in the store", "error", err)
 			}
 			cancel()

@@ -360,3 +360,41 @@ func TestSharedInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedHeartbeat: a scan that runs longer than the deadline is not
+// taken for interrupted while its instance lives (its heartbeats go on).
+func TestSharedHeartbeat(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			sa, sb := sharedStores(t, engine)
+			clock := lab.NewClock(time.Now().UTC().Truncate(time.Second))
+			st := newStepper(1)
+			a := New(Config{Instance: "A", Heartbeat: 10 * time.Millisecond, Timeout: time.Hour, Now: clock.Now}, st.scan, NewShared(sa), nil, nil)
+			closeOnCleanup(t, a)
+			b := New(Config{Instance: "B", Poll: 10 * time.Millisecond, Stale: 30 * time.Second, Now: clock.Now}, newStepper(0).scan, NewShared(sb), nil, nil)
+			closeOnCleanup(t, b)
+			ja, _, err := a.Submit(t.Context(), Request{Domain: "long.test", SMTP: true, Client: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			jb, err := b.Get(t.Context(), ja.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Two minutes of scanning in steps of 10s, each followed by
+			// A's heartbeat and B's polls.
+			for range 12 {
+				clock.Add(10 * time.Second)
+				time.Sleep(150 * time.Millisecond)
+				if s := jb.Snapshot(); s.State.Final() {
+					t.Fatalf("after %s B shows %s: %+v", clock.Now().Sub(jb.Snapshot().Created), s.State, s.Record)
+				}
+			}
+			st.release(t)
+			st.release(t)
+			if s := wait(t, jb); s.State != Done {
+				t.Fatalf("B's final state %s", s.State)
+			}
+		})
+	}
+}

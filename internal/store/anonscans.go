@@ -66,8 +66,10 @@ type AnonScans interface {
 	// AnonEvents returns the events of a scan after seq after, in order,
 	// at most limit.
 	AnonEvents(ctx context.Context, id string, after, limit int) ([]AnonEvent, error)
-	// HeartbeatAnonScans marks the live scans of owner alive at t.
-	HeartbeatAnonScans(ctx context.Context, owner string, t time.Time) error
+	// HeartbeatAnonScans marks the live scans ids of owner alive at t
+	// (a scan its owner no longer runs, say one whose final write failed,
+	// goes stale and is interrupted).
+	HeartbeatAnonScans(ctx context.Context, owner string, ids []string, t time.Time) error
 	// InterruptAnonScans makes final ("failed", with reason) the live
 	// scans whose heartbeat is older than staleBefore (their owner died),
 	// to expire at expires, signals them and returns how many.

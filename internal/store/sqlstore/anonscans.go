@@ -215,9 +215,22 @@ func (a *AnonScans) AnonEvents(ctx context.Context, id string, after, limit int)
 }
 
 // HeartbeatAnonScans implements store.AnonScans.
-func (a *AnonScans) HeartbeatAnonScans(ctx context.Context, owner string, t time.Time) error {
-	_, err := a.db.w.ExecContext(ctx, `UPDATE anonscan_jobs SET heartbeat = $2 WHERE owner = $1 AND final = 0`, owner, tv(t))
-	return err
+func (a *AnonScans) HeartbeatAnonScans(ctx context.Context, owner string, ids []string, t time.Time) error {
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := []any{owner, tv(t)}
+		marks := make([]string, n)
+		for i, id := range ids[:n] {
+			args = append(args, id)
+			marks[i] = "$" + strconv.Itoa(i+3)
+		}
+		if _, err := a.db.w.ExecContext(ctx, `UPDATE anonscan_jobs SET heartbeat = $2 WHERE owner = $1 AND final = 0 AND id IN (`+
+			strings.Join(marks, ", ")+`)`, args...); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // InterruptAnonScans implements store.AnonScans.

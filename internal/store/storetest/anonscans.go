@@ -135,8 +135,9 @@ func testAnonInterrupt(t *testing.T, open OpenAnon) {
 			t.Fatal(err)
 		}
 	}
-	// B keeps its scan alive; A stopped.
-	if err := b.HeartbeatAnonScans(ctx, "B", anonT0.Add(40*time.Second)); err != nil {
+	// B keeps its scan alive; A stopped. A heartbeat names the owner's
+	// scans: none of another owner's, none it no longer runs.
+	if err := b.HeartbeatAnonScans(ctx, "B", []string{"alive", "dead", "gone"}, anonT0.Add(40*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	now := anonT0.Add(45 * time.Second)
