@@ -205,6 +205,13 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request, fail func(http.Resp
 		return nil
 	}
 	j, err := s.Jobs.Get(r.Context(), id)
+	if err != nil && !errors.Is(err, scanjob.ErrNotFound) {
+		// A shared store that does not answer: not the same as gone.
+		s.Log.Warn("could not read a scan", "error", err)
+		w.Header().Set("Retry-After", "10")
+		fail(w, http.StatusServiceUnavailable, "unavailable", "the scan could not be read just now; retry")
+		return nil
+	}
 	if err != nil {
 		fail(w, http.StatusNotFound, "not_found", "no such scan: unknown or expired (anonymous scans are kept for an hour)")
 		return nil

@@ -186,6 +186,11 @@ func (s *Server) scanPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) pageNotFound(r *http.Request) func(http.ResponseWriter, int, string, string) {
 	return func(w http.ResponseWriter, status int, _, _ string) {
+		if status == http.StatusServiceUnavailable {
+			s.render(w, r, status, "error", &errorView{page: page{Title: "Scan unavailable"},
+				Message: "This scan could not be read just now. Reload the page in a moment."})
+			return
+		}
 		s.render(w, r, status, "error", &errorView{page: page{Title: "Scan not found"},
 			Message: "This scan does not exist or has expired: anonymous results are deleted an hour after the scan. Scan the domain again from the home page."})
 	}
