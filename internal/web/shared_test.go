@@ -3,8 +3,8 @@ package web
 import (
 	"bytes"
 	"context"
-	"io"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -23,7 +23,9 @@ func (downStore) GetAnonScan(context.Context, string) (*store.AnonScan, error) {
 func (downStore) ListenAnonScans(context.Context, func(), func(store.AnonNotice)) error {
 	return store.ErrNoListen
 }
-func (downStore) HeartbeatAnonScans(context.Context, string, []string, time.Time) error { return errDown }
+func (downStore) HeartbeatAnonScans(context.Context, string, []string, time.Time) error {
+	return errDown
+}
 
 // TestSharedStoreDown: with instances sharing a store that does not
 // answer, a scan's page and API answer 503 with Retry-After ("retry"),
