@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mailtls/mailtls/internal/certstorage"
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/policyhost"
@@ -135,8 +136,14 @@ type Daemon struct {
 	dbOnce sync.Once
 	db     *sqlstore.DB
 	dbErr  error
-	getenv func(string) string
-	uid    int
+	// The certificates' storage on PostgreSQL (certStorage), when the
+	// store is PostgreSQL.
+	certsOnce sync.Once
+	certs     *certstorage.Postgres
+	certsURL  string
+	certsErr  error
+	getenv    func(string) string
+	uid       int
 	// reportsHTTPS routes the TLS-RPT HTTPS intake on the host and web
 	// listeners (nil: off).
 	reportsHTTPS atomic.Pointer[route]
@@ -323,6 +330,9 @@ func (d *Daemon) run(ctx context.Context) error {
 		}
 		if d.db != nil {
 			d.db.Close()
+		}
+		if d.certs != nil {
+			d.certs.Close()
 		}
 	}
 	var names []string

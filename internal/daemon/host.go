@@ -96,7 +96,7 @@ func startHost(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
 		return nil, fmt.Errorf("host.listen_http: %w", err)
 	}
 	if !h.ACME.Disabled {
-		r.certs, err = newCertManager(d, h, https, plain)
+		r.certs, err = newCertManager(ctx, d, c, https, plain)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -376,6 +376,9 @@ func (r *hostRole) restartNeeded(next *config.Config) []string {
 	}
 	if !slices.Equal(o.Resolvers, h.Resolvers) {
 		out = append(out, "host.resolvers")
+	}
+	if !h.ACME.Disabled && r.d.certStorageChanged(next) {
+		out = append(out, "store")
 	}
 	return out
 }

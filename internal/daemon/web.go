@@ -30,6 +30,7 @@ import (
 // webRole is the web checker: its listeners, the scan jobs and the
 // janitor that deletes expired results.
 type webRole struct {
+	d       *Daemon
 	srv     *http.Server
 	jobs    *scanjob.Manager
 	stop    context.CancelFunc
@@ -87,7 +88,7 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		ws.TrustedProxies = append(ws.TrustedProxies, netip.MustParsePrefix(p))
 	}
 	jctx, stop := context.WithCancel(context.Background())
-	r := &webRole{jobs: jobs, stop: stop, cfg: c}
+	r := &webRole{d: d, jobs: jobs, stop: stop, cfg: c}
 	r.srv = &http.Server{
 		Handler:           d.withReports(ws.Handler()),
 		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
@@ -119,7 +120,7 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		return r, fmt.Errorf("web listener: %w", err)
 	}
 	if c.TLS.ACME != nil {
-		if r.acme, err = newWebACME(d, c, secure, lns); err != nil {
+		if r.acme, err = newWebACME(ctx, d, cfg, secure, lns); err != nil {
 			closeListeners(append(lns, secure...))
 			return r, err
 		}
@@ -148,7 +149,8 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 
 // newWebACME sets up ACME (certmagic) for the certificate of the web
 // checker's public name; our own listeners answer the challenges.
-func newWebACME(d *Daemon, c *config.Web, https, plain []net.Listener) (*policyhost.ACME, error) {
+func newWebACME(ctx context.Context, d *Daemon, cfg *config.Config, https, plain []net.Listener) (*policyhost.ACME, error) {
+	c := cfg.Web
 	a := c.TLS.ACME
 	var roots *x509.CertPool
 	if f := a.TrustedRoots; f != "" {
@@ -165,11 +167,15 @@ func newWebACME(d *Daemon, c *config.Web, https, plain []net.Listener) (*policyh
 	if h := listenHost(plain); len(plain) > 0 && h != host {
 		host = ""
 	}
-	m, err := policyhost.NewACME(policyhost.ACMEOptions{
+	o := policyhost.ACMEOptions{
 		CA: a.CA, Email: a.Email, Challenges: a.Challenges, TrustedRoots: roots, Storage: c.TLS.Storage,
 		HTTPPort: port(plain), TLSPort: port(https), ListenHost: host,
 		Log: d.log.With("role", "web", "part", "acme"), Metrics: d.m,
-	})
+	}
+	if err := withCertStorage(ctx, d, cfg, &o); err != nil {
+		return nil, err
+	}
+	m, err := policyhost.NewACME(o)
 	if err != nil {
 		return nil, fmt.Errorf("web.tls.acme: %w", err)
 	}
@@ -217,6 +223,9 @@ func (r *webRole) shutdown(ctx context.Context) error {
 func (r *webRole) restartNeeded(next *config.Config) []string {
 	if next.Web != nil && !reflect.DeepEqual(next.Web, r.cfg) {
 		return []string{"web"}
+	}
+	if r.acme != nil && r.d.certStorageChanged(next) {
+		return []string{"store"}
 	}
 	return nil
 }
