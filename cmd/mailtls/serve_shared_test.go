@@ -243,7 +243,7 @@ func newSharedHosts(t *testing.T, n int, before func(f *sharedHosts)) *sharedHos
 		var yaml strings.Builder
 		fmt.Fprintf(&yaml, `log: {level: debug}
 admin: {listen: "off"}
-store: {path: %q}
+store: %q
 host:
   listen_https: [%q]
   listen_http: [%q]

@@ -15,10 +15,10 @@ import (
 // the certificate tables at start.
 const certStorageOpenTimeout = 30 * time.Second
 
-// postgresStore returns the store's PostgreSQL URL when store.path is one
+// postgresStore returns the store's PostgreSQL URL when store is one
 // (postgres:// or postgresql://), else "" (a SQLite file).
 func postgresStore(c *config.Config) string {
-	p := c.Store.Path
+	p := c.Store
 	if strings.HasPrefix(p, "postgres://") || strings.HasPrefix(p, "postgresql://") {
 		return p
 	}
@@ -45,7 +45,7 @@ func redactURL(s string) string {
 // same PostgreSQL database when the store is PostgreSQL, opened once for
 // the host and web roles and closed by run after every role has stopped;
 // nil means each role keeps its certificates in its storage folder.
-// Changing the store needs a restart (certStorageChanged).
+// Changing the store needs a restart (apply says so).
 func (d *Daemon) certStorage(ctx context.Context, c *config.Config) (*certstorage.Postgres, error) {
 	u := postgresStore(c)
 	if u == "" {
@@ -54,7 +54,6 @@ func (d *Daemon) certStorage(ctx context.Context, c *config.Config) (*certstorag
 	d.certsOnce.Do(func() {
 		octx, cancel := context.WithTimeout(ctx, certStorageOpenTimeout)
 		defer cancel()
-		d.certsURL = u
 		d.certs, d.certsErr = certstorage.Open(octx, u, certstorage.Options{Log: d.log.With("part", "certstorage")})
 		if d.certsErr != nil {
 			d.certsErr = fmt.Errorf("store %s: certificate storage: %w", redactURL(u), d.certsErr)
@@ -63,10 +62,4 @@ func (d *Daemon) certStorage(ctx context.Context, c *config.Config) (*certstorag
 		}
 	})
 	return d.certs, d.certsErr
-}
-
-// certStorageChanged reports whether next names another PostgreSQL store
-// than the one the certificates were opened on (a restart applies it).
-func (d *Daemon) certStorageChanged(next *config.Config) bool {
-	return d.certs != nil && postgresStore(next) != d.certsURL
 }

@@ -377,9 +377,6 @@ func (r *hostRole) restartNeeded(next *config.Config) []string {
 	if !slices.Equal(o.Resolvers, h.Resolvers) {
 		out = append(out, "host.resolvers")
 	}
-	if !h.ACME.Disabled && r.d.certStorageChanged(next) {
-		out = append(out, "store")
-	}
 	return out
 }
 
