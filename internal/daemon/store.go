@@ -40,7 +40,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	o := sqlstore.Options{Now: d.opts.Now, Logger: d.log.With("component", "store")}
 	var db *sqlstore.DB
 	var err error
-	if sqlstore.IsURL(path) {
+	if config.IsPostgresURL(path) {
 		// Shared by several instances (docs/scaling.md). Logs and
 		// /healthz name it without its password.
 		path = sqlstore.Redact(path)
