@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mailtls/mailtls/internal/certstorage"
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/mail"
@@ -152,6 +153,11 @@ type Daemon struct {
 	store     *sqlstore.DB // open while a role that keeps data runs; nil otherwise
 	storePath string
 	mail      mail.Sender // the relay, or the log without one
+	// The certificates' storage on PostgreSQL (certStorage), when the
+	// store is PostgreSQL.
+	certsOnce sync.Once
+	certs     *certstorage.Postgres
+	certsErr  error
 	// reportsHTTPS routes the TLS-RPT HTTPS intake on the host and web
 	// listeners (nil: off).
 	reportsHTTPS atomic.Pointer[route]
@@ -343,6 +349,9 @@ func (d *Daemon) run(ctx context.Context) error {
 		}
 		if d.store != nil { // after every role and listener: they use it
 			d.store.Close()
+		}
+		if d.certs != nil {
+			d.certs.Close()
 		}
 	}
 	if err := d.openStore(ctx); err != nil {

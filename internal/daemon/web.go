@@ -130,7 +130,7 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		return r, fmt.Errorf("web listener: %w", err)
 	}
 	if c.TLS.ACME != nil {
-		if r.acme, err = newWebACME(d, c, secure, lns); err != nil {
+		if r.acme, err = newWebACME(ctx, d, cfg, secure, lns); err != nil {
 			closeListeners(append(lns, secure...))
 			return r, err
 		}
@@ -176,7 +176,8 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 
 // newWebACME sets up ACME (certmagic) for the certificate of the web
 // checker's public name; our own listeners answer the challenges.
-func newWebACME(d *Daemon, c *config.Web, https, plain []net.Listener) (*policyhost.ACME, error) {
+func newWebACME(ctx context.Context, d *Daemon, cfg *config.Config, https, plain []net.Listener) (*policyhost.ACME, error) {
+	c := cfg.Web
 	a := c.TLS.ACME
 	var roots *x509.CertPool
 	if f := a.TrustedRoots; f != "" {
@@ -193,11 +194,15 @@ func newWebACME(d *Daemon, c *config.Web, https, plain []net.Listener) (*policyh
 	if h := listenHost(plain); len(plain) > 0 && h != host {
 		host = ""
 	}
-	m, err := policyhost.NewACME(policyhost.ACMEOptions{
+	o := policyhost.ACMEOptions{
 		CA: a.CA, Email: a.Email, Challenges: a.Challenges, TrustedRoots: roots, Storage: c.TLS.Storage,
 		HTTPPort: port(plain), TLSPort: port(https), ListenHost: host,
 		Log: d.log.With("role", "web", "part", "acme"), Metrics: d.m,
-	})
+	}
+	if err := withCertStorage(ctx, d, cfg, &o); err != nil {
+		return nil, err
+	}
+	m, err := policyhost.NewACME(o)
 	if err != nil {
 		return nil, fmt.Errorf("web.tls.acme: %w", err)
 	}
