@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/account"
+	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
@@ -214,7 +215,11 @@ func decodeHeader(s string) string {
 // starts, and returns an API token with every scope.
 func apiUser(t *testing.T, dbPath, email string) string {
 	t.Helper()
-	db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{})
+	open := sqlstore.Open
+	if config.IsPostgresURL(dbPath) {
+		open = sqlstore.OpenPostgres
+	}
+	db, err := open(context.Background(), dbPath, sqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,12 +20,21 @@ import (
 // through the first is scanned by the second, which has no web listener;
 // each /healthz speaks of its own roles only.
 func TestRolesSplit(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		rolesSplit(t, func(web *env) string { return filepath.Join(web.dir, "mailtls.db") })
+	})
+	// Two instances as a deployment runs them: one PostgreSQL database
+	// (docs/scaling.md).
+	t.Run("postgres", func(t *testing.T) { rolesSplit(t, func(*env) string { return lab.NewPostgresDB(t) }) })
+}
+
+func rolesSplit(t *testing.T, storeOf func(web *env) string) {
 	web := newEnv(t)
 	const d = "split.test"
 	web.l.DNS.MustAdd(t, d+`. 300 IN MX 10 mx.`+d+`.`, `_mta-sts.`+d+`. 300 IN TXT "v=STSv1; id=1"`)
 	web.l.MustPolicyHost(t, d, lab.PolicyHostOptions{Body: "version: STSv1\r\nmode: enforce\r\nmx: mx." + d + "\r\nmax_age: 604800\r\n"})
 	web.l.MustMX(t, "mx."+d, []netip.Addr{web.l.NextAddr()}, lab.SMTPOptions{Mode: lab.SMTPStartTLS})
-	dbPath := filepath.Join(web.dir, "mailtls.db")
+	dbPath := storeOf(web)
 	token := apiUser(t, dbPath, "ann@example.test")
 
 	// The worker: the same lab and the same configuration, its own file.
