@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
@@ -46,7 +47,7 @@ func runBackup(ctx context.Context, args []string, env Env) int {
 		src = sqlstore.DefaultPath(env.Getenv, os.Getuid())
 	}
 	out := fs.Arg(0)
-	if sqlstore.IsURL(src) {
+	if config.IsPostgresURL(src) {
 		fmt.Fprintf(env.Stderr, "mailtls backup: %s is a PostgreSQL database, which mailtls does not copy itself.\n%s\n",
 			sqlstore.Redact(src), pgDumpAdvice)
 		return 1

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/domain"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
@@ -93,7 +94,7 @@ func (s *storeFlags) file(env Env) string {
 // yet is not created: (nil, nil) means no report was ever stored there.
 func (s *storeFlags) open(ctx context.Context, env Env, create bool) (*sqlstore.DB, error) {
 	path := s.file(env)
-	if sqlstore.IsURL(path) {
+	if config.IsPostgresURL(path) {
 		return openStoreAt(ctx, path, env)
 	}
 	if !create {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
@@ -54,7 +55,7 @@ func runStore(ctx context.Context, args []string, env Env) int {
 		return code
 	}
 	file, isSQLite := strings.CutPrefix(*from, "sqlite:")
-	if fs.NArg() != 0 || !isSQLite || file == "" || !sqlstore.IsURL(*to) {
+	if fs.NArg() != 0 || !isSQLite || file == "" || !config.IsPostgresURL(*to) {
 		fmt.Fprintln(env.Stderr, "mailtls store migrate: give --from sqlite:FILE and --to postgres://URL")
 		fs.Usage()
 		return ExitUsage
@@ -100,7 +101,7 @@ func runStore(ctx context.Context, args []string, env Env) int {
 // openStoreAt opens the store at path: a postgres:// URL (errors name it
 // without its password) or a SQLite file.
 func openStoreAt(ctx context.Context, path string, env Env) (*sqlstore.DB, error) {
-	if sqlstore.IsURL(path) {
+	if config.IsPostgresURL(path) {
 		db, err := sqlstore.OpenPostgres(ctx, path, sqlstore.Options{Now: env.Now})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sqlstore.Redact(path), err)

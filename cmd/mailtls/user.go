@@ -95,7 +95,7 @@ func runUser(ctx context.Context, args []string, env Env) int {
 	if path == "" {
 		path = sqlstore.DefaultPath(env.Getenv, os.Getuid())
 	}
-	if _, err := os.Stat(path); err != nil && cmd != "add" && cmd != "invite" && !sqlstore.IsURL(path) {
+	if _, err := os.Stat(path); err != nil && cmd != "add" && cmd != "invite" && !config.IsPostgresURL(path) {
 		return fail(fmt.Errorf("no store at %s (mailtls serve creates it; or name it with --store/--config)", path))
 	}
 	db, err := openStoreAt(ctx, path, env)

@@ -807,8 +807,9 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if m := c.Mail; m != nil {
 		m.validate(v)
 	}
+	// A URL's password never goes into a message.
 	if strings.Contains(c.Store, "://") && !IsPostgresURL(c.Store) {
-		v.bad("store", "store %q: give the path of a SQLite file or a postgres:// URL", c.Store)
+		v.bad("store", "store: give the path of a SQLite file or a postgres:// URL")
 	}
 	return v.errs
 }

@@ -126,7 +126,7 @@ func TestErrors(t *testing.T) {
 		{"web: bad registration", "web:\n  accounts: {registration: public}\n", ErrInvalid, 2, `web.accounts.registration "public"`},
 		{"web: idle longer than lifetime", "web:\n  accounts: {session_idle_timeout: 48h, session_lifetime: 24h}\n", ErrInvalid, 2, "longer than session_lifetime"},
 		{"web: lifetime too long", "web:\n  accounts: {session_lifetime: 2000h}\n", ErrInvalid, 2, "web.accounts.session_lifetime"},
-		{"store: a URL of another engine", "store: mysql://db/mailtls\n", ErrInvalid, 1, "a SQLite file or a postgres:// URL"},
+		{"store: another kind of URL", "store: mysql://u:pw@db/mailtls\n", ErrInvalid, 1, "postgres:// URL"},
 		{"mail: no relay", "mail:\n  from: noreply@example.com\n", ErrInvalid, 1, "mail.relay"},
 		{"mail: no from", "mail:\n  relay: smtp.example.com:587\n", ErrInvalid, 1, "mail.from"},
 		{"mail: bad from", "mail:\n  relay: smtp.example.com:587\n  from: nobody\n", ErrInvalid, 1, "mail.from"},

@@ -27,9 +27,13 @@ func TestStoreForms(t *testing.T) {
 			t.Errorf("%q: store %q, PostgreSQL %v", tt.store, c.Store, IsPostgresURL(c.Store))
 		}
 	}
-	_, err := Parse("c.yaml", []byte("store: mysql://db.example/m\n"))
+	// Every role keeps its data in a PostgreSQL store.
+	if _, err := Parse("c.yaml", []byte("store: postgres://db.example/m\nweb: {}\nreports: {}\n")); err != nil {
+		t.Errorf("web and reports on PostgreSQL: %v", err)
+	}
+	_, err := Parse("c.yaml", []byte("store: mysql://u:s3cret@db.example/m\n"))
 	var errs Errors
-	if !errors.As(err, &errs) || errs[0].Line != 1 || !strings.Contains(err.Error(), "a SQLite file or a postgres:// URL") {
+	if !errors.As(err, &errs) || errs[0].Line != 1 || !strings.Contains(err.Error(), "a SQLite file or a postgres:// URL") || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("store: mysql://…: %v", err)
 	}
 }

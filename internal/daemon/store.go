@@ -15,8 +15,10 @@ import (
 )
 
 // needsStore reports whether a role that keeps data (accounts, saved
-// domains, TLS-RPT reports) is on.
-func needsStore(c *config.Config) bool { return c.Web != nil || c.Reports != nil }
+// domains, TLS-RPT reports) runs.
+func (d *Daemon) needsStore(c *config.Config) bool {
+	return d.roleOn("web", c) || d.roleOn("worker", c) || d.roleOn("reports", c)
+}
 
 // StorePath is the database of a configuration: store (a file or a
 // postgres:// URL), or mailtls.db in the data directory.
@@ -31,7 +33,7 @@ func StorePath(c *config.Config, getenv func(string) string) string {
 // created, with its directory, on first use). It is closed after the
 // roles at shutdown.
 func (d *Daemon) openStore(ctx context.Context) error {
-	if !needsStore(d.cfg) {
+	if !d.needsStore(d.cfg) {
 		return nil
 	}
 	path := StorePath(d.cfg, d.opts.Getenv)
@@ -40,7 +42,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	o := sqlstore.Options{Now: d.opts.Now, Logger: d.log.With("component", "store")}
 	var db *sqlstore.DB
 	var err error
-	if sqlstore.IsURL(path) {
+	if config.IsPostgresURL(path) {
 		// Shared by several instances (docs/scaling.md). Logs and
 		// /healthz name it without its password.
 		path = sqlstore.Redact(path)

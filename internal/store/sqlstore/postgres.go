@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -66,12 +65,6 @@ func advisoryLock(ctx context.Context, db *sql.DB) (func(), error) {
 		}
 		conn.Close()
 	}, nil
-}
-
-// IsURL reports whether s names a PostgreSQL database (a postgres:// or
-// postgresql:// URL) rather than a SQLite file.
-func IsURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // Redact returns a database URL without its password, for logs and
