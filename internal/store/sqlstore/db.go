@@ -58,9 +58,6 @@ type Dialect struct {
 	// Lock, if set, is held while the schema is migrated, so that
 	// instances opening one database together migrate it once.
 	Lock func(ctx context.Context, db *sql.DB) (func(), error)
-	// IndexHint names the index a query should read (SQLite's INDEXED BY;
-	// nil: the planner chooses).
-	IndexHint func(index string) string
 }
 
 // SQLite is the dialect of modernc.org/sqlite.
@@ -75,8 +72,7 @@ var SQLite = Dialect{
 		}
 		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
-	Backup:    backupSQLite,
-	IndexHint: func(index string) string { return " INDEXED BY " + index },
+	Backup: backupSQLite,
 }
 
 // backupSQLite runs VACUUM INTO, which reads one snapshot (a read
@@ -263,7 +259,7 @@ func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error
 		return nil, err
 	}
 	// Under the lock too: two instances must not compute the same rows.
-	if v, err := db.SchemaVersion(ctx); err == nil && v >= 4 {
+	if v, err := db.SchemaVersion(ctx); err == nil && v >= 5 {
 		if n, err := db.backfillDays(ctx); err != nil {
 			return nil, err
 		} else if n > 0 && o.Logger != nil {
@@ -271,14 +267,6 @@ func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error
 		}
 	}
 	return db, nil
-}
-
-// indexHint is the dialect's hint to read index (or nothing).
-func (db *DB) indexHint(index string) string {
-	if db.d.IndexHint == nil {
-		return ""
-	}
-	return db.d.IndexHint(index)
 }
 
 // Migrate applies the dialect's migrations up to version (0: all) and
