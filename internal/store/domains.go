@@ -28,6 +28,12 @@ type Domain struct {
 	// AlertState is what alerts remember about the domain (package
 	// alert, JSON); nil before the first monitoring scan.
 	AlertState []byte
+	// OpenErrors and OpenWarnings count the open problems of AlertState,
+	// as stored with it (Release), so a list of domains need not decode
+	// every state. OpenCounted is false when they are unknown: a state
+	// stored before the store kept the counts (decode AlertState then).
+	OpenErrors, OpenWarnings int
+	OpenCounted              bool
 	// RescanRequestedAt is when "rescan now" was asked for, until the
 	// scan it asked for finishes.
 	RescanRequestedAt time.Time
@@ -85,7 +91,8 @@ type Domains interface {
 	// Mute mutes the domain's alerts until until (zero unmutes).
 	Mute(ctx context.Context, user UserID, id DomainID, until time.Time) error
 	// Dashboard lists every domain of the account, by name, with its latest
-	// finished scan and the previous grade.
+	// finished scan and the previous grade. It reads a summary kept with
+	// each scan (one row per domain), not the history.
 	Dashboard(ctx context.Context, user UserID) ([]DomainStatus, error)
 
 	// ClaimDueDomains leases up to limit domains whose next scan is due

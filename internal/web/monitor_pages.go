@@ -162,8 +162,12 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 				row.TrendIcon, row.Trend = "=", "same"
 			}
 		}
-		// An unreadable state counts nothing (the domain page says more).
-		row.Errors, row.Warnings, _ = alert.OpenCounts(d.AlertState)
+		row.Errors, row.Warnings = d.OpenErrors, d.OpenWarnings
+		if !d.OpenCounted {
+			// A state stored without its counts (by an older version);
+			// an unreadable one counts nothing (the domain page says more).
+			row.Errors, row.Warnings, _ = alert.OpenCounts(d.AlertState)
+		}
 		if row.Errors+row.Warnings > 0 {
 			v.Problems++
 		}

@@ -182,6 +182,11 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		if string(d.AlertState) != `{"v":1,"baselined":true}` || d.RescanRequestedAt.IsZero() {
 			t.Fatalf("fixture domain = %+v", d)
 		}
+		// Counts of open problems are stored with states since version 5;
+		// an older state's are unknown, not zero.
+		if d.OpenCounted != (v >= 5) || d.OpenErrors != 0 || d.OpenWarnings != 0 {
+			t.Fatalf("fixture domain's open counts = %d, %d, counted %v", d.OpenErrors, d.OpenWarnings, d.OpenCounted)
+		}
 		if l := must[[]store.Channel](t)(s.ListDigestChannels(ctx(t), 7)); len(l) != 1 || l[0].ID != chans[0].ID {
 			t.Fatalf("fixture digest channels = %+v", l)
 		}
