@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/account"
+	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
@@ -226,4 +227,19 @@ func decodeHeader(s string) string {
 		return s
 	}
 	return d
+}
+
+// TestMonitorRetention: web.retention reaches the monitor's janitor (the
+// store's defaults for what is not set), and that janitor leaves TLS-RPT
+// reports to reports.retention, which the reports role applies.
+func TestMonitorRetention(t *testing.T) {
+	c := &config.Web{Retention: config.WebRetention{FullReports: config.Duration(7 * 24 * time.Hour), KeepFullReports: 3}}
+	r := monitorConfig(c).Retention.WithDefaults()
+	def := store.DefaultRetention()
+	if r.FullScans != 7*24*time.Hour || r.KeepFull != 3 || r.Scans != def.Scans || r.Outbox != def.Outbox {
+		t.Errorf("retention %+v", r)
+	}
+	if r.TLSRPTRaw >= 0 || r.TLSRPTReports >= 0 {
+		t.Errorf("the monitor's janitor would prune TLS-RPT reports: %+v", r)
+	}
 }
