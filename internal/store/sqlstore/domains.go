@@ -161,6 +161,13 @@ func (db *DB) Dashboard(ctx context.Context, user store.UserID) ([]store.DomainS
 // adopted); retention only deletes scans older than those it keeps, which
 // the dashboard's LEFT JOIN then no longer finds.
 func summarise(ctx context.Context, e execer, id store.DomainID) error {
+	// Take the row's lock first, so that the summary is read by a later
+	// statement: under PostgreSQL's READ COMMITTED it then sees a scan that
+	// another transaction finished meanwhile (a no-op on SQLite, whose
+	// writer is single).
+	if _, err := e.ExecContext(ctx, "UPDATE domains SET last_scan_id = last_scan_id WHERE id = $1", id); err != nil {
+		return err
+	}
 	const latest = "SELECT s.id FROM scans s WHERE s.domain_id = domains.id AND s.state = 'done' ORDER BY s.created_at DESC, s.id DESC LIMIT 1"
 	_, err := e.ExecContext(ctx, "UPDATE domains SET last_scan_id = ("+latest+"), prev_scan_id = ("+latest+" OFFSET 1) WHERE id = $1", id)
 	return err
