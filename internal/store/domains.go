@@ -72,6 +72,31 @@ type DomainStatus struct {
 	HasPrevious   bool
 }
 
+// DomainSummary is what the dashboard page shows of a domain: few
+// columns, read from the summary kept with each scan (an account may have
+// thousands of domains).
+type DomainSummary struct {
+	ID         DomainID
+	Name       string
+	NextScanAt time.Time
+	MutedUntil time.Time
+	// OpenErrors, OpenWarnings and OpenCounted as in Domain; AlertState is
+	// set only when the counts are unknown.
+	OpenErrors, OpenWarnings int
+	OpenCounted              bool
+	AlertState               []byte
+	// The latest finished scan (zero LastScanAt before the first) and the
+	// grade of the one before it.
+	LastScan      ScanID
+	LastScanAt    time.Time
+	LastGrade     string
+	PreviousGrade string
+	HasPrevious   bool
+}
+
+// Muted reports whether alerts for the domain are muted at now.
+func (d DomainSummary) Muted(now time.Time) bool { return now.Before(d.MutedUntil) }
+
 // Domains are the saved domains and their schedule.
 type Domains interface {
 	// AddDomain saves a domain to an account; ErrConflict when the account
@@ -94,6 +119,9 @@ type Domains interface {
 	// finished scan and the previous grade. It reads a summary kept with
 	// each scan (one row per domain), not the history.
 	Dashboard(ctx context.Context, user UserID) ([]DomainStatus, error)
+	// DomainSummaries lists the same rows as Dashboard, by name, with only
+	// what the dashboard page shows.
+	DomainSummaries(ctx context.Context, user UserID) ([]DomainSummary, error)
 
 	// ClaimDueDomains leases up to limit domains whose next scan is due
 	// and whose lease is free or expired, earliest first, for ttl. Two

@@ -129,7 +129,7 @@ func trend(prev, cur string) string {
 }
 
 func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user store.UserID) {
-	rows, err := s.Monitor.Store.Dashboard(r.Context(), user)
+	rows, err := s.Monitor.Store.DomainSummaries(r.Context(), user)
 	if err != nil {
 		s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The saved domains could not be read; please try again.")
 		return
@@ -145,15 +145,12 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 	for _, d := range rows {
 		row := dashboardRow{ID: d.ID, Name: d.Name, Muted: d.Muted(now), Next: d.NextScanAt.UTC().Format(stamp),
 			Grade: "none", GradeClass: "g-none", LastScan: "not yet", Trend: "—"}
-		if d.Last != nil {
-			row.LastScan = d.Last.CreatedAt.UTC().Format(stamp)
-			if d.Last.State == store.ScanFailed {
-				row.LastScan += " (failed)"
+		if d.LastScan != 0 {
+			row.LastScan = d.LastScanAt.UTC().Format(stamp)
+			if d.LastGrade != "" {
+				row.Grade, row.GradeClass = d.LastGrade, gradeClass(d.LastGrade)
 			}
-			if d.Last.Grade != "" {
-				row.Grade, row.GradeClass = d.Last.Grade, gradeClass(d.Last.Grade)
-			}
-			switch trend(d.PreviousGrade, d.Last.Grade) {
+			switch trend(d.PreviousGrade, d.LastGrade) {
 			case "up":
 				row.TrendIcon, row.Trend = "↑", "better"
 			case "down":

@@ -155,6 +155,31 @@ func (db *DB) Dashboard(ctx context.Context, user store.UserID) ([]store.DomainS
 	})
 }
 
+// DomainSummaries implements store.Domains: Dashboard's rows with a third
+// of its columns, which is most of its cost.
+func (db *DB) DomainSummaries(ctx context.Context, user store.UserID) ([]store.DomainSummary, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT d.id, d.name, d.next_scan_at, d.muted_until, d.open_errors, d.open_warnings,
+		CASE WHEN d.open_errors IS NULL THEN d.alert_state END, s.id, s.created_at, s.grade, p.id, p.grade
+		FROM domains d
+		LEFT JOIN scans s ON s.id = d.last_scan_id
+		LEFT JOIN scans p ON p.id = d.prev_scan_id
+		WHERE d.user_id = $1 ORDER BY d.name`, user)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (store.DomainSummary, error) {
+		var d store.DomainSummary
+		var prev store.ScanID
+		err := row.Scan(&d.ID, &d.Name, at(&d.NextScanAt), at(&d.MutedUntil), countCol{&d.OpenErrors, &d.OpenCounted}, countCol{&d.OpenWarnings, &d.OpenCounted},
+			&d.AlertState, nidc(&d.LastScan), at(&d.LastScanAt), nstr(&d.LastGrade), nidc(&prev), nstr(&d.PreviousGrade))
+		if d.AlertState == nil {
+			d.OpenCounted = true
+		}
+		d.HasPrevious = prev != 0
+		return d, err
+	})
+}
+
 // summarise sets a domain's dashboard summary (schema version 5): its
 // latest two finished scans, in the order ListScans gives. It runs in the
 // transaction that changes them (a scan finished, an anonymous scan

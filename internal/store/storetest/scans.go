@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -304,6 +305,9 @@ func testDashboard(t *testing.T, h Harness) {
 	if rc.Name != "c.example" || rc.Last != nil {
 		t.Fatalf("c.example row = %+v", rc)
 	}
+	for _, r := range rows {
+		sameSummary(t, s, u.ID, r)
+	}
 	if rows := must[[]store.DomainStatus](t)(s.Dashboard(ctx(t), v.ID)); len(rows) != 1 || rows[0].Last != nil {
 		t.Fatalf("the other account's dashboard = %+v", rows)
 	}
@@ -337,6 +341,7 @@ func testDashboardSummary(t *testing.T, h Harness) {
 				len(done) > 1 != r.HasPrevious, len(done) > 1 && r.PreviousGrade != done[1].Grade:
 				t.Fatalf("%s: dashboard %+v (last %+v) disagrees with the history %+v", name, r, r.Last, done)
 			}
+			sameSummary(t, s, u.ID, r)
 			return r
 		}
 		t.Fatalf("%s is not on the dashboard", name)
@@ -409,6 +414,29 @@ func testDashboardSummary(t *testing.T, h Harness) {
 	if r := row(d.Name); !r.OpenCounted || r.OpenErrors != 2 || r.OpenWarnings != 1 {
 		t.Fatalf("a release without state changed the counts: %+v", r)
 	}
+}
+
+// sameSummary checks that DomainSummaries has the dashboard row r.
+func sameSummary(t *testing.T, s store.Store, user store.UserID, r store.DomainStatus) {
+	t.Helper()
+	for _, d := range must[[]store.DomainSummary](t)(s.DomainSummaries(ctx(t), user)) {
+		if d.ID != r.ID {
+			continue
+		}
+		want := store.DomainSummary{ID: r.ID, Name: r.Name, NextScanAt: r.NextScanAt, MutedUntil: r.MutedUntil, OpenErrors: r.OpenErrors,
+			OpenWarnings: r.OpenWarnings, OpenCounted: r.OpenCounted, PreviousGrade: r.PreviousGrade, HasPrevious: r.HasPrevious}
+		if !r.OpenCounted {
+			want.AlertState = r.AlertState
+		}
+		if r.Last != nil {
+			want.LastScan, want.LastScanAt, want.LastGrade = r.Last.ID, r.Last.CreatedAt, r.Last.Grade
+		}
+		if !reflect.DeepEqual(d, want) {
+			t.Fatalf("DomainSummaries row %+v, want %+v", d, want)
+		}
+		return
+	}
+	t.Fatalf("%s is not in DomainSummaries", r.Name)
 }
 
 func testShares(t *testing.T, h Harness) {
