@@ -12,18 +12,29 @@ import (
 	"github.com/mailtls/mailtls/internal/store/storetest"
 )
 
-// TestDashboardOpenProblems: the dashboard's "open problems" column shows
-// the counts stored with each domain's alert state (pending problems are
-// not open yet), and decodes a state stored before the store kept them.
-func TestDashboardOpenProblems(t *testing.T) {
+// annsStore is a store with one user, ann, whose session cookie and
+// bearer token are "ann" (with scopes), and a harness serving its pages.
+func annsStore(t *testing.T, scopes []store.Scope) (*sqlstore.DB, *storetest.Clock, store.User, *harness) {
+	t.Helper()
 	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
 	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
-	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, nil}}, Now: clock.Now}})
+	ann, err := st.CreateUser(t.Context(), "ann@example.test", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, scopes}}, Now: clock.Now}})
+	return st, clock, ann, h
+}
+
+// TestDashboardOpenProblems: the dashboard's "open problems" column shows
+// the counts stored with each domain's alert state (pending problems are
+// not open yet), and decodes a state stored before the store kept them.
+func TestDashboardOpenProblems(t *testing.T) {
+	st, clock, ann, h := annsStore(t, nil)
 	add := func(name string) store.Domain {
 		d, err := st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: name, NextScanAt: clock.Now()})
 		if err != nil {

@@ -3,7 +3,6 @@ package web
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +10,6 @@ import (
 	"github.com/mailtls/mailtls/internal/diff/difftest"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
-	"github.com/mailtls/mailtls/internal/store/sqlstore"
-	"github.com/mailtls/mailtls/internal/store/storetest"
 )
 
 // TestSummarisedScans: a scan that retention reduced to its summary still
@@ -20,15 +17,7 @@ import (
 // a full scan by grade and findings, and every answer says the evidence
 // was removed.
 func TestSummarisedScans(t *testing.T) {
-	clock := storetest.NewClock(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC))
-	st, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "w.db"), sqlstore.Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
-	users := tokenUsers{"ann": {ann.ID, []store.Scope{store.ScopeRead}}}
-	h := newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: users, Now: clock.Now}})
+	st, clock, ann, h := annsStore(t, []store.Scope{store.ScopeRead})
 	d, _ := st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
 
 	broken := difftest.Healthy(clock.Now())

@@ -122,15 +122,19 @@ func (db *DB) Mute(ctx context.Context, user store.UserID, id store.DomainID, un
 	return db.wrap(affected(res, err, store.ErrNotFound))
 }
 
+// dashboardFrom joins an account's domains (d) to their latest two
+// finished scans (s, p) by the ids of the summary, by name.
+const dashboardFrom = `
+	FROM domains d
+	LEFT JOIN scans s ON s.id = d.last_scan_id
+	LEFT JOIN scans p ON p.id = d.prev_scan_id
+	WHERE d.user_id = $1 ORDER BY d.name`
+
 // Dashboard implements store.Domains: one row per domain, its latest two
 // finished scans found by primary key from the summary kept with each
 // scan (summarise), never by searching the history.
 func (db *DB) Dashboard(ctx context.Context, user store.UserID) ([]store.DomainStatus, error) {
-	rows, err := db.r.QueryContext(ctx, "SELECT "+colsOf("d", domainCols)+", "+colsOf("s", scanColNames)+`, p.id, p.grade
-		FROM domains d
-		LEFT JOIN scans s ON s.id = d.last_scan_id
-		LEFT JOIN scans p ON p.id = d.prev_scan_id
-		WHERE d.user_id = $1 ORDER BY d.name`, user)
+	rows, err := db.r.QueryContext(ctx, "SELECT "+colsOf("d", domainCols)+", "+colsOf("s", scanColNames)+", p.id, p.grade"+dashboardFrom, user)
 	if err != nil {
 		return nil, err
 	}
@@ -159,11 +163,7 @@ func (db *DB) Dashboard(ctx context.Context, user store.UserID) ([]store.DomainS
 // of its columns, which is most of its cost.
 func (db *DB) DomainSummaries(ctx context.Context, user store.UserID) ([]store.DomainSummary, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT d.id, d.name, d.next_scan_at, d.muted_until, d.open_errors, d.open_warnings,
-		CASE WHEN d.open_errors IS NULL THEN d.alert_state END, s.id, s.created_at, s.grade, p.id, p.grade
-		FROM domains d
-		LEFT JOIN scans s ON s.id = d.last_scan_id
-		LEFT JOIN scans p ON p.id = d.prev_scan_id
-		WHERE d.user_id = $1 ORDER BY d.name`, user)
+		CASE WHEN d.open_errors IS NULL THEN d.alert_state END, s.id, s.created_at, s.grade, p.id, p.grade`+dashboardFrom, user)
 	if err != nil {
 		return nil, err
 	}
