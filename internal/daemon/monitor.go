@@ -38,7 +38,9 @@ func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, 
 	}
 	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, mailFunc(d.mail), wh, host
 	o.Log, o.Now = d.log.With("role", "monitor"), d.opts.Now
-	return monitor.NewServe(monitorConfig(c), o)
+	cfg := monitorConfig(c)
+	cfg.Poll = d.opts.MonitorPoll
+	return monitor.NewServe(cfg, o)
 }
 
 // monitorConfig is the worker's configuration from the web role's. Its
