@@ -359,7 +359,7 @@ func (s State) OpenCounts() (errors, warnings int) {
 }
 
 // OpenCounts counts the open problems of a stored state, for a state
-// stored without its counts (before store schema version 5).
+// stored without its counts (before store schema version 6).
 func OpenCounts(b []byte) (errors, warnings int, err error) {
 	s, err := Unmarshal(b)
 	if err != nil {

@@ -62,7 +62,7 @@ func TestDashboardOpenProblems(t *testing.T) {
 	if _, err := st.FinishScan(t.Context(), sc.ID, store.ScanResult{State: store.ScanDone, Grade: "D", Report: []byte(`{}`), Release: rel}); err != nil {
 		t.Fatal(err)
 	}
-	// A state written before schema version 5 has no counts.
+	// A state written before schema version 6 has no counts.
 	old := alert.State{Version: alert.StateVersion, Problems: []alert.Problem{
 		{Key: "c", Severity: "warning", Status: alert.Open}, {Key: "d", Severity: "info", Status: alert.Open},
 	}}

@@ -180,7 +180,7 @@ func (db *DB) DomainSummaries(ctx context.Context, user store.UserID) ([]store.D
 	})
 }
 
-// summarise sets a domain's dashboard summary (schema version 5): its
+// summarise sets a domain's dashboard summary (schema version 6): its
 // latest two finished scans, in the order ListScans gives. It runs in the
 // transaction that changes them (a scan finished, an anonymous scan
 // adopted); retention only deletes scans older than those it keeps, which

@@ -1,4 +1,4 @@
--- Schema version 5: the dashboard's summary of each saved domain, written
+-- Schema version 6: the dashboard's summary of each saved domain, written
 -- with the scan or the alert state that changes it, so that the dashboard
 -- of an account reads one row per domain instead of searching every
 -- domain's history (issue 11: 1,000 domains in under 100 ms).
