@@ -344,35 +344,28 @@ func (s State) Open() []Problem {
 	return out
 }
 
-// OpenCounts counts the open problems of a stored state by severity
-// (errors, and warnings with everything else) without decoding the rest:
-// a dashboard reads it for every saved domain of an account.
-func OpenCounts(b []byte) (errors, warnings int, err error) {
-	if len(b) == 0 {
-		return 0, 0, nil
-	}
-	var s struct {
-		Version  int `json:"v"`
-		Problems []struct {
-			Severity string `json:"severity"`
-			Status   string `json:"status"`
-		} `json:"problems"`
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return 0, 0, fmt.Errorf("alert: stored state: %w", err)
-	}
-	if s.Version > StateVersion {
-		return 0, 0, fmt.Errorf("alert: stored state version %d is newer than this build's %d", s.Version, StateVersion)
-	}
-	for _, p := range s.Problems {
-		switch {
-		case p.Status != Open:
-		case p.Severity == "error":
+// OpenCounts counts the open problems by severity: errors, and warnings
+// with everything else. The monitor stores them with the state
+// (store.Release), so the dashboard need not decode every domain's state.
+func (s State) OpenCounts() (errors, warnings int) {
+	for _, p := range s.Open() {
+		if p.Severity == "error" {
 			errors++
-		default:
+		} else {
 			warnings++
 		}
 	}
+	return errors, warnings
+}
+
+// OpenCounts counts the open problems of a stored state, for a state
+// stored without its counts (before store schema version 6).
+func OpenCounts(b []byte) (errors, warnings int, err error) {
+	s, err := Unmarshal(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	errors, warnings = s.OpenCounts()
 	return errors, warnings, nil
 }
 

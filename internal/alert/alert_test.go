@@ -259,6 +259,9 @@ func TestOpenCounts(t *testing.T) {
 	if err != nil || e != 2 || w != 1 {
 		t.Errorf("OpenCounts = %d errors, %d warnings, %v; want 2, 1", e, w, err)
 	}
+	if se, sw := st.OpenCounts(); se != e || sw != w {
+		t.Errorf("State.OpenCounts = %d, %d; the stored state's %d, %d", se, sw, e, w)
+	}
 	var fe, fw int
 	for _, p := range st.Open() {
 		if p.Severity == "error" {

@@ -266,6 +266,24 @@ type Web struct {
 	Limits         WebLimits   `yaml:"limits"`
 	Scanner        WebScanner  `yaml:"scanner"`
 	Accounts       WebAccounts `yaml:"accounts"`
+	// Retention is how long the history of saved domains is kept.
+	Retention WebRetention `yaml:"retention"`
+}
+
+// WebRetention is how long the monitor's janitor keeps saved scans
+// (docs/store.md, "Retention"); zero takes the store's default
+// (store.DefaultRetention: 30 days, the latest 10, two years).
+type WebRetention struct {
+	// FullReports: scans younger than this keep their full report with the
+	// evidence; older ones are reduced to their summary (grade, counts,
+	// findings), which history and diffs still show.
+	FullReports Duration `yaml:"full_reports"`
+	// KeepFullReports: the latest this many finished scans of each domain
+	// keep their full report whatever their age.
+	KeepFullReports int `yaml:"keep_full_reports"`
+	// Scans: summaries older than this are deleted; a domain's latest scan
+	// never is.
+	Scans Duration `yaml:"scans"`
 }
 
 // WebTLS is the certificate of the HTTPS listeners: PEM files, or from an
@@ -677,6 +695,13 @@ func (w *Web) validate(v *validator) {
 	}
 	if a.SessionIdleTimeout.D() > a.SessionLifetime.D() {
 		v.bad("web.accounts.session_idle_timeout", "web.accounts.session_idle_timeout %s is longer than session_lifetime %s", a.SessionIdleTimeout.D(), a.SessionLifetime.D())
+	}
+	ret := w.Retention
+	if ret.KeepFullReports < 0 {
+		v.bad("web.retention.keep_full_reports", "web.retention.keep_full_reports %d: want 0 (the default) or more", ret.KeepFullReports)
+	}
+	if ret.FullReports != 0 && ret.Scans != 0 && ret.Scans < ret.FullReports {
+		v.bad("web.retention.scans", "web.retention.scans %s is shorter than full_reports %s: a scan's summary outlives its full report", ret.Scans.D(), ret.FullReports.D())
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/webhook"
 )
 
@@ -37,8 +38,19 @@ func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, 
 	}
 	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, mailFunc(d.mail), wh, host
 	o.Log, o.Now = d.log.With("role", "monitor"), d.opts.Now
-	return monitor.NewServe(monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D(),
-		Poll: d.opts.MonitorPoll}, o)
+	cfg := monitorConfig(c)
+	cfg.Poll = d.opts.MonitorPoll
+	return monitor.NewServe(cfg, o)
+}
+
+// monitorConfig is the worker's configuration from the web role's. Its
+// janitor applies web.retention to the history of saved domains (zero
+// fields take the store's defaults) and leaves TLS-RPT reports to the
+// reports role, whose retention is reports.retention.
+func monitorConfig(c *config.Web) monitor.Config {
+	r := c.Retention
+	return monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D(),
+		Retention: store.Retention{FullScans: r.FullReports.D(), KeepFull: r.KeepFullReports, Scans: r.Scans.D(), TLSRPTRaw: -1, TLSRPTReports: -1}}
 }
 
 // scannerVersion is stored with every monitoring scan: the module version

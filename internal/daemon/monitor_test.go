@@ -211,6 +211,21 @@ func decodeHeader(s string) string {
 	return d
 }
 
+// TestMonitorRetention: web.retention reaches the monitor's janitor (the
+// store's defaults for what is not set), and that janitor leaves TLS-RPT
+// reports to reports.retention, which the reports role applies.
+func TestMonitorRetention(t *testing.T) {
+	c := &config.Web{Retention: config.WebRetention{FullReports: config.Duration(7 * 24 * time.Hour), KeepFullReports: 3}}
+	r := monitorConfig(c).Retention.WithDefaults()
+	def := store.DefaultRetention()
+	if r.FullScans != 7*24*time.Hour || r.KeepFull != 3 || r.Scans != def.Scans || r.Outbox != def.Outbox {
+		t.Errorf("retention %+v", r)
+	}
+	if r.TLSRPTRaw >= 0 || r.TLSRPTReports >= 0 {
+		t.Errorf("the monitor's janitor would prune TLS-RPT reports: %+v", r)
+	}
+}
+
 // apiUser makes a verified account in the store at dbPath before serve
 // starts, and returns an API token with every scope.
 func apiUser(t *testing.T, dbPath, email string) string {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/alert"
 	"github.com/mailtls/mailtls/internal/diff/difftest"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/report"
@@ -309,6 +310,8 @@ func TestScheduleAndAlerts(t *testing.T) {
 	}) {
 		t.Errorf("stored findings %+v", fs)
 	}
+	// The dashboard's counts of open problems are stored with the state.
+	openCounts(t, e, d.ID, 4)
 
 	// Sustained: nothing new (the next day's reminder aside).
 	e.clock.Set(e.toSlot(d.ID).Add(-time.Hour))
@@ -342,11 +345,27 @@ func TestScheduleAndAlerts(t *testing.T) {
 	if len(res) != 1 || res[0].n.Type != monitor.TypeResolved || len(res[0].n.Events) != 4 || res[0].n.Open != 0 {
 		t.Fatalf("resolved: %+v", res)
 	}
+	openCounts(t, e, d.ID, 0)
 	e.toSlot(d.ID)
 	e.runDue(w)
 	e.deliver(w)
 	if got := e.deliv.take(); len(got) != 0 {
 		t.Fatalf("told again after the repair: %v", events(got[0].n))
+	}
+}
+
+// openCounts checks the open-problem counts stored with a domain's alert
+// state: known, equal to the state's own, and open in all.
+func openCounts(t *testing.T, e *env, id store.DomainID, open int) {
+	t.Helper()
+	got, err := e.st.GetDomain(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs, warns, err := alert.OpenCounts(got.AlertState)
+	if err != nil || !got.OpenCounted || got.OpenErrors != errs || got.OpenWarnings != warns || errs+warns != open {
+		t.Errorf("stored counts %d errors, %d warnings (counted %v); the state has %d, %d (%v); want %d open",
+			got.OpenErrors, got.OpenWarnings, got.OpenCounted, errs, warns, err, open)
 	}
 }
 

@@ -352,6 +352,7 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 		ReportSchema: doc.SchemaVersion, PolicyStatus: doc.PolicyStatus, Report: raw, Messages: msgs,
 		Release: &store.Release{Owner: w.owner, Next: next, AlertState: out.State.Marshal()},
 	}
+	res.Release.OpenErrors, res.Release.OpenWarnings = out.State.OpenCounts()
 	if doc.Grade != nil {
 		res.Grade = *doc.Grade
 	}

@@ -28,6 +28,12 @@ type Domain struct {
 	// AlertState is what alerts remember about the domain (package
 	// alert, JSON); nil before the first monitoring scan.
 	AlertState []byte
+	// OpenErrors and OpenWarnings count the open problems of AlertState,
+	// as stored with it (Release), so a list of domains need not decode
+	// every state. OpenCounted is false when they are unknown: a state
+	// stored before the store kept the counts (decode AlertState then).
+	OpenErrors, OpenWarnings int
+	OpenCounted              bool
 	// RescanRequestedAt is when "rescan now" was asked for, until the
 	// scan it asked for finishes.
 	RescanRequestedAt time.Time
@@ -66,6 +72,31 @@ type DomainStatus struct {
 	HasPrevious   bool
 }
 
+// DomainSummary is what the dashboard page shows of a domain: few
+// columns, read from the summary kept with each scan (an account may have
+// thousands of domains).
+type DomainSummary struct {
+	ID         DomainID
+	Name       string
+	NextScanAt time.Time
+	MutedUntil time.Time
+	// OpenErrors, OpenWarnings and OpenCounted as in Domain; AlertState is
+	// set only when the counts are unknown.
+	OpenErrors, OpenWarnings int
+	OpenCounted              bool
+	AlertState               []byte
+	// The latest finished scan (zero LastScanAt before the first) and the
+	// grade of the one before it.
+	LastScan      ScanID
+	LastScanAt    time.Time
+	LastGrade     string
+	PreviousGrade string
+	HasPrevious   bool
+}
+
+// Muted reports whether alerts for the domain are muted at now.
+func (d DomainSummary) Muted(now time.Time) bool { return now.Before(d.MutedUntil) }
+
 // Domains are the saved domains and their schedule.
 type Domains interface {
 	// AddDomain saves a domain to an account; ErrConflict when the account
@@ -85,8 +116,12 @@ type Domains interface {
 	// Mute mutes the domain's alerts until until (zero unmutes).
 	Mute(ctx context.Context, user UserID, id DomainID, until time.Time) error
 	// Dashboard lists every domain of the account, by name, with its latest
-	// finished scan and the previous grade.
+	// finished scan and the previous grade. It reads a summary kept with
+	// each scan (one row per domain), not the history.
 	Dashboard(ctx context.Context, user UserID) ([]DomainStatus, error)
+	// DomainSummaries lists the same rows as Dashboard, by name, with only
+	// what the dashboard page shows.
+	DomainSummaries(ctx context.Context, user UserID) ([]DomainSummary, error)
 
 	// ClaimDueDomains leases up to limit domains whose next scan is due
 	// and whose lease is free or expired, earliest first, for ttl. Two

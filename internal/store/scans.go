@@ -95,6 +95,9 @@ type Release struct {
 	// AlertState, when not nil, replaces the domain's alert state: the
 	// decision about this scan, stored with its alerts (Messages).
 	AlertState []byte
+	// OpenErrors and OpenWarnings count the open problems of AlertState
+	// (stored with it; ignored when AlertState is nil).
+	OpenErrors, OpenWarnings int
 }
 
 // ScanResult is what a finished scan stores, in one transaction.

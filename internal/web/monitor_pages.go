@@ -129,7 +129,7 @@ func trend(prev, cur string) string {
 }
 
 func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user store.UserID) {
-	rows, err := s.Monitor.Store.Dashboard(r.Context(), user)
+	rows, err := s.Monitor.Store.DomainSummaries(r.Context(), user)
 	if err != nil {
 		s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The saved domains could not be read; please try again.")
 		return
@@ -145,15 +145,12 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 	for _, d := range rows {
 		row := dashboardRow{ID: d.ID, Name: d.Name, Muted: d.Muted(now), Next: d.NextScanAt.UTC().Format(stamp),
 			Grade: "none", GradeClass: "g-none", LastScan: "not yet", Trend: "—"}
-		if d.Last != nil {
-			row.LastScan = d.Last.CreatedAt.UTC().Format(stamp)
-			if d.Last.State == store.ScanFailed {
-				row.LastScan += " (failed)"
+		if d.LastScan != 0 {
+			row.LastScan = d.LastScanAt.UTC().Format(stamp)
+			if d.LastGrade != "" {
+				row.Grade, row.GradeClass = d.LastGrade, gradeClass(d.LastGrade)
 			}
-			if d.Last.Grade != "" {
-				row.Grade, row.GradeClass = d.Last.Grade, gradeClass(d.Last.Grade)
-			}
-			switch trend(d.PreviousGrade, d.Last.Grade) {
+			switch trend(d.PreviousGrade, d.LastGrade) {
 			case "up":
 				row.TrendIcon, row.Trend = "↑", "better"
 			case "down":
@@ -162,8 +159,12 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 				row.TrendIcon, row.Trend = "=", "same"
 			}
 		}
-		// An unreadable state counts nothing (the domain page says more).
-		row.Errors, row.Warnings, _ = alert.OpenCounts(d.AlertState)
+		row.Errors, row.Warnings = d.OpenErrors, d.OpenWarnings
+		if !d.OpenCounted {
+			// A state stored without its counts (by an older version);
+			// an unreadable one counts nothing (the domain page says more).
+			row.Errors, row.Warnings, _ = alert.OpenCounts(d.AlertState)
+		}
 		if row.Errors+row.Warnings > 0 {
 			v.Problems++
 		}

@@ -26,8 +26,9 @@ const scanColNames = "id, user_id, domain_id, name, triggered_by, state, created
 
 var scanCols = scanColNames
 
-func scanColsOf(alias string) string {
-	parts := strings.Split(scanColNames, ", ")
+// colsOf qualifies a list of columns with a table alias.
+func colsOf(alias, cols string) string {
+	parts := strings.Split(cols, ", ")
 	for i, p := range parts {
 		parts[i] = alias + "." + p
 	}
@@ -198,7 +199,7 @@ func (db *DB) FinishScan(ctx context.Context, id store.ScanID, r store.ScanResul
 			return fmt.Errorf("%w: scan %d has finished already", store.ErrConflict, id)
 		}
 		if r.Release != nil {
-			err := releaseDomain(ctx, tx, s.DomainID, r.Release.Owner, r.Release.Next, r.Release.AlertState)
+			err := releaseDomain(ctx, tx, s.DomainID, r.Release.Owner, r.Release.Next, r.Release.AlertState, r.Release.OpenErrors, r.Release.OpenWarnings)
 			if errors.Is(err, store.ErrLeaseLost) {
 				// Another worker owns the domain now: keep nothing of this
 				// result, so its alerts cannot be sent twice.
@@ -241,6 +242,9 @@ func (db *DB) FinishScan(ctx context.Context, id store.ScanID, r store.ScanResul
 			if _, err := enqueue(ctx, tx, now, r.Messages); err != nil {
 				return err
 			}
+		}
+		if s.DomainID != 0 && r.State == store.ScanDone {
+			return summarise(ctx, tx, s.DomainID)
 		}
 		return nil
 	})

@@ -202,6 +202,12 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		if string(d.AlertState) != `{"v":1,"baselined":true}` || d.RescanRequestedAt.IsZero() {
 			t.Fatalf("fixture domain = %+v", d)
 		}
+		// Counts of open problems are stored with states since version 6;
+		// an older state's are unknown, not zero.
+		if d.OpenCounted != (v >= 6) || d.OpenErrors != 0 || d.OpenWarnings != 0 {
+			t.Fatalf("fixture domain's open counts = %d, %d, counted %v", d.OpenErrors, d.OpenWarnings, d.OpenCounted)
+		}
+		sameSummary(t, s, a.ID, rows[0])
 		if l := must[[]store.Channel](t)(s.ListDigestChannels(ctx(t), 7)); len(l) != 1 || l[0].ID != chans[0].ID {
 			t.Fatalf("fixture digest channels = %+v", l)
 		}

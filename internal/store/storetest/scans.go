@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -304,9 +305,138 @@ func testDashboard(t *testing.T, h Harness) {
 	if rc.Name != "c.example" || rc.Last != nil {
 		t.Fatalf("c.example row = %+v", rc)
 	}
+	for _, r := range rows {
+		sameSummary(t, s, u.ID, r)
+	}
 	if rows := must[[]store.DomainStatus](t)(s.Dashboard(ctx(t), v.ID)); len(rows) != 1 || rows[0].Last != nil {
 		t.Fatalf("the other account's dashboard = %+v", rows)
 	}
+}
+
+// testDashboardSummary: the dashboard, read from the summary kept with
+// each scan, says what the history says: the latest two finished scans by
+// creation time (whatever order they finished in), the scan a saved
+// result page brought along, what retention left; and the counts of open
+// problems stored with the alert state.
+func testDashboardSummary(t *testing.T, h Harness) {
+	s, c, _ := open(t, h)
+	u := newUser(t, s, "summary@example.test")
+	row := func(name string) store.DomainStatus {
+		t.Helper()
+		for _, r := range must[[]store.DomainStatus](t)(s.Dashboard(ctx(t), u.ID)) {
+			if r.Name != name {
+				continue
+			}
+			// The history agrees: its first two finished scans.
+			scans, _, err := s.ListScans(ctx(t), r.ID, "", 100)
+			check(t, err)
+			var done []store.Scan
+			for _, sc := range scans {
+				if sc.State == store.ScanDone {
+					done = append(done, sc)
+				}
+			}
+			switch {
+			case len(done) == 0 && r.Last != nil, len(done) > 0 && (r.Last == nil || r.Last.ID != done[0].ID),
+				len(done) > 1 != r.HasPrevious, len(done) > 1 && r.PreviousGrade != done[1].Grade:
+				t.Fatalf("%s: dashboard %+v (last %+v) disagrees with the history %+v", name, r, r.Last, done)
+			}
+			sameSummary(t, s, u.ID, r)
+			return r
+		}
+		t.Fatalf("%s is not on the dashboard", name)
+		return store.DomainStatus{}
+	}
+	finish := func(sc store.Scan, state store.ScanState, grade string) {
+		t.Helper()
+		must[store.Scan](t)(s.FinishScan(ctx(t), sc.ID, store.ScanResult{State: state, Grade: grade, Report: sampleReport(sc.Name, grade)}))
+	}
+
+	// Two scans finishing in the opposite order of their creation.
+	d := newDomain(t, s, u.ID, "order.example")
+	early := must[store.Scan](t)(s.CreateScan(ctx(t), store.NewScan{DomainID: d.ID, Trigger: store.TriggerManual}))
+	c.Advance(time.Minute)
+	late := must[store.Scan](t)(s.CreateScan(ctx(t), store.NewScan{DomainID: d.ID, Trigger: store.TriggerSchedule}))
+	finish(late, store.ScanDone, "B")
+	if r := row(d.Name); r.Last.Grade != "B" || r.HasPrevious {
+		t.Fatalf("after one scan: %+v", r)
+	}
+	c.Advance(time.Minute)
+	finish(early, store.ScanDone, "A")
+	if r := row(d.Name); r.Last.ID != late.ID || r.PreviousGrade != "A" {
+		t.Fatalf("the older scan finishing last replaced the newer: last %+v previous %q", r.Last, r.PreviousGrade)
+	}
+	// A failed scan changes nothing.
+	c.Advance(time.Minute)
+	finish(must[store.Scan](t)(s.CreateScan(ctx(t), store.NewScan{DomainID: d.ID, Trigger: store.TriggerSchedule})), store.ScanFailed, "")
+	if r := row(d.Name); r.Last.ID != late.ID {
+		t.Fatalf("a failed scan became the last: %+v", r.Last)
+	}
+
+	// "Save" on a result page: the anonymous scan is the domain's first.
+	anon := must[store.Scan](t)(s.CreateScan(ctx(t), store.NewScan{Name: "saved.example", Trigger: store.TriggerAnonymous, ExpiresAt: c.Now().Add(time.Hour)}))
+	finish(anon, store.ScanDone, "C")
+	must[store.Domain](t)(s.AddDomain(ctx(t), store.NewDomain{UserID: u.ID, Name: "saved.example", FirstScan: anon.ID}))
+	if r := row("saved.example"); r.Last == nil || r.Last.ID != anon.ID || r.Last.Grade != "C" {
+		t.Fatalf("the adopted scan is not the last: %+v", r.Last)
+	}
+
+	// Retention deletes old scans; the dashboard shows what is left.
+	old := newDomain(t, s, u.ID, "old.example")
+	doneScan(t, s, old.ID, "D")
+	c.Advance(time.Hour)
+	kept := doneScan(t, s, old.ID, "A")
+	c.Advance(400 * 24 * time.Hour)
+	must[store.PruneStats](t)(s.Prune(ctx(t), store.Retention{FullScans: 100 * 24 * time.Hour, Scans: 200 * 24 * time.Hour}))
+	if r := row(old.Name); r.Last == nil || r.Last.ID != kept.ID || r.HasPrevious {
+		t.Fatalf("after retention: %+v last %+v", r, r.Last)
+	}
+
+	// Open problems are counted with the alert state.
+	if r := row(d.Name); !r.OpenCounted || r.OpenErrors != 0 || r.OpenWarnings != 0 {
+		t.Fatalf("a domain without alert state: %+v", r)
+	}
+	// (Every domain is due after the 400 days.)
+	must[[]store.ClaimedDomain](t)(s.ClaimDueDomains(ctx(t), "w", 10, time.Minute))
+	sc := must[store.Scan](t)(s.CreateScan(ctx(t), store.NewScan{DomainID: d.ID, Trigger: store.TriggerSchedule}))
+	must[store.Scan](t)(s.FinishScan(ctx(t), sc.ID, store.ScanResult{State: store.ScanDone, Grade: "D", Report: sampleReport(d.Name, "D"),
+		Release: &store.Release{Owner: "w", Next: c.Now().Add(time.Hour), AlertState: []byte(`{"v":1}`), OpenErrors: 2, OpenWarnings: 1}}))
+	if r := row(d.Name); !r.OpenCounted || r.OpenErrors != 2 || r.OpenWarnings != 1 || r.Last.ID != sc.ID {
+		t.Fatalf("open problems: %+v", r)
+	}
+	if g := must[store.Domain](t)(s.GetDomain(ctx(t), d.ID)); !g.OpenCounted || g.OpenErrors != 2 || g.OpenWarnings != 1 {
+		t.Fatalf("GetDomain: %+v", g)
+	}
+	// A release without a state keeps state and counts.
+	c.Advance(2 * time.Hour)
+	must[[]store.ClaimedDomain](t)(s.ClaimDueDomains(ctx(t), "w", 10, time.Minute))
+	check(t, s.ReleaseDomain(ctx(t), d.ID, "w", c.Now().Add(time.Hour)))
+	if r := row(d.Name); !r.OpenCounted || r.OpenErrors != 2 || r.OpenWarnings != 1 {
+		t.Fatalf("a release without state changed the counts: %+v", r)
+	}
+}
+
+// sameSummary checks that DomainSummaries has the dashboard row r.
+func sameSummary(t *testing.T, s store.Store, user store.UserID, r store.DomainStatus) {
+	t.Helper()
+	for _, d := range must[[]store.DomainSummary](t)(s.DomainSummaries(ctx(t), user)) {
+		if d.ID != r.ID {
+			continue
+		}
+		want := store.DomainSummary{ID: r.ID, Name: r.Name, NextScanAt: r.NextScanAt, MutedUntil: r.MutedUntil, OpenErrors: r.OpenErrors,
+			OpenWarnings: r.OpenWarnings, OpenCounted: r.OpenCounted, PreviousGrade: r.PreviousGrade, HasPrevious: r.HasPrevious}
+		if !r.OpenCounted {
+			want.AlertState = r.AlertState
+		}
+		if r.Last != nil {
+			want.LastScan, want.LastScanAt, want.LastGrade = r.Last.ID, r.Last.CreatedAt, r.Last.Grade
+		}
+		if !reflect.DeepEqual(d, want) {
+			t.Fatalf("DomainSummaries row %+v, want %+v", d, want)
+		}
+		return
+	}
+	t.Fatalf("%s is not in DomainSummaries", r.Name)
 }
 
 func testShares(t *testing.T, h Harness) {

@@ -59,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"ScanPagination", testScanPagination},
 		{"ScanEvents", testScanEvents},
 		{"Dashboard", testDashboard},
+		{"DashboardSummary", testDashboardSummary},
 		{"Shares", testShares},
 		{"NamedLeases", testNamedLeases},
 		{"LeaseExclusivity", testLeaseExclusivity},
