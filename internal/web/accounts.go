@@ -372,13 +372,15 @@ type settingsView struct {
 	// delete).
 	Error   string
 	ErrorIn string
+	// Monitoring: saved domains are on (links to channels and shares).
+	Monitoring bool
 }
 
 func (s *Server) settings(w http.ResponseWriter, r *http.Request, status int, v *settingsView) {
 	noStore(w)
 	u := CurrentUser(r)
 	v.page = page{Title: "Account settings"}
-	v.User, v.Scopes = *u, account.Scopes
+	v.User, v.Scopes, v.Monitoring = *u, account.Scopes, s.Monitor != nil
 	list, err := s.Accounts.ListTokens(r.Context(), u.ID)
 	if err != nil {
 		s.Log.Error("listing tokens", "error", err)

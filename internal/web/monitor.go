@@ -38,7 +38,11 @@ type Monitoring struct {
 	// public addresses on port 443 only); deliveries check again at every
 	// dial.
 	WebhookGuard *dial.Guard
-	Now          func() time.Time
+	// Confirmer mails the link that confirms an alert address other than
+	// the account's own (nil: the Server's Accounts when accounts are on;
+	// without either, alerts go to the account's own address only).
+	Confirmer AddressConfirmer
+	Now       func() time.Time
 }
 
 // Users authenticates requests. APIUser reads the Authorization: Bearer

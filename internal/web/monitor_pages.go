@@ -53,6 +53,11 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 	// credential.
 	mux.HandleFunc("GET /s/{share}", s.sharedPage)
 	mux.HandleFunc("GET /s/{share}/report.json", s.sharedJSON)
+	s.routesChannelPages(page)
+	if s.Accounts != nil {
+		mux.HandleFunc("GET /channels/confirm", s.confirmAddressPage)
+		mux.HandleFunc("POST /channels/confirm", s.confirmAddressSubmit)
+	}
 }
 
 // dashboardRow is one saved domain on the dashboard.
