@@ -1,11 +1,14 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/store"
@@ -184,4 +187,76 @@ func TestChannelPages(t *testing.T) {
 	if _, ok := chans()[hook.Target]; ok {
 		t.Error("not removed")
 	}
+}
+
+// browserLogIn logs addr (signed up and confirmed) in through the login
+// form of the browser tab.
+func (b *browserEnv) logIn(ctx context.Context, h *harness, addr string) {
+	b.t.Helper()
+	b.do(ctx, chromedp.Navigate(h.srv.URL+"/login"), chromedp.WaitVisible(chromedp.ID("email")),
+		chromedp.SendKeys(chromedp.ID("email"), addr), chromedp.SendKeys(chromedp.ID("password"), testPassword),
+		chromedp.Click(chromedp.CSS(`form.account button[type=submit]`)), chromedp.WaitVisible(chromedp.ID("token-name")))
+}
+
+// TestBrowserChannelPages: the alert channels' pages in chromium — the
+// list, adding the own address, another one (pending), a refused webhook,
+// a new webhook's secret, a channel with its delivery log, a pending one,
+// and the confirmation link as its reader opens it — axe-core on each
+// state.
+func TestBrowserChannelPages(t *testing.T) {
+	b := newBrowser(t)
+	h := newHarness(t, harnessOptions{accounts: true})
+	h.signUp("ann@example.test")
+	ctx := b.tab(true)
+	b.logIn(ctx, h, "ann@example.test")
+	b.checkA11y(ctx, "settings with alerts and sharing")
+	b.do(ctx, chromedp.Click(chromedp.CSS(`a[href="/settings/channels"]`)), chromedp.WaitVisible(chromedp.ID("address")))
+	b.checkA11y(ctx, "no channels")
+	addEmail := func(addr string) {
+		b.do(ctx, chromedp.SetValue(chromedp.ID("address"), addr), chromedp.Click(chromedp.CSS(`section[aria-labelledby=email-h] button`)),
+			chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	}
+	addEmail("ann@example.test")
+	b.checkA11y(ctx, "own address added")
+	addEmail("boss@example.test")
+	if n := b.text(ctx, "p.notice"); !strings.Contains(n, "confirmation link") {
+		t.Errorf("notice %q", n)
+	}
+	b.shot(ctx, "channels-pending")
+	b.checkA11y(ctx, "other address pending")
+	b.do(ctx, chromedp.SetValue(chromedp.ID("url"), "https://10.0.0.1/hook"), chromedp.Click(chromedp.CSS(`section[aria-labelledby=webhook-h] button`)),
+		chromedp.WaitVisible(chromedp.ID("webhook-error")))
+	b.checkA11y(ctx, "webhook refused")
+	b.do(ctx, chromedp.SetValue(chromedp.ID("url"), "https://hooks.example.com/mailtls"), chromedp.Click(chromedp.CSS(`section[aria-labelledby=webhook-h] button`)),
+		chromedp.WaitVisible(chromedp.ID("new-secret")))
+	b.shot(ctx, "channels-secret")
+	b.checkA11y(ctx, "webhook secret")
+
+	// The webhook's page: send a test, deliver it, read the log.
+	b.do(ctx, chromedp.Click(chromedp.CSS(`a[href^="/settings/channels/"][href$="3"]`)), chromedp.WaitVisible(chromedp.ID("log-h")))
+	b.do(ctx, chromedp.Click(chromedp.CSS(`form[action$="/test"] button`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	w, err := monitor.New(monitor.Config{Notifier: true}, monitor.Options{Store: h.db, Deliver: okDeliverer{}, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.DeliverDue(t.Context()); n != 1 || err != nil {
+		t.Fatalf("delivered %d: %v", n, err)
+	}
+	b.do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`table.deliveries`)))
+	b.shot(ctx, "channel-log")
+	b.checkA11y(ctx, "channel with its delivery log")
+	b.do(ctx, chromedp.Click(chromedp.CSS(`form[action$="/state"] button`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	b.checkA11y(ctx, "channel off")
+	b.do(ctx, chromedp.Navigate(h.srv.URL+"/settings/channels/2"), chromedp.WaitVisible(chromedp.ID("log-h")))
+	b.checkA11y(ctx, "pending channel")
+
+	// The reader of the other address opens the link (no login needed).
+	anon := b.tab(true)
+	b.do(anon, chromedp.Navigate(h.srv.URL+h.link("boss@example.test")), chromedp.WaitVisible(chromedp.CSS(`form.account button`)))
+	b.checkA11y(anon, "confirm alert address")
+	b.do(anon, chromedp.Click(chromedp.CSS(`form.account button`)), chromedp.WaitVisible(chromedp.CSS(`main p`)))
+	if got := b.text(anon, "h1"); got != "Address confirmed" {
+		t.Errorf("after confirming: %q", got)
+	}
+	b.checkA11y(anon, "alert address confirmed")
 }
