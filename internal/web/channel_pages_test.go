@@ -213,8 +213,8 @@ func TestBrowserChannelPages(t *testing.T) {
 	b.do(ctx, chromedp.Click(chromedp.CSS(`a[href="/settings/channels"]`)), chromedp.WaitVisible(chromedp.ID("address")))
 	b.checkA11y(ctx, "no channels")
 	addEmail := func(addr string) {
-		b.do(ctx, chromedp.SetValue(chromedp.ID("address"), addr), chromedp.Click(chromedp.CSS(`section[aria-labelledby=email-h] button`)),
-			chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+		b.do(ctx, chromedp.SetValue(chromedp.ID("address"), addr))
+		b.submit(ctx, `section[aria-labelledby=email-h] button`, `p.notice`)
 	}
 	addEmail("ann@example.test")
 	b.checkA11y(ctx, "own address added")
@@ -224,17 +224,17 @@ func TestBrowserChannelPages(t *testing.T) {
 	}
 	b.shot(ctx, "channels-pending")
 	b.checkA11y(ctx, "other address pending")
-	b.do(ctx, chromedp.SetValue(chromedp.ID("url"), "https://10.0.0.1/hook"), chromedp.Click(chromedp.CSS(`section[aria-labelledby=webhook-h] button`)),
-		chromedp.WaitVisible(chromedp.ID("webhook-error")))
+	b.do(ctx, chromedp.SetValue(chromedp.ID("url"), "https://10.0.0.1/hook"))
+	b.submit(ctx, `section[aria-labelledby=webhook-h] button`, `#webhook-error`)
 	b.checkA11y(ctx, "webhook refused")
-	b.do(ctx, chromedp.SetValue(chromedp.ID("url"), "https://hooks.example.com/mailtls"), chromedp.Click(chromedp.CSS(`section[aria-labelledby=webhook-h] button`)),
-		chromedp.WaitVisible(chromedp.ID("new-secret")))
+	b.do(ctx, chromedp.SetValue(chromedp.ID("url"), "https://hooks.example.com/mailtls"))
+	b.submit(ctx, `section[aria-labelledby=webhook-h] button`, `#new-secret`)
 	b.shot(ctx, "channels-secret")
 	b.checkA11y(ctx, "webhook secret")
 
 	// The webhook's page: send a test, deliver it, read the log.
 	b.do(ctx, chromedp.Click(chromedp.CSS(`a[href^="/settings/channels/"][href$="3"]`)), chromedp.WaitVisible(chromedp.ID("log-h")))
-	b.do(ctx, chromedp.Click(chromedp.CSS(`form[action$="/test"] button`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	b.submit(ctx, `form[action$="/test"] button`, `p.notice`)
 	w, err := monitor.New(monitor.Config{Notifier: true}, monitor.Options{Store: h.db, Deliver: okDeliverer{}, Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestBrowserChannelPages(t *testing.T) {
 	b.do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`table.deliveries`)))
 	b.shot(ctx, "channel-log")
 	b.checkA11y(ctx, "channel with its delivery log")
-	b.do(ctx, chromedp.Click(chromedp.CSS(`form[action$="/state"] button`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	b.submit(ctx, `form[action$="/state"] button`, `p.notice`)
 	b.checkA11y(ctx, "channel off")
 	b.do(ctx, chromedp.Navigate(h.srv.URL+"/settings/channels/2"), chromedp.WaitVisible(chromedp.ID("log-h")))
 	b.checkA11y(ctx, "pending channel")
@@ -254,7 +254,7 @@ func TestBrowserChannelPages(t *testing.T) {
 	anon := b.tab(true)
 	b.do(anon, chromedp.Navigate(h.srv.URL+h.link("boss@example.test")), chromedp.WaitVisible(chromedp.CSS(`form.account button`)))
 	b.checkA11y(anon, "confirm alert address")
-	b.do(anon, chromedp.Click(chromedp.CSS(`form.account button`)), chromedp.WaitVisible(chromedp.CSS(`main p`)))
+	b.submit(anon, `form.account button`, `main p`)
 	if got := b.text(anon, "h1"); got != "Address confirmed" {
 		t.Errorf("after confirming: %q", got)
 	}
