@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/store"
 )
 
@@ -549,6 +550,11 @@ func (s *Server) saveDomain(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrConflict) {
 		d, err = s.Store.FindDomain(r.Context(), u.ID, name)
 		done = "exists"
+	} else if err == nil {
+		// As through the API: the first saved domain of a verified account
+		// gets the e-mail channel to its own address, so alerts reach
+		// someone.
+		err = monitor.DefaultChannel(r.Context(), s.Store, u.ID)
 	}
 	if err != nil {
 		s.Log.Error("saving a domain", "error", err)
