@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
-	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store"
@@ -36,7 +34,7 @@ func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, 
 	if u, err := url.Parse(c.PublicURL); err == nil && u.Hostname() != "" {
 		host = u.Hostname()
 	}
-	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, mailFunc(d.mail), wh, host
+	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, monitor.MailVia(d.mail), wh, host
 	o.Log, o.Now = d.log.With("role", "monitor"), d.opts.Now
 	cfg := monitorConfig(c)
 	cfg.Poll = d.opts.MonitorPoll
@@ -68,18 +66,6 @@ func scannerVersion() string {
 		}
 	}
 	return v
-}
-
-// mailFunc sends alert mail through the server's mail sender; a message
-// the sender refuses as invalid is not retried.
-func mailFunc(s mail.Sender) monitor.MailFunc {
-	return func(ctx context.Context, to string, e monitor.Email, id string) error {
-		err := s.Send(ctx, &mail.Message{To: to, Subject: e.Subject, Text: e.Text, Header: e.Header, ID: id})
-		if errors.Is(err, mail.ErrInvalid) {
-			return monitor.Permanent(err)
-		}
-		return err
-	}
 }
 
 // monitorHealth writes the worker's line of /healthz.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/check"
+	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/store"
@@ -53,4 +54,16 @@ func NewServe(cfg Config, o ServeOptions) (*Worker, error) {
 	cfg.Scheduler, cfg.Notifier, cfg.Janitor, cfg.Digest = true, true, true, true
 	return New(cfg, Options{Store: o.Store, Scan: NewScanFunc(o.Scanner, o.Now), Now: o.Now, Log: o.Log,
 		Deliver: Channels{Mail: o.Mail, Webhook: o.Webhook, MessageIDHost: o.MessageIDHost, Now: o.Now}})
+}
+
+// MailVia sends alert mail through a mail sender (the server's relay); a
+// message the sender refuses as invalid is not retried.
+func MailVia(s mail.Sender) MailFunc {
+	return func(ctx context.Context, to string, e Email, id string) error {
+		err := s.Send(ctx, &mail.Message{To: to, Subject: e.Subject, Text: e.Text, Header: e.Header, ID: id})
+		if errors.Is(err, mail.ErrInvalid) {
+			return Permanent(err)
+		}
+		return err
+	}
 }

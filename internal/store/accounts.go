@@ -135,6 +135,9 @@ const (
 	PurposeVerifyEmail   Purpose = "verify-email"
 	PurposeResetPassword Purpose = "reset-password"
 	PurposeInvite        Purpose = "invite" // registration by invitation; no user yet
+	// PurposeConfirmAddress confirms an address other than the account's
+	// own as a destination of its alerts.
+	PurposeConfirmAddress Purpose = "confirm-address"
 )
 
 // OneTimeToken is a single-use link's token (e-mail verification, password

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/store"
 )
 
@@ -372,13 +373,15 @@ type settingsView struct {
 	// delete).
 	Error   string
 	ErrorIn string
+	// Monitoring: saved domains are on (links to channels and shares).
+	Monitoring bool
 }
 
 func (s *Server) settings(w http.ResponseWriter, r *http.Request, status int, v *settingsView) {
 	noStore(w)
 	u := CurrentUser(r)
 	v.page = page{Title: "Account settings"}
-	v.User, v.Scopes = *u, account.Scopes
+	v.User, v.Scopes, v.Monitoring = *u, account.Scopes, s.Monitor != nil
 	list, err := s.Accounts.ListTokens(r.Context(), u.ID)
 	if err != nil {
 		s.Log.Error("listing tokens", "error", err)
@@ -547,6 +550,11 @@ func (s *Server) saveDomain(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, store.ErrConflict) {
 		d, err = s.Store.FindDomain(r.Context(), u.ID, name)
 		done = "exists"
+	} else if err == nil {
+		// As through the API: the first saved domain of a verified account
+		// gets the e-mail channel to its own address, so alerts reach
+		// someone.
+		err = monitor.DefaultChannel(r.Context(), s.Store, u.ID)
 	}
 	if err != nil {
 		s.Log.Error("saving a domain", "error", err)

@@ -147,6 +147,23 @@ func (b *browserEnv) do(ctx context.Context, steps ...chromedp.Action[chromedp.V
 	}
 }
 
+// submit clicks sel (a form's button or a link) and waits until the next
+// page has loaded, then for wait: a WaitVisible alone could match the page
+// that is being left.
+func (b *browserEnv) submit(ctx context.Context, sel, wait string) {
+	b.t.Helper()
+	run(b, ctx, chromedp.Evaluate[bool](`window.__leaving = true`))
+	b.do(ctx, chromedp.Click(chromedp.CSS(sel)))
+	deadline := time.Now().Add(60 * time.Second)
+	for !run(b, ctx, chromedp.Evaluate[bool](`!window.__leaving && document.readyState === "complete"`)) {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("clicking %s loaded no new page", sel)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.do(ctx, chromedp.WaitVisible(chromedp.CSS(wait)))
+}
+
 func run[T any](b *browserEnv, ctx context.Context, a chromedp.Action[T]) T {
 	b.t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/store"
@@ -70,6 +72,93 @@ func (m *Monitoring) listChannels(w http.ResponseWriter, r *http.Request, user s
 // maxChannels bounds an account's channels.
 const maxChannels = 20
 
+// channelRefusal is why a channel was not added, in words for people
+// (pages) and a code for the API.
+type channelRefusal struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *channelRefusal) Error() string { return e.msg }
+
+// AddressConfirmer mails a link that confirms an alert address other than
+// the account's own (account.Service does).
+type AddressConfirmer interface {
+	SendAddressConfirmation(ctx context.Context, user store.UserID, address string) error
+}
+
+// newChannel adds a channel to the user's account. A webhook's URL must
+// pass the SSRF guard (https, port 443, a public address); its signing
+// secret is returned, to be shown once. An e-mail channel to the account's
+// own verified address is on at once; one to another address is pending
+// until the link mailed there is opened (no alert goes to an address whose
+// reader did not ask for it), and needs m.Confirmer. Refusals are
+// *channelRefusal.
+func (m *Monitoring) newChannel(ctx context.Context, user store.UserID, kind store.ChannelKind, target string) (c store.Channel, secret string, err error) {
+	if chans, err := m.Store.ListChannels(ctx, user); err != nil {
+		return store.Channel{}, "", err
+	} else if len(chans) >= maxChannels {
+		return store.Channel{}, "", &channelRefusal{http.StatusUnprocessableEntity, "too_many", fmt.Sprintf("an account has at most %d channels", maxChannels)}
+	}
+	n := store.NewChannel{UserID: user, Kind: kind}
+	verified := true
+	switch kind {
+	case store.ChannelWebhook:
+		guard := m.WebhookGuard
+		if guard == nil {
+			guard = dial.NewGuardPorts(dial.WebhookPorts)
+		}
+		u, err := webhook.CheckURL(target, guard)
+		if err != nil {
+			return store.Channel{}, "", &channelRefusal{http.StatusUnprocessableEntity, "invalid_channel", "url: " + err.Error()}
+		}
+		key := make([]byte, 32)
+		rand.Read(key)
+		n.Target, n.Secret = u.String(), []byte("whsec_"+hex.EncodeToString(key))
+	case store.ChannelEmail:
+		u, err := m.Store.GetUser(ctx, user)
+		if err != nil {
+			return store.Channel{}, "", err
+		}
+		if target == "" {
+			target = u.Email
+		}
+		addr, err := account.CheckEmail(target)
+		if err != nil {
+			return store.Channel{}, "", &channelRefusal{http.StatusUnprocessableEntity, "invalid_channel", "address: not one plain e-mail address"}
+		}
+		own := addr == u.Email && !u.EmailVerifiedAt.IsZero()
+		if !own && m.Confirmer == nil {
+			return store.Channel{}, "", &channelRefusal{http.StatusUnprocessableEntity, "invalid_channel", "address: alerts can go to the account's own verified address only"}
+		}
+		n.Target, verified = addr, own
+	default:
+		return store.Channel{}, "", &channelRefusal{http.StatusUnprocessableEntity, "invalid_channel", `kind must be "email" or "webhook"`}
+	}
+	c, err = m.Store.CreateChannel(ctx, n)
+	if errors.Is(err, store.ErrConflict) {
+		return store.Channel{}, "", &channelRefusal{http.StatusConflict, "exists", "the account has this channel already"}
+	}
+	if err != nil {
+		return store.Channel{}, "", err
+	}
+	if verified {
+		// The owner gave the URL (which the guard checks again at every
+		// delivery) or proved the address at sign-up.
+		if err := m.Store.MarkChannelVerified(ctx, c.ID); err != nil {
+			return store.Channel{}, "", err
+		}
+		c.VerifiedAt = m.now()
+	} else if err := m.Confirmer.SendAddressConfirmation(ctx, user, n.Target); err != nil {
+		// Not sent (the queue is full or the server stopping): no
+		// pending channel waits for a link that never comes.
+		m.Store.DeleteChannel(ctx, user, c.ID)
+		return store.Channel{}, "", err
+	}
+	return c, string(n.Secret), nil
+}
+
 func (m *Monitoring) addChannel(w http.ResponseWriter, r *http.Request, user store.UserID) {
 	var req struct {
 		Kind    string `json:"kind"`
@@ -79,68 +168,22 @@ func (m *Monitoring) addChannel(w http.ResponseWriter, r *http.Request, user sto
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if chans, err := m.Store.ListChannels(r.Context(), user); err != nil {
-		internalError(w, err)
-		return
-	} else if len(chans) >= maxChannels {
-		apiError(w, http.StatusUnprocessableEntity, "too_many", fmt.Sprintf("an account has at most %d channels", maxChannels))
-		return
+	target := req.URL
+	if req.Kind == string(store.ChannelEmail) {
+		target = req.Address
 	}
-	n := store.NewChannel{UserID: user, Kind: store.ChannelKind(req.Kind)}
-	var secret []byte
-	switch n.Kind {
-	case store.ChannelWebhook:
-		guard := m.WebhookGuard
-		if guard == nil {
-			guard = dial.NewGuardPorts(dial.WebhookPorts)
-		}
-		u, err := webhook.CheckURL(req.URL, guard)
-		if err != nil {
-			apiError(w, http.StatusUnprocessableEntity, "invalid_channel", "url: "+err.Error())
-			return
-		}
-		secret = make([]byte, 32)
-		rand.Read(secret)
-		n.Target, n.Secret = u.String(), []byte("whsec_"+hex.EncodeToString(secret))
-	case store.ChannelEmail:
-		// Alerts go only to an address the account has proved it reads:
-		// its own, verified at sign-up.
-		u, err := m.Store.GetUser(r.Context(), user)
-		if err != nil {
-			internalError(w, err)
-			return
-		}
-		if req.Address == "" {
-			req.Address = u.Email
-		}
-		if store.NormalizeEmail(req.Address) != u.Email || u.EmailVerifiedAt.IsZero() {
-			apiError(w, http.StatusUnprocessableEntity, "invalid_channel", "address: alerts can go to the account's own verified address only")
-			return
-		}
-		n.Target = u.Email
-	default:
-		apiError(w, http.StatusUnprocessableEntity, "invalid_channel", `kind must be "email" or "webhook"`)
+	c, secret, err := m.newChannel(r.Context(), user, store.ChannelKind(req.Kind), target)
+	var refused *channelRefusal
+	if errors.As(err, &refused) {
+		apiError(w, refused.status, refused.code, refused.msg)
 		return
-	}
-	c, err := m.Store.CreateChannel(r.Context(), n)
-	if errors.Is(err, store.ErrConflict) {
-		apiError(w, http.StatusConflict, "exists", "the account has this channel already")
-		return
-	}
-	if err == nil {
-		// The owner gave the URL (which the guard checks at every
-		// delivery) or proved the address: nothing more to verify.
-		err = m.Store.MarkChannelVerified(r.Context(), c.ID)
-		c.VerifiedAt = m.now()
 	}
 	if err != nil {
 		internalError(w, err)
 		return
 	}
 	v := channelView(c)
-	if n.Kind == store.ChannelWebhook {
-		v.Secret = string(n.Secret)
-	}
+	v.Secret = secret
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/channels/%d", c.ID))
 	writeJSON(w, http.StatusCreated, v)
 }
@@ -227,6 +270,10 @@ func (m *Monitoring) testChannel(w http.ResponseWriter, r *http.Request, user st
 	}
 	if !c.DisabledAt.IsZero() {
 		apiError(w, http.StatusConflict, "disabled", "the channel is off; turn it on first")
+		return
+	}
+	if c.VerifiedAt.IsZero() {
+		apiError(w, http.StatusConflict, "unconfirmed", "the address is not confirmed yet: its reader must open the link mailed to it first")
 		return
 	}
 	id, err := monitor.QueueTest(r.Context(), m.Store, c, m.now(), m.BaseURL, m.Poke)

@@ -28,6 +28,7 @@ import (
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
+	mailer "github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/password"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
@@ -57,6 +58,10 @@ type harnessOptions struct {
 	registration string
 	limits       *account.Limits
 	lifetime     time.Duration // the sessions' absolute lifetime (default 7 days)
+	idle         time.Duration // the sessions' idle timeout (default 12 hours)
+	// relay sends the account's mail through mail.Relay to a lab mail sink
+	// (h.sink) instead of keeping it in h.mail.
+	relay bool
 	// monitor serves saved domains when set.
 	monitor *Monitoring
 }
@@ -79,6 +84,11 @@ type harness struct {
 	dbPath   string
 	accounts *account.Service
 	mail     *mailbox
+	// With relay: the lab's SMTP sink and the relay to it.
+	sink  *lab.MailSink
+	relay *mailer.Relay
+	// scanner is the scanner of the checker (the lab behind the guard).
+	scanner *scan.Scanner
 
 	mu       sync.Mutex
 	requests []string
@@ -133,10 +143,16 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			t.Fatal(err)
 		}
 		hs.db, hs.mail = db, &mailbox{}
-		hs.accounts = account.New(account.Config{Store: db, Mail: hs.mail, BaseURL: srv.URL, Registration: o.registration,
+		var sender mailer.Sender = hs.mail
+		if o.relay {
+			hs.sink = lab.NewMailSink(t, lab.MailSinkOptions{}, l.CA)
+			hs.relay = &mailer.Relay{Addr: hs.sink.Addr(), From: "mailtls <alerts@checker.example.test>", RootCAs: l.CA.Pool(), Now: clock.Now}
+			sender = hs.relay
+		}
+		hs.accounts = account.New(account.Config{Store: db, Mail: sender, BaseURL: srv.URL, Registration: o.registration,
 			Hasher: &password.Hasher{Params: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},
 			Now:    clock.Now, Limits: o.limits})
-		w.Accounts, w.Store, w.Now, w.SessionLifetime = hs.accounts, db, clock.Now, o.lifetime
+		w.Accounts, w.Store, w.Now, w.SessionLifetime, w.SessionIdleTimeout = hs.accounts, db, clock.Now, o.lifetime, o.idle
 		if w.Monitor == nil {
 			// The pages of saved domains, with this server's users.
 			w.Monitor = &Monitoring{Store: db, Users: w, Now: clock.Now}
@@ -161,7 +177,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs.t, hs.lab, hs.srv, hs.web, hs.jobs, hs.store, hs.clock, hs.api = t, l, srv, w, jobs, store, clock, router
+	hs.t, hs.lab, hs.srv, hs.web, hs.jobs, hs.store, hs.clock, hs.api, hs.scanner = t, l, srv, w, jobs, store, clock, router, sc
 	return hs
 }
 

@@ -38,7 +38,11 @@ type Monitoring struct {
 	// public addresses on port 443 only); deliveries check again at every
 	// dial.
 	WebhookGuard *dial.Guard
-	Now          func() time.Time
+	// Confirmer mails the link that confirms an alert address other than
+	// the account's own (nil: the Server's Accounts when accounts are on;
+	// without either, alerts go to the account's own address only).
+	Confirmer AddressConfirmer
+	Now       func() time.Time
 }
 
 // Users authenticates requests. APIUser reads the Authorization: Bearer
@@ -94,6 +98,9 @@ func (s *Server) routesMonitor(mux *http.ServeMux) {
 	api("POST /api/v1/domains/{id}/rescan", store.ScopeScan, m.rescan)
 	api("PUT /api/v1/domains/{id}/mute", store.ScopeManage, m.mute)
 	s.routesChannels(api)
+	api("GET /api/v1/shares", store.ScopeRead, m.listShares)
+	api("POST /api/v1/domains/{id}/scans/{scan}/shares", store.ScopeManage, m.addShare)
+	api("DELETE /api/v1/shares/{share}", store.ScopeManage, m.deleteShare)
 	// One-click unsubscribe (RFC 8058 §3.1): a POST of
 	// "List-Unsubscribe=One-Click" to the link, from the mail provider, so
 	// no login and no cross-origin check; the unguessable id is the

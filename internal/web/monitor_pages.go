@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"html"
 	"html/template"
 	"net/http"
@@ -14,7 +15,6 @@ import (
 	"github.com/mailtls/mailtls/internal/diff"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/monitor"
-	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
 )
 
@@ -46,6 +46,18 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 	page("GET /domains/{id}/diff", s.diffPage)
 	page("POST /domains/{id}/rescan", s.rescanForm)
 	page("POST /domains/{id}/mute", s.muteForm)
+	page("POST /domains/{id}/scans/{scan}/share", s.shareForm)
+	page("GET /shares", s.sharesPage)
+	page("POST /shares/{share}/revoke", s.revokeShareForm)
+	// A share link is public: no login, the unguessable id is the
+	// credential.
+	mux.HandleFunc("GET /s/{share}", s.sharedPage)
+	mux.HandleFunc("GET /s/{share}/report.json", s.sharedJSON)
+	s.routesChannelPages(page)
+	if s.Accounts != nil {
+		mux.HandleFunc("GET /channels/confirm", s.confirmAddressPage)
+		mux.HandleFunc("POST /channels/confirm", s.confirmAddressSubmit)
+	}
 }
 
 // dashboardRow is one saved domain on the dashboard.
@@ -280,11 +292,46 @@ type savedScanView struct {
 	Domain       store.Domain
 	Scan         store.Scan
 	Class        string
-	Doc          *report.Document
 	Findings     []findingView
 	Pruned       bool
 	RulesChanged bool
 	Catalog      string
+	Notice       string
+	Shares       []shareRow
+	ShareDays    []int
+	Next         string // where a revoked link's form comes back to
+}
+
+// scanFindings are a saved scan's findings for a page, by severity.
+type scanFindings struct {
+	findings []findingView
+	pruned   bool // retention kept the summary only
+}
+
+// loadFindings reads a finished scan's findings (nothing for another state).
+func (s *Server) loadFindings(r *http.Request, sc store.Scan) (scanFindings, error) {
+	var out scanFindings
+	if sc.State != store.ScanDone {
+		return out, nil
+	}
+	side, err := monitor.LoadScan(r.Context(), s.Monitor.Store, sc)
+	if err != nil {
+		return out, err
+	}
+	out.pruned = side.Doc == nil
+	for _, sev := range []string{"error", "warning", "info"} {
+		for _, f := range side.Findings {
+			if f.Severity != sev {
+				continue
+			}
+			fv := findingView{Finding: f, Icon: severityWords[sev][0], Word: severityWords[sev][1], Title: f.ID}
+			if def := finding.Lookup(finding.ID(f.ID)); def != nil {
+				fv.Title = def.Title
+			}
+			out.findings = append(out.findings, fv)
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) savedScanPage(w http.ResponseWriter, r *http.Request, user store.UserID) {
@@ -298,26 +345,22 @@ func (s *Server) savedScanPage(w http.ResponseWriter, r *http.Request, user stor
 	}
 	v := savedScanView{page: page{Title: d.Name + " on " + sc.CreatedAt.UTC().Format("2006-01-02")}, Domain: d, Scan: sc, Class: gradeClass(sc.Grade),
 		RulesChanged: sc.CatalogVersion != "" && sc.CatalogVersion != finding.CatalogVersion(), Catalog: finding.CatalogVersion()}
-	if sc.State == store.ScanDone {
-		side, err := monitor.LoadScan(r.Context(), s.Monitor.Store, sc)
-		if err != nil {
-			s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The stored scan could not be read.")
-			return
-		}
-		v.Doc, v.Pruned = side.Doc, side.Doc == nil
-		for _, sev := range []string{"error", "warning", "info"} {
-			for _, f := range side.Findings {
-				if f.Severity != sev {
-					continue
-				}
-				fv := findingView{Finding: f, Icon: severityWords[sev][0], Word: severityWords[sev][1], Title: f.ID}
-				if def := finding.Lookup(finding.ID(f.ID)); def != nil {
-					fv.Title = def.Title
-				}
-				v.Findings = append(v.Findings, fv)
-			}
-		}
+	side, err := s.loadFindings(r, sc)
+	if err != nil {
+		s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The stored scan could not be read.")
+		return
 	}
+	v.Findings, v.Pruned = side.findings, side.pruned
+	if v.Shares, err = s.Monitor.shareRows(r, user, sc.ID); err != nil {
+		s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The share links could not be read.")
+		return
+	}
+	if r.URL.Query().Get("done") == "shared" {
+		v.Notice = "The share link is below: anyone who has it can see this scan until it expires."
+	} else if r.URL.Query().Get("done") == "revoked" {
+		v.Notice = "The link was revoked: it shows nothing any more."
+	}
+	v.ShareDays, v.Next = shareDays, fmt.Sprintf("/domains/%d/scans/%d#shares", d.ID, sc.ID)
 	s.render(w, r, http.StatusOK, "savedscan", &v)
 }
 
@@ -330,6 +373,11 @@ func (s *Server) savedScanJSON(w http.ResponseWriter, r *http.Request, user stor
 	if !ok {
 		return
 	}
+	s.writeReport(w, r, d, sc)
+}
+
+// writeReport sends the scan's stored JSON report as a download.
+func (s *Server) writeReport(w http.ResponseWriter, r *http.Request, d store.Domain, sc store.Scan) {
 	raw, err := s.Monitor.Store.ScanReport(r.Context(), sc.ID)
 	if err != nil {
 		msg := "This scan has no stored report."

@@ -408,7 +408,8 @@ func TestMonitoringPages(t *testing.T) {
 }
 
 // TestBrowserMonitoringPages: the dashboard, a domain's page (with a
-// notice and muted), a saved scan, the diff and the unsubscribe page in
+// notice and muted), a saved scan (with a share link), the diff, the share
+// links, a shared scan, a gone link and the unsubscribe page in
 // Chromium, each state checked by axe-core (WCAG 2.2 AA).
 func TestBrowserMonitoringPages(t *testing.T) {
 	b := newBrowser(t)
@@ -431,6 +432,10 @@ func TestBrowserMonitoringPages(t *testing.T) {
 	difftest.SetGrade(broken, "D")
 	s2 := saveScan(t, st, d.ID, broken)
 	st.Mute(t.Context(), ann.ID, d.ID, clock.Now().Add(24*time.Hour))
+	sh, err := st.CreateShare(t.Context(), ann.ID, s2.ID, 7*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx := b.tab(true)
 	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
@@ -444,6 +449,10 @@ func TestBrowserMonitoringPages(t *testing.T) {
 		{"saved-scan", fmt.Sprintf("%s/scans/%d", page, s2.ID), ".grade"},
 		{"diff", fmt.Sprintf("%s/diff?from=%d&to=%d", page, s1.ID, s2.ID), "h1"},
 		{"unsubscribe", h.srv.URL + "/unsubscribe/" + ch.UnsubscribeID, "form button"},
+		{"saved-scan-shared", fmt.Sprintf("%s/scans/%d?done=shared", page, s2.ID), "table.shares"},
+		{"shares", h.srv.URL + "/shares?done=revoked", "table.shares"},
+		{"shared", h.srv.URL + "/s/" + sh.ID, ".grade"},
+		{"shared-gone", h.srv.URL + "/s/" + strings.Repeat("a", 26), "h1"},
 	} {
 		b.do(ctx, chromedp.Navigate(p.url), chromedp.WaitVisible(chromedp.CSS(p.want)))
 		b.shot(ctx, "monitoring-"+p.name)

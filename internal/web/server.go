@@ -139,6 +139,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		cop.SetDenyHandler(http.HandlerFunc(s.crossOriginRefused))
 		if s.Monitor != nil {
+			if s.Monitor.Confirmer == nil && s.Accounts != nil {
+				s.Monitor.Confirmer = s.Accounts
+			}
 			s.routesMonitor(mux)
 			// A mail client's one-click unsubscribe is a cross-site POST
 			// by design (RFC 8058); the link's id is its credential.
