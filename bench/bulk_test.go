@@ -55,6 +55,8 @@ type bulkRun struct {
 	cpuOthers, steal  time.Duration // CPU time of every other process on the machine, and time the hypervisor gave to others
 	outBytes          int64
 	undetermined      int           // domains whose policy could not be determined (a lookup or fetch out of time)
+	peakAt            time.Duration // when the sampled RSS was highest
+	peakOutput        float64       // the share of the output written by then
 	p50, p90          time.Duration // a domain's scan time (the records' duration_ms)
 }
 
@@ -112,6 +114,9 @@ func BenchmarkBulk(b *testing.B) {
 	b.ReportMetric(rate/r.bound(), "x-bound")
 	b.ReportMetric(float64(r.p50.Milliseconds()), "ms-p50-scan")
 	b.ReportMetric(float64(r.rssKiB)/1024, "MiB-peak-RSS")
+	b.ReportMetric(r.peakAt.Seconds(), "s-peak-RSS-at")
+	b.ReportMetric(r.peakOutput, "peak-RSS-at-done")
+	b.ReportMetric(r.wall.Seconds(), "s-wall")
 	b.ReportMetric(float64(r.outBytes)/float64(r.domains), "B/record")
 	b.ReportMetric(float64(r.undetermined), "undetermined")
 	// What the CPU allows: the machine's cores over the CPU time one domain
@@ -242,8 +247,13 @@ func bulkBenchRun(b *testing.B, bin string, n, parallel int, after func(*lab.Pop
 	runtime.GC() // the population's garbage is not the run's
 	labBefore, machineBefore := selfCPU(), machineCPU()
 	start := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	stopWatch := watchRSS(cmd.Process.Pid, out, start, &r)
+	err = cmd.Wait()
 	r.wall = time.Since(start)
+	stopWatch()
 	r.cpuLab = selfCPU() - labBefore
 	machine := machineCPU()
 	// Exit 3: some policies could not be determined (counted below).
@@ -279,6 +289,44 @@ func bulkBenchRun(b *testing.B, bin string, n, parallel int, after func(*lab.Pop
 		err = after(p, common)
 	}
 	return r, err
+}
+
+// watchRSS samples the resident memory of process pid every 100 ms and
+// records in r when it was highest and how much of the output (judged by
+// its size against 10 KB a record) had been written by then. The peak
+// itself is the kernel's (Maxrss); this says where in the run it was.
+func watchRSS(pid int, out string, start time.Time, r *bulkRun) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var best int64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				continue
+			}
+			for line := range strings.Lines(string(b)) {
+				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+					kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+					if kib > best {
+						best = kib
+						r.peakAt = time.Since(start)
+						if st, err := os.Stat(out); err == nil {
+							r.peakOutput = float64(st.Size()) / 10e3 / float64(r.domains)
+						}
+					}
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // scanDurations reads the duration_ms of every record, sorted.
