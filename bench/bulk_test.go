@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtls/mailtls/internal/bulk"
 	"github.com/mailtls/mailtls/internal/lab"
 )
 
@@ -450,4 +451,32 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkBulkSeenSet measures what a bulk run keeps per domain of the
+// list whatever its length: the set of domains seen (duplicates, --resume),
+// here for a million names.
+func BenchmarkBulkSeenSet(b *testing.B) {
+	const n = 1_000_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("d%07d.example", i)
+	}
+	var perDomain float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := bulk.NewSet()
+		for _, name := range names {
+			s.Add(name)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if s.Len() != n {
+			b.Fatalf("%d names in the set, want %d", s.Len(), n)
+		}
+		perDomain = float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	b.ReportMetric(perDomain, "B/domain")
 }

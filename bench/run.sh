@@ -41,6 +41,7 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" -v bdom="${BULK_DOMAINS:-10000}" -v b
 /spread-hours/ { sub(/.*spread-hours /, ""); nh=split($0, hrs, " ") }
 /^BenchmarkMonitor/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") mr=$i; if ($(i+1)=="alerts") ma=$i; if ($(i+1)=="db-bytes/scan") mdb=$i; if ($(i+1)=="json-bytes/scan") mjs=$i } }
 /^BenchmarkDashboardPage/ { for (i=1;i<=NF;i++) { if ($(i+1)=="p50-ms") dp50=$i; if ($(i+1)=="p95-ms") dp95=$i; if ($(i+1)=="html-bytes") dph=$i } }
+/^BenchmarkBulkSeenSet/ { for (i=1;i<=NF;i++) if ($(i+1)=="B/domain") bss=$i; next }
 /^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="ms-p50-scan") bp=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="s-peak-RSS-at") bpa=$i; if ($(i+1)=="peak-RSS-at-done") bpd=$i; if ($(i+1)=="s-wall") bw=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i; if ($(i+1)=="cores") bco=$i; if ($(i+1)=="others-cores") boc=$i; if ($(i+1)=="steal-cores") bst=$i; if ($(i+1)=="undetermined") bu=$i; if ($(i+1)=="naive-undetermined") nu=$i; if ($(i+1)=="small-domains") bsn=$i; if ($(i+1)=="MiB-peak-RSS-small") bsm=$i; if ($(i+1)=="large-domains") bln=$i; if ($(i+1)=="MiB-peak-RSS-large") blm=$i; if ($(i+1)=="low-parallel") lp=$i; if ($(i+1)=="low-domains/s") lr=$i; if ($(i+1)=="low-x-bound") lb=$i; if ($(i+1)=="low-ms-p50-scan") lq=$i; if ($(i+1)=="low-x-cpu-bound") lc=$i } }
 /^BenchmarkWeb/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") wr=$i; if ($(i+1)=="x-bound") wb=$i; if ($(i+1)=="ms-p95-event") we=$i; if ($(i+1)=="ms-p95-page-ttfb") wp=$i; if ($(i+1)=="ms-p50-scan") ws=$i; if ($(i+1)=="ms-cpu-per-scan") wc=$i; if ($(i+1)=="goroutines-before") g0=$i; if ($(i+1)=="goroutines-after") g1=$i; if ($(i+1)=="goroutines-expired") g2=$i; if ($(i+1)=="MiB-heap-before") h0=$i; if ($(i+1)=="MiB-heap-held") h1=$i; if ($(i+1)=="MiB-heap-expired") h2=$i } }
 END {
@@ -98,6 +99,7 @@ END {
     if (bsm != "") printf "; %d domains: %.0f MiB", bsn, bsm
     if (blm != "") printf "; %d domains: %.0f MiB", bln, blm
     printf "\n  %.0f bytes per JSON record\n", brec
+    if (bss != "") printf "  what grows with the list, the set of domains seen: %.0f bytes per domain (a million names)\n", bss
     if (bu > 0) printf "  %d domains ended with an undetermined policy (a lookup or fetch out of time: the machine was overloaded)\n", bu
     if (ns != "") printf "  naive, one mailtls check process per domain in a loop (sample): %.1f domains/s; bulk is %.0fx faster\n", ns, nsx
     if (np != "") printf "  naive, %s mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", bpar, np, npx
