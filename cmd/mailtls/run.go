@@ -63,6 +63,7 @@ Usage:
   mailtls serve records --config F  the DNS records each hosted domain must publish
   mailtls reports COMMAND ...       TLS-RPT reports: import, list, show, summary, readiness
   mailtls backup [--store PATH] FILE  copy the store while the server runs
+  mailtls user add|list|disable|enable|invite  manage the web role's accounts
   mailtls resolve [--explain] DOMAIN the TLS policy Postfix gets for DOMAIN (DANE, MTA-STS)
   mailtls findings [--markdown]     list every finding mailtls can report
   mailtls version                   print the version
@@ -92,6 +93,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return runBackup(ctx, args[1:], env)
 	case "reports":
 		return runReports(ctx, args[1:], env)
+	case "user":
+		return runUser(ctx, args[1:], env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "mailtls", version())
 		return ExitOK

@@ -84,7 +84,7 @@ func runServe(ctx context.Context, args []string, env Env) int {
 		}
 	}()
 	defer func() { stopFwd(); fwd.Wait() }()
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, Stderr: env.Stderr, Now: env.Now, Reload: reload, ResolvConf: env.ResolvConf})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, Stderr: env.Stderr, Now: env.Now, Reload: reload, ResolvConf: env.ResolvConf, Getenv: env.Getenv})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "mailtls serve:", err)
 		if errors.As(err, new(*daemon.ConfigError)) {

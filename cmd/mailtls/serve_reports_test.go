@@ -76,7 +76,7 @@ func TestServeReportsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, `store: {path: %s}
+	fmt.Fprintf(f, `store: %s
 reports:
   resolvers: [%q]
   smtp:

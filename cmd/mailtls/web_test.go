@@ -24,15 +24,17 @@ import (
 // several visitors).
 func TestServeAPIMatchesCheck(t *testing.T) {
 	l, labArgs := newLab(t)
-	cfg := filepath.Join(t.TempDir(), "serve.yaml")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "serve.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
+store: %q
 web:
   listen: ["127.0.0.1:0"]
   scanner:
     resolvers: [%q]
     ehlo: checker.example.test
     allow_networks: ["127.0.0.0/8", "::1/128"]
-`, l.DNS.Addr())), 0o600); err != nil {
+`, filepath.Join(dir, "mailtls.db"), l.DNS.Addr())), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

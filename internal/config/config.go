@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mailtls/mailtls/internal/domain"
+	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
@@ -39,16 +40,103 @@ type Config struct {
 	// Reports takes TLS-RPT reports in (HTTPS POST, SMTP, IMAP); absent
 	// means off.
 	Reports *Reports `yaml:"reports"`
-	// Store is the database of what serve keeps (docs/store.md).
-	Store Store `yaml:"store"`
+	// Store is the database of what serve keeps: accounts, saved domains,
+	// their history and alerts, TLS-RPT reports (docs/store.md). The path
+	// of a SQLite file, created with its directory when missing. "" means
+	// mailtls.db in the data directory (sqlstore.DefaultPath).
+	Store string `yaml:"store"`
+	// Mail is the relay for the server's own mail (verification and reset
+	// links, alerts); absent: such mail is written to the log instead.
+	Mail *Mail `yaml:"mail"`
 }
 
-// Store is serve's database.
-type Store struct {
-	// Path of the SQLite file; "" is the data directory's mailtls.db
-	// (sqlstore.DefaultPath).
-	Path string `yaml:"path"`
+// Mail is the relay that submits the server's mail (RFC 6409).
+type Mail struct {
+	Relay string `yaml:"relay"` // host:port
+	// TLS is starttls (default; port 587), tls (implicit TLS, port 465,
+	// RFC 8314 §3.3) or none (a relay on a loopback address only).
+	TLS string `yaml:"tls"`
+	// Username and a password (inline, or better in PasswordFile) log in
+	// with SMTP AUTH after TLS; no username: no AUTH.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// From is the From address, e.g. "mailtls <noreply@check.example.com>".
+	From    string   `yaml:"from"`
+	HELO    string   `yaml:"helo"`    // the EHLO name ("" = the host name)
+	Timeout Duration `yaml:"timeout"` // one submission, default 30s
 }
+
+// MaxPasswordFileSize bounds mail.password_file.
+const MaxPasswordFileSize = 4 << 10
+
+// RelayPassword returns the relay password: Password, or the first line
+// of PasswordFile.
+func (m *Mail) RelayPassword() (string, error) {
+	if m.PasswordFile == "" {
+		return m.Password, nil
+	}
+	b, err := ReadLimited(m.PasswordFile, MaxPasswordFileSize)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSuffix(line, "\r"), nil
+}
+
+// RelayConfig is the mail.Relay these settings describe (the password
+// left out: RelayPassword reads it).
+func (m *Mail) RelayConfig() *mail.Relay {
+	return &mail.Relay{Addr: m.Relay, TLS: mail.TLSMode(m.TLS), Username: m.Username, Password: m.Password,
+		From: m.From, HELO: m.HELO, Timeout: m.Timeout.D()}
+}
+
+func (m *Mail) validate(v *validator) {
+	if m.Relay == "" {
+		v.bad("mail.relay", "mail.relay: give the relay as host:port, e.g. smtp.example.com:587")
+	}
+	if m.From == "" {
+		v.bad("mail.from", "mail.from: give the From address, e.g. \"mailtls <noreply@check.example.com>\"")
+	}
+	if m.Password != "" && m.PasswordFile != "" {
+		v.bad("mail.password", "mail: give password or password_file, not both")
+	}
+	if (m.Password != "" || m.PasswordFile != "") && m.Username == "" {
+		v.bad("mail.username", "mail: a password needs a username")
+	}
+	if m.PasswordFile != "" {
+		checkFile(v, "mail.password_file", m.PasswordFile)
+	}
+	if m.Relay != "" && m.From != "" {
+		if err := m.RelayConfig().Check(); err != nil {
+			v.bad("mail", "%s", strings.Replace(err.Error(), "mail: ", "mail.", 1))
+		}
+	}
+}
+
+// Registration modes (web.accounts.registration).
+const (
+	RegistrationOpen   = "open"   // anyone may sign up
+	RegistrationInvite = "invite" // only with an invitation link (mailtls user invite)
+	RegistrationClosed = "closed" // only mailtls user add creates accounts
+)
+
+// WebAccounts configure accounts and sessions (docs/web.md).
+type WebAccounts struct {
+	Registration string `yaml:"registration"` // open (default), invite or closed
+	// SessionIdleTimeout ends a session not used for this long (default
+	// 12h); SessionLifetime ends any session this long after the login
+	// (default 168h, 7 days).
+	SessionIdleTimeout Duration `yaml:"session_idle_timeout"`
+	SessionLifetime    Duration `yaml:"session_lifetime"`
+}
+
+// Bounds and defaults of sessions.
+const (
+	DefaultSessionIdleTimeout = 12 * time.Hour
+	DefaultSessionLifetime    = 7 * 24 * time.Hour
+	MaxSessionLifetime        = 30 * 24 * time.Hour
+)
 
 // Reports is the TLS-RPT intake role (RFC 8460; docs/reports.md).
 type Reports struct {
@@ -172,9 +260,10 @@ type Web struct {
 	PublicURL string `yaml:"public_url"`
 	// TrustedProxies are networks (CIDR) whose X-Forwarded-For header names
 	// the client, for the per-client limits.
-	TrustedProxies []string   `yaml:"trusted_proxies"`
-	Limits         WebLimits  `yaml:"limits"`
-	Scanner        WebScanner `yaml:"scanner"`
+	TrustedProxies []string    `yaml:"trusted_proxies"`
+	Limits         WebLimits   `yaml:"limits"`
+	Scanner        WebScanner  `yaml:"scanner"`
+	Accounts       WebAccounts `yaml:"accounts"`
 }
 
 // WebTLS is the certificate of the HTTPS listeners: PEM files, or from an
@@ -374,6 +463,14 @@ func (c *Config) applyDefaults() {
 	if c.Reports != nil {
 		c.Reports.applyDefaults()
 	}
+	if m := c.Mail; m != nil {
+		if m.TLS == "" {
+			m.TLS = string(mail.StartTLS)
+		}
+		if m.Timeout == 0 {
+			m.Timeout = Duration(mail.DefaultTimeout)
+		}
+	}
 	h := c.Host
 	if h == nil {
 		return
@@ -456,6 +553,12 @@ func (w *Web) applyDefaults() {
 	setDur(&l.WriteTimeout, 30*time.Second)
 	setDur(&l.IdleTimeout, 60*time.Second)
 	setDur(&w.Scanner.Timeout, 60*time.Second)
+	a := &w.Accounts
+	if a.Registration == "" {
+		a.Registration = RegistrationOpen
+	}
+	setDur(&a.SessionIdleTimeout, DefaultSessionIdleTimeout)
+	setDur(&a.SessionLifetime, DefaultSessionLifetime)
 	if a := w.TLS.ACME; a != nil {
 		if a.CA == "" {
 			a.CA = DefaultACMECA
@@ -560,6 +663,18 @@ func (w *Web) validate(v *validator) {
 	}
 	if w.Scanner.Timeout.D() > 10*time.Minute {
 		v.bad("web.scanner.timeout", "web.scanner.timeout %s: at most 10m", w.Scanner.Timeout.D())
+	}
+	a := w.Accounts
+	switch a.Registration {
+	case RegistrationOpen, RegistrationInvite, RegistrationClosed:
+	default:
+		v.bad("web.accounts.registration", "web.accounts.registration %q: use open, invite or closed", a.Registration)
+	}
+	if a.SessionLifetime.D() > MaxSessionLifetime {
+		v.bad("web.accounts.session_lifetime", "web.accounts.session_lifetime %s: at most %s", a.SessionLifetime.D(), MaxSessionLifetime)
+	}
+	if a.SessionIdleTimeout.D() > a.SessionLifetime.D() {
+		v.bad("web.accounts.session_idle_timeout", "web.accounts.session_idle_timeout %s is longer than session_lifetime %s", a.SessionIdleTimeout.D(), a.SessionLifetime.D())
 	}
 }
 
@@ -686,6 +801,12 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	}
 	if r := c.Reports; r != nil {
 		r.validate(v, c)
+	}
+	if m := c.Mail; m != nil {
+		m.validate(v)
+	}
+	if strings.Contains(c.Store, "://") {
+		v.bad("store", "store %q: give the path of a SQLite file (PostgreSQL is not supported yet)", c.Store)
 	}
 	return v.errs
 }

@@ -29,6 +29,16 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	if err != nil || empty.Admin.Listen != DefaultAdminListen || empty.Web != nil {
 		t.Errorf("an empty file names no role: %v %+v", err, empty.Web)
 	}
+	if a := c.Web.Accounts; a.Registration != RegistrationOpen || a.SessionIdleTimeout.D() != 12*time.Hour || a.SessionLifetime.D() != 7*24*time.Hour {
+		t.Errorf("account defaults %+v", a)
+	}
+	if c.Store != "" || c.Mail != nil {
+		t.Errorf("store %q (the data directory's file is chosen by serve), mail %+v (none: mail goes to the log)", c.Store, c.Mail)
+	}
+	m, err := Parse("m.yaml", []byte("mail: {relay: \"smtp.example.com:587\", from: \"mailtls <noreply@example.com>\"}\n"))
+	if err != nil || m.Mail.TLS != "starttls" || m.Mail.Timeout.D() != 30*time.Second {
+		t.Errorf("mail defaults: %v %+v", err, m.Mail)
+	}
 	w, err := Parse("w.yaml", []byte("web: {}\n"))
 	if err != nil || w.Web == nil || w.Web.Listen[0] != DefaultWebListen || w.Web.Limits.Reuse.D() != 2*time.Minute || w.Web.Limits.ConcurrentScans != 4 {
 		t.Errorf("web: {} takes the defaults: %v %+v", err, w.Web)
@@ -113,6 +123,20 @@ func TestErrors(t *testing.T) {
 		{"web: acme and a certificate", "web:\n  listen_https: [\"127.0.0.1:8443\"]\n  public_url: https://check.example.com\n  tls:\n    cert: c.pem\n    key: k.pem\n    acme: {}\n", ErrInvalid, 7, "not both"},
 		{"web: acme without https listener", "web:\n  public_url: https://check.example.com\n  tls:\n    acme: {}\n", ErrInvalid, 4, "needs an HTTPS listener"},
 		{"web: acme http-01 without a plain listener", "web:\n  listen: []\n  listen_https: [\"127.0.0.1:8443\"]\n  public_url: https://check.example.com\n  tls:\n    acme: {challenges: [http-01]}\n", ErrInvalid, 6, "tls-alpn-01 challenge is needed"},
+		{"web: bad registration", "web:\n  accounts: {registration: public}\n", ErrInvalid, 2, `web.accounts.registration "public"`},
+		{"web: idle longer than lifetime", "web:\n  accounts: {session_idle_timeout: 48h, session_lifetime: 24h}\n", ErrInvalid, 2, "longer than session_lifetime"},
+		{"web: lifetime too long", "web:\n  accounts: {session_lifetime: 2000h}\n", ErrInvalid, 2, "web.accounts.session_lifetime"},
+		{"store: a URL", "store: postgres://db/mailtls\n", ErrInvalid, 1, "not supported yet"},
+		{"mail: no relay", "mail:\n  from: noreply@example.com\n", ErrInvalid, 1, "mail.relay"},
+		{"mail: no from", "mail:\n  relay: smtp.example.com:587\n", ErrInvalid, 1, "mail.from"},
+		{"mail: bad from", "mail:\n  relay: smtp.example.com:587\n  from: nobody\n", ErrInvalid, 1, "mail.from"},
+		{"mail: relay without port", "mail:\n  relay: smtp.example.com\n  from: noreply@example.com\n", ErrInvalid, 1, "want host:port"},
+		// Links and passwords never cross a network in clear.
+		{"mail: plain text to a remote relay", "mail:\n  relay: smtp.example.com:25\n  tls: none\n  from: noreply@example.com\n", ErrInvalid, 1, "loopback"},
+		{"mail: bad tls", "mail:\n  relay: smtp.example.com:25\n  tls: ssl\n  from: noreply@example.com\n", ErrInvalid, 1, "use starttls, tls or none"},
+		{"mail: password twice", "mail:\n  relay: smtp.example.com:587\n  from: noreply@example.com\n  username: u\n  password: p\n  password_file: /etc/hostname\n", ErrInvalid, 5, "not both"},
+		{"mail: password without user", "mail:\n  relay: smtp.example.com:587\n  from: noreply@example.com\n  password: p\n", ErrInvalid, 1, "needs a username"},
+		{"mail: password file is a device", "mail:\n  relay: smtp.example.com:587\n  from: noreply@example.com\n  username: u\n  password_file: /dev/zero\n", ErrInvalid, 5, "not a regular file"},
 		{"web: certificate is a device", "web:\n  tls: {cert: /dev/zero, key: /dev/zero}\n", ErrInvalid, 2, "web.tls.cert /dev/zero: not a regular file"},
 		{"reports: a domain not canonical", "web: {}\nreports:\n  domains: [Example.COM]\n", ErrInvalid, 3, "reports.domains"},
 		{"reports: https without host or web", "reports:\n  domains: [example.com]\n", ErrInvalid, 1, "neither role is on"},
@@ -256,7 +280,7 @@ func TestDocumentedExample(t *testing.T) {
 	example := m[0][1]
 	// The example points at certificate files; make them exist.
 	dir := t.TempDir()
-	for _, f := range []string{"/etc/mailtls/customer3.pem", "/etc/mailtls/customer3.key"} {
+	for _, f := range []string{"/etc/mailtls/customer3.pem", "/etc/mailtls/customer3.key", "/etc/mailtls/smtp-password"} {
 		os.WriteFile(filepath.Join(dir, filepath.Base(f)), []byte("x"), 0o600)
 		example = []byte(strings.ReplaceAll(string(example), f, filepath.Join(dir, filepath.Base(f))))
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/mail"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
@@ -71,9 +72,12 @@ type Options struct {
 	WebResolver Resolver
 	WebNet      dial.NetDial
 	WebRoots    *x509.CertPool
-	// Getenv reads the environment for the store's default path (default
-	// os.Getenv).
+	// Getenv reads the environment for the store's default path
+	// (sqlstore.DefaultPath); default os.Getenv.
 	Getenv func(string) string
+	// MailRoots verify the mail relay's certificate instead of the system
+	// roots (tests).
+	MailRoots *x509.CertPool
 	// IMAPDial and IMAPRoots replace the reports role's IMAP connections
 	// and their trusted roots (tests).
 	IMAPDial  func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -131,12 +135,9 @@ type Daemon struct {
 	fileHash [sha256.Size]byte
 	roles    []role
 
-	// The store (store.path), opened by the first role that needs it.
-	dbOnce sync.Once
-	db     *sqlstore.DB
-	dbErr  error
-	getenv func(string) string
-	uid    int
+	store     *sqlstore.DB // open while a role that keeps data runs; nil otherwise
+	storePath string
+	mail      mail.Sender // the relay, or the log without one
 	// reportsHTTPS routes the TLS-RPT HTTPS intake on the host and web
 	// listeners (nil: off).
 	reportsHTTPS atomic.Pointer[route]
@@ -166,11 +167,11 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 15 * time.Second
 	}
-	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
-		addrs: map[string][]string{}, failed: make(chan error, 1), getenv: opts.Getenv, uid: os.Getuid()}
-	if d.getenv == nil {
-		d.getenv = os.Getenv
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
 	}
+	d := &Daemon{opts: opts, level: new(slog.LevelVar), reg: prometheus.NewRegistry(),
+		addrs: map[string][]string{}, failed: make(chan error, 1)}
 	cfg, sum, err := d.load(ctx, 0)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -321,9 +322,16 @@ func (d *Daemon) run(ctx context.Context) error {
 		if !waitUntil(sctx, &d.serving) {
 			d.log.Warn("shutdown: listeners still serving after the grace period")
 		}
-		if d.db != nil {
-			d.db.Close()
+		if d.store != nil { // after every role and listener: they use it
+			d.store.Close()
 		}
+	}
+	if err := d.openStore(ctx); err != nil {
+		return err
+	}
+	if err := d.openMail(); err != nil {
+		shutdown()
+		return &ConfigError{Err: err}
 	}
 	var names []string
 	for _, rt := range roleTypes {
@@ -477,6 +485,12 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 	if next.Log.Format != d.cfg.Log.Format {
 		restart = append(restart, "log.format")
 	}
+	if next.Store != d.cfg.Store {
+		restart = append(restart, "store")
+	}
+	if fmt.Sprint(next.Mail) != fmt.Sprint(d.cfg.Mail) {
+		restart = append(restart, "mail")
+	}
 	for _, rt := range roleTypes {
 		if rt.on(next) != rt.on(d.cfg) {
 			restart = append(restart, rt.name+" (turning the role on or off)")
@@ -502,6 +516,9 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	degraded := false
+	if d.store != nil && d.storeHealth(r.Context(), &b) {
+		degraded = true
+	}
 	for _, r := range d.roles { // set at start, never changed
 		if r.health(&b, d.opts.Now()) {
 			degraded = true

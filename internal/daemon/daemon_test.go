@@ -98,6 +98,15 @@ func (e *env) start(opts Options) {
 	ready := make(chan map[string][]string, 1)
 	opts.ConfigPath, opts.Stderr, opts.Reload = e.cfgPath, e.logs, e.reload
 	opts.Ready = func(a map[string][]string) { ready <- a }
+	if opts.Getenv == nil {
+		// The store's default place is the test's directory, never $HOME.
+		opts.Getenv = func(k string) string {
+			if k == "STATE_DIRECTORY" {
+				return e.dir
+			}
+			return ""
+		}
+	}
 	if opts.WatchInterval == 0 {
 		opts.WatchInterval = 20 * time.Millisecond
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store"
-	"github.com/mailtls/mailtls/internal/store/sqlstore"
 	"github.com/mailtls/mailtls/internal/tlsrptintake"
 )
 
@@ -42,10 +41,7 @@ const janitorInterval = time.Hour
 
 func startReports(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
 	rc := c.Reports
-	db, err := d.openStore(ctx, c)
-	if err != nil {
-		return nil, err
-	}
+	db := d.store // opened by run: needsStore
 	var res resolve.Resolver = d.opts.Resolver
 	if res == nil {
 		servers := rc.Resolvers
@@ -127,24 +123,6 @@ func (d *Daemon) withReports(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// openStore opens serve's database once (store.path); run closes it
-// after every role has stopped.
-func (d *Daemon) openStore(ctx context.Context, c *config.Config) (*sqlstore.DB, error) {
-	d.dbOnce.Do(func() {
-		path := c.Store.Path
-		if path == "" {
-			path = sqlstore.DefaultPath(d.getenv, d.uid)
-		}
-		d.db, d.dbErr = sqlstore.Open(ctx, path, sqlstore.Options{Now: d.opts.Now, Logger: d.log})
-		if d.dbErr != nil {
-			d.dbErr = fmt.Errorf("store %s: %w", path, d.dbErr)
-		} else {
-			d.log.Info("store open", "path", path)
-		}
-	})
-	return d.db, d.dbErr
 }
 
 // smtpTLS is the STARTTLS configuration: static files, or the host
@@ -261,9 +239,6 @@ func (r *reportsRole) restartNeeded(next *config.Config) []string {
 	}
 	if !slices.Equal(cur.Resolvers, nr.Resolvers) {
 		out = append(out, "reports.resolvers")
-	}
-	if next.Store != r.cfg.Store {
-		out = append(out, "store.path")
 	}
 	return out
 }

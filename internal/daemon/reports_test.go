@@ -60,7 +60,7 @@ func TestReportsRole(t *testing.T) {
 	os.WriteFile(pw, []byte("secret\n"), 0o600)
 	dbPath := filepath.Join(e.dir, "store.db")
 	reports := func(domains string) string {
-		return fmt.Sprintf(`store: {path: %s}
+		return fmt.Sprintf(`store: %s
 reports:
   domains: [%s]
   smtp:
@@ -217,7 +217,7 @@ func Reload(e *env) error {
 func TestReportsOnWebListener(t *testing.T) {
 	e := newEnv(t)
 	dbPath := filepath.Join(e.dir, "store.db")
-	e.writeWebConfig(fmt.Sprintf("store: {path: %s}\nreports:\n  domains: [example.test]\n  https: {path: /reports/tlsrpt}\n", dbPath))
+	e.writeWebConfig(fmt.Sprintf("store: %s\nreports:\n  domains: [example.test]\n  https: {path: /reports/tlsrpt}\n", dbPath))
 	e.start(Options{Resolver: &resolve.Client{Servers: []string{e.l.DNS.Addr()}}})
 	base := "http://" + e.addrs["web"][0]
 	resp, err := http.Post(base+"/reports/tlsrpt", "application/tlsrpt+gzip", bytes.NewReader(tlsReport(t, "web-1", "example.test")))

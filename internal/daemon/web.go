@@ -19,8 +19,10 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scanjob"
@@ -30,12 +32,14 @@ import (
 // webRole is the web checker: its listeners, the scan jobs and the
 // janitor that deletes expired results.
 type webRole struct {
-	srv     *http.Server
-	jobs    *scanjob.Manager
-	stop    context.CancelFunc
-	janitor sync.WaitGroup
-	cfg     *config.Web
-	acme    *policyhost.ACME // web.tls.acme; nil otherwise
+	srv      *http.Server
+	jobs     *scanjob.Manager
+	accounts *account.Service // nil without a store
+	monitor  *monitor.Worker  // nil without a store
+	stop     context.CancelFunc
+	janitor  sync.WaitGroup
+	cfg      *config.Web
+	acme     *policyhost.ACME // web.tls.acme; nil otherwise
 }
 
 // startWeb opens the web checker's listeners and serves. On error it
@@ -89,7 +93,6 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 	jctx, stop := context.WithCancel(context.Background())
 	r := &webRole{jobs: jobs, stop: stop, cfg: c}
 	r.srv = &http.Server{
-		Handler:           d.withReports(ws.Handler()),
 		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
 		ReadTimeout:       l.ReadTimeout.D(),
 		WriteTimeout:      l.WriteTimeout.D(),
@@ -135,11 +138,35 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		}
 		// TLS-ALPN-01 (RFC 8737): chosen only when a validator offers it.
 		tc.NextProtos = append(tc.NextProtos, "acme-tls/1")
-		r.srv.Handler = r.acme.HTTPHandler(r.srv.Handler) // HTTP-01
 	}
 	for _, ln := range secure {
 		lns = append(lns, tls.NewListener(ln, tc))
 	}
+	if d.store != nil {
+		r.accounts = newAccounts(d, c, lns)
+		ws.Accounts, ws.Store, ws.PublicURL, ws.Now = r.accounts, d.store, c.PublicURL, d.opts.Now
+		ws.SessionIdleTimeout, ws.SessionLifetime = c.Accounts.SessionIdleTimeout.D(), c.Accounts.SessionLifetime.D()
+		// The pages and API of saved domains, with this server's users
+		// (sessions and API tokens).
+		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now, BaseURL: c.PublicURL,
+			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...)}
+		// The worker rescans the saved domains and sends their alerts.
+		w, err := newMonitor(d, c, monitor.ServeOptions{Scanner: sc}, res, allow)
+		if err != nil {
+			closeListeners(lns)
+			return r, fmt.Errorf("web: monitoring: %w", err)
+		}
+		r.monitor, ws.Monitor.Poke = w, w.Poke
+		r.janitor.Add(1)
+		go func() { defer r.janitor.Done(); w.Run(jctx) }()
+	}
+	// The handler is made once ws is complete: the TLS-RPT intake in
+	// front, and ACME's HTTP-01 answers in front of that.
+	h := d.withReports(ws.Handler())
+	if r.acme != nil {
+		h = r.acme.HTTPHandler(h)
+	}
+	r.srv.Handler = h
 	for _, ln := range lns {
 		d.serve(func() error { return r.srv.Serve(ln) })
 	}
@@ -174,6 +201,27 @@ func newWebACME(d *Daemon, c *config.Web, https, plain []net.Listener) (*policyh
 		return nil, fmt.Errorf("web.tls.acme: %w", err)
 	}
 	return m, nil
+
+}
+
+// newAccounts makes the account service of the web role. Links in mails
+// point at web.public_url, else at the first listener: never at a
+// request's Host header, which the client chooses.
+func newAccounts(d *Daemon, c *config.Web, lns []net.Listener) *account.Service {
+	base := c.PublicURL
+	if base == "" && len(lns) > 0 {
+		scheme := "http" // plain listeners come first
+		if len(c.Listen) == 0 {
+			scheme = "https"
+		}
+		host, port, _ := net.SplitHostPort(lns[0].Addr().String())
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+			host = "localhost"
+		}
+		base = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	return account.New(account.Config{Store: d.store, Mail: d.mail, BaseURL: base, Registration: c.Accounts.Registration,
+		Now: d.opts.Now, Log: d.log.With("role", "web", "component", "accounts")})
 }
 
 // loadKeyPair loads a certificate and its key, each read with the cap of
@@ -205,6 +253,10 @@ func (r *webRole) shutdown(ctx context.Context) error {
 		err = nil
 	}
 	err = errors.Join(err, r.jobs.Close(ctx))
+	if r.accounts != nil {
+		// Mails already promised (a verification link) go out first.
+		err = errors.Join(err, r.accounts.Close(ctx))
+	}
 	if r.acme != nil {
 		r.acme.Close()
 	}
@@ -229,6 +281,9 @@ func (r *webRole) apply(context.Context, *config.Config) error { return nil }
 func (r *webRole) health(w io.Writer, _ time.Time) bool {
 	queued, running := r.jobs.Counts()
 	fmt.Fprintf(w, "web: %d scans running, %d queued\n", running, queued)
+	if r.monitor != nil {
+		monitorHealth(w, r.monitor)
+	}
 	return false
 }
 

@@ -202,12 +202,22 @@ func TestDefaultsServeWebChecker(t *testing.T) {
 	waitFree(t, def.Web.Listen[0], def.Admin.Listen)
 	resolv := t.TempDir() + "/resolv.conf"
 	os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o600)
+	// Without configuration the store is created in the data directory:
+	// here systemd's STATE_DIRECTORY points it at the test's directory
+	// (root's default would be /var/lib/mailtls).
+	data := filepath.Join(t.TempDir(), "state")
+	getenv := func(k string) string {
+		if k == "STATE_DIRECTORY" {
+			return data
+		}
+		return ""
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string][]string, 1)
 	done := make(chan error, 1)
 	logs := &lab.LogBuffer{}
 	go func() {
-		done <- Run(ctx, Options{Stderr: logs, ResolvConf: resolv, Ready: func(a map[string][]string) { ready <- a }})
+		done <- Run(ctx, Options{Stderr: logs, ResolvConf: resolv, Ready: func(a map[string][]string) { ready <- a }, Getenv: getenv})
 	}()
 	var addrs map[string][]string
 	select {
@@ -230,6 +240,12 @@ func TestDefaultsServeWebChecker(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "url=http://127.0.0.1:8080/") {
 		t.Errorf("log does not give the URL:\n%s", logs)
+	}
+	if st, err := os.Stat(filepath.Join(data, "mailtls.db")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the store was not created in the data directory, private: %v", err)
+	}
+	if h := get(t, "http://127.0.0.1:9470/healthz"); !strings.Contains(h, "store: ") || !strings.Contains(h, "schema version") {
+		t.Errorf("/healthz does not report the store:\n%s", h)
 	}
 	home := get(t, "http://127.0.0.1:8080/")
 	if !strings.Contains(home, `<form class="scan" method="post" action="/scan"`) {

@@ -31,9 +31,13 @@ package resolve
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Status classifies the outcome of one lookup.
@@ -254,4 +258,23 @@ func durationMS(d time.Duration) float64 {
 // their own one-method interface instead.
 type Resolver interface {
 	Lookup(ctx context.Context, name string, qtype uint16) *Answer
+}
+
+// HostAddrs looks up a host's A and AAAA records with r (a *Client or
+// a fake): its addresses, or an error naming both answers' rcodes when
+// it has none.
+func HostAddrs(ctx context.Context, r interface {
+	Lookup(ctx context.Context, name string, qtype uint16) *Answer
+}, host string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	var rcodes []string
+	for _, q := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		a := r.Lookup(ctx, host, q)
+		out = append(out, a.Addrs()...)
+		rcodes = append(rcodes, a.Rcode)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no address (A and AAAA answered %s)", strings.Join(rcodes, ", "))
+	}
+	return out, nil
 }

@@ -27,6 +27,7 @@ func (s *Server) routesAPI(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/scans", s.apiCreate)
 	mux.HandleFunc("GET /api/v1/scans/{id}", s.apiGet)
 	mux.HandleFunc("GET /api/v1/scans/{id}/events", s.apiEvents)
+	mux.HandleFunc("GET /api/v1/me", s.apiMe)
 	mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 		w.Header().Set("Cache-Control", "public, max-age=3600")
@@ -39,6 +40,7 @@ func (s *Server) routesAPI(mux *http.ServeMux) {
 		"/api/v1/scans/{id}":           "GET, HEAD",
 		"/api/v1/scans/{id}/events":    "GET, HEAD",
 		"/api/v1/openapi.yaml":         "GET, HEAD",
+		"/api/v1/me":                   "GET, HEAD",
 		"/api/v1/scans/{id}/{rest...}": "",
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {

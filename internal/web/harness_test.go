@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,13 +24,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/password"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/scanjob"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
 // labAllow are the lab's fake addresses (127.0.0.10 and up, ::1): a test
@@ -47,6 +51,12 @@ type harnessOptions struct {
 	tls   bool
 	// fetchTimeout is the policy fetch's response timeout (default 3s).
 	fetchTimeout time.Duration
+	// accounts turns accounts on, with a SQLite store on the harness clock
+	// and mail kept in h.mail; registration is its mode (default open).
+	accounts     bool
+	registration string
+	limits       *account.Limits
+	lifetime     time.Duration // the sessions' absolute lifetime (default 7 days)
 	// monitor serves saved domains when set.
 	monitor *Monitoring
 }
@@ -63,6 +73,12 @@ type harness struct {
 	store *scanjob.MemoryStore
 	clock *lab.Clock
 	api   routers.Router
+
+	// With accounts: the store, the service and the mail it sent.
+	db       *sqlstore.DB
+	dbPath   string
+	accounts *account.Service
+	mail     *mailbox
 
 	mu       sync.Mutex
 	requests []string
@@ -110,6 +126,30 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			t.Errorf("%v panics recovered", n)
 		}
 	})
+	if o.accounts {
+		hs.dbPath = filepath.Join(t.TempDir(), "store.db")
+		db, err := sqlstore.Open(context.Background(), hs.dbPath, sqlstore.Options{Now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.db, hs.mail = db, &mailbox{}
+		hs.accounts = account.New(account.Config{Store: db, Mail: hs.mail, BaseURL: srv.URL, Registration: o.registration,
+			Hasher: &password.Hasher{Params: password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},
+			Now:    clock.Now, Limits: o.limits})
+		w.Accounts, w.Store, w.Now, w.SessionLifetime = hs.accounts, db, clock.Now, o.lifetime
+		if w.Monitor == nil {
+			// The pages of saved domains, with this server's users.
+			w.Monitor = &Monitoring{Store: db, Users: w, Now: clock.Now}
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := hs.accounts.Close(ctx); err != nil {
+				t.Error(err)
+			}
+			db.Close()
+		})
+	}
 	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
 	if err != nil {
 		t.Fatalf("openapi.yaml: %v", err)

@@ -570,7 +570,7 @@ func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "Page not found", "This unsubscribe link is not valid.")
 		return
 	}
-	s.render(w, http.StatusOK, "unsubscribe", unsubscribeView{page: page{Title: "Unsubscribe", Main: "Unsubscribe from alerts"}, ID: id})
+	s.render(w, r, http.StatusOK, "unsubscribe", &unsubscribeView{page: page{Title: "Unsubscribe", Main: "Unsubscribe from alerts"}, ID: id})
 }
 
 type unsubscribeView struct {

@@ -31,6 +31,11 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
+			// With accounts, a form post also needs the session's CSRF
+			// token (as every account form does).
+			if r.Method == http.MethodPost && s.sessions != nil && !s.checkCSRF(w, r) {
+				return
+			}
 			h(w, r, user)
 		})
 	}
@@ -94,6 +99,7 @@ func (r dashboardRow) html(b *strings.Builder) {
 
 type dashboardView struct {
 	page
+	Notice   string
 	Count    int
 	Rows     template.HTML // the table's rows (dashboardRow.html)
 	Problems int           // domains with open problems
@@ -130,6 +136,9 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 	}
 	now := s.Monitor.now()
 	v := dashboardView{page: page{Title: "Your domains"}, Count: len(rows)}
+	if r.URL.Query().Get("done") == "removed" {
+		v.Notice = "The domain and its history were removed."
+	}
 	const stamp = "2006-01-02 15:04 UTC"
 	var b strings.Builder
 	b.Grow(300 * len(rows))
@@ -161,7 +170,7 @@ func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, user stor
 		row.html(&b)
 	}
 	v.Rows = template.HTML(b.String())
-	s.render(w, http.StatusOK, "dashboard", v)
+	s.render(w, r, http.StatusOK, "dashboard", &v)
 }
 
 // pageDomain loads the user's domain of the path; another account's is
@@ -209,6 +218,8 @@ var notices = map[string]string{
 	"rescan":   "The domain is being scanned again; reload this page in a minute.",
 	"cooldown": "The domain was scanned moments ago; rescan it again in a few minutes.",
 	"muted":    "Alerts for this domain are muted.",
+	"saved":    "The domain is saved: it is scanned now and then every day, and its history is kept here.",
+	"exists":   "This domain was saved already.",
 	"unmuted":  "Alerts for this domain are on again.",
 }
 
@@ -247,7 +258,7 @@ func (s *Server) domainPage(w http.ResponseWriter, r *http.Request, user store.U
 			v.Problems = append(v.Problems, pv)
 		}
 	}
-	s.render(w, http.StatusOK, "domain", v)
+	s.render(w, r, http.StatusOK, "domain", &v)
 }
 
 // pageScan loads a scan of the domain.
@@ -306,7 +317,7 @@ func (s *Server) savedScanPage(w http.ResponseWriter, r *http.Request, user stor
 			}
 		}
 	}
-	s.render(w, http.StatusOK, "savedscan", v)
+	s.render(w, r, http.StatusOK, "savedscan", &v)
 }
 
 func (s *Server) savedScanJSON(w http.ResponseWriter, r *http.Request, user store.UserID) {
@@ -373,7 +384,7 @@ func (s *Server) diffPage(w http.ResponseWriter, r *http.Request, user store.Use
 			v.Changed = append(v.Changed, sd)
 		}
 	}
-	s.render(w, http.StatusOK, "diff", v)
+	s.render(w, r, http.StatusOK, "diff", &v)
 }
 
 func (s *Server) rescanForm(w http.ResponseWriter, r *http.Request, user store.UserID) {

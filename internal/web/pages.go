@@ -17,6 +17,7 @@ import (
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scanjob"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 // progressWait bounds how long a progress page without JavaScript waits
@@ -46,7 +47,18 @@ type page struct {
 	Title string
 	// Main is the heading of the page.
 	Main string
+	// Nav is the account part of the header, set by render.
+	Nav nav
 }
+
+// nav is the header's account links.
+type nav struct {
+	Accounts bool        // accounts are on
+	User     *store.User // logged in
+	CSRF     string      // the session's CSRF token, for forms (logged in only)
+}
+
+func (p *page) pageData() *page { return p }
 
 type homeView struct {
 	page
@@ -56,7 +68,15 @@ type homeView struct {
 	EHLOName string
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+// render writes a page; data is a pointer to a view embedding page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+	if p, ok := data.(interface{ pageData() *page }); ok {
+		n := nav{Accounts: s.Accounts != nil, User: CurrentUser(r)}
+		if n.User != nil {
+			n.CSRF = s.sessions.GetString(r.Context(), sessionCSRF)
+		}
+		p.pageData().Nav = n
+	}
 	var b bytes.Buffer
 	if err := templates[name].Execute(&b, data); err != nil {
 		s.Log.Error("rendering a page failed", "page", name, "error", err)
@@ -74,7 +94,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
-	s.render(w, http.StatusOK, "home", homeView{page: page{Title: "Check a domain"}, SMTP: true, EHLOName: s.EHLOName})
+	s.render(w, r, http.StatusOK, "home", &homeView{page: page{Title: "Check a domain"}, SMTP: true, EHLOName: s.EHLOName})
 }
 
 type errorView struct {
@@ -82,8 +102,8 @@ type errorView struct {
 	Message string
 }
 
-func (s *Server) errorPage(w http.ResponseWriter, _ *http.Request, status int, title, msg string) {
-	s.render(w, status, "error", errorView{page: page{Title: title}, Message: msg})
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
+	s.render(w, r, status, "error", &errorView{page: page{Title: title}, Message: msg})
 }
 
 // submitForm starts a scan from the home page's form and sends the
@@ -110,7 +130,7 @@ func (s *Server) submitForm(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ie) {
 			msg = ie.Reason
 		}
-		s.render(w, http.StatusBadRequest, "home", homeView{page: page{Title: "Check a domain"}, Domain: input, SMTP: smtp,
+		s.render(w, r, http.StatusBadRequest, "home", &homeView{page: page{Title: "Check a domain"}, Domain: input, SMTP: smtp,
 			Error: "That is not a domain we can scan: " + msg + ".", EHLOName: s.EHLOName})
 		return
 	}
@@ -127,7 +147,7 @@ func (s *Server) submitForm(w http.ResponseWriter, r *http.Request) {
 // Without JavaScript the progress page asks again at once with ?seen=N,
 // and that request waits until a stage beyond N finishes.
 func (s *Server) scanPage(w http.ResponseWriter, r *http.Request) {
-	j := s.job(w, r, s.pageNotFound)
+	j := s.job(w, r, s.pageNotFound(r))
 	if j == nil {
 		return
 	}
@@ -145,7 +165,8 @@ func (s *Server) scanPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !snap.State.Final() {
-		s.render(w, http.StatusOK, "progress", progressView(snap))
+		v := progressView(snap)
+		s.render(w, r, http.StatusOK, "progress", &v)
 		return
 	}
 	rec := snap.Record
@@ -159,12 +180,15 @@ func (s *Server) scanPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "Internal error", "The result could not be shown.")
 		return
 	}
-	s.render(w, http.StatusOK, "result", newResultView(snap, doc))
+	v := newResultView(snap, doc)
+	s.render(w, r, http.StatusOK, "result", &v)
 }
 
-func (s *Server) pageNotFound(w http.ResponseWriter, status int, _, _ string) {
-	s.render(w, status, "error", errorView{page: page{Title: "Scan not found"},
-		Message: "This scan does not exist or has expired: anonymous results are deleted an hour after the scan. Scan the domain again from the home page."})
+func (s *Server) pageNotFound(r *http.Request) func(http.ResponseWriter, int, string, string) {
+	return func(w http.ResponseWriter, status int, _, _ string) {
+		s.render(w, r, status, "error", &errorView{page: page{Title: "Scan not found"},
+			Message: "This scan does not exist or has expired: anonymous results are deleted an hour after the scan. Scan the domain again from the home page."})
+	}
 }
 
 // progress page
@@ -249,7 +273,7 @@ func crlf(s string) string {
 
 // finished returns the record of a done scan, or answers 404.
 func (s *Server) finished(w http.ResponseWriter, r *http.Request) *scanjob.Record {
-	j := s.job(w, r, s.pageNotFound)
+	j := s.job(w, r, s.pageNotFound(r))
 	if j == nil {
 		return nil
 	}

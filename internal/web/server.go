@@ -20,8 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/fetch"
@@ -29,6 +31,7 @@ import (
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/scanjob"
 	"github.com/mailtls/mailtls/internal/smtpprobe"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 // Server serves the web checker. Set the fields, then use Handler.
@@ -57,10 +60,23 @@ type Server struct {
 	// checker alone.
 	Monitor *Monitoring
 
-	once    sync.Once
-	handler http.Handler
-	mu      sync.Mutex
-	streams map[string]int // open streams by client key
+	// Accounts turns accounts on (sign-up, login, settings, API tokens);
+	// nil serves the anonymous checker alone. Store then holds the users
+	// and the sessions.
+	Accounts *account.Service
+	Store    store.Store
+	// SessionIdleTimeout and SessionLifetime end sessions (defaults 12h
+	// and 7 days).
+	SessionIdleTimeout time.Duration
+	SessionLifetime    time.Duration
+	// Now is the clock of saved domains' first scans (nil: time.Now).
+	Now func() time.Time
+
+	once     sync.Once
+	sessions *scs.SessionManager
+	handler  http.Handler
+	mu       sync.Mutex
+	streams  map[string]int // open streams by client key
 }
 
 // Metrics of the web role (fixed labels only).
@@ -110,21 +126,30 @@ func (s *Server) Handler() http.Handler {
 		mux := http.NewServeMux()
 		s.routesAPI(mux)
 		s.routesPages(mux)
-		// Cross-site form posts are refused (Sec-Fetch-Site / Origin);
-		// requests without those headers, such as curl's, pass.
+		var h http.Handler = mux
+		// Cross-site form posts are refused on every route (Sec-Fetch-Site /
+		// Origin); requests without those headers, such as curl's, pass:
+		// they carry no browser's cookies, and the account forms also need
+		// the session's CSRF token.
 		cop := http.NewCrossOriginProtection()
 		if s.PublicURL != "" {
 			if err := cop.AddTrustedOrigin(s.PublicURL); err != nil {
 				s.Log.Warn("web: public_url is not an origin", "error", err)
 			}
 		}
+		cop.SetDenyHandler(http.HandlerFunc(s.crossOriginRefused))
 		if s.Monitor != nil {
 			s.routesMonitor(mux)
 			// A mail client's one-click unsubscribe is a cross-site POST
 			// by design (RFC 8058); the link's id is its credential.
 			cop.AddInsecureBypassPattern("POST /unsubscribe/{id}")
 		}
-		s.handler = s.secure(cop.Handler(mux))
+		if s.Accounts != nil {
+			s.sessions = s.newSessions()
+			s.routesAccounts(mux)
+			h = s.withSessions(mux)
+		}
+		s.handler = s.secure(cop.Handler(h))
 	})
 	return s.handler
 }
