@@ -805,8 +805,14 @@ func (c *Config) validate(file string, lines map[string]int) Errors {
 	if m := c.Mail; m != nil {
 		m.validate(v)
 	}
+	// A URL's password never goes into a message.
 	if strings.Contains(c.Store, "://") {
-		v.bad("store", "store %q: give the path of a SQLite file (PostgreSQL is not supported yet)", c.Store)
+		switch {
+		case !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://"):
+			v.bad("store", "store: give the path of a SQLite file or a postgres:// URL")
+		case c.Web != nil || c.Reports != nil:
+			v.bad("store", "store: PostgreSQL keeps only the host role's certificates so far; the web and reports roles need the path of a SQLite file")
+		}
 	}
 	return v.errs
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -12,7 +13,8 @@ import (
 // newCertManager sets up ACME (certmagic) for the host role. The ports and
 // host are those of our own listeners, which answer the challenges
 // (certmagic then never binds a listener of its own).
-func newCertManager(d *Daemon, h *config.Host, https, plain []net.Listener) (certManager, error) {
+func newCertManager(ctx context.Context, d *Daemon, c *config.Config, https, plain []net.Listener) (certManager, error) {
+	h := c.Host
 	var roots *x509.CertPool
 	if f := h.ACME.TrustedRoots; f != "" {
 		pem, err := config.ReadLimited(f, policyhost.MaxCertFileSize)
@@ -30,7 +32,7 @@ func newCertManager(d *Daemon, h *config.Host, https, plain []net.Listener) (cer
 	if h := listenHost(plain); h != host {
 		host = ""
 	}
-	a, err := policyhost.NewACME(policyhost.ACMEOptions{
+	o := policyhost.ACMEOptions{
 		CA:           h.ACME.CA,
 		Email:        h.ACME.Email,
 		Challenges:   h.ACME.Challenges,
@@ -42,11 +44,28 @@ func newCertManager(d *Daemon, h *config.Host, https, plain []net.Listener) (cer
 		Log:          d.log.With("role", "host", "part", "acme"),
 		Metrics:      d.m,
 		Resolvers:    h.Resolvers,
-	})
+	}
+	if err := withCertStorage(ctx, d, c, &o); err != nil {
+		return nil, err
+	}
+	a, err := policyhost.NewACME(o)
 	if err != nil {
 		return nil, fmt.Errorf("host.acme: %w", err)
 	}
 	return a, nil
+}
+
+// withCertStorage gives o the certificates' storage shared through
+// PostgreSQL when the store is PostgreSQL (else o keeps its folder).
+func withCertStorage(ctx context.Context, d *Daemon, c *config.Config, o *policyhost.ACMEOptions) error {
+	s, err := d.certStorage(ctx, c)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		o.CertStorage = s
+	}
+	return nil
 }
 
 // listenHost is the host part of the first listener ("" for all

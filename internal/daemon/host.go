@@ -96,7 +96,7 @@ func startHost(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
 		return nil, fmt.Errorf("host.listen_http: %w", err)
 	}
 	if !h.ACME.Disabled {
-		r.certs, err = newCertManager(d, h, https, plain)
+		r.certs, err = newCertManager(ctx, d, c, https, plain)
 		if err != nil {
 			closeAll()
 			return nil, err

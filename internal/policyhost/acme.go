@@ -59,8 +59,14 @@ type ACMEOptions struct {
 	// roots.
 	TrustedRoots *x509.CertPool
 	// Storage is the state folder; the account, keys and certificates go
-	// to Storage/certmagic. Required.
+	// to Storage/certmagic. Required unless CertStorage is set.
 	Storage string
+	// CertStorage, when set, is where certmagic keeps the account, keys,
+	// certificates, challenge tokens and locks instead of Storage: one
+	// shared by several instances (certstorage's PostgreSQL) makes them
+	// share certificates and order each once. It must also be a
+	// certmagic.TryLocker. NewACME's ACME does not close it.
+	CertStorage certmagic.Storage
 	// HTTPPort and TLSPort are the ports of our own plain-HTTP and HTTPS
 	// listeners, where the Server answers challenges through HTTPHandler
 	// and GetCertificate. ListenHost is those listeners' host ("" for all
@@ -148,8 +154,15 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	if o.CA == "" {
 		return nil, errors.New("policyhost: acme: no CA directory URL")
 	}
-	if o.Storage == "" {
-		return nil, errors.New("policyhost: acme: no storage folder")
+	storage := o.CertStorage
+	if storage == nil {
+		if o.Storage == "" {
+			return nil, errors.New("policyhost: acme: no storage folder")
+		}
+		storage = &certmagic.FileStorage{Path: filepath.Join(o.Storage, "certmagic")}
+	}
+	if _, ok := storage.(certmagic.TryLocker); !ok {
+		return nil, fmt.Errorf("policyhost: acme: storage %T cannot TryLock", storage)
 	}
 	log := o.Log
 	if log == nil {
@@ -190,7 +203,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	a := &ACME{log: log, metrics: m, running: map[string]context.CancelFunc{}, pending: map[string]*obtainment{}, failed: map[string]failure{}}
 	a.hosts.Store(&map[string]bool{})
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.storage = &closingStorage{fs: &certmagic.FileStorage{Path: filepath.Join(o.Storage, "certmagic")}, held: map[string]int{}}
+	a.storage = &closingStorage{fs: storage, held: map[string]int{}}
 	zl := newZap(log.Handler())
 
 	// A cache of our own (not certmagic's default one), so that nothing
@@ -514,11 +527,12 @@ func (a *ACME) onEvent(_ context.Context, event string, data map[string]any) err
 	return nil
 }
 
-// closingStorage is certmagic's FileStorage that Close can take away: it
-// counts operations in flight and locks held, and once closed it refuses
-// new operations (except Unlock) and reports when certmagic has let go.
+// closingStorage is certmagic's storage (FileStorage, or a shared one)
+// that Close can take away: it counts operations in flight and locks
+// held, and once closed it refuses new operations (except Unlock) and
+// reports when certmagic has let go.
 type closingStorage struct {
-	fs *certmagic.FileStorage
+	fs certmagic.Storage // a certmagic.TryLocker too (NewACME checks)
 
 	mu     sync.Mutex
 	closed bool
@@ -587,7 +601,7 @@ func (s *closingStorage) TryLock(ctx context.Context, name string) (bool, error)
 	if err := s.begin(); err != nil {
 		return false, err
 	}
-	ok, err := s.fs.TryLock(ctx, name)
+	ok, err := s.fs.(certmagic.TryLocker).TryLock(ctx, name)
 	s.mu.Lock()
 	if ok {
 		s.held[name]++
@@ -661,7 +675,7 @@ func (s *closingStorage) Stat(ctx context.Context, key string) (certmagic.KeyInf
 }
 
 // String names the storage in certmagic's logs.
-func (s *closingStorage) String() string { return s.fs.String() }
+func (s *closingStorage) String() string { return fmt.Sprint(s.fs) }
 
 // newZap makes the zap logger certmagic wants, writing to h.
 func newZap(h slog.Handler) *zap.Logger {
