@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailtls/mailtls/internal/bulk"
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/mtasts"
 )
 
 // popLab starts a lab with a generated population and returns it with the
@@ -319,6 +322,115 @@ func TestBulkSharedWork(t *testing.T) {
 	}
 	if s.Shared.PeakPerAddress > bulk.DefaultPerAddress {
 		t.Errorf("summary: peak %d per address", s.Shared.PeakPerAddress)
+	}
+}
+
+// TestBulkSharedLookupsAndFetches counts at the lab's own servers what a
+// run asks once and what it must ask per domain: the TLSA records and the
+// addresses of an MX host shared by many domains are each queried once in
+// the run (the answers' TTLs and the negative TTL of the zone's SOA, RFC
+// 2308 §5, outlast it), a tenant's own MX name once each, and every
+// domain's policy host gets exactly one fetch (the request without
+// Accept-Encoding and one per header senders send), never a second.
+func TestBulkSharedLookupsAndFetches(t *testing.T) {
+	l, p, args := popLab(t, lab.PopulationOptions{Domains: 60, SharedMX: 2, Kinds: []string{lab.KindEnforce, lab.KindTenant, lab.KindEnforce}})
+	l.DNS.ResetQueries()
+	r := run(t, append(args, "-f", writeList(t, p), "--parallel", "30", "--address-interval", "1ms", "--quiet")...)
+	if r.code == ExitUsage {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	onceEach(t, readRecords(t, r.stdout), names(p))
+	asked := map[string]int{}
+	for _, q := range l.DNS.Queries() {
+		asked[dns.TypeToString[q.Type]+" "+q.Name]++
+	}
+	users := map[string]int{}
+	for _, d := range p.Domains {
+		users[d.MX]++
+	}
+	for mx, n := range users {
+		for _, q := range []string{"TLSA _25._tcp." + mx + ".", "A " + mx + ".", "AAAA " + mx + "."} {
+			if asked[q] != 1 {
+				t.Errorf("%s (MX of %d domains): asked %d times in the run, want once", q, n, asked[q])
+			}
+		}
+	}
+	if len(users) != 2+len(p.Domains)/3 {
+		t.Fatalf("%d MX hosts in the population, want the 2 shared ones and one per tenant", len(users))
+	}
+	perHost := 1 + len(mtasts.AcceptEncodings())
+	for _, d := range p.Domains {
+		if n := l.HTTPS.Requests("mta-sts." + d.Name); n != perHost {
+			t.Errorf("mta-sts.%s: %d requests, want %d (one fetch: without Accept-Encoding and with each of %q)", d.Name, n, perHost, mtasts.AcceptEncodings())
+		}
+	}
+}
+
+// TestBulk421SlowsOnlyItsDomains: a hosted-mail address that greets every
+// connection with 421 gets its connections spaced out more and more (one
+// second, then doubling: RFC 5321 §4.5.4.1, a client told "try later"
+// waits), as counted at that server, while the domains whose MX is
+// elsewhere are not held back: their records are all written before the
+// last domain on the 421 address gets its turn.
+func TestBulk421SlowsOnlyItsDomains(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 40, Kinds: []string{lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindEnforce, lab.KindTenant421}})
+	var busy, others []string
+	for _, d := range p.Domains {
+		if d.Kind == lab.KindTenant421 {
+			busy = append(busy, d.Name)
+		} else {
+			others = append(others, d.Name)
+		}
+	}
+	// --parallel above the number of domains: no domain waits for a slot,
+	// only for its address.
+	r := run(t, append(args, "-f", writeList(t, p), "--parallel", "50", "--quiet")...)
+	if r.code == ExitUsage {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	docs := readRecords(t, r.stdout)
+	onceEach(t, docs, names(p))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.BusyTenant.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sessions := p.BusyTenant.Sessions()
+	if len(sessions) != len(busy) {
+		t.Fatalf("the 421 address saw %d connections, want one per tenant MX name (%d)", len(sessions), len(busy))
+	}
+	// The gate lets the next connection start only a back-off after the
+	// previous one ended, so the gaps between the server's accepts are at
+	// least 1 s, 2 s, 4 s: a lower bound that load cannot break.
+	backoff := time.Second
+	for i := 1; i < len(sessions); i++ {
+		if gap := sessions[i].Start.Sub(sessions[i-1].Start); gap < backoff {
+			t.Errorf("connection %d to the 421 address %v after the one before, want at least %v", i+1, gap, backoff)
+		}
+		backoff *= 2
+	}
+	// Completion order: the last domain on the 421 address waited 7 s or
+	// more for its connection; every other domain was written before it.
+	last := -1
+	for i, d := range docs {
+		if slices.Contains(busy, d.Domain) {
+			last = i
+		}
+	}
+	for i, d := range docs[last+1:] {
+		t.Errorf("%s (MX elsewhere) written after the last domain on the 421 address (position %d)", d.Domain, last+2+i)
+	}
+	for _, d := range docs {
+		if !slices.Contains(busy, d.Domain) {
+			continue
+		}
+		for _, m := range d.MX {
+			for _, a := range m.Addresses {
+				if a.Failure != "banner-temporary" {
+					t.Errorf("%s: %s: failure %q, want banner-temporary (the 421 greeting)", d.Domain, m.Host, a.Failure)
+				}
+			}
+		}
 	}
 }
 

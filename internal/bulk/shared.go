@@ -21,15 +21,14 @@ import (
 // repeated lookup, fetch or probe.
 const (
 	dnsCacheSize   = 20000 // answers
-	fetchCacheSize = 1000  // policy fetches (each up to 4 x 64 KiB of body)
 	probeCacheSize = 4096  // SMTP probe results (with their certificates)
-	// keepForRun is how long a probe or fetch result serves later domains
+	// keepForRun is how long a probe result serves later domains
 	// of the run: the run's view of a server is one observation.
 	keepForRun = 24 * time.Hour
 )
 
 // Shared is the work shared by every domain of a run: a DNS cache that
-// honours TTLs, policy fetches per (host, address), SMTP probe results per
+// honours TTLs, policy fetches in flight per (host, address), SMTP probe results per
 // (address, MX host name), and the per-address politeness Gate. Its
 // Resolver, Fetcher and Prober wrap the real ones behind the interfaces
 // package scan takes, so a scan does not know it runs in bulk.
@@ -78,9 +77,14 @@ func NewShared(ctx context.Context, gate *Gate, opTimeout time.Duration, now fun
 		now = time.Now
 	}
 	s := &Shared{
-		base:   ctx,
-		dns:    newCache[dnsKey, timedAnswer](dnsCacheSize, now),
-		fetch:  newCache[fetchKey, *fetch.Result](fetchCacheSize, now),
+		base: ctx,
+		dns:  newCache[dnsKey, timedAnswer](dnsCacheSize, now),
+		// Policy fetches are shared only while in flight, never kept: a
+		// fetch is of one domain's own policy host (the name is its SNI
+		// and Host header), and a run scans each domain once, so a kept
+		// result would never be asked for again; it would only hold up to
+		// three 64 KiB bodies in memory.
+		fetch:  newCache[fetchKey, *fetch.Result](0, now),
 		probe:  newCache[probeKey, *smtpprobe.Result](probeCacheSize, now),
 		gate:   gate,
 		now:    now,
@@ -215,8 +219,8 @@ type cachedFetcher struct {
 	next scan.Fetcher
 }
 
-// Fetch fetches the policy of host from ip once per run, after the Gate
-// lets it through; a fetch that the run's own bound cut short is not kept.
+// Fetch fetches the policy of host from ip after the Gate lets it through;
+// callers asking for the same fetch while it is under way share it.
 func (f *cachedFetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *fetch.Result {
 	key := fetchKey{strings.ToLower(host), ip}
 	r, ok := f.s.fetch.get(ctx, key, func() (*fetch.Result, time.Duration) {
@@ -229,10 +233,7 @@ func (f *cachedFetcher) Fetch(ctx context.Context, host string, ip netip.Addr) *
 		}
 		r := f.next.Fetch(octx, host, ip)
 		release(fetchSlow(r))
-		if octx.Err() != nil {
-			return r, 0
-		}
-		return r, keepForRun
+		return r, 0 // shared with the callers waiting, not kept (NewShared)
 	})
 	if !ok {
 		return &fetch.Result{URL: "https://" + host + mtasts.PolicyPath, Host: host, Address: addrPort(ip, 443),

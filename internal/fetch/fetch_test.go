@@ -238,10 +238,12 @@ func TestFetchAsSenders(t *testing.T) {
 	l := lab.New(t)
 	var mu sync.Mutex
 	seen := map[string]bool{}
+	curves := map[string]tls.CurveID{}
 	addr := host(t, l, "coded.test", tls.Certificate{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae := r.Header.Get("Accept-Encoding")
 		mu.Lock()
 		seen[ae] = true
+		curves[ae] = r.TLS.CurveID
 		mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain")
 		if ae != "" {
@@ -264,6 +266,16 @@ func TestFetchAsSenders(t *testing.T) {
 		if !seen[want[i]] {
 			t.Errorf("the server never saw Accept-Encoding: %s", want[i])
 		}
+		// The variants leave out the hybrid key share (CPU in bulk
+		// scans); their handshake is not evidence.
+		if c := curves[want[i]]; c != tls.X25519 {
+			t.Errorf("variant %q: key exchange %v, want X25519", want[i], c)
+		}
+	}
+	// The request whose TLS is the evidence offers what senders' stacks
+	// offer by default, the hybrid post-quantum group first.
+	if c := curves[""]; c != tls.X25519MLKEM768 {
+		t.Errorf("main fetch: key exchange %v, want X25519MLKEM768 (Go's default)", c)
 	}
 	f := fetcher(l)
 	f.AcceptEncodings = []string{}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -37,8 +38,9 @@ type HTTPS struct {
 }
 
 type vhost struct {
-	tls     *tls.Config
-	handler http.Handler
+	tls      *tls.Config
+	handler  http.Handler
+	requests atomic.Int64
 }
 
 // HostOptions are per-host TLS settings of the HTTPS server.
@@ -129,6 +131,17 @@ func hostKey(name string) string {
 	return strings.TrimSuffix(strings.ToLower(name), ".")
 }
 
+// Requests returns how many requests the server has taken for name since
+// it was registered (last).
+func (s *HTTPS) Requests(name string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if v, ok := s.hosts[hostKey(name)]; ok {
+		return int(v.requests.Load())
+	}
+	return 0
+}
+
 // configForClient picks the host's TLS config by SNI. For an unknown name
 // it returns nil, so the base config, which has no certificate, is used and
 // crypto/tls sends an unrecognized_name alert.
@@ -155,6 +168,7 @@ func (s *HTTPS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "lab: unknown host "+host, http.StatusMisdirectedRequest)
 		return
 	}
+	v.requests.Add(1)
 	v.handler.ServeHTTP(w, r)
 }
 

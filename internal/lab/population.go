@@ -26,6 +26,10 @@ const (
 	KindMX421      = "mx-421"         // MX on a shared server that greets with 421
 	KindTenant     = "tenant-mx"      // its own MX name on one shared address (hosted mail, Microsoft 365 style)
 	KindTarpit     = "mx-tarpit"      // MX on a shared server that never sends a banner (not in the default mix)
+	// KindTenant421: its own MX name on one shared address that greets
+	// every connection with 421 (a hosted-mail provider throttling a
+	// scanner; not in the default mix).
+	KindTenant421 = "tenant-mx-421"
 )
 
 // DefaultKinds is the default mix of a Population.
@@ -53,10 +57,10 @@ type Population struct {
 	Suffix  string
 	Domains []PopDomain
 	// SharedMX are the well-behaved shared MX servers; NoSTARTTLS, Busy
-	// (421), Tenant (every tenant MX name) and Tarpit the others, each on
-	// one address.
-	SharedMX                         []*SMTPServer
-	NoSTARTTLS, Busy, Tenant, Tarpit *SMTPServer
+	// (421), Tenant (every tenant MX name), BusyTenant (every 421 tenant
+	// MX name) and Tarpit the others, each on one address.
+	SharedMX                                     []*SMTPServer
+	NoSTARTTLS, Busy, Tenant, BusyTenant, Tarpit *SMTPServer
 	// MXAddrs maps each shared MX server to its address.
 	MXAddrs map[*SMTPServer]netip.Addr
 }
@@ -149,6 +153,20 @@ func (l *Lab) Populate(o PopulationOptions) (*Population, error) {
 		return nil, err
 	}
 
+	// 421 tenant MX names: *.busy-tenants.<sfx>, on one address.
+	busyAddr := l.NextAddr()
+	if p.BusyTenant, err = StartSMTP(SMTPOptions{Name: "busy-tenants." + sfx, Mode: SMTPBanner421}, l.CA); err != nil {
+		return nil, err
+	}
+	if err := l.addMX(p.BusyTenant, "busy-tenants."+sfx, []netip.Addr{busyAddr}); err != nil {
+		p.BusyTenant.Close()
+		return nil, err
+	}
+	p.MXAddrs[p.BusyTenant] = busyAddr
+	if err := l.DNS.Add(fmt.Sprintf("*.busy-tenants.%s. 300 IN A %s", sfx, busyAddr)); err != nil {
+		return nil, err
+	}
+
 	policyAddrs := make([]netip.Addr, o.PolicyAddrs)
 	for i := range policyAddrs {
 		policyAddrs[i] = l.NextAddr()
@@ -170,6 +188,8 @@ func (l *Lab) Populate(o PopulationOptions) (*Population, error) {
 			d.MX = "tarpit.shared." + sfx
 		case KindTenant:
 			d.MX = strings.ReplaceAll(strings.TrimSuffix(name, "."+sfx), ".", "-") + ".tenants." + sfx
+		case KindTenant421:
+			d.MX = strings.ReplaceAll(strings.TrimSuffix(name, "."+sfx), ".", "-") + ".busy-tenants." + sfx
 		}
 		recs := []string{fmt.Sprintf("%s. 300 IN MX 10 %s.", name, d.MX)}
 		mode, cover := "enforce", "*.shared."+sfx
@@ -180,6 +200,8 @@ func (l *Lab) Populate(o PopulationOptions) (*Population, error) {
 			cover = "mail.elsewhere.test"
 		case KindTenant:
 			cover = "*.tenants." + sfx
+		case KindTenant421:
+			cover = "*.busy-tenants." + sfx
 		}
 		hasPolicy := kind != KindNoMTASTS
 		if hasPolicy {

@@ -165,7 +165,8 @@ type SMTPMessage struct {
 
 // SMTPSession is what one client connection did, for assertions.
 type SMTPSession struct {
-	Remote string // the client's address, "127.0.0.1:PORT"
+	Remote string    // the client's address, "127.0.0.1:PORT"
+	Start  time.Time // when the server accepted the connection
 	// Commands are the lines the client sent, oldest first: the verb in
 	// upper case, then the rest of the line as received ("EHLO
 	// mailtls.example", "STARTTLS", "QUIT"). The stalling modes record
@@ -371,6 +372,7 @@ func (s *SMTPServer) Sessions() []SMTPSession {
 	for i, r := range s.records {
 		out[i] = SMTPSession{
 			Remote:     r.remote,
+			Start:      r.start,
 			Commands:   append([]string(nil), r.commands...),
 			TLS:        r.tls,
 			TLSVersion: r.version,
