@@ -45,17 +45,17 @@ var chartTypes = []tlsrpt.PolicyType{tlsrpt.PolicySTS, tlsrpt.PolicyTLSA, tlsrpt
 
 // reportsData is everything the page and the exports show.
 type reportsData struct {
-	Domain    string                   `json:"domain"`
-	Days      int                      `json:"days"`
-	Window    tlsrptview.Window        `json:"window"`
-	ScanAt    time.Time                `json:"scan_at,omitzero"` // the saved scan the verdict and explanations judge against; zero: none
-	Summary   *tlsrptview.Summary      `json:"summary"`
-	Readiness *tlsrptagg.Verdict       `json:"readiness"`
-	Failures  []tlsrptagg.Explanation  `json:"failures"`
-	Reporters []tlsrptview.Reporter    `json:"reporters"`
-	Reports   []tlsrptview.Item        `json:"reports"`
-	More      bool                     `json:"reports_truncated,omitempty"`
-	Daily     []tlsrptagg.DayTotals    `json:"-"`
+	Domain    string                  `json:"domain"`
+	Days      int                     `json:"days"`
+	Window    tlsrptview.Window       `json:"window"`
+	ScanAt    time.Time               `json:"scan_at,omitzero"` // the saved scan the verdict and explanations judge against; zero: none
+	Summary   *tlsrptview.Summary     `json:"summary"`
+	Readiness *tlsrptagg.Verdict      `json:"readiness"`
+	Failures  []tlsrptagg.Explanation `json:"failures"`
+	Reporters []tlsrptview.Reporter   `json:"reporters"`
+	Reports   []tlsrptview.Item       `json:"reports"`
+	More      bool                    `json:"reports_truncated,omitempty"`
+	Daily     []tlsrptagg.DayTotals   `json:"-"`
 	dailyBy   map[tlsrpt.PolicyType]map[time.Time]tlsrptagg.DayTotals
 }
 
