@@ -58,6 +58,7 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 		mux.HandleFunc("GET /channels/confirm", s.confirmAddressPage)
 		mux.HandleFunc("POST /channels/confirm", s.confirmAddressSubmit)
 	}
+	s.routesReportsPages(page)
 }
 
 // dashboardRow is one saved domain on the dashboard.
