@@ -19,7 +19,7 @@ import (
 	"github.com/mailtls/mailtls/internal/resolve"
 )
 
-const serveUsage = `Usage: mailtls serve [--config FILE]
+const serveUsage = `Usage: mailtls serve [--config FILE] [--roles ROLE,...]
        mailtls serve records [--config FILE] [--json] [--no-check] [--resolver HOST:PORT]...
 
 serve runs the long-lived roles named in the configuration file
@@ -29,6 +29,12 @@ with certificates from ACME or from files; the web checker (web:) scans
 domains in the browser and through a JSON API (docs/api.md). Without
 --config it runs on the defaults: the web checker on http://127.0.0.1:8080
 and the admin listener (/healthz and /metrics on 127.0.0.1:9470).
+
+--roles runs only the named roles of the configuration: host, resolver,
+web, worker (the rescans and alerts of saved domains; by default it runs
+beside web), reports and admin. Several instances sharing one store can so
+split the work (docs/scaling.md); a named role the file does not set up is
+an error.
 
 SIGHUP, or saving a changed configuration file, reloads it without dropping
 connections; a bad file is rejected with the reason and the previous
@@ -53,6 +59,16 @@ func runServe(ctx context.Context, args []string, env Env) int {
 	fs := flag.NewFlagSet("mailtls serve", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage); fs.PrintDefaults() }
 	cfgPath := fs.String("config", "", "the configuration `FILE` (docs/config.md); default: built-in defaults")
+	var roles []string
+	fs.Func("roles", "run only these `ROLES` (comma-separated: "+strings.Join(daemon.RoleNames(), ", ")+"); default: every configured role", func(v string) error {
+		roles = []string{}
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				roles = append(roles, r)
+			}
+		}
+		return nil
+	})
 	if ok, code := parseFlags(fs, args, env); !ok {
 		return code
 	}
@@ -84,7 +100,7 @@ func runServe(ctx context.Context, args []string, env Env) int {
 		}
 	}()
 	defer func() { stopFwd(); fwd.Wait() }()
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, Stderr: env.Stderr, Now: env.Now, Reload: reload, ResolvConf: env.ResolvConf, Getenv: env.Getenv})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: *cfgPath, Roles: roles, Stderr: env.Stderr, Now: env.Now, Reload: reload, ResolvConf: env.ResolvConf, Getenv: env.Getenv})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "mailtls serve:", err)
 		if errors.As(err, new(*daemon.ConfigError)) {

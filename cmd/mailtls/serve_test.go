@@ -245,6 +245,17 @@ func TestServeUsageErrors(t *testing.T) {
 	if r := run(t, "serve", "records"); r.code != ExitUsage {
 		t.Errorf("records without --config: exit %d", r.code)
 	}
+	// --roles names roles of the file (docs/scaling.md).
+	if r := run(t, "serve", "--config", bad, "--roles", "web, nope"); r.code != ExitUsage || !strings.Contains(r.stderr, "unknown key") {
+		t.Errorf("--roles with a bad file: exit %d %q", r.code, r.stderr)
+	}
+	web := filepath.Join(dir, "web.yaml")
+	os.WriteFile(web, []byte("admin: {listen: off}\nstore: "+filepath.Join(dir, "m.db")+"\nweb:\n  listen: [\"127.0.0.1:0\"]\n"), 0o600)
+	for roles, want := range map[string]string{"web,nope": `unknown role "nope"`, "host": "no host: section", "admin": `admin.listen is "off"`, "": "name at least one"} {
+		if r := run(t, "serve", "--config", web, "--roles", roles); r.code != ExitUsage || !strings.Contains(r.stderr, want) {
+			t.Errorf("--roles %q: exit %d %q, want %q", roles, r.code, r.stderr, want)
+		}
+	}
 	if r := run(t, "serve", "--help"); r.code != ExitOK || !strings.Contains(r.stderr+r.stdout, "SIGHUP") {
 		t.Errorf("serve --help: exit %d", r.code)
 	}

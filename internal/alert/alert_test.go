@@ -237,7 +237,7 @@ func TestClassify(t *testing.T) {
 		hs = append(hs, c)
 	}
 	slices.Sort(hs)
-	if strings.Join(hs, " ") != "dane history smtp tls-rpt" {
+	if strings.Join(hs, " ") != "dane history smtp tls-rpt tls-rpt-reports" {
 		t.Errorf("held %v", hs)
 	}
 

@@ -29,13 +29,17 @@ var transientIDs = map[string]bool{
 // the scan unable to judge: without the record or the policy, MX coverage
 // and the severity of certificate problems (which follows the policy's
 // mode) cannot be told; without the MX set, nothing below it.
+//
+// What the TLS-RPT reports show ("tls-rpt-reports") is explained against
+// the scan's policy and MX hosts: without them a blocking failure cannot
+// be told from a fixed one.
 var blinds = map[string][]string{
-	"mta-sts-record": {"mta-sts-record", "policy-host", "policy", "mx", "smtp", "dane", "tls-rpt", "history"},
-	"policy-host":    {"policy-host", "policy", "mx", "smtp", "history"},
-	"policy":         {"policy", "mx", "smtp", "history"},
-	"mx":             {"mx", "smtp", "dane", "history"},
-	"smtp":           {"smtp", "dane", "history"},
-	"dane":           {"dane", "history"},
+	"mta-sts-record": {"mta-sts-record", "policy-host", "policy", "mx", "smtp", "dane", "tls-rpt", "history", "tls-rpt-reports"},
+	"policy-host":    {"policy-host", "policy", "mx", "smtp", "history", "tls-rpt-reports"},
+	"policy":         {"policy", "mx", "smtp", "history", "tls-rpt-reports"},
+	"mx":             {"mx", "smtp", "dane", "history", "tls-rpt-reports"},
+	"smtp":           {"smtp", "dane", "history", "tls-rpt-reports"},
+	"dane":           {"dane", "history", "tls-rpt-reports"},
 	"tls-rpt":        {"tls-rpt", "history"},
 }
 

@@ -23,6 +23,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,7 @@ import (
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
 	"github.com/mailtls/mailtls/internal/mail"
+	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
@@ -73,9 +76,17 @@ type Options struct {
 	WebResolver Resolver
 	WebNet      dial.NetDial
 	WebRoots    *x509.CertPool
+	// Roles, when not nil, are the only roles this instance runs (serve
+	// --roles): a subset of host, resolver, web, worker, reports and
+	// admin, each configured. nil runs every configured role, and the
+	// admin listener unless it is "off".
+	Roles []string
 	// Getenv reads the environment for the store's default path
 	// (sqlstore.DefaultPath); default os.Getenv.
 	Getenv func(string) string
+	// MonitorPoll replaces how often the worker looks at the store for
+	// due domains and messages (tests; default 30s).
+	MonitorPoll time.Duration
 	// MailRoots verify the mail relay's certificate instead of the system
 	// roots (tests).
 	MailRoots *x509.CertPool
@@ -101,7 +112,7 @@ type role interface {
 }
 
 // roleTypes are the roles in start order; a role is on when its section
-// is present.
+// is present and Options.Roles, when given, names it.
 var roleTypes = []struct {
 	name  string
 	on    func(*config.Config) bool
@@ -110,6 +121,9 @@ var roleTypes = []struct {
 	{"host", func(c *config.Config) bool { return c.Host != nil }, startHost},
 	{"resolver", func(c *config.Config) bool { return c.Resolver != nil }, startResolver},
 	{"web", func(c *config.Config) bool { return c.Web != nil }, startWeb},
+	// The worker rides with the web section (its scanner settings and the
+	// saved domains of its accounts).
+	{"worker", func(c *config.Config) bool { return c.Web != nil }, startWorker},
 	// After host and web: the HTTPS intake answers on their listeners,
 	// and STARTTLS uses the host's certificates.
 	{"reports", func(c *config.Config) bool { return c.Reports != nil }, startReports},
@@ -147,6 +161,8 @@ type Daemon struct {
 	// reportsHTTPS routes the TLS-RPT HTTPS intake on the host and web
 	// listeners (nil: off).
 	reportsHTTPS atomic.Pointer[route]
+	// worker is this process's monitor worker, when the worker role runs.
+	worker atomic.Pointer[monitor.Worker]
 
 	addrs   map[string][]string // listener addresses by name (start only)
 	serving sync.WaitGroup      // every goroutine that serves a listener
@@ -183,6 +199,9 @@ func Run(ctx context.Context, opts Options) error {
 		if ctx.Err() != nil {
 			return nil // stopped while loading
 		}
+		return &ConfigError{Err: err}
+	}
+	if err := checkRoles(opts.Roles, cfg); err != nil {
 		return &ConfigError{Err: err}
 	}
 	d.cfg, d.fileHash = cfg, sum
@@ -344,7 +363,7 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 	var names []string
 	for _, rt := range roleTypes {
-		if !rt.on(d.cfg) {
+		if !d.roleOn(rt.name, d.cfg) {
 			continue
 		}
 		r, err := rt.start(ctx, d, d.cfg)
@@ -358,7 +377,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		}
 		names = append(names, rt.name)
 	}
-	if d.cfg.Admin.Listen != "off" {
+	if d.roleOn("admin", d.cfg) {
 		srv, err := d.startAdmin(d.cfg.Admin.Listen)
 		if err != nil {
 			shutdown()
@@ -501,12 +520,16 @@ func (d *Daemon) apply(ctx context.Context, next *config.Config) error {
 		restart = append(restart, "mail")
 	}
 	for _, rt := range roleTypes {
-		if rt.on(next) != rt.on(d.cfg) {
+		if d.roleOn(rt.name, next) != d.roleOn(rt.name, d.cfg) {
 			restart = append(restart, rt.name+" (turning the role on or off)")
 		}
 	}
 	for _, r := range d.roles {
-		restart = append(restart, r.restartNeeded(next)...)
+		for _, k := range r.restartNeeded(next) {
+			if !slices.Contains(restart, k) { // web and the worker share a section
+				restart = append(restart, k)
+			}
+		}
 		if err := r.apply(ctx, next); err != nil {
 			return err
 		}
@@ -567,4 +590,57 @@ func (d *Daemon) startAdmin(addr string) (*http.Server, error) {
 	}
 	d.serve(func() error { return srv.Serve(ls[0]) })
 	return srv, nil
+}
+
+// RoleNames are the roles serve --roles can name, in start order.
+func RoleNames() []string {
+	var out []string
+	for _, rt := range roleTypes {
+		out = append(out, rt.name)
+	}
+	return append(out, "admin")
+}
+
+// configured reports whether c has what role name needs.
+func configured(name string, c *config.Config) bool {
+	if name == "admin" {
+		return c.Admin.Listen != "off"
+	}
+	for _, rt := range roleTypes {
+		if rt.name == name {
+			return rt.on(c)
+		}
+	}
+	return false
+}
+
+// roleOn reports whether role name runs under c: configured, and named
+// by --roles when that was given.
+func (d *Daemon) roleOn(name string, c *config.Config) bool {
+	return configured(name, c) && (d.opts.Roles == nil || slices.Contains(d.opts.Roles, name))
+}
+
+// checkRoles refuses a --roles list naming an unknown role, or a role the
+// configuration does not set up: an instance started for a role must run
+// it, not start quietly without it.
+func checkRoles(roles []string, c *config.Config) error {
+	if roles == nil {
+		return nil
+	}
+	if len(roles) == 0 {
+		return fmt.Errorf("--roles: name at least one of %s", strings.Join(RoleNames(), ", "))
+	}
+	for _, r := range roles {
+		switch {
+		case !slices.Contains(RoleNames(), r):
+			return fmt.Errorf("--roles: unknown role %q (the roles are %s)", r, strings.Join(RoleNames(), ", "))
+		case r == "admin" && !configured(r, c):
+			return fmt.Errorf("--roles: admin is named but admin.listen is \"off\"")
+		case r == "worker" && !configured(r, c):
+			return fmt.Errorf("--roles: the worker scans with the web section's scanner settings; the configuration has no web: section")
+		case !configured(r, c):
+			return fmt.Errorf("--roles: %s is named but the configuration has no %s: section", r, r)
+		}
+	}
+	return nil
 }

@@ -37,7 +37,8 @@ func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, 
 	}
 	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, mailFunc(d.mail), wh, host
 	o.Log, o.Now = d.log.With("role", "monitor"), d.opts.Now
-	return monitor.NewServe(monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D()}, o)
+	return monitor.NewServe(monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D(),
+		Poll: d.opts.MonitorPoll}, o)
 }
 
 // scannerVersion is stored with every monitoring scan: the module version

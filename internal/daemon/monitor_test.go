@@ -68,27 +68,9 @@ func TestServeMonitoring(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The account, made in the store before the start: a verified user
-	// and an API token.
+	// The account, made in the store before the start.
 	dbPath := filepath.Join(e.dir, "mailtls.db")
-	db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := db.CreateUser(context.Background(), "ann@example.test", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
-	if err == nil {
-		err = db.MarkEmailVerified(context.Background(), u.ID)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	acc := account.New(account.Config{Store: db})
-	token, _, err := acc.CreateToken(context.Background(), u.ID, "e2e", []store.Scope{store.ScopeRead, store.ScopeScan, store.ScopeManage})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acc.Close(context.Background())
-	db.Close()
+	token := apiUser(t, dbPath, "ann@example.test")
 
 	sink := lab.NewMailSink(t, lab.MailSinkOptions{}, e.l.CA)
 	e.writeWebConfig(fmt.Sprintf(`  public_url: https://check.example.test
@@ -226,4 +208,29 @@ func decodeHeader(s string) string {
 		return s
 	}
 	return d
+}
+
+// apiUser makes a verified account in the store at dbPath before serve
+// starts, and returns an API token with every scope.
+func apiUser(t *testing.T, dbPath, email string) string {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	u, err := db.CreateUser(context.Background(), email, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+	if err == nil {
+		err = db.MarkEmailVerified(context.Background(), u.ID)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := account.New(account.Config{Store: db})
+	defer acc.Close(context.Background())
+	token, _, err := acc.CreateToken(context.Background(), u.ID, "e2e", []store.Scope{store.ScopeRead, store.ScopeScan, store.ScopeManage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
 }

@@ -13,8 +13,10 @@ import (
 )
 
 // needsStore reports whether a role that keeps data (accounts, saved
-// domains, TLS-RPT reports) is on.
-func needsStore(c *config.Config) bool { return c.Web != nil || c.Reports != nil }
+// domains, TLS-RPT reports) runs.
+func (d *Daemon) needsStore(c *config.Config) bool {
+	return d.roleOn("web", c) || d.roleOn("worker", c) || d.roleOn("reports", c)
+}
 
 // StorePath is the database file of a configuration: store, or
 // mailtls.db in the data directory.
@@ -29,7 +31,7 @@ func StorePath(c *config.Config, getenv func(string) string) string {
 // created, with its directory, on first use). It is closed after the
 // roles at shutdown.
 func (d *Daemon) openStore(ctx context.Context) error {
-	if !needsStore(d.cfg) {
+	if !d.needsStore(d.cfg) {
 		return nil
 	}
 	path := StorePath(d.cfg, d.opts.Getenv)

@@ -22,7 +22,6 @@ import (
 	"github.com/mailtls/mailtls/internal/account"
 	"github.com/mailtls/mailtls/internal/config"
 	"github.com/mailtls/mailtls/internal/dial"
-	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scanjob"
@@ -35,31 +34,29 @@ type webRole struct {
 	srv      *http.Server
 	jobs     *scanjob.Manager
 	accounts *account.Service // nil without a store
-	monitor  *monitor.Worker  // nil without a store
 	stop     context.CancelFunc
 	janitor  sync.WaitGroup
 	cfg      *config.Web
 	acme     *policyhost.ACME // web.tls.acme; nil otherwise
 }
 
-// startWeb opens the web checker's listeners and serves. On error it
-// returns what it started so that the caller can shut it down.
-func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) {
-	c := cfg.Web
+// webScanner is how the web role and the worker scan (web.scanner): the
+// resolvers, and the SSRF guard letting through public addresses on ports
+// 25 and 443 only, unless the configuration lets private targets through
+// (allow, which webhook deliveries honour as well).
+func webScanner(d *Daemon, c *config.Web) (web.ScannerOptions, []netip.Prefix, error) {
 	var res Resolver = d.opts.WebResolver
 	if res == nil {
 		servers := c.Scanner.Resolvers
 		if len(servers) == 0 {
 			s, err := resolve.SystemServers(d.opts.ResolvConf)
 			if err != nil {
-				return nil, fmt.Errorf("web: the scanner needs a DNS resolver: %v (set web.scanner.resolvers)", err)
+				return web.ScannerOptions{}, nil, fmt.Errorf("web: the scanner needs a DNS resolver: %v (set web.scanner.resolvers)", err)
 			}
 			servers = s
 		}
 		res = &resolve.Client{Servers: servers, TrustAD: resolve.IsLoopbackServer}
 	}
-	// The SSRF guard: public addresses on ports 25 and 443 only, unless
-	// the configuration lets private targets through.
 	var allow []netip.Prefix
 	if c.Scanner.AllowPrivateTargets {
 		allow = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
@@ -68,8 +65,19 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		allow = append(allow, netip.MustParsePrefix(p)) // validated by config
 	}
 	dialer := &dial.Dialer{Guard: dial.NewGuard(allow...), Net: d.opts.WebNet}
-	sc := web.NewScanner(web.ScannerOptions{Resolver: res, Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now,
-		EHLO: c.Scanner.EHLO, SMTPTimeout: c.Scanner.SMTPTimeout.D()})
+	return web.ScannerOptions{Resolver: res, Dialer: dialer, Roots: d.opts.WebRoots, Now: d.opts.Now,
+		EHLO: c.Scanner.EHLO, SMTPTimeout: c.Scanner.SMTPTimeout.D()}, allow, nil
+}
+
+// startWeb opens the web checker's listeners and serves. On error it
+// returns what it started so that the caller can shut it down.
+func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) {
+	c := cfg.Web
+	so, allow, err := webScanner(d, c)
+	if err != nil {
+		return nil, err
+	}
+	sc := web.NewScanner(so)
 	l := c.Limits
 	perMinute := rate.Limit(l.ScansPerMinute / 60)
 	if l.ScansPerMinute < 0 {
@@ -148,17 +156,10 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		ws.SessionIdleTimeout, ws.SessionLifetime = c.Accounts.SessionIdleTimeout.D(), c.Accounts.SessionLifetime.D()
 		// The pages and API of saved domains, with this server's users
 		// (sessions and API tokens).
+		// "Rescan now" wakes this process's worker; a worker in another
+		// instance finds the request at its next look at the store.
 		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now, BaseURL: c.PublicURL,
-			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...)}
-		// The worker rescans the saved domains and sends their alerts.
-		w, err := newMonitor(d, c, monitor.ServeOptions{Scanner: sc}, res, allow)
-		if err != nil {
-			closeListeners(lns)
-			return r, fmt.Errorf("web: monitoring: %w", err)
-		}
-		r.monitor, ws.Monitor.Poke = w, w.Poke
-		r.janitor.Add(1)
-		go func() { defer r.janitor.Done(); w.Run(jctx) }()
+			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...), Poke: d.pokeWorker}
 	}
 	// The handler is made once ws is complete: the TLS-RPT intake in
 	// front, and ACME's HTTP-01 answers in front of that.
@@ -286,9 +287,6 @@ func (r *webRole) apply(context.Context, *config.Config) error { return nil }
 func (r *webRole) health(w io.Writer, _ time.Time) bool {
 	queued, running := r.jobs.Counts()
 	fmt.Fprintf(w, "web: %d scans running, %d queued\n", running, queued)
-	if r.monitor != nil {
-		monitorHealth(w, r.monitor)
-	}
 	return false
 }
 

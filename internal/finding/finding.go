@@ -72,10 +72,13 @@ const (
 	// ComponentHistory holds what monitoring finds by comparing a saved
 	// domain's scan with the previous one (finding/history.go).
 	ComponentHistory Component = "history"
+	// ComponentReports holds what monitoring finds in the TLS-RPT
+	// reports a saved domain receives (internal/tlsrptagg.Watch).
+	ComponentReports Component = "tls-rpt-reports"
 )
 
 // Components lists every component in report order.
-var Components = []Component{ComponentRecord, ComponentPolicyHost, ComponentPolicy, ComponentMX, ComponentSMTP, ComponentDANE, ComponentTLSRPT, ComponentHistory}
+var Components = []Component{ComponentRecord, ComponentPolicyHost, ComponentPolicy, ComponentMX, ComponentSMTP, ComponentDANE, ComponentTLSRPT, ComponentHistory, ComponentReports}
 
 // Title is the heading reports use for the component.
 func (c Component) Title() string {
@@ -96,6 +99,8 @@ func (c Component) Title() string {
 		return "TLS-RPT"
 	case ComponentHistory:
 		return "Changes since the previous scan"
+	case ComponentReports:
+		return "What the TLS-RPT reports show"
 	}
 	return string(c)
 }
@@ -149,9 +154,10 @@ type Def struct {
 }
 
 // Cap returns the grade cap for a finding of this kind at severity s.
-// Findings about history never cap the grade: it describes one scan.
+// Findings of monitoring (history, reports) never cap the grade: it
+// describes one scan.
 func (d *Def) Cap(s Severity) Grade {
-	if d.Component == ComponentHistory {
+	if d.Monitoring() {
 		return ""
 	}
 	if g, ok := d.Caps[s]; ok {
@@ -174,6 +180,13 @@ func def(d Def) ID {
 	}
 	registry[d.ID] = &d
 	return d.ID
+}
+
+// Monitoring reports whether only monitoring reports findings of this
+// kind (they need earlier scans or received reports); `mailtls check`
+// never does.
+func (d *Def) Monitoring() bool {
+	return d.Component == ComponentHistory || d.Component == ComponentReports
 }
 
 // Lookup returns the definition of id, or nil.

@@ -34,6 +34,7 @@ import (
 	"github.com/mailtls/mailtls/internal/alert"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // ScanFunc scans a domain: the CLI's JSON document, evidence included. It
@@ -65,6 +66,9 @@ type Config struct {
 	RetryFailed time.Duration
 	// Alerts are the alert knobs (reminders, resolved problems kept).
 	Alerts alert.Policy
+	// Reports are the knobs of the TLS-RPT report rules (recent and
+	// baseline windows, thresholds; docs/reports.md#alerts).
+	Reports tlsrptagg.WatchPolicy
 	// Retry is the backoff of deliveries (default store.DefaultRetry).
 	Retry store.RetryPolicy
 	// Retention is what the janitor keeps (default store.DefaultRetention).

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/alert"
+	"github.com/mailtls/mailtls/internal/check"
 	"github.com/mailtls/mailtls/internal/diff"
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/history"
+	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
 )
 
 // schedule claims due domains while scan slots are free and scans each on
@@ -295,11 +298,6 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 		doc.Findings = append(doc.Findings, rf)
 		stages[alert.Key(rf)] = f.Stage
 	}
-	raw, err := json.Marshal(doc)
-	if err != nil {
-		return store.ScanResult{}, err
-	}
-
 	state, err := alert.Unmarshal(c.AlertState)
 	if err != nil {
 		// A state this build cannot read starts afresh (as a baseline):
@@ -307,8 +305,27 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 		w.log.Warn("alert state unreadable; starting a new baseline", "domain", c.Name, "error", err)
 		state = alert.State{}
 	}
-	in := alert.Input{State: state, ScanID: int64(sc.ID), Muted: c.Muted(now), Now: decisionTime(c.NextScanAt, now), Policy: w.cfg.Alerts}
+	decided := decisionTime(c.NextScanAt, now)
+	// What the domain's TLS-RPT reports show, judged like the scan's
+	// findings (transitions only, resolved notices, reminders).
+	fromReports, blind, err := w.reportFindings(ctx, c.Name, doc, state, decided)
+	if err != nil {
+		w.log.Warn("TLS-RPT reports could not be judged", "domain", c.Name, "error", err)
+		blind = true
+	}
+	doc.Findings = append(doc.Findings, fromReports...)
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return store.ScanResult{}, err
+	}
+
+	in := alert.Input{State: state, ScanID: int64(sc.ID), Muted: c.Muted(now), Now: decided, Policy: w.cfg.Alerts}
 	in.Findings, in.Held = alert.Classify(doc, stages)
+	if blind {
+		// No report covers the last days: what the report rules found
+		// before is not resolved by reports that are missing.
+		in.Held[string(finding.ComponentReports)] = true
+	}
 	if !state.Baselined && prev != nil {
 		// The scan the domain was saved from (or the last one before
 		// monitoring began) is what the user has seen.
@@ -352,4 +369,44 @@ func decisionTime(slot, now time.Time) time.Time {
 		return slot
 	}
 	return now
+}
+
+// reportFindings runs the report rules (tlsrptagg.Watch) on the counted
+// TLS-RPT reports of domain, against the policy and MX hosts of this
+// scan. blind: no report covers the last days.
+func (w *Worker) reportFindings(ctx context.Context, domain string, doc *report.Document, state alert.State, now time.Time) ([]report.Finding, bool, error) {
+	p := w.cfg.Reports
+	today := tlsrptagg.Day(now)
+	sum, err := w.store.TLSRPTSummary(ctx, domain, today.Add(-p.Lookback()), today)
+	if err != nil {
+		return nil, true, err
+	}
+	open := map[finding.ID][]string{}
+	for _, pr := range state.Problems {
+		if pr.Component == string(finding.ComponentReports) {
+			open[finding.ID(pr.ID)] = append(open[finding.ID(pr.ID)], pr.Subject)
+		}
+	}
+	fs, blind := tlsrptagg.Watch(tlsrptagg.WatchInput{Domain: domain, Now: now, Current: current(doc, now), Summary: sum, Open: open, Policy: p})
+	var out []report.Finding
+	for _, f := range fs {
+		out = append(out, report.Finding{ID: string(f.ID), Severity: f.Severity.String(), Component: string(f.Component), Subject: f.Subject,
+			Message: f.Message, Ref: f.Ref, Fix: f.Fix})
+	}
+	return out, blind, nil
+}
+
+// current is what the scan says about the domain's policy and MX hosts,
+// for explaining reported failures: the effective policy of the document
+// and the MX hosts judged again from its evidence.
+func current(doc *report.Document, now time.Time) tlsrptagg.Current {
+	var cur tlsrptagg.Current
+	if doc.Policy != nil {
+		cur.PolicyID = doc.Policy.ID
+		cur.Policy = &mtasts.Policy{Version: "STSv1", Mode: mtasts.Mode(doc.Policy.Mode), MX: doc.Policy.MX, MaxAge: doc.Policy.MaxAge}
+	}
+	if doc.Evidence != nil {
+		cur.Scan = tlsrptagg.FromCheck(check.Evaluate(doc.Evidence, now), now)
+	}
+	return cur
 }

@@ -25,6 +25,9 @@ func WriteFindingsMarkdown(w io.Writer) error {
 		if c == finding.ComponentHistory {
 			b.WriteString("Monitoring reports these for saved domains by comparing a scan with the previous one (see [web.md](web.md#monitoring-rules)); `mailtls check` never does. They never cap the grade, which describes one scan.\n\n")
 		}
+		if c == finding.ComponentReports {
+			b.WriteString("Monitoring reports these for saved domains from the TLS-RPT reports they receive (see [reports.md](reports.md#alerts)); `mailtls check` never does. They never cap the grade, which describes one scan.\n\n")
+		}
 		b.WriteString("| ID | Severity | Grade cap | Title |\n|---|---|---|---|\n")
 		for _, d := range byComp[c] {
 			fmt.Fprintf(&b, "| [`%s`](#%s) | %s | %s | %s |\n", d.ID, d.ID, sevList(d), capList(d), d.Title)

@@ -84,8 +84,8 @@ func WriteText(w io.Writer, r *check.Report, opt TextOptions) error {
 		byComp[f.Component] = append(byComp[f.Component], f)
 	}
 	for _, c := range finding.Components {
-		if c == finding.ComponentHistory && len(byComp[c]) == 0 {
-			continue // only monitoring compares scans
+		if (c == finding.ComponentHistory || c == finding.ComponentReports) && len(byComp[c]) == 0 {
+			continue // only monitoring compares scans and reads reports
 		}
 		p("\n%s%s%s\n", s.bold, c.Title(), s.reset)
 		for _, line := range observed(r, c) {

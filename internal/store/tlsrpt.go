@@ -108,8 +108,12 @@ type TLSRPT interface {
 	// reports themselves: from rows kept per report, domain, day and
 	// policy type, so that a year of reports is summed in milliseconds.
 	TLSRPTSummary(ctx context.Context, domain string, from, to time.Time) (*tlsrptagg.Summary, error)
-	// CountTLSRPTReports counts the reports q selects (Domain, From, To)
-	// by state.
+	// TLSRPTSums sums the same figures per policy type (what
+	// Summary.Sums gives for domain), summed by the database: a year
+	// of daily reports from many reporters answers in milliseconds.
+	TLSRPTSums(ctx context.Context, domain string, from, to time.Time) (*tlsrptagg.Sums, error)
+	// CountTLSRPTReports counts the reports q selects (Domain, From, To,
+	// States) by state.
 	CountTLSRPTReports(ctx context.Context, q TLSRPTQuery) (map[ReportState]int, error)
 	// ReleaseHeldTLSRPT makes the held reports about domain count, now
 	// that it is configured; one whose key another report took meanwhile

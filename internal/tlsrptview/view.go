@@ -169,37 +169,32 @@ type Summary struct {
 	Daily map[tlsrpt.PolicyType][]tlsrptagg.DayTotals `json:"daily"`
 }
 
-// Summary sums domain's counted reports over w.
+// Summary sums domain's counted reports over w (the store sums them).
 func (v *View) Summary(ctx context.Context, domain string, w Window) (*Summary, error) {
-	sum, err := v.Store.TLSRPTSummary(ctx, domain, w.From, w.To)
+	sum, err := v.Store.TLSRPTSums(ctx, domain, w.From, w.To)
 	if err != nil {
 		return nil, err
 	}
-	states, err := v.Store.CountTLSRPTReports(ctx, store.TLSRPTQuery{Domain: domain, From: w.From, To: w.To})
+	// The counted reports are those summed; the others are few and
+	// counted apart (counting all would look up every report).
+	states, err := v.Store.CountTLSRPTReports(ctx, store.TLSRPTQuery{Domain: domain, From: w.From, To: w.To,
+		States: []store.ReportState{store.ReportConflict, store.ReportIgnored, store.ReportHeld}})
 	if err != nil {
 		return nil, err
+	}
+	if sum.Reports > 0 {
+		states[store.ReportCounted] = sum.Reports
 	}
 	out := &Summary{SchemaVersion: SchemaVersion, Domain: domain, Window: w, States: states, Types: []TypeSums{},
-		Daily: map[tlsrpt.PolicyType][]tlsrptagg.DayTotals{}}
-	types := map[tlsrpt.PolicyType]bool{}
-	for _, r := range sum.Rows {
-		types[r.Type] = true
+		Daily: map[tlsrpt.PolicyType][]tlsrptagg.DayTotals{}, Sessions: sum.Sessions, Failed: sum.Failed}
+	types := slices.Clone(sum.Types)
+	slices.SortFunc(types, func(a, b tlsrptagg.TypeSums) int { return cmp.Compare(typeRank(a.Type), typeRank(b.Type)) })
+	for _, t := range types {
+		out.Types = append(out.Types, TypeSums{Type: t.Type, Successful: t.Successful, Failed: t.Failed, DetailsFailed: t.DetailsFailed,
+			ByResult: t.ByResult, ByMX: t.ByMX, BySendingIP: t.BySendingIP, Organizations: t.ByOrganization,
+			Days: len(t.Daily), Reports: t.Reports})
+		out.Daily[t.Type] = t.Daily
 	}
-	order := slices.SortedFunc(func(yield func(tlsrpt.PolicyType) bool) {
-		for t := range types {
-			if !yield(t) {
-				return
-			}
-		}
-	}, func(a, b tlsrpt.PolicyType) int { return cmp.Compare(typeRank(a), typeRank(b)) })
-	for _, t := range order {
-		tot := sum.Totals(tlsrptagg.Filter{Domain: domain, Type: t})
-		out.Types = append(out.Types, TypeSums{Type: t, Successful: tot.Successful, Failed: tot.Failed, DetailsFailed: tot.DetailsFailed,
-			ByResult: tot.ByResult, ByMX: tot.ByMX, BySendingIP: tot.BySendingIP, Organizations: tot.ByOrganization,
-			Days: len(tot.Days), Reports: len(tot.Reports)})
-		out.Daily[t] = sum.Daily(tlsrptagg.Filter{Domain: domain, Type: t})
-	}
-	out.Sessions, out.Failed = sum.DomainTotals(tlsrptagg.Filter{Domain: domain})
 	return out, nil
 }
 
@@ -265,46 +260,13 @@ type Reporter struct {
 
 // Reporters lists who reported about domain over w, by organisation.
 func (v *View) Reporters(ctx context.Context, domain string, w Window) ([]Reporter, error) {
-	sum, err := v.Store.TLSRPTSummary(ctx, domain, w.From, w.To)
+	sum, err := v.Store.TLSRPTSums(ctx, domain, w.From, w.To)
 	if err != nil {
 		return nil, err
 	}
-	by := map[string]*Reporter{}
-	refs := map[tlsrptagg.Ref]bool{}
-	for _, r := range sum.DomainRows {
-		rp := by[r.Organization]
-		if rp == nil {
-			rp = &Reporter{Organization: r.Organization, FirstDay: r.Day}
-			by[r.Organization] = rp
-		}
-		rp.Sessions += r.Sessions
-		rp.Failed += r.Failed
-		rp.FirstDay = minTime(rp.FirstDay, r.Day)
-		if r.Day.After(rp.LastDay) {
-			rp.LastDay = r.Day
-		}
-	}
-	for _, r := range sum.Rows {
-		for _, ref := range r.Reports {
-			if !refs[ref] {
-				refs[ref] = true
-				if rp := by[ref.Organization]; rp != nil {
-					rp.Reports++
-				}
-			}
-		}
-	}
 	out := []Reporter{}
-	for _, rp := range by {
-		out = append(out, *rp)
+	for _, rp := range sum.Reporters {
+		out = append(out, Reporter(rp))
 	}
-	slices.SortFunc(out, func(a, b Reporter) int { return cmp.Compare(a.Organization, b.Organization) })
 	return out, nil
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }

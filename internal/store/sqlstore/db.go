@@ -236,7 +236,7 @@ func OpenDB(ctx context.Context, d Dialect, w, r *sql.DB, o Options) (*DB, error
 	if db.rand == nil {
 		db.rand = rand.Reader
 	}
-	if v, err := db.SchemaVersion(ctx); err == nil && v >= 4 {
+	if v, err := db.SchemaVersion(ctx); err == nil && v >= 5 {
 		if n, err := db.backfillDays(ctx); err != nil {
 			return nil, err
 		} else if n > 0 && o.Logger != nil {

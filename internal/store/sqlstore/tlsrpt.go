@@ -1,13 +1,16 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/store"
@@ -88,6 +91,9 @@ func (db *DB) AddTLSRPTReport(ctx context.Context, n store.NewTLSRPTReport) (sto
 				}
 				if k, _ := res.RowsAffected(); k == 1 {
 					outcome = store.OutcomePromoted
+					if err := insertDays(ctx, tx, id, r); err != nil {
+						return err
+					}
 				}
 			}
 		case errors.Is(err, sql.ErrNoRows):
@@ -113,8 +119,10 @@ func (db *DB) AddTLSRPTReport(ctx context.Context, n store.NewTLSRPTReport) (sto
 					return err
 				}
 			}
-			if err := insertDays(ctx, tx, id, r); err != nil {
-				return err
+			if state == store.ReportCounted {
+				if err := insertDays(ctx, tx, id, r); err != nil {
+					return err
+				}
 			}
 		default:
 			return err
@@ -305,13 +313,16 @@ func (db *DB) ListPromoteOverrides(ctx context.Context, domain string) ([]store.
 	})
 }
 
-// insertDays stores a report's figures per domain, day and policy type
-// (tlsrptagg.ReportRows), which TLSRPTSummary sums.
+// insertDays stores the figures of a report that counts, per domain, day
+// and policy type (tlsrptagg.ReportRows), which TLSRPTSummary and
+// TLSRPTSums sum. Only counted reports have day rows (schema version 5):
+// a report gets them when it comes to count, and a counted report never
+// stops counting.
 func insertDays(ctx context.Context, tx *sql.Tx, id store.ReportID, r *tlsrpt.Report) error {
 	rows, doms := tlsrptagg.ReportRows(r)
 	for _, row := range rows {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_days (report, domain, day, policy_type, successful, failed, details_failed, mx_sets)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, row.Domain, tv(row.Day), string(row.Type), row.Successful, row.Failed, row.DetailsFailed,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_days (report, domain, day, policy_type, organization, successful, failed, details_failed, mx_sets)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, id, row.Domain, tv(row.Day), string(row.Type), row.Organization, row.Successful, row.Failed, row.DetailsFailed,
 			strings.Join(row.MXSets, "\n")); err != nil {
 			return err
 		}
@@ -332,23 +343,41 @@ func insertDays(ctx context.Context, tx *sql.Tx, id store.ReportID, r *tlsrpt.Re
 		stmt.Close()
 	}
 	for _, d := range doms {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_day_domains (report, domain, day, sessions, failed) VALUES ($1, $2, $3, $4, $5)`,
-			id, d.Domain, tv(d.Day), d.Sessions, d.Failed); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tlsrpt_day_domains (report, domain, day, organization, sessions, failed) VALUES ($1, $2, $3, $4, $5, $6)`,
+			id, d.Domain, tv(d.Day), d.Organization, d.Sessions, d.Failed); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// backfillDays gives reports stored before schema version 4 their day
-// rows (every report has at least one policy, so at least one row). It
-// runs when the store opens, one transaction per batch.
+// parsedReport reads a stored report's parsed form.
+func parsedReport(ctx context.Context, tx *sql.Tx, id store.ReportID) (*tlsrpt.Report, error) {
+	var pz []byte
+	var enc string
+	if err := tx.QueryRowContext(ctx, "SELECT parsed, parsed_encoding FROM tlsrpt_reports WHERE id = $1", id).Scan(&pz, &enc); err != nil {
+		return nil, err
+	}
+	b, err := decompress(pz, enc, 0)
+	if err != nil {
+		return nil, err
+	}
+	r := new(tlsrpt.Report)
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("sqlstore: stored report %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// backfillDays gives counted reports stored before schema version 4
+// their day rows (every report has at least one policy, so at least one
+// row). It runs when the store opens, one transaction per batch.
 func (db *DB) backfillDays(ctx context.Context) (int, error) {
 	done := 0
 	var after store.ReportID
 	for {
 		rows, err := db.w.QueryContext(ctx, `SELECT id, parsed, parsed_encoding FROM tlsrpt_reports r
-			WHERE id > $1 AND NOT EXISTS (SELECT 1 FROM tlsrpt_days d WHERE d.report = r.id) ORDER BY id LIMIT 200`, after)
+			WHERE id > $1 AND state = 'counted' AND NOT EXISTS (SELECT 1 FROM tlsrpt_days d WHERE d.report = r.id) ORDER BY id LIMIT 200`, after)
 		if err != nil {
 			return done, err
 		}
@@ -399,10 +428,11 @@ func (db *DB) backfillDays(ctx context.Context) (int, error) {
 	}
 }
 
-// TLSRPTSummary implements store.TLSRPT: the day rows of the counted
-// reports, merged as tlsrptagg.Aggregate would merge the reports.
+// TLSRPTSummary implements store.TLSRPT: the day rows (only counted
+// reports have them), merged as tlsrptagg.Aggregate would merge the
+// reports.
 func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Time) (*tlsrptagg.Summary, error) {
-	where := " AND r.state = 'counted'"
+	where := ""
 	args := []any{domain}
 	if !from.IsZero() {
 		args = append(args, tv(tlsrptagg.Day(from)))
@@ -420,7 +450,7 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 	var rows []tlsrptagg.Row
 	index := map[key]int{}
 	q, err := db.r.QueryContext(ctx, `SELECT d.report, d.day, d.policy_type, d.successful, d.failed, d.details_failed, d.mx_sets,
-		r.organization, r.report_id, r.start_at FROM tlsrpt_days d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report
+		d.organization, r.report_id, r.start_at FROM tlsrpt_days d JOIN tlsrpt_reports r ON r.id = d.report
 		WHERE d.domain = $1`+where, args...)
 	if err != nil {
 		return nil, err
@@ -450,7 +480,7 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 		return nil, err
 	}
 	q, err = db.r.QueryContext(ctx, `SELECT d.report, d.day, d.policy_type, d.result_type, d.mx, d.sending_ip, d.receiving_ip, d.reason, d.count
-		FROM tlsrpt_day_failures d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report WHERE d.domain = $1`+where, args...)
+		FROM tlsrpt_day_failures d WHERE d.domain = $1`+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -469,8 +499,8 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 	if err := q.Err(); err != nil {
 		return nil, err
 	}
-	q, err = db.r.QueryContext(ctx, `SELECT d.day, r.organization, d.sessions, d.failed
-		FROM tlsrpt_day_domains d JOIN tlsrpt_reports r INDEXED BY tlsrpt_reports_refs ON r.id = d.report WHERE d.domain = $1`+where, args...)
+	q, err = db.r.QueryContext(ctx, `SELECT d.day, d.organization, d.sessions, d.failed
+		FROM tlsrpt_day_domains d WHERE d.domain = $1`+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -501,6 +531,13 @@ func (db *DB) CountTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) (map[
 	}
 	if !q.To.IsZero() {
 		where = append(where, "start_at < "+arg(tv(q.To)))
+	}
+	if len(q.States) > 0 {
+		var in []string
+		for _, s := range q.States {
+			in = append(in, arg(string(s)))
+		}
+		where = append(where, "state IN ("+strings.Join(in, ", ")+")")
 	}
 	query := "SELECT state, COUNT(*) FROM tlsrpt_reports"
 	if len(where) > 0 {
@@ -552,7 +589,13 @@ func (db *DB) ReleaseHeldTLSRPT(ctx context.Context, domain string) (int, error)
 				_, err = tx.ExecContext(ctx, "UPDATE tlsrpt_reports SET state = 'conflict', reason = $1 WHERE id = $2",
 					fmt.Sprintf("same organization and report-id as report %d, other content", first), h.id)
 			case errors.Is(err, sql.ErrNoRows):
-				_, err = tx.ExecContext(ctx, "UPDATE tlsrpt_reports SET state = 'counted', reason = '' WHERE id = $1", h.id)
+				if _, err = tx.ExecContext(ctx, "UPDATE tlsrpt_reports SET state = 'counted', reason = '' WHERE id = $1", h.id); err != nil {
+					return err
+				}
+				var rep *tlsrpt.Report
+				if rep, err = parsedReport(ctx, tx, h.id); err == nil {
+					err = insertDays(ctx, tx, h.id, rep)
+				}
 				n++
 			}
 			if err != nil {
@@ -562,4 +605,145 @@ func (db *DB) ReleaseHeldTLSRPT(ctx context.Context, domain string) (int, error)
 		return nil
 	})
 	return n, db.wrap(err)
+}
+
+// TLSRPTSums implements store.TLSRPT: the day rows summed by the
+// database (GROUP BY), so a year of daily reports from many reporters is
+// a few small results. Every figure stays per policy type: sts and tlsa
+// are never added. Only counted reports have day rows, so conflicts,
+// ignored and held reports stay out without a look at the report. The
+// four sums are independent and run at once on the reader pool (like any
+// set of reads outside a transaction, a report stored meanwhile may be in
+// some and not in others).
+func (db *DB) TLSRPTSums(ctx context.Context, domain string, from, to time.Time) (*tlsrptagg.Sums, error) {
+	where := " WHERE d.domain = $1"
+	args := []any{domain}
+	if !from.IsZero() {
+		args = append(args, tv(tlsrptagg.Day(from)))
+		where += fmt.Sprintf(" AND d.day >= $%d", len(args))
+	}
+	if !to.IsZero() {
+		args = append(args, tv(to))
+		where += fmt.Sprintf(" AND d.day < $%d", len(args))
+	}
+	type day struct {
+		typ         string
+		day         time.Time
+		succ, f, df int64
+	}
+	type org struct {
+		typ, org string
+		o        tlsrptagg.OrgTotals
+		reports  int
+	}
+	type failure struct {
+		typ, result, mx, ip string
+		n                   int64
+	}
+	var days []day
+	var orgs []org
+	var failures []failure
+	var reporters []tlsrptagg.ReporterSums
+	// CAST: SUM of a BIGINT is NUMERIC in PostgreSQL.
+	queries := []struct {
+		sql  string
+		scan func(row interface{ Scan(...any) error }) error
+	}{{
+		// In the table's order (domain, day): no sort.
+		`SELECT d.policy_type, d.day, CAST(SUM(d.successful) AS BIGINT), CAST(SUM(d.failed) AS BIGINT), CAST(SUM(d.details_failed) AS BIGINT)
+		FROM tlsrpt_days d` + where + ` GROUP BY d.day, d.policy_type ORDER BY d.day, d.policy_type`,
+		func(row interface{ Scan(...any) error }) error {
+			var x day
+			days = append(days, x)
+			p := &days[len(days)-1]
+			return row.Scan(&p.typ, at(&p.day), &p.succ, &p.f, &p.df)
+		},
+	}, {
+		// A report is of one organisation: the distinct reports per
+		// organisation add up to the distinct reports of the type.
+		`SELECT d.policy_type, d.organization, CAST(SUM(d.successful) AS BIGINT), CAST(SUM(d.failed) AS BIGINT), COUNT(DISTINCT d.report)
+		FROM tlsrpt_days d` + where + ` GROUP BY d.policy_type, d.organization`,
+		func(row interface{ Scan(...any) error }) error {
+			var x org
+			err := row.Scan(&x.typ, &x.org, &x.o.Successful, &x.o.Failed, &x.reports)
+			orgs = append(orgs, x)
+			return err
+		},
+	}, {
+		`SELECT d.policy_type, d.result_type, d.mx, d.sending_ip, CAST(SUM(d.count) AS BIGINT)
+		FROM tlsrpt_day_failures d` + where + ` GROUP BY d.policy_type, d.result_type, d.mx, d.sending_ip`,
+		func(row interface{ Scan(...any) error }) error {
+			var x failure
+			err := row.Scan(&x.typ, &x.result, &x.mx, &x.ip, &x.n)
+			failures = append(failures, x)
+			return err
+		},
+	}, {
+		// The per-domain figure, per reporter: each session once
+		// whatever the policy type.
+		`SELECT d.organization, COUNT(DISTINCT d.report), CAST(SUM(d.sessions) AS BIGINT), CAST(SUM(d.failed) AS BIGINT), MIN(d.day), MAX(d.day)
+		FROM tlsrpt_day_domains d` + where + ` GROUP BY d.organization ORDER BY d.organization`,
+		func(row interface{ Scan(...any) error }) error {
+			var rp tlsrptagg.ReporterSums
+			err := row.Scan(&rp.Organization, &rp.Reports, &rp.Sessions, &rp.Failed, at(&rp.FirstDay), at(&rp.LastDay))
+			reporters = append(reporters, rp)
+			return err
+		},
+	}}
+	errs := make([]error, len(queries))
+	var wg sync.WaitGroup
+	for i, q := range queries {
+		wg.Go(func() { errs[i] = db.each(ctx, q.sql, args, q.scan) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	out := &tlsrptagg.Sums{Types: []tlsrptagg.TypeSums{}, Reporters: []tlsrptagg.ReporterSums{}}
+	types := map[tlsrpt.PolicyType]int{}
+	sums := func(typ string) *tlsrptagg.TypeSums {
+		t := tlsrpt.PolicyType(typ)
+		i, ok := types[t]
+		if !ok {
+			i = len(out.Types)
+			types[t] = i
+			out.Types = append(out.Types, tlsrptagg.NewTypeSums(t))
+		}
+		return &out.Types[i]
+	}
+	for _, d := range days {
+		sums(d.typ).AddDay(d.day, d.succ, d.f, d.df)
+	}
+	for _, o := range orgs {
+		t := sums(o.typ)
+		t.ByOrganization[o.org] = o.o
+		t.Reports += o.reports
+	}
+	for _, f := range failures {
+		sums(f.typ).AddFailures(tlsrpt.ResultType(f.result), f.mx, f.ip, f.n)
+	}
+	for _, rp := range reporters {
+		out.Reporters = append(out.Reporters, rp)
+		out.Sessions += rp.Sessions
+		out.Failed += rp.Failed
+		out.Reports += rp.Reports
+	}
+	slices.SortFunc(out.Types, func(a, b tlsrptagg.TypeSums) int { return cmp.Compare(a.Type, b.Type) })
+	return out, nil
+}
+
+// each calls f for every row of a query on the readers.
+func (db *DB) each(ctx context.Context, query string, args []any, f func(row interface{ Scan(...any) error }) error) error {
+	rows, err := db.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := f(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -93,6 +93,14 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	}
 	// Schema version 4: TLS-RPT day rows (written with the report) and overrides.
 	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "example.com", PolicyID: "20260101000000", Status: "not-enough-data", Reasons: []string{"few reports"}}))
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 5 {
+		return
+	}
+	// Schema version 5: day rows only for counted reports, with the
+	// organisation. An ignored report has none.
+	ign := sampleTLSRPT("forger.example", "f1", "ignored.example", fixtureTime.Add(-32*time.Hour), 1)
+	_, _, err = s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: ign, Ignore: "no valid DKIM signature", Receipt: store.ReportReceipt{Channel: "smtp", DKIM: "none"}})
+	check(t, err)
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -175,6 +183,18 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		sum := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "example.com", time.Time{}, time.Time{}))
 		if tot := sum.Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS}); tot.Successful != 100 || tot.Failed != 3 || tot.ByMX["mx1.example.com"] != 3 {
 			t.Fatalf("fixture TLS-RPT summary = %+v", tot)
+		}
+		// Version 5 names the organisation in the day rows (the
+		// migration fills it in for rows of version 4).
+		sums := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "example.com", time.Time{}, time.Time{}))
+		if len(sums.Types) != 2 || sums.Types[0].ByOrganization["google.com"].Failed != 3 || len(sums.Reporters) != 1 ||
+			sums.Reporters[0].Organization != "google.com" || sums.Reporters[0].Sessions != 103 || sums.Reports != 1 {
+			t.Fatalf("fixture TLS-RPT sums = %+v", sums)
+		}
+		if v >= 5 {
+			if sums := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "ignored.example", time.Time{}, time.Time{})); len(sums.Types) != 0 {
+				t.Fatalf("an ignored report is summed: %+v", sums)
+			}
 		}
 	}
 	if v >= 3 {

@@ -242,7 +242,43 @@ func testTLSRPTSummary(t *testing.T, h Harness) {
 	add(sampleTLSRPT("google.com", "other", "other.example", day0.AddDate(0, 0, 6), 9), store.NewTLSRPTReport{})
 	counted = counted[:len(counted)-1] // other.example's
 
+	// Promoted by a signed copy: counts from then on.
+	promoted := sampleTLSRPT("yahoo.com", "y1", "sum.example", day0.AddDate(0, 0, 8), 4)
+	add(promoted, store.NewTLSRPTReport{Ignore: "no valid DKIM signature"})
+	if _, out, err := s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: promoted}); err != nil || out != store.OutcomePromoted {
+		t.Fatalf("signed copy: %s %v", out, err)
+	}
+	counted = append(counted, promoted)
+
 	from, to := day0.AddDate(0, 0, 5), day0.AddDate(0, 0, 15)
+	wantSums := func() *tlsrptagg.Sums {
+		t.Helper()
+		all := tlsrptagg.Aggregate(counted)
+		all.Rows = slices.DeleteFunc(all.Rows, func(r tlsrptagg.Row) bool { return r.Day.Before(from) || !r.Day.Before(to) })
+		all.DomainRows = slices.DeleteFunc(all.DomainRows, func(r tlsrptagg.DomainRow) bool { return r.Day.Before(from) || !r.Day.Before(to) })
+		return all.Sums("sum.example")
+	}
+	// The store's sums (TLSRPTSums, in the database's query language)
+	// are the reference sums of the same reports: conflicts, ignored and
+	// held reports stay out, sts and tlsa are never added (B-1), the
+	// week is split over its days (B-3).
+	sums := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "sum.example", from, to))
+	if a, b := sumsText(t, sums), sumsText(t, wantSums()); a != b {
+		t.Fatalf("store sums differ from Aggregate:\n%s\nwant\n%s", a, b)
+	}
+	if len(sums.Types) != 2 || sums.Types[0].Type != tlsrpt.PolicySTS || sums.Types[1].Type != tlsrpt.PolicyTLSA ||
+		sums.Types[0].Successful != 2*10*100+15+5*14+100 || sums.Types[0].ByOrganization["forger.example"].Failed != 0 ||
+		sums.Sessions != sums.Types[0].Successful+sums.Types[0].Failed || sums.Reports != 2*10+1+1 || len(sums.Reporters) != 4 {
+		t.Fatalf("sums %s", sumsText(t, sums))
+	}
+	if none := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "nobody.example", time.Time{}, time.Time{})); len(none.Types)+len(none.Reporters) != 0 || none.Sessions != 0 {
+		t.Fatalf("sums of a domain without reports: %+v", none)
+	}
+	// Only the states asked for are counted.
+	if c := must[map[store.ReportState]int](t)(s.CountTLSRPTReports(ctx(t), store.TLSRPTQuery{Domain: "sum.example",
+		States: []store.ReportState{store.ReportConflict, store.ReportHeld}})); len(c) != 2 || c[store.ReportConflict] != 1 || c[store.ReportHeld] != 1 {
+		t.Fatalf("counts of conflict and held: %v", c)
+	}
 	got := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", from, to))
 	want := tlsrptagg.Aggregate(counted)
 	inWindow := func(d time.Time) bool { return !d.Before(from) && d.Before(to) }
@@ -252,16 +288,17 @@ func testTLSRPTSummary(t *testing.T, h Harness) {
 		t.Fatalf("store summary differs from Aggregate:\n%s\nwant\n%s", a, b)
 	}
 	tot := got.Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS})
-	// Days 5–14 from two organisations (100 each), and days 5–10 of the
-	// week's 100 (15 on its first day, 14 on the others).
-	if tot.Successful != 2*10*100+15+5*14 {
-		t.Fatalf("sts successful %d, want 2085", tot.Successful)
+	// Days 5–14 from two organisations (100 each), days 5–10 of the
+	// week's 100 (15 on its first day, 14 on the others) and the
+	// promoted report's 100.
+	if tot.Successful != 2*10*100+15+5*14+100 {
+		t.Fatalf("sts successful %d, want 2185", tot.Successful)
 	}
 	if tot.ByResult["certificate-expired"] == 0 || tot.ByOrganization["forger.example"].Failed != 0 {
 		t.Fatalf("totals %+v", tot)
 	}
 	counts := must[map[store.ReportState]int](t)(s.CountTLSRPTReports(ctx(t), store.TLSRPTQuery{Domain: "sum.example"}))
-	if counts[store.ReportCounted] != 41 || counts[store.ReportConflict] != 1 || counts[store.ReportIgnored] != 1 || counts[store.ReportHeld] != 1 {
+	if counts[store.ReportCounted] != 42 || counts[store.ReportConflict] != 1 || counts[store.ReportIgnored] != 1 || counts[store.ReportHeld] != 1 {
 		t.Fatalf("counts %v", counts)
 	}
 	// The held report counts once its domain is configured.
@@ -274,6 +311,10 @@ func testTLSRPTSummary(t *testing.T, h Harness) {
 	after := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", from, to)).Totals(tlsrptagg.Filter{Type: tlsrpt.PolicySTS})
 	if after.Sessions() != tot.Sessions()+109 {
 		t.Fatalf("after release %d sessions, before %d", after.Sessions(), tot.Sessions())
+	}
+	counted = append(counted, sampleTLSRPT("google.com", "held1", "sum.example", day0.AddDate(0, 0, 6), 9))
+	if a, b := sumsText(t, must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "sum.example", from, to))), sumsText(t, wantSums()); a != b {
+		t.Fatalf("store sums after release differ from Aggregate:\n%s\nwant\n%s", a, b)
 	}
 	// A forced promotion is on record until the domain goes.
 	check(t, s.RecordPromoteOverride(ctx(t), store.PromoteOverride{Domain: "sum.example", PolicyID: "1", Status: "not-enough-data", Reasons: []string{"a", "b"}}))
@@ -291,6 +332,9 @@ func testTLSRPTSummary(t *testing.T, h Harness) {
 	if left := must[*tlsrptagg.Summary](t)(s.TLSRPTSummary(ctx(t), "sum.example", time.Time{}, time.Time{})); len(left.Rows)+len(left.DomainRows) != 0 {
 		t.Fatalf("rows left after delete: %+v", left)
 	}
+	if left := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "sum.example", time.Time{}, time.Time{})); len(left.Types)+len(left.Reporters) != 0 {
+		t.Fatalf("sums left after delete: %+v", left)
+	}
 }
 
 // summaryText prints a summary with the order inside a row normalised.
@@ -306,4 +350,12 @@ func summaryText(s *tlsrptagg.Summary) string {
 		fmt.Fprintf(&b, "%+v\n", d)
 	}
 	return b.String()
+}
+
+// sumsText prints sums as JSON (maps in key order).
+func sumsText(t *testing.T, s *tlsrptagg.Sums) string {
+	t.Helper()
+	b, err := json.MarshalIndent(s, "", " ")
+	check(t, err)
+	return string(b)
 }

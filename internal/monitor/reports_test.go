@@ -1,0 +1,157 @@
+package monitor_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtls/mailtls/internal/alert"
+	"github.com/mailtls/mailtls/internal/diff/difftest"
+	"github.com/mailtls/mailtls/internal/monitor"
+	"github.com/mailtls/mailtls/internal/report"
+	"github.com/mailtls/mailtls/internal/store"
+	"github.com/mailtls/mailtls/internal/tlsrpt"
+	"github.com/mailtls/mailtls/internal/tlsrptagg"
+)
+
+// withMX3 is a healthy domain with a third MX host the policy does not
+// cover (known when the domain was saved: not told by the scan).
+func withMX3(at time.Time) *report.Document {
+	d := difftest.Healthy(at)
+	no := false
+	difftest.AddMX(d, "mx3.example.com", "192.0.2.30", false, difftest.Cert("mx3.example.com", "CN=Test CA", "k3", difftest.Expiry))
+	d.MX[2].PolicyMatch = &no
+	difftest.AddFinding(d, "mx-not-covered", "error", "mx", "mx3.example.com", "mx3.example.com is not covered")
+	difftest.SetGrade(d, "D")
+	return d
+}
+
+// addReport stores a counted report of org about example.com for day.
+func (e *env) addReport(org string, day time.Time, failedOnMX3 int64) {
+	e.t.Helper()
+	p := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "example.com", MXPatterns: []string{"mx1.example.com", "mx2.example.com"}, Successful: 500}
+	if failedOnMX3 > 0 {
+		p.Failed, p.DetailsFailed = failedOnMX3, failedOnMX3
+		p.Failures = []tlsrpt.FailureDetail{{ResultType: tlsrpt.ValidationFailure, ReceivingMXHostname: "mx3.example.com", SendingMTAIP: "203.0.113.5", FailedSessions: failedOnMX3}}
+	}
+	r := &tlsrpt.Report{OrganizationName: org, ReportID: org + day.Format(time.DateOnly), Start: day, End: day.Add(24*time.Hour - time.Second), Policies: []tlsrpt.Policy{p}}
+	if _, _, err := e.st.AddTLSRPTReport(e.t.Context(), store.NewTLSRPTReport{Report: r, Receipt: store.ReportReceipt{Channel: "https"}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestReportAlerts: what the TLS-RPT reports show is told through the
+// outbox like the scan's findings: a first blocking failure once (not
+// again the next day, tlsrpt-landscape.md §5.2 D-1), a reporter silent
+// for 7 days once (D-2), each with a resolved notice, and nothing resolved
+// on days without reports.
+func TestReportAlerts(t *testing.T) {
+	e := newEnv(t)
+	w := e.worker("w1", func(c *monitor.Config) { c.Alerts.RemindEvery = -1 })
+	e.scans.set("example.com", withMX3(t0))
+	d := e.save("example.com", withMX3(t0))
+	first := tlsrptagg.Day(e.toSlot(d.ID))
+	// 30 days of clean daily reports from two organisations.
+	for ago := 30; ago >= 1; ago-- {
+		for _, org := range []string{"google.com", "microsoft.com"} {
+			e.addReport(org, first.AddDate(0, 0, -ago), 0)
+		}
+	}
+	// Each day: the reports of the day before arrive (script), then the
+	// domain's daily scan runs and the outbox is delivered.
+	day := func(n int, script func(yesterday time.Time)) []string {
+		t.Helper()
+		if n > 0 {
+			e.toSlot(d.ID)
+		}
+		today := tlsrptagg.Day(e.clock.Now())
+		if today != first.AddDate(0, 0, n) {
+			t.Fatalf("day %d is %s", n, today)
+		}
+		if script != nil {
+			script(today.AddDate(0, 0, -1))
+		}
+		if got := e.runDue(w); got != 1 {
+			t.Fatalf("day %d: %d scans", n, got)
+		}
+		e.deliver(w)
+		var out []string
+		for _, m := range e.deliv.take() {
+			for _, ev := range events(m.n) {
+				if strings.Contains(ev, "reports-") {
+					out = append(out, ev)
+				}
+			}
+		}
+		return out
+	}
+	both := func(fail int64) func(time.Time) {
+		return func(y time.Time) {
+			e.addReport("google.com", y, fail)
+			e.addReport("microsoft.com", y, 0)
+		}
+	}
+	if got := day(0, nil); len(got) != 0 {
+		t.Fatalf("day 0: %v", got)
+	}
+	if got := day(1, both(7)); !slices.Equal(got, []string{"opened reports-blocking-failure@mx3.example.com"}) {
+		t.Fatalf("day 1, a first blocking failure: %v", got)
+	}
+	if got := day(2, both(9)); len(got) != 0 {
+		t.Fatalf("day 2, the same failure again: %v", got)
+	}
+	// Microsoft stops reporting; the failure stops.
+	onlyGoogle := func(y time.Time) { e.addReport("google.com", y, 0) }
+	for n := 3; n <= 4; n++ {
+		if got := day(n, onlyGoogle); len(got) != 0 {
+			t.Fatalf("day %d: %v", n, got)
+		}
+	}
+	// Day 5: the last failure (reported for day 1) is out of the recent
+	// window (3 days).
+	if got := day(5, onlyGoogle); !slices.Equal(got, []string{"resolved reports-blocking-failure@mx3.example.com"}) {
+		t.Fatalf("day 5: %v", got)
+	}
+	// Day 9: microsoft.com's last report was for day 1, 8 days ago.
+	for n := 6; n <= 8; n++ {
+		if got := day(n, onlyGoogle); len(got) != 0 {
+			t.Fatalf("day %d: %v", n, got)
+		}
+	}
+	if got := day(9, onlyGoogle); !slices.Equal(got, []string{"opened reports-reporter-silent@microsoft.com"}) {
+		t.Fatalf("day 9, a reporter silent for 7 days: %v", got)
+	}
+	if got := day(10, nil); len(got) != 0 {
+		t.Fatalf("day 10: %v", got)
+	}
+	if got := day(11, both(3)); !slices.Equal(got, []string{"opened reports-blocking-failure@mx3.example.com", "resolved reports-reporter-silent@microsoft.com"}) {
+		t.Fatalf("day 11, microsoft reports again and the failure is back: %v", got)
+	}
+	// No report at all from day 11 on: from day 14 no report covers the
+	// recent window, and the open failure is not resolved by reports
+	// that are missing.
+	for n := 12; n <= 15; n++ {
+		if got := day(n, nil); len(got) != 0 {
+			t.Fatalf("day %d without reports: %v", n, got)
+		}
+	}
+	// The domain's stored state names the open problem; the scan's
+	// document carries the findings.
+	got, err := e.st.GetDomain(t.Context(), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := alert.Unmarshal(got.AlertState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, p := range st.Open() {
+		open = append(open, fmt.Sprint(p.ID, "@", p.Subject))
+	}
+	if !slices.Contains(open, "reports-blocking-failure@mx3.example.com") || slices.Contains(open, "reports-reporter-silent@microsoft.com") {
+		t.Fatalf("open problems %v", open)
+	}
+}
