@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -184,6 +186,13 @@ func TestServeSharedCertificatesHolderKilled(t *testing.T) {
 	if !strings.Contains(f.servers[1].Logs(), `msg="acme: certificate obtained" role=host part=acme host=mta-sts.`+d+"\n") {
 		t.Errorf("the second instance did not obtain %s itself:\n%s", d, f.servers[1].Logs())
 	}
+	// The instance says so in its metrics.
+	metrics := f.metrics(t, 1)
+	for _, want := range []string{"mailtls_certstorage_lock_takeovers_total 1\n", "mailtls_certstorage_leases_lost_total 0\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics of the instance that took over lack %q:\n%s", want, metrics)
+		}
+	}
 	t.Logf("%s taken over and served (serial %s) %v after the kill; lease %v; orders %d before the kill (1 for %s), %d after", d, served, took.Round(100*time.Millisecond), certstorage.DefaultLockTTL, ordersAtKill, f.doms[0], f.acme.Orders()-ordersAtKill)
 }
 
@@ -242,7 +251,7 @@ func newSharedHosts(t *testing.T, n int, before func(f *sharedHosts)) *sharedHos
 	for i, ip := range f.ips {
 		var yaml strings.Builder
 		fmt.Fprintf(&yaml, `log: {level: debug}
-admin: {listen: "off"}
+admin: {listen: "127.0.0.1:0"}
 store: %q
 host:
   listen_https: [%q]
@@ -271,6 +280,25 @@ func (f *sharedHosts) serial(ip netip.Addr, d string) (string, error) {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+}
+
+// metrics returns the /metrics page of instance i.
+func (f *sharedHosts) metrics(t *testing.T, i int) string {
+	t.Helper()
+	f.servers[i].mu.Lock()
+	addr := f.servers[i].addrs["admin"]
+	f.servers[i].mu.Unlock()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // issuedFor counts the certificates the CA issued for d's policy host.

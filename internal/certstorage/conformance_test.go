@@ -132,6 +132,7 @@ func TestConformance(t *testing.T) {
 			"certificates/acme-a/two.test", "certificates/acme-a/two.test/two.test.crt"}}},
 		{"list recursive top", list("acme", true), want{keys: []string{
 			"acme/ca", "acme/ca/users", "acme/ca/users/hostmaster@example.test", "acme/ca/users/hostmaster@example.test/hostmaster.json"}}},
+		{"list the root", list("", false), want{keys: []string{"acme", "certificates", "certificates-old", "ocsp"}}},
 		{"list missing", list("certificates/acme-c", false), want{err: fs.ErrNotExist}},
 		{"list missing recursive", list("nothing", true), want{err: fs.ErrNotExist}},
 		{"list a key", list("certificates-old/x", false), want{keys: nil}},

@@ -79,6 +79,10 @@ func TestLockExcludes(t *testing.T) {
 	if err := b.Unlock(ctx, name); err == nil {
 		t.Error("Unlock of a lock not held succeeded")
 	}
+	// Released locks are taken again without counting as taken over.
+	if sa, sb := a.Stats(), b.Stats(); sa != (Stats{Acquired: 1}) || sb != (Stats{Acquired: 2}) {
+		t.Errorf("stats %+v and %+v", sa, sb)
+	}
 }
 
 // TestLockMutualExclusion: many workers in two instances never hold one
@@ -171,6 +175,9 @@ func TestLockLost(t *testing.T) {
 	if err := a.Unlock(ctx, "n"); !errors.Is(err, ErrLockLost) {
 		t.Errorf("Unlock of a lost lock: %v, want ErrLockLost", err)
 	}
+	if sa, sb := a.Stats(), b.Stats(); sa != (Stats{Acquired: 1, Lost: 1}) || sb != (Stats{Held: 1, Acquired: 1, TakenOver: 1}) {
+		t.Errorf("stats: the stalled holder %+v, the new one %+v", sa, sb)
+	}
 	var owner string
 	if err := b.pool.QueryRow(ctx, "SELECT owner FROM certmagic_locks WHERE name = 'n'").Scan(&owner); err != nil {
 		t.Fatalf("the new holder's lock is gone: %v", err)
@@ -254,6 +261,9 @@ func TestLockHolderKilled(t *testing.T) {
 		t.Fatalf("the lock of a killed holder was never taken over: %v", err)
 	}
 	t.Logf("taken over %v after the kill (lease %v)", time.Since(killed).Round(time.Millisecond), holderTTL)
+	if st := b.Stats(); st.TakenOver != 1 || st.Held != 1 {
+		t.Errorf("stats %+v, want one lock held, taken over", st)
+	}
 	if err := b.Unlock(ctx, "issue_cert_killed.test"); err != nil {
 		t.Fatal(err)
 	}

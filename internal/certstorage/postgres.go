@@ -108,8 +108,26 @@ type Postgres struct {
 	poll    time.Duration
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	held map[string]*lease // by lock name
+	mu    sync.Mutex
+	held  map[string]*lease // by lock name
+	stats Stats
+}
+
+// Stats counts what happened to this instance's locks.
+type Stats struct {
+	Held      int   // locks held now
+	Acquired  int64 // locks taken
+	TakenOver int64 // of those, locks taken from a holder whose lease had expired (a dead or stalled instance)
+	Lost      int64 // leases found taken over by another instance while held
+}
+
+// Stats returns the lock counts of this instance.
+func (s *Postgres) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Held = len(s.held)
+	return st
 }
 
 // lease is a lock this process holds.
@@ -117,6 +135,7 @@ type lease struct {
 	owner string
 	stop  chan struct{} // closed by Unlock
 	done  chan struct{} // closed when the refresher ends
+	lost  bool          // set by the refresher before done is closed
 }
 
 var (
@@ -446,13 +465,15 @@ func (s *Postgres) TryLock(ctx context.Context, name string) (bool, error) {
 		return false, err
 	}
 	// The conflict branch replaces only an expired lease; when the lease
-	// is live it updates nothing and returns no row.
-	var got string
+	// is live it updates nothing and returns no row. A replaced row has a
+	// non-zero xmax (PostgreSQL's marker of the updating transaction): an
+	// expired lease taken over.
+	var takenOver bool
 	err = s.pool.QueryRow(ctx, `INSERT INTO certmagic_locks (name, owner, expires)
 		VALUES ($1, $2, now() + make_interval(secs => $3))
 		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires
 			WHERE certmagic_locks.expires < now()
-		RETURNING owner`, name, owner, s.ttl.Seconds()).Scan(&got)
+		RETURNING xmax <> 0`, name, owner, s.ttl.Seconds()).Scan(&takenOver)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -463,7 +484,14 @@ func (s *Postgres) TryLock(ctx context.Context, name string) (bool, error) {
 	s.mu.Lock()
 	old := s.held[name]
 	s.held[name] = l
+	s.stats.Acquired++
+	if takenOver {
+		s.stats.TakenOver++
+	}
 	s.mu.Unlock()
+	if takenOver {
+		s.log.Warn("certstorage: took over a lock whose lease had expired (its holder died or stalled)", "lock", name)
+	}
 	if old != nil {
 		// Only after our own lease expired (this process stalled longer
 		// than the TTL) can we take a name we still hold.
@@ -496,7 +524,8 @@ func (s *Postgres) refresh(name string, l *lease) {
 			// Retried at the next tick; the lease lasts three more.
 			s.log.Warn("certstorage: could not extend a lock's lease", "lock", name, "error", err)
 		case tag.RowsAffected() == 0:
-			s.log.Error("certstorage: lock lost: its lease expired and another instance took it", "lock", name)
+			l.lost = true
+			s.lost(name)
 			return
 		}
 	}
@@ -520,9 +549,20 @@ func (s *Postgres) Unlock(ctx context.Context, name string) error {
 		return fmt.Errorf("certstorage: unlock %s: %w", name, err)
 	}
 	if tag.RowsAffected() == 0 {
+		if !l.lost {
+			s.lost(name)
+		}
 		return fmt.Errorf("certstorage: unlock %s: %w", name, ErrLockLost)
 	}
 	return nil
+}
+
+// lost counts and logs a lease found taken over while held.
+func (s *Postgres) lost(name string) {
+	s.mu.Lock()
+	s.stats.Lost++
+	s.mu.Unlock()
+	s.log.Error("certstorage: lock lost: its lease expired and another instance took it", "lock", name)
 }
 
 // newOwner returns a random token naming one acquisition of a lock.
