@@ -388,7 +388,7 @@ func (w *Worker) reportFindings(ctx context.Context, domain string, doc *report.
 			open[finding.ID(pr.ID)] = append(open[finding.ID(pr.ID)], pr.Subject)
 		}
 	}
-	fs, blind := tlsrptagg.Watch(tlsrptagg.WatchInput{Domain: domain, Now: now, Current: current(doc, now), Summary: sum, Open: open, Policy: p})
+	fs, blind := tlsrptagg.Watch(tlsrptagg.WatchInput{Domain: domain, Now: now, Current: Current(doc, now), Summary: sum, Open: open, Policy: p})
 	var out []report.Finding
 	for _, f := range fs {
 		out = append(out, report.Finding{ID: string(f.ID), Severity: f.Severity.String(), Component: string(f.Component), Subject: f.Subject,
@@ -397,10 +397,10 @@ func (w *Worker) reportFindings(ctx context.Context, domain string, doc *report.
 	return out, blind, nil
 }
 
-// current is what the scan says about the domain's policy and MX hosts,
+// Current is what the scan says about the domain's policy and MX hosts,
 // for explaining reported failures: the effective policy of the document
 // and the MX hosts judged again from its evidence.
-func current(doc *report.Document, now time.Time) tlsrptagg.Current {
+func Current(doc *report.Document, now time.Time) tlsrptagg.Current {
 	var cur tlsrptagg.Current
 	if doc.Policy != nil {
 		cur.PolicyID = doc.Policy.ID

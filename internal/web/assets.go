@@ -95,6 +95,8 @@ var templates = func() map[string]*template.Template {
 		"utc":        func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 		"duration":   humanSeconds,
 		"inc":        func(i int) int { return i + 1 },
+		"day":        func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+		"lastDay":    func(t time.Time) string { return t.UTC().AddDate(0, 0, -1).Format(time.DateOnly) },
 		"deref":      func(b *bool) bool { return b != nil && *b },
 		"sentence":   sentence,
 		"observed":   func(class string) bool { return smtpprobe.Class(class).Observed() },
@@ -105,7 +107,7 @@ var templates = func() map[string]*template.Template {
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
 	for _, page := range []string{"home", "progress", "result", "error", "unsubscribe", "dashboard", "domain", "savedscan", "diff",
-		"signup", "verify", "login", "reset", "resetconfirm", "message", "settings"} {
+		"signup", "verify", "login", "reset", "resetconfirm", "message", "settings", "reports"} {
 		t := template.Must(base.Clone())
 		out[page] = template.Must(t.ParseFS(templateFS, "templates/"+page+".html"))
 	}

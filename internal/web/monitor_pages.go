@@ -46,6 +46,7 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 	page("GET /domains/{id}/diff", s.diffPage)
 	page("POST /domains/{id}/rescan", s.rescanForm)
 	page("POST /domains/{id}/mute", s.muteForm)
+	s.routesReportsPages(page)
 }
 
 // dashboardRow is one saved domain on the dashboard.
