@@ -112,6 +112,9 @@ type ACME struct {
 	apiCA     *CA
 	roots     []*x509.Certificate // Pebble's roots
 	reuse     bool
+	// held, while not nil, keeps challenge submissions waiting until it
+	// is closed (HoldChallenges).
+	held chan struct{}
 
 	// gate is held shared by every API request and exclusively by new-order
 	// requests while valid authorizations are hidden (see hideValidAuthzs).
@@ -395,6 +398,26 @@ func (a *ACME) Issued() []*x509.Certificate {
 // fail when it is not zero.
 func (a *ACME) Panics() int { return int(a.panics.Load()) }
 
+// HoldChallenges keeps every challenge submission (and so every
+// validation) waiting until release is called: tests that start several
+// servers sharing orders hold validations until all of them listen, so
+// the CA never validates at a server that has not started yet.
+func (a *ACME) HoldChallenges() (release func()) {
+	ch := make(chan struct{})
+	a.mu.Lock()
+	a.held = ch
+	a.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			a.held = nil
+			a.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
 // ServeHTTP serves the ACME API, recording what happens.
 func (a *ACME) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
@@ -404,8 +427,16 @@ func (a *ACME) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.inflight.Add(1)
+	held := a.held
 	a.mu.Unlock()
 	defer a.inflight.Done()
+	if held != nil && r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, pebbleChalPath) {
+		select {
+		case <-held:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
