@@ -185,10 +185,13 @@ func (d *reportsData) days() []dayRow {
 // thousands of sessions is still seen. The table beside it is the text
 // alternative; the <title> and <desc> say what it shows.
 func chart(rows []dayRow, domainName string) template.HTML {
-	const (
-		height, top, bottom, left = 220, 12, 40, 56
-		barW, gap, dayGap         = 8, 1, 10
-	)
+	const height, top, bottom, left = 220, 12, 40, 56
+	// A month or less gets readable bars; a longer window thin ones, so
+	// that a year stays about 3,000 units wide (the CSS scales it down).
+	barW, gap, dayGap := 8, 1, 10
+	if len(rows) > 31 {
+		barW, gap, dayGap = 2, 0, 2
+	}
 	fills := []string{"#0a4fa3", "#1b6b2a", "#7a4700"} // sts, tlsa, no-policy-found: the page's colours
 	var max int64
 	var failedDays int

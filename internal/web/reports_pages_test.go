@@ -188,6 +188,10 @@ func TestReportsPage(t *testing.T) {
 	if r := f.h.do("GET", f.page+"?days=7", "", "", f.asAnn...); r.StatusCode != 200 || !strings.Contains(string(r.body), `<option value="7" selected>`) {
 		t.Errorf("days=7: %d", r.StatusCode)
 	}
+	// A year draws thin bars: the chart stays about 3,000 units wide.
+	if r := f.h.do("GET", f.page+"?days=366", "", "", f.asAnn...); r.StatusCode != 200 || !strings.Contains(string(r.body), `viewBox="0 0 2992 220"`) {
+		t.Errorf("days=366: %d", r.StatusCode)
+	}
 	for _, bad := range []string{"0", "367", "x", "-1"} {
 		if r := f.h.do("GET", f.page+"?days="+bad, "", "", f.asAnn...); r.StatusCode != 400 {
 			t.Errorf("days=%s: %d", bad, r.StatusCode)
