@@ -411,7 +411,17 @@ func (w *walker) multipart(boundary string, body []byte, depth int) {
 // boundaryParam digs the boundary out of a Content-Type that
 // mime.ParseMediaType refused.
 func boundaryParam(ct string) string {
-	i := strings.Index(strings.ToLower(ct), "boundary=")
+	// Case-folded byte by byte: strings.ToLower would change the length
+	// of a header with invalid UTF-8, and the index would point elsewhere
+	// (found by FuzzExtract).
+	const key = "boundary="
+	i := -1
+	for k := 0; k+len(key) <= len(ct); k++ {
+		if strings.EqualFold(ct[k:k+len(key)], key) {
+			i = k
+			break
+		}
+	}
 	if i < 0 {
 		return ""
 	}
