@@ -208,17 +208,10 @@ func (db *DB) GetTLSRPTReport(ctx context.Context, id store.ReportID, raw bool) 
 	return s, nil
 }
 
-// ListTLSRPTReports implements store.TLSRPT.
-func (db *DB) ListTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) ([]store.StoredTLSRPT, store.Cursor, error) {
-	if q.Limit <= 0 {
-		q.Limit = 1000
-	}
+// tlsrptWhere is the filter of q (domain, range, states) on
+// tlsrpt_reports; arg binds a value and returns its placeholder.
+func tlsrptWhere(q store.TLSRPTQuery, arg func(any) string) []string {
 	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
 	if q.Domain != "" {
 		where = append(where, "id IN (SELECT report FROM tlsrpt_policies WHERE domain = "+arg(q.Domain)+")")
 	}
@@ -235,6 +228,20 @@ func (db *DB) ListTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) ([]sto
 		}
 		where = append(where, "state IN ("+strings.Join(in, ", ")+")")
 	}
+	return where
+}
+
+// ListTLSRPTReports implements store.TLSRPT.
+func (db *DB) ListTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) ([]store.StoredTLSRPT, store.Cursor, error) {
+	if q.Limit <= 0 {
+		q.Limit = 1000
+	}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	where := tlsrptWhere(q, arg)
 	if q.After != "" {
 		start, id, err := parseScanCursor(q.After)
 		if err != nil {
@@ -527,28 +534,12 @@ func (db *DB) TLSRPTSummary(ctx context.Context, domain string, from, to time.Ti
 
 // CountTLSRPTReports implements store.TLSRPT.
 func (db *DB) CountTLSRPTReports(ctx context.Context, q store.TLSRPTQuery) (map[store.ReportState]int, error) {
-	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	if q.Domain != "" {
-		where = append(where, "id IN (SELECT report FROM tlsrpt_policies WHERE domain = "+arg(q.Domain)+")")
-	}
-	if !q.From.IsZero() {
-		where = append(where, "end_at > "+arg(tv(q.From)))
-	}
-	if !q.To.IsZero() {
-		where = append(where, "start_at < "+arg(tv(q.To)))
-	}
-	if len(q.States) > 0 {
-		var in []string
-		for _, s := range q.States {
-			in = append(in, arg(string(s)))
-		}
-		where = append(where, "state IN ("+strings.Join(in, ", ")+")")
-	}
+	where := tlsrptWhere(q, arg)
 	query := "SELECT state, COUNT(*) FROM tlsrpt_reports"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
