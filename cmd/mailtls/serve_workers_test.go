@@ -80,6 +80,20 @@ func TestServeWorkers(t *testing.T) {
 	if got := w.messagesIn(t, p1); len(got) != 0 {
 		t.Errorf("period 1 (baselines) queued %d messages, want none: %v", len(got), got)
 	}
+	// The three shared the work, and their counts add up to the
+	// database's.
+	stored := make([]float64, len(srv))
+	for i, s := range srv {
+		v, ok, err := s.Metric(ctx, `mailtls_worker_scans_total{result="stored"}`)
+		if err != nil || !ok || v == 0 {
+			t.Errorf("%s stored %v scans in period 1 (%v)", s.Name(), v, err)
+		}
+		stored[i] = v
+	}
+	if stored[0]+stored[1]+stored[2] != workersDomains {
+		t.Errorf("the instances count %v stored scans, want %d", stored, workersDomains)
+	}
+	t.Logf("scans stored in period 1 by each instance: %v", stored)
 
 	// Period 2: a tenth of the domains changed their policy.
 	w.setChanged(true)
