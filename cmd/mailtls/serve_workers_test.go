@@ -428,8 +428,8 @@ func (w *workersWorld) checkPeriod(t *testing.T, p period, victim *lab.Serve) {
 		t.Fatal(err)
 	}
 	type row struct {
-		id                      store.DomainID
-		next                    int64
+		id                     store.DomainID
+		next                   int64
 		done, other, abandoned int
 	}
 	rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
