@@ -360,6 +360,30 @@ func (w *workersWorld) period(t *testing.T, srv []*lab.Serve, during func()) per
 		if done == workersDomains && leased == 0 && pending == 0 {
 			break
 		}
+		if len(w.killed) == 0 {
+			// With every instance alive a domain is scanned once: a second
+			// scan (finished, failed or running) fails the test at once.
+			var twice []string
+			rows, err := w.db.Query(ctx, `SELECT domain_id, string_agg(state || ' ' || error, '; ') FROM scans
+				WHERE created_at >= $1 GROUP BY domain_id HAVING COUNT(*) > 1`, w.start.UnixMicro())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var id store.DomainID
+				var scans string
+				if err := rows.Scan(&id, &scans); err != nil {
+					t.Fatal(err)
+				}
+				twice = append(twice, w.ids[id]+": "+scans)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(twice) > 0 {
+				t.Fatalf("%d domains scanned more than once in the period, every instance alive:\n%s", len(twice), strings.Join(twice, "\n"))
+			}
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("period not over after %v: %d of %d domains scanned, %d leased, %d messages pending", workersPeriod, done, workersDomains, leased, pending)
 		}
