@@ -207,19 +207,20 @@ func TestServeWorkers(t *testing.T) {
 
 // workersWorld is the lab, the store and the receiver of TestServeWorkers.
 type workersWorld struct {
-	l        *lab.Lab
-	db       *pgx.Conn
-	st       *sqlstore.DB
-	sink     *lab.HookSink
-	cfg      string
-	rootPEM  string
-	domains  []string
-	ids      map[store.DomainID]string
-	changed  map[string]bool // the domains whose policy changes
-	start    time.Time       // of the current period
-	killed   map[*lab.Serve]bool
-	periodMu sync.Mutex
-	isBroken bool
+	l       *lab.Lab
+	db      *pgx.Conn
+	st      *sqlstore.DB
+	sink    *lab.HookSink
+	cfg     string
+	rootPEM string
+	domains []string
+	ids     map[store.DomainID]string
+	changed map[string]bool // the domains whose policy changes
+	start   time.Time       // of the current period
+	killed  map[*lab.Serve]bool
+
+	mu       sync.Mutex
+	changeOn bool // the changed domains serve their changed policy
 }
 
 // period is one scheduling period of every domain: [from, to).
@@ -318,20 +319,20 @@ func (w *workersWorld) policy(host string) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		d := strings.TrimPrefix(strings.ToLower(r.Host), "mta-sts.")
 		mode := "enforce"
-		w.periodMu.Lock()
-		if w.isBroken && w.changed[d] {
+		w.mu.Lock()
+		if w.changeOn && w.changed[d] {
 			mode = "testing"
 		}
-		w.periodMu.Unlock()
+		w.mu.Unlock()
 		rw.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(rw, "version: STSv1\r\nmode: %s\r\nmx: %s\r\nmax_age: 604800\r\n", mode, host)
 	})
 }
 
 func (w *workersWorld) setChanged(on bool) {
-	w.periodMu.Lock()
-	w.isBroken = on
-	w.periodMu.Unlock()
+	w.mu.Lock()
+	w.changeOn = on
+	w.mu.Unlock()
 }
 
 // period makes every domain due ten minutes ago (the clock reaching its
