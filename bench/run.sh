@@ -139,10 +139,10 @@ END {
       printf "\n    database per rescan: %.1f transactions, %.0f tuples returned, %.0f fetched, %.1f inserted, %.1f updated, %.2f deleted; %.0f blocks hit, %.2f read; %.0f bytes of growth\n", scl["xact/rescan" k], scl["tup-returned/rescan" k], scl["tup-fetched/rescan" k], scl["tup-inserted/rescan" k], scl["tup-updated/rescan" k], scl["tup-deleted/rescan" k], scl["blks-hit/rescan" k], scl["blks-read/rescan" k], scl["db-bytes/rescan" k]
     }
     printf "  API through a web instance at %d requests/s (GET /api/v1/domains of all %d domains, and GET /api/v1/domains/{id}, in turn):\n", scl["api-req/s"], scl["domains"]
-    printf "    workers idle: p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests\n", scl["api-p50-ms-idle"], scl["api-p95-ms-idle"], scl["api-list-p95-ms-idle"], scl["api-max-ms-idle"], scl["api-requests-idle"]
+    printf "    workers idle: p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests; %.1f ms of CPU in the web process a request, PostgreSQL %.3f cores\n", scl["api-p50-ms-idle"], scl["api-p95-ms-idle"], scl["api-list-p95-ms-idle"], scl["api-max-ms-idle"], scl["api-requests-idle"], scl["web-cpu-ms/request-idle"], scl["pg-cores-idle"]
     printf "    %d instances rescanning (%.0f domains/h, %.2f cores): p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests", n-1, scl["domains/h-busy"], scl["cores-busy"], scl["api-p50-ms-busy"], scl["api-p95-ms-busy"], scl["api-list-p95-ms-busy"], scl["api-max-ms-busy"], scl["api-requests-busy"]
     if (scl["api-p95-ms-idle"] > 0) printf "; p95 %.2fx idle", scl["api-p95-ms-busy"]/scl["api-p95-ms-idle"]
-    printf "\n"
+    printf "\n      %.1f ms of CPU in the web process a request; PostgreSQL %.3f cores (rescans and API)\n", scl["web-cpu-ms/request-busy"], scl["pg-cores-busy"]
   }
   if (wr != "") {
     printf "web checker: 100 clients start a scan through the API at once, follow its events, open the result (50 ms per DNS answer and TCP connection):\n"

@@ -79,10 +79,22 @@ func BenchmarkScale(b *testing.B) {
 	web := e.start(1, "web")[0]
 	base := "http://" + web.Addr("web")
 	e.checkAPI(ctx, base)
+	// The web process's CPU and the database backends' during the load:
+	// what a request costs where.
+	admin := e.connect(ctx, e.admin)
+	defer admin.Close(ctx)
+	pg := &pgBackends{base: map[int]time.Duration{}, last: map[int]time.Duration{}}
+	pg.sample(ctx, admin, e.dbName, true)
+	web0, _ := procCPU(web.Pid())
+	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, time.Duration(envInt("SCALE_API_IDLE_S", 10))*time.Second)
 	idle := apiLoad(actx, base, e.token, e.ids, e.apiRate)
 	cancel()
+	idleWall := time.Since(start)
+	pg.sample(ctx, admin, e.dbName, false)
+	web1, _ := procCPU(web.Pid())
 	busy := e.round(ctx, e.maxInst, func(ctx context.Context) []apiSample { return apiLoad(ctx, base, e.token, e.ids, e.apiRate) })
+	web2, _ := procCPU(web.Pid())
 	if err := web.Stop(time.Minute); err != nil {
 		b.Fatalf("stopping the web instance: %v", err)
 	}
@@ -137,6 +149,10 @@ func BenchmarkScale(b *testing.B) {
 	}
 	b.ReportMetric(busy.perHour(), "domains/h-busy")
 	b.ReportMetric(busy.cores(), "cores-busy")
+	b.ReportMetric(ms(web1-web0, len(idle)), "web-cpu-ms/request-idle")
+	b.ReportMetric(ms(web2-web1, len(busy.api)), "web-cpu-ms/request-busy")
+	b.ReportMetric(pg.total().Seconds()/idleWall.Seconds(), "pg-cores-idle")
+	b.ReportMetric(busy.pgCPU.Seconds()/busy.wall.Seconds(), "pg-cores-busy")
 	b.ReportMetric(0, "ns/op")
 }
 
