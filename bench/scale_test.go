@@ -51,7 +51,9 @@ import (
 // What the database does per rescan comes from its own statistics
 // (pg_stat_database of the benchmark's database: transactions, tuples,
 // blocks), read with every instance stopped, so that each backend has
-// flushed its counters.
+// flushed its counters. (Not pg_stat_statements, which would name the
+// queries: it must be in shared_preload_libraries, a restart of the
+// server, which a benchmark sharing the tests' server does not do.)
 //
 // SCALE_DOMAINS (300), SCALE_INSTANCES (3), SCALE_SCANS (per instance,
 // 4), SCALE_LATENCY_MS (250), SCALE_API_RATE (requests per second, 20) and
