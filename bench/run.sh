@@ -35,6 +35,7 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" -v bdom="${BULK_DOMAINS:-10000}" -v b
 /^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore\/sqlite/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="summary-bytes/scan") sm=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
 /^BenchmarkStore\/postgres/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") pst=$i; if ($(i+1)=="finish-p95-ms") pfp=$i; if ($(i+1)=="db-bytes/scan") pdb=$i; if ($(i+1)=="dashboard-p50-ms") pd50=$i; if ($(i+1)=="dashboard-p95-ms") pd95=$i } }
+/^BenchmarkReportsYear\/summary\/sql-14d/     { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") y14=$i; if ($(i+1)=="cpu-ms/query") y14c=$i }; next }
 /^BenchmarkReportsYear\/summary\/sql/         { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") ys=$i; if ($(i+1)=="cpu-ms/query") ysc=$i; if ($(i+1)=="reports") yn=$i } }
 /^BenchmarkReportsYear\/summary\/day-rows/    { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yd=$i; if ($(i+1)=="cpu-ms/query") ydc=$i } }
 /^BenchmarkReportsYear\/summary\/raw-reports/ { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yr=$i; if ($(i+1)=="cpu-ms/query") yrc=$i } }
@@ -101,6 +102,7 @@ END {
     printf "TLS-RPT, a domain with a year of daily reports from 20 organisations (%s reports, SQLite):\n", yn
     printf "  readiness (14-day window): %s ms (%s ms CPU)   (target < 50 ms)\n", yv, yvc
     printf "  summary of the year, the day rows summed in SQL: %s ms (%s ms CPU)   (target < 50 ms)\n", ys, ysc
+    if (y14 != "") printf "  summary of the last 14 days: %s ms (%s ms CPU)\n", y14, y14c
     if (yd != "") printf "  the same from the day rows merged in Go: %s ms (%s ms CPU); SQL is %.1fx faster\n", yd, ydc, yd/ys
     if (yr != "") printf "  the same from the stored reports read back: %s ms (%s ms CPU); SQL is %.1fx faster\n", yr, yrc, yr/ys
   }
