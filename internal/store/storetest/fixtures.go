@@ -101,6 +101,12 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	ign := sampleTLSRPT("forger.example", "f1", "ignored.example", fixtureTime.Add(-32*time.Hour), 1)
 	_, _, err = s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: ign, Ignore: "no valid DKIM signature", Receipt: store.ReportReceipt{Channel: "smtp", DKIM: "none"}})
 	check(t, err)
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 8 {
+		return
+	}
+	// Schema version 8: the policy host's ids and MX sets.
+	check(t, s.SetMXSet(ctx(t), "example.com", []string{"mx1.example.com"}, []string{"mx1.example.com"}, fixtureTime))
+	must[map[string]string](t)(s.AssignPolicyIDs(ctx(t), map[string]string{"example.com": "fixture-hash"}, func(string) string { return "20260101000000" }))
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -213,6 +219,12 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		sameSummary(t, s, a.ID, rows[0])
 		if l := must[[]store.Channel](t)(s.ListDigestChannels(ctx(t), 7)); len(l) != 1 || l[0].ID != chans[0].ID {
 			t.Fatalf("fixture digest channels = %+v", l)
+		}
+	}
+	if v >= 8 {
+		p := must[store.HostPolicy](t)(s.HostPolicy(ctx(t), "example.com"))
+		if p.PolicyID != "20260101000000" || p.BodyHash != "fixture-hash" || len(p.MXPatterns) != 1 || p.MXPatterns[0] != "mx1.example.com" {
+			t.Fatalf("fixture host policy = %+v", p)
 		}
 	}
 	// New rows get new ids next to the old ones.
