@@ -39,6 +39,9 @@ type HostPolicies interface {
 	ListHostPolicies(ctx context.Context) ([]HostPolicy, error)
 	// SetMXSet stores a domain's MX set and patterns, checked at checked.
 	SetMXSet(ctx context.Context, domain string, hosts, patterns []string, checked time.Time) error
+	// ReplacePolicyID sets the id of domain to id if the row still holds
+	// hash and old (compare-and-set), and reports whether it did.
+	ReplacePolicyID(ctx context.Context, domain, hash, old, id string) (bool, error)
 	// ImportHostPolicy stores what p holds that the domain's row lacks:
 	// the hash and id when the row has none, the MX set when the row has
 	// none. It brings the files of a host that had no store (ids.json,

@@ -147,3 +147,16 @@ func (db *DB) ImportHostPolicy(ctx context.Context, p store.HostPolicy) error {
 		p.Domain, p.BodyHash, p.PolicyID, joinWords(p.MXHosts), joinWords(p.MXPatterns), tv(p.MXChecked), tv(db.clock()))
 	return db.wrap(err)
 }
+
+// ReplacePolicyID implements store.HostPolicies.
+func (db *DB) ReplacePolicyID(ctx context.Context, domain, hash, old, id string) (bool, error) {
+	res, err := db.w.ExecContext(ctx, `UPDATE host_policies SET policy_id = $4, updated_at = $5
+		WHERE domain = $1 AND body_hash = $2 AND policy_id = $3`, domain, hash, old, id, tv(db.clock()))
+	switch err := affected(res, err, errLost); {
+	case errors.Is(err, errLost):
+		return false, nil
+	case err != nil:
+		return false, db.wrap(err)
+	}
+	return true, nil
+}

@@ -74,8 +74,19 @@ func testHostPolicies(t *testing.T, h Harness) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("after the imports:\n%q\nwant\n%q", got, want)
 	}
+	// Replacing an id is a compare-and-set too.
+	if ok := must[bool](t)(s.ReplacePolicyID(ctx(t), "c.example", "hc", "other", "x")); ok {
+		t.Fatal("ReplacePolicyID over an id the row does not hold")
+	}
+	if ok := must[bool](t)(s.ReplacePolicyID(ctx(t), "c.example", "hx", "fromfile", "x")); ok {
+		t.Fatal("ReplacePolicyID over a hash the row does not hold")
+	}
+	if ok := must[bool](t)(s.ReplacePolicyID(ctx(t), "c.example", "hc", "fromfile", "older")); !ok {
+		t.Fatal("ReplacePolicyID did not replace")
+	}
+	check(t, s.ImportHostPolicy(ctx(t), store.HostPolicy{Domain: "c.example", BodyHash: "hc", PolicyID: "fromfile"}))
 	// The imported id stays for its body.
-	if again := must[map[string]string](t)(s.AssignPolicyIDs(ctx(t), map[string]string{"c.example": "hc"}, newID)); again["c.example"] != "fromfile" {
+	if again := must[map[string]string](t)(s.AssignPolicyIDs(ctx(t), map[string]string{"c.example": "hc"}, newID)); again["c.example"] != "older" {
 		t.Fatalf("imported id replaced: %v", again)
 	}
 }
