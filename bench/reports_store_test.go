@@ -29,7 +29,7 @@ import (
 // report, summed in SQL) and the readiness verdict over 14 days (the day
 // rows merged in Go), beside the same year's summary from the day rows
 // merged in Go and from the stored reports themselves (read back and
-// aggregated).
+// aggregated); and the summary of the last 14 days.
 func BenchmarkReportsYear(b *testing.B) {
 	ctx := context.Background()
 	now := time.Date(2026, 12, 31, 9, 0, 0, 0, time.UTC)
@@ -68,6 +68,17 @@ func BenchmarkReportsYear(b *testing.B) {
 			want = s.Sessions
 		}
 		b.ReportMetric(float64(n), "reports")
+		perQuery(b, cpu0)
+	})
+	// The CLI's and the web page's default window, beside the year.
+	b.Run("summary/sql-14d", func(b *testing.B) {
+		cpu0 := selfCPU()
+		for b.Loop() {
+			s, err := v.Summary(ctx, "example.com", tlsrptview.LastDays(now, 14))
+			if err != nil || s.Sessions == 0 {
+				b.Fatal(s, err)
+			}
+		}
 		perQuery(b, cpu0)
 	})
 	b.Run("summary/day-rows", func(b *testing.B) {

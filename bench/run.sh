@@ -10,13 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern=${1:-.}
 # A benchmark that fails prints its output and stops the script.
-out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage|ReportsIngest|Bulk)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/ 2>&1) || { echo "$out"; exit 1; }
+out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|DashboardPage|ReportsIngest|Bulk|Scale)$' -benchtime "${BENCHTIME:-20x}" -count 1 ./bench/ 2>&1) || { echo "$out"; exit 1; }
 # BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage (bursts of
 # 10,000 scans), BenchmarkReportsIngest (100,000 reports per channel) and
 # BenchmarkBulk (mailtls check -f over lists of 2,500 to 20,000 domains and
-# the naive baseline, 3 to 6 minutes on two cores) do a fixed amount of
+# the naive baseline, 3 to 6 minutes on two cores) and BenchmarkScale
+# (rescans by 1, 2 and 3 worker instances on one PostgreSQL and the API
+# beside them, about 4 minutes; MAILTLS_TEST_POSTGRES) do a fixed amount of
 # work, once.
-for fixed in Store Monitor DashboardPage ReportsIngest Bulk; do
+for fixed in Store Monitor DashboardPage ReportsIngest Bulk Scale; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
     more=$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1) || { echo "$more"; exit 1; }
     out="$out
@@ -34,6 +36,7 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" -v bdom="${BULK_DOMAINS:-10000}" -v b
 /^BenchmarkResolverMemory/ { for (i=1;i<=NF;i++) { if ($(i+1)=="MiB-rss") rm=$i; if ($(i+1)=="B/domain") rb=$i } }
 /^BenchmarkStore\/sqlite/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") st=$i; if ($(i+1)=="finish-p95-ms") fp=$i; if ($(i+1)=="db-bytes/scan") db=$i; if ($(i+1)=="summary-bytes/scan") sm=$i; if ($(i+1)=="json-bytes/scan") js=$i; if ($(i+1)=="dashboard-p50-ms") d50=$i; if ($(i+1)=="dashboard-p95-ms") d95=$i } }
 /^BenchmarkStore\/postgres/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") pst=$i; if ($(i+1)=="finish-p95-ms") pfp=$i; if ($(i+1)=="db-bytes/scan") pdb=$i; if ($(i+1)=="dashboard-p50-ms") pd50=$i; if ($(i+1)=="dashboard-p95-ms") pd95=$i } }
+/^BenchmarkReportsYear\/summary\/sql-14d/     { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") y14=$i; if ($(i+1)=="cpu-ms/query") y14c=$i }; next }
 /^BenchmarkReportsYear\/summary\/sql/         { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") ys=$i; if ($(i+1)=="cpu-ms/query") ysc=$i; if ($(i+1)=="reports") yn=$i } }
 /^BenchmarkReportsYear\/summary\/day-rows/    { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yd=$i; if ($(i+1)=="cpu-ms/query") ydc=$i } }
 /^BenchmarkReportsYear\/summary\/raw-reports/ { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yr=$i; if ($(i+1)=="cpu-ms/query") yrc=$i } }
@@ -47,6 +50,7 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" -v bdom="${BULK_DOMAINS:-10000}" -v b
 /^BenchmarkDashboardPage/ { for (i=1;i<=NF;i++) { if ($(i+1)=="p50-ms") dp50=$i; if ($(i+1)=="p95-ms") dp95=$i; if ($(i+1)=="html-bytes") dph=$i; if ($(i+1)=="cpu-ms/render") dpc=$i } }
 /^BenchmarkBulkSeenSet/ { for (i=1;i<=NF;i++) if ($(i+1)=="B/domain") bss=$i; next }
 /^BenchmarkBulk/ { for (i=1;i<=NF;i++) { if ($(i+1)=="domains/s") br=$i; if ($(i+1)=="x-bound") bb=$i; if ($(i+1)=="ms-p50-scan") bp=$i; if ($(i+1)=="MiB-peak-RSS") bm=$i; if ($(i+1)=="s-peak-RSS-at") bpa=$i; if ($(i+1)=="peak-RSS-at-done") bpd=$i; if ($(i+1)=="s-wall") bw=$i; if ($(i+1)=="naive-seq-domains/s") ns=$i; if ($(i+1)=="x-naive-seq") nsx=$i; if ($(i+1)=="naive-par-domains/s") np=$i; if ($(i+1)=="x-naive-par") npx=$i; if ($(i+1)=="B/record") brec=$i; if ($(i+1)=="x-cpu-bound") bcb=$i; if ($(i+1)=="mailtls-cpu-ms/domain") bcm=$i; if ($(i+1)=="lab-cpu-ms/domain") bcl=$i; if ($(i+1)=="cores") bco=$i; if ($(i+1)=="others-cores") boc=$i; if ($(i+1)=="steal-cores") bst=$i; if ($(i+1)=="undetermined") bu=$i; if ($(i+1)=="naive-undetermined") nu=$i; if ($(i+1)=="small-domains") bsn=$i; if ($(i+1)=="MiB-peak-RSS-small") bsm=$i; if ($(i+1)=="large-domains") bln=$i; if ($(i+1)=="MiB-peak-RSS-large") blm=$i; if ($(i+1)=="low-parallel") lp=$i; if ($(i+1)=="low-domains/s") lr=$i; if ($(i+1)=="low-x-bound") lb=$i; if ($(i+1)=="low-ms-p50-scan") lq=$i; if ($(i+1)=="low-x-cpu-bound") lc=$i } }
+/^BenchmarkScale/ { for (i=2;i<NF;i++) if ($i ~ /^[0-9.e+-]+$/) scl[$(i+1)]=$i }
 /^BenchmarkWeb/ { for (i=1;i<=NF;i++) { if ($(i+1)=="scans/s") wr=$i; if ($(i+1)=="x-bound") wb=$i; if ($(i+1)=="ms-p95-event") we=$i; if ($(i+1)=="ms-p95-page-ttfb") wp=$i; if ($(i+1)=="ms-p50-scan") ws=$i; if ($(i+1)=="ms-cpu-per-scan") wc=$i; if ($(i+1)=="goroutines-before") g0=$i; if ($(i+1)=="goroutines-after") g1=$i; if ($(i+1)=="goroutines-expired") g2=$i; if ($(i+1)=="MiB-heap-before") h0=$i; if ($(i+1)=="MiB-heap-held") h1=$i; if ($(i+1)=="MiB-heap-expired") h2=$i } }
 END {
   if (c != "") {
@@ -99,6 +103,7 @@ END {
     printf "TLS-RPT, a domain with a year of daily reports from 20 organisations (%s reports, SQLite):\n", yn
     printf "  readiness (14-day window): %s ms (%s ms CPU)   (target < 50 ms)\n", yv, yvc
     printf "  summary of the year, the day rows summed in SQL: %s ms (%s ms CPU)   (target < 50 ms)\n", ys, ysc
+    if (y14 != "") printf "  summary of the last 14 days: %s ms (%s ms CPU)\n", y14, y14c
     if (yd != "") printf "  the same from the day rows merged in Go: %s ms (%s ms CPU); SQL is %.1fx faster\n", yd, ydc, yd/ys
     if (yr != "") printf "  the same from the stored reports read back: %s ms (%s ms CPU); SQL is %.1fx faster\n", yr, yrc, yr/ys
   }
@@ -123,6 +128,24 @@ END {
     if (ns != "") printf "  naive, one mailtls check process per domain in a loop (sample): %.1f domains/s; bulk is %.0fx faster\n", ns, nsx
     if (np != "") printf "  naive, %s mailtls check processes at a time (sample): %.1f domains/s; bulk is %.1fx faster\n", bpar, np, npx
     if (nu > 0) printf "  %d naive scans ended with an undetermined policy\n", nu
+  }
+  if (scl["domains"] != "") {
+    printf "saved domains rescanned by mailtls serve --roles worker processes on one PostgreSQL (MAILTLS_TEST_POSTGRES):\n"
+    printf "  %d lab domains, %d ms per DNS answer and TCP accept, at most %d rescans at once per instance (the default); %d cores\n", scl["domains"], scl["ms-latency"], scl["scans-per-instance"], scl["machine-cores"]
+    r1 = scl["domains/h-1"]
+    for (n=1; ("domains/h-" n) in scl; n++) {
+      k = "-" n; r = scl["domains/h" k]
+      printf "  %d instance(s): %.0f domains/h = %.2fx one instance (%.0f%% of linear); a rescan takes %.0f ms (mean), the slots are %.0f%% busy\n", n, r, r/r1, 100*r/(n*r1), scl["ms-rescan" k], 100*scl["x-bound" k]
+      cpu = scl["cpu-ms/rescan" k]; lab = scl["lab-cpu-ms/rescan" k]; pg = scl["pg-cpu-ms/rescan" k]
+      printf "    CPU per rescan: %.1f ms (the instances) + %.1f ms (PostgreSQL backends) + %.1f ms (the lab servers); used %.2f cores, other processes %.2f, steal %.2f\n", cpu, pg, lab, scl["cores" k], scl["others-cores" k], scl["steal-cores" k]
+      if (cpu+pg > 0) printf "    %d cores to themselves would allow %.0f rescans/h (%.1f instances at this rate; PostgreSQL alone %.0f/h)", scl["machine-cores"], 3600000*scl["machine-cores"]/(cpu+pg), 3600000*scl["machine-cores"]/(cpu+pg)/(r/n), 3600000*scl["machine-cores"]/pg
+      printf "\n    database per rescan: %.1f transactions, %.0f tuples returned, %.0f fetched, %.1f inserted, %.1f updated, %.2f deleted; %.0f blocks hit, %.2f read; %.0f bytes of growth\n", scl["xact/rescan" k], scl["tup-returned/rescan" k], scl["tup-fetched/rescan" k], scl["tup-inserted/rescan" k], scl["tup-updated/rescan" k], scl["tup-deleted/rescan" k], scl["blks-hit/rescan" k], scl["blks-read/rescan" k], scl["db-bytes/rescan" k]
+    }
+    printf "  API through a web instance at %d requests/s (GET /api/v1/domains of all %d domains, and GET /api/v1/domains/{id}, in turn):\n", scl["api-req/s"], scl["domains"]
+    printf "    workers idle: p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests; %.1f ms of CPU in the web process a request, PostgreSQL %.3f cores\n", scl["api-p50-ms-idle"], scl["api-p95-ms-idle"], scl["api-list-p95-ms-idle"], scl["api-max-ms-idle"], scl["api-requests-idle"], scl["web-cpu-ms/request-idle"], scl["pg-cores-idle"]
+    printf "    %d instances rescanning (%.0f domains/h, %.2f cores): p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests", n-1, scl["domains/h-busy"], scl["cores-busy"], scl["api-p50-ms-busy"], scl["api-p95-ms-busy"], scl["api-list-p95-ms-busy"], scl["api-max-ms-busy"], scl["api-requests-busy"]
+    if (scl["api-p95-ms-idle"] > 0) printf "; p95 %.2fx idle", scl["api-p95-ms-busy"]/scl["api-p95-ms-idle"]
+    printf "\n      %.1f ms of CPU in the web process a request; PostgreSQL %.3f cores (rescans and API)\n", scl["web-cpu-ms/request-busy"], scl["pg-cores-busy"]
   }
   if (wr != "") {
     printf "web checker: 100 clients start a scan through the API at once, follow its events, open the result (50 ms per DNS answer and TCP connection):\n"

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailtls/mailtls/internal/lab"
+	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 	"github.com/mailtls/mailtls/internal/tlsrptview"
 )
@@ -289,5 +290,43 @@ func TestReportsSummaryJSON(t *testing.T) {
 	}
 	if l := runAt(t, now, state, "reports", "list"); !strings.Contains(l.stdout, "0 report(s)") {
 		t.Errorf("after delete: %s", l.stdout)
+	}
+}
+
+// reports import reads an mbox file and a Maildir folder (cur/ and new/;
+// tmp/ holds mail still being delivered and is skipped): every report
+// mail in them is stored once, an unsigned one counted as the admin's own
+// import.
+func TestReportsImportMailboxes(t *testing.T) {
+	now := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+	state, files := t.TempDir(), t.TempDir()
+	mail := func(i int) string {
+		r := dailyReport("reporter.test", "box.test", now.Truncate(24*time.Hour).AddDate(0, 0, -i), []string{"mx.box.test"}, int64(10*i))
+		m := lab.ReportMail("reporter.test", "tlsrpt@box.test", "box.test", r.ReportID, gzipReport(t, r))
+		return strings.ReplaceAll(m, "\r\n", "\n") // as mbox files and Maildir folders keep mail
+	}
+	mbox := filepath.Join(files, "reports.mbox")
+	os.WriteFile(mbox, []byte("From reporter.test Mon Jun 29 01:00:00 2026\n"+mail(1)+"\nFrom reporter.test Tue Jun 30 01:00:00 2026\n"+mail(2)+"\n"), 0o644)
+	md := filepath.Join(files, "Maildir")
+	for sub, i := range map[string]int{"cur": 3, "new": 4, "tmp": 5} {
+		os.MkdirAll(filepath.Join(md, sub), 0o755)
+		os.WriteFile(filepath.Join(md, sub, fmt.Sprintf("17000000%d.M1P1.host", i)), []byte(mail(i)), 0o644)
+	}
+	res := runAt(t, now, state, "reports", "import", "--resolver", lab.NewDNS(t).Addr(), mbox, md)
+	if res.code != ExitOK || !strings.Contains(res.stdout, "4 new") {
+		t.Fatalf("import: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	res = runAt(t, now, state, "reports", "summary", "--json", "--days", "7", "box.test")
+	var sum tlsrptview.Summary
+	if err := json.Unmarshal([]byte(res.stdout), &sum); err != nil {
+		t.Fatalf("%v: %s", err, res.stdout)
+	}
+	// Days 1 to 4: 10+20+30+40 sessions; day 5 is still in tmp/.
+	if len(sum.Types) != 1 || sum.Types[0].Successful != 100 || sum.Types[0].Reports != 4 || sum.States[store.ReportCounted] != 4 {
+		t.Errorf("summary %+v", sum)
+	}
+	// Again: nothing new.
+	if again := runAt(t, now, state, "reports", "import", "--resolver", lab.NewDNS(t).Addr(), mbox, md); again.code != ExitOK || !strings.Contains(again.stdout, "4 duplicate") {
+		t.Errorf("second import: %d\n%s%s", again.code, again.stdout, again.stderr)
 	}
 }

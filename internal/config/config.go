@@ -268,6 +268,26 @@ type Web struct {
 	Accounts       WebAccounts `yaml:"accounts"`
 	// Retention is how long the history of saved domains is kept.
 	Retention WebRetention `yaml:"retention"`
+	// Worker tunes the worker that rescans saved domains and delivers
+	// their alerts (the worker role, docs/monitoring.md).
+	Worker WebWorker `yaml:"worker"`
+}
+
+// WebWorker tunes the worker role; zero takes the defaults
+// (monitor.DefaultScans, DefaultPoll, DefaultLeaseTTL).
+type WebWorker struct {
+	// Scans is how many saved domains this instance scans at once
+	// (default 4).
+	Scans int `yaml:"scans"`
+	// Poll is how often the worker looks in the store for due domains and
+	// alerts when nothing woke it (default 30s): the longest a rescan
+	// asked for on another instance, or a domain that fell due, waits.
+	Poll Duration `yaml:"poll"`
+	// Lease is how long a claimed domain stays this instance's without
+	// being renewed (default 5m; renewed every third of it while the scan
+	// runs): an instance that dies loses its domains to the others after
+	// it (docs/scaling.md).
+	Lease Duration `yaml:"lease"`
 }
 
 // WebRetention is how long the monitor's janitor keeps saved scans
@@ -443,6 +463,7 @@ const (
 	DefaultResolverCacheFile = "/var/lib/mailtls/resolver-cache.db"
 	DefaultWebListen         = "127.0.0.1:8080"
 	MaxWebResultTTL          = time.Hour
+	MaxWorkerScans           = 1000
 )
 
 // Default returns the configuration used without a file: the web
@@ -695,6 +716,15 @@ func (w *Web) validate(v *validator) {
 	}
 	if a.SessionIdleTimeout.D() > a.SessionLifetime.D() {
 		v.bad("web.accounts.session_idle_timeout", "web.accounts.session_idle_timeout %s is longer than session_lifetime %s", a.SessionIdleTimeout.D(), a.SessionLifetime.D())
+	}
+	if wk := w.Worker; wk.Scans < 0 || wk.Scans > MaxWorkerScans {
+		v.bad("web.worker.scans", "web.worker.scans %d: want 1 to %d (0 takes the default)", wk.Scans, MaxWorkerScans)
+	}
+	if p := w.Worker.Poll.D(); p != 0 && (p < time.Second || p > time.Hour) {
+		v.bad("web.worker.poll", "web.worker.poll %s: want 1s to 1h", p)
+	}
+	if l := w.Worker.Lease.D(); l != 0 && (l < 3*time.Second || l > time.Hour) {
+		v.bad("web.worker.lease", "web.worker.lease %s: want 3s to 1h (it is renewed every third of it)", l)
 	}
 	ret := w.Retention
 	if ret.KeepFullReports < 0 {

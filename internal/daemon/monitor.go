@@ -37,7 +37,9 @@ func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, 
 	o.Store, o.Mail, o.Webhook, o.MessageIDHost = d.store, monitor.MailVia(d.mail), wh, host
 	o.Log, o.Now = d.log.With("role", "monitor"), d.opts.Now
 	cfg := monitorConfig(c)
-	cfg.Poll = d.opts.MonitorPoll
+	if d.opts.MonitorPoll > 0 {
+		cfg.Poll = d.opts.MonitorPoll
+	}
 	return monitor.NewServe(cfg, o)
 }
 
@@ -48,6 +50,7 @@ func newMonitor(d *Daemon, c *config.Web, o monitor.ServeOptions, res Resolver, 
 func monitorConfig(c *config.Web) monitor.Config {
 	r := c.Retention
 	return monitor.Config{ScannerVersion: scannerVersion(), BaseURL: c.PublicURL, ScanTimeout: c.Scanner.Timeout.D(),
+		Scans: c.Worker.Scans, Poll: c.Worker.Poll.D(), LeaseTTL: c.Worker.Lease.D(),
 		Retention: store.Retention{FullScans: r.FullReports.D(), KeepFull: r.KeepFullReports, Scans: r.Scans.D(), TLSRPTRaw: -1, TLSRPTReports: -1}}
 }
 

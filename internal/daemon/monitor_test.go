@@ -226,6 +226,18 @@ func TestMonitorRetention(t *testing.T) {
 	}
 }
 
+// TestMonitorWorkerKnobs: web.worker reaches the worker; unset keys stay
+// zero for the worker's defaults.
+func TestMonitorWorkerKnobs(t *testing.T) {
+	c := &config.Web{Worker: config.WebWorker{Scans: 12, Poll: config.Duration(2 * time.Second), Lease: config.Duration(20 * time.Second)}}
+	if m := monitorConfig(c); m.Scans != 12 || m.Poll != 2*time.Second || m.LeaseTTL != 20*time.Second {
+		t.Errorf("worker config %+v", m)
+	}
+	if m := monitorConfig(&config.Web{}); m.Scans != 0 || m.Poll != 0 || m.LeaseTTL != 0 {
+		t.Errorf("worker config without web.worker %+v", m)
+	}
+}
+
 // apiUser makes a verified account in the store at dbPath before serve
 // starts, and returns an API token with every scope.
 func apiUser(t *testing.T, dbPath, email string) string {

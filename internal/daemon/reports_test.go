@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -244,5 +245,62 @@ func TestReportsOnWebListener(t *testing.T) {
 	defer db.Close()
 	if all, _, _ := db.ListTLSRPTReports(context.Background(), store.TLSRPTQuery{}); len(all) != 1 || all[0].State != store.ReportCounted {
 		t.Errorf("stored %+v", all)
+	}
+}
+
+// reports.retention reaches the store: at start the reports role deletes
+// the reports whose range ended longer ago than `reports` and drops the
+// raw bytes of those that arrived longer ago than `raw`; a recent report
+// keeps both.
+func TestReportsRetention(t *testing.T) {
+	e := newEnv(t)
+	dbPath := filepath.Join(e.dir, "store.db")
+	now := time.Now().UTC()
+	add := func(id string, arrived, day time.Time) store.ReportID {
+		t.Helper()
+		db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{Now: func() time.Time { return arrived }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		raw := tlsReport(t, id, "example.test")
+		r, err := tlsrpt.Parse(bytes.NewReader(raw), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Start, r.End = day, day.Add(24*time.Hour-time.Second)
+		s, _, err := db.AddTLSRPTReport(context.Background(), store.NewTLSRPTReport{Report: r, Raw: raw, Receipt: store.ReportReceipt{Channel: "file", DKIM: "n/a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ID
+	}
+	today := now.Truncate(24 * time.Hour)
+	old := add("old", now.Add(-30*24*time.Hour), today.AddDate(0, 0, -30))          // range ended 29 days ago
+	arrivedEarly := add("early", now.Add(-3*24*time.Hour), today.AddDate(0, 0, -3)) // raw 3 days old
+	fresh := add("fresh", now, today.AddDate(0, 0, -1))
+	e.writeWebConfig(fmt.Sprintf("store: %s\nreports:\n  domains: [example.test]\n  retention: {raw: 48h, reports: 240h}\n", dbPath))
+	e.start(Options{Resolver: &resolve.Client{Servers: []string{e.l.DNS.Addr()}}})
+	db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	get := func(id store.ReportID) (store.StoredTLSRPT, error) {
+		return db.GetTLSRPTReport(context.Background(), id, true)
+	}
+	eventually(t, "retention applied at start", func() bool {
+		_, err := get(old)
+		s, _ := get(arrivedEarly)
+		return errors.Is(err, store.ErrNotFound) && s.RawPruned
+	})
+	if s, err := get(arrivedEarly); err != nil || s.State != store.ReportCounted || s.Report.Policies[0].Successful != 10 {
+		t.Errorf("a report past raw retention keeps its parsed form: %v %+v", err, s)
+	}
+	if s, err := get(fresh); err != nil || s.RawPruned || len(s.Raw) == 0 {
+		t.Errorf("a recent report: %v pruned=%v raw=%d bytes", err, s.RawPruned, len(s.Raw))
+	}
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -85,8 +85,20 @@ func rolesSplit(t *testing.T, storeOf func(web *env) string) {
 	if h := get(t, "http://"+web.addrs["admin"][0]+"/healthz"); strings.Contains(h, "monitor:") || !strings.Contains(h, "web: ") {
 		t.Errorf("web instance's /healthz:\n%s", h)
 	}
-	if h := get(t, "http://"+worker.addrs["admin"][0]+"/healthz"); !strings.Contains(h, "monitor: 1 scans stored") || strings.Contains(h, "web: ") {
+	if h := get(t, "http://"+worker.addrs["admin"][0]+"/healthz"); !strings.Contains(h, "monitor: 1 scans stored") || strings.Contains(h, "web: ") ||
+		!strings.Contains(h, "monitor: queue: 0 rescan(s) due, the oldest 0s late; 0 alert(s) due, the oldest 0s late") {
 		t.Errorf("worker instance's /healthz:\n%s", h)
+	}
+	// The worker's figures (docs/scaling.md), on the worker instance only.
+	m := get(t, "http://"+worker.addrs["admin"][0]+"/metrics")
+	for _, series := range []string{`mailtls_worker_scans_total{result="stored"} 1`, `mailtls_worker_lease_takeovers_total{lease="domain"} 0`,
+		`mailtls_worker_queue_due{queue="rescans"} 0`, `mailtls_worker_queue_lag_seconds{queue="deliveries"} 0`} {
+		if !strings.Contains(m, series+"\n") {
+			t.Errorf("worker instance's /metrics has no %s", series)
+		}
+	}
+	if m := get(t, "http://"+web.addrs["admin"][0]+"/metrics"); strings.Contains(m, "mailtls_worker_") {
+		t.Error("the web instance's /metrics has worker series")
 	}
 	for _, e := range []*env{worker, web} {
 		if err := e.stop(); err != nil {

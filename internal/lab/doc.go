@@ -128,4 +128,27 @@
 // what happened. certmagic keeps the challenges it is solving in a
 // process-wide map keyed by name: tests that run in parallel in one process
 // must obtain certificates for different names.
+//
+// # mailtls serve processes
+//
+// [BuildMailtls] builds the command once; [StartServe] and [StartServes]
+// run `mailtls serve` processes (a configuration file, --roles, extra
+// environment) and wait until each serves and its admin /healthz answers.
+// A [Serve] knows its listeners' addresses (from its log), keeps its log,
+// reads its admin pages ([Serve.Get], [Serve.Metric]) and ends by SIGKILL
+// ([Serve.Kill], a crash) or SIGTERM ([Serve.Stop]); the test's end kills
+// what still runs and prints the logs of a failed test. The built binary
+// cannot be given connect-to rules or a CA pool in memory: give it a lab
+// started with [NewWellKnown] (DNS on port 53, HTTPS on 443, MX servers on
+// port 25 of addresses of their own via [FreeLoopback]) through
+// web.scanner.resolvers, and the lab CA through SSL_CERT_FILE in
+// ServeOptions.Env:
+//
+//	bin := lab.MustBuildMailtls(t)
+//	srv := lab.StartServes(t, 3, func(i int) lab.ServeOptions {
+//		return lab.ServeOptions{Binary: bin, Config: cfg, Roles: []string{"worker", "admin"},
+//			Env: []string{"SSL_CERT_FILE=" + rootPEM}}
+//	})
+//	srv[1].Kill()
+//	v, ok, err := srv[0].Metric(ctx, `mailtls_worker_lease_takeovers_total{lease="domain"}`)
 package lab

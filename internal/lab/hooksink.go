@@ -3,6 +3,7 @@ package lab
 import (
 	"io"
 	"net/http"
+	"net/netip"
 	"sync"
 	"testing"
 )
@@ -24,13 +25,22 @@ type HookRequest struct {
 }
 
 // MustHookSink serves a HookSink at https://host/ (a new fake address,
-// with an A record in the lab's DNS).
+// with an A record in the lab's DNS; in a lab whose HTTPS server listens
+// on port 443, NewWellKnown, the server's own address, which needs no
+// connect-to rule).
 func (l *Lab) MustHookSink(t testing.TB, host string) *HookSink {
 	t.Helper()
 	s := &HookSink{}
-	addr := l.NextAddr()
+	direct, _ := netip.ParseAddrPort(l.HTTPS.Addr())
+	addr := direct.Addr()
+	if direct.Port() != 443 {
+		addr = l.NextAddr()
+	}
 	l.DNS.MustAdd(t, host+". 300 IN A "+addr.String())
 	l.HTTPS.Host(host, l.CA.MustIssue(t, LeafOptions{DNSNames: []string{host}}), s)
+	if direct.Port() == 443 {
+		return s
+	}
 	if err := l.MapAddr(l.HTTPS.Addr(), addr, 443); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,8 @@ type Config struct {
 	// notifier for due messages (default 30s); Poke wakes them at once.
 	Poll time.Duration
 	// LeaseTTL is the schedule lease of a domain being scanned, renewed
-	// every third of it (default 5m). A worker that dies loses its domains
+	// every third of it, and the lease of a message being delivered
+	// (default 5m). A worker that dies loses its domains and messages
 	// after it.
 	LeaseTTL time.Duration
 	// ScanTimeout bounds one scan (default 90s).
@@ -140,13 +141,42 @@ type Worker struct {
 	stats   Stats
 }
 
-// Stats count what the worker did, for /healthz and tests.
+// Stats count what the worker did, for /healthz, /metrics and tests.
+// Rescued and MessagesRescued are takeovers: domains and messages this
+// worker claimed while another owner's lease on them had run out (that
+// worker died or stalled).
 type Stats struct {
 	Claimed, Rescued       int64
 	Scanned, Failed        int64
 	Interrupted, LeaseLost int64
 	Delivered, Retried     int64
 	Abandoned              int64
+	MessagesRescued        int64
+}
+
+// Queue is the shared queues as this worker sees them: how many domains
+// wait to be scanned and messages to be delivered, and how late the
+// oldest of each is (zero when none waits). It is the same for every
+// worker on one store, up to their clocks.
+type Queue struct {
+	DueRescans, DueDeliveries int
+	RescanLag, DeliveryLag    time.Duration
+}
+
+// Queue reads the queues' state from the store.
+func (w *Worker) Queue(ctx context.Context) (Queue, error) {
+	b, err := w.store.Backlog(ctx)
+	if err != nil {
+		return Queue{}, err
+	}
+	now := w.now()
+	lag := func(oldest time.Time) time.Duration {
+		if oldest.IsZero() {
+			return 0
+		}
+		return max(0, now.Sub(oldest))
+	}
+	return Queue{DueRescans: b.DueDomains, DueDeliveries: b.DueMessages, RescanLag: lag(b.OldestDomain), DeliveryLag: lag(b.OldestMessage)}, nil
 }
 
 // Options are what the worker is built from.

@@ -750,3 +750,96 @@ func TestMissedRunsRunOnce(t *testing.T) {
 		t.Errorf("next %v, want %v", got.NextScanAt, slot.Add(96*time.Hour))
 	}
 }
+
+// TestTakeoversAndQueue: a domain and a message left leased by a worker
+// that died are taken over once the leases run out, and counted as
+// takeovers; Queue reports what waits and how late the oldest is.
+func TestTakeoversAndQueue(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	d := e.save("taken.example.test", nil)
+	at := e.toSlot(d.ID)
+	if _, err := monitor.QueueTest(ctx, e.st, e.ch, at, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker("alive", func(c *monitor.Config) { c.LeaseTTL = time.Minute })
+	e.clock.Advance(10 * time.Minute)
+	q, err := w.Queue(ctx)
+	if err != nil || q != (monitor.Queue{DueRescans: 1, DueDeliveries: 1, RescanLag: 10 * time.Minute, DeliveryLag: 10 * time.Minute}) {
+		t.Fatalf("queue = %+v, %v; want one of each, 10 minutes late", q, err)
+	}
+	// The dead worker claims both and stops.
+	if c, err := e.st.ClaimDueDomains(ctx, "dead", 10, time.Minute); err != nil || len(c) != 1 {
+		t.Fatalf("dead worker's claim: %v %v", c, err)
+	}
+	if m, err := e.st.ClaimMessages(ctx, "dead", 10, time.Minute); err != nil || len(m) != 1 {
+		t.Fatalf("dead worker's claim: %v %v", m, err)
+	}
+	if q, err := w.Queue(ctx); err != nil || q != (monitor.Queue{}) {
+		t.Fatalf("queue with everything leased = %+v, %v; want nothing waiting", q, err)
+	}
+	// Before the leases run out nothing is taken.
+	e.clock.Advance(59 * time.Second)
+	if n := e.runDue(w); n != 0 {
+		t.Fatalf("a live lease was taken over: %d scans", n)
+	}
+	e.deliver(w)
+	if s := w.Stats(); s.Rescued != 0 || s.MessagesRescued != 0 || len(e.deliv.got) != 0 {
+		t.Fatalf("before expiry: %+v, %d deliveries", s, len(e.deliv.got))
+	}
+	e.clock.Advance(time.Second)
+	e.scans.set("taken.example.test", difftest.Healthy(e.clock.Now()))
+	if n := e.runDue(w); n != 1 {
+		t.Fatalf("takeover scanned %d domains, want 1", n)
+	}
+	e.deliver(w)
+	if s := w.Stats(); s.Rescued != 1 || s.MessagesRescued != 1 || len(e.deliv.got) != 1 {
+		t.Fatalf("after expiry: %+v, %d deliveries; want one takeover of each and one delivery", s, len(e.deliv.got))
+	}
+	if q, err := w.Queue(ctx); err != nil || q != (monitor.Queue{}) {
+		t.Fatalf("queue at the end = %+v, %v", q, err)
+	}
+}
+
+// TestDeliveryWithinLease: a claimed message whose lease is nearly over
+// is not delivered (another worker may claim it any moment and deliver it
+// too); it is left to the next claim, and then delivered once.
+func TestDeliveryWithinLease(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := monitor.QueueTest(ctx, e.st, e.ch, t0, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker("next", func(c *monitor.Config) { c.LeaseTTL = time.Minute })
+	// The clock jumps between the claim and the delivery (earlier
+	// deliveries of the batch took long): the lease has 5s left, under
+	// the fifth of it kept as margin.
+	slow := &slowClock{Clock: e.clock, step: 55 * time.Second}
+	w2, err := monitor.New(monitor.Config{Notifier: true, LeaseTTL: time.Minute}, monitor.Options{Store: e.st, Deliver: e.deliv, Now: slow.Now, Owner: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w2.DeliverDue(ctx); n != 1 || err != nil {
+		t.Fatalf("claim: %d, %v", n, err)
+	}
+	if len(e.deliv.got) != 0 {
+		t.Fatal("delivered with 5s of its lease left")
+	}
+	e.clock.Set(slow.Clock.Now().Add(time.Minute))
+	e.deliver(w)
+	if len(e.deliv.got) != 1 {
+		t.Fatalf("%d deliveries after the lease ran out, want 1", len(e.deliv.got))
+	}
+}
+
+// slowClock advances by step each time the worker reads it (the
+// store's clock is the one under it).
+type slowClock struct {
+	*storetest.Clock
+	step time.Duration
+}
+
+func (c *slowClock) Now() time.Time {
+	c.Clock.Advance(c.step)
+	return c.Clock.Now()
+}

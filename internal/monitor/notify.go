@@ -225,25 +225,40 @@ func (w *Worker) notify(ctx context.Context) {
 }
 
 // DeliverDue claims up to a batch of due messages and delivers them; it
-// returns how many it claimed.
+// returns how many it claimed. A batch is what one lease covers when
+// every delivery takes its whole time (at least one, at most 20).
 func (w *Worker) DeliverDue(ctx context.Context) (int, error) {
-	const batch = 20
-	msgs, err := w.store.ClaimMessages(ctx, w.owner, batch, 2*time.Minute)
+	batch := min(20, max(1, int((w.cfg.LeaseTTL-w.cfg.LeaseTTL/5)/deliveryTimeout)))
+	msgs, err := w.store.ClaimMessages(ctx, w.owner, batch, w.cfg.LeaseTTL)
 	if err != nil {
 		return 0, err
 	}
 	for _, m := range msgs {
+		if m.RescuedFrom != "" {
+			w.count(func(s *Stats) { s.MessagesRescued++ })
+		}
 		w.safely("delivery", func() { w.deliverOne(ctx, m) })
 	}
 	return len(msgs), nil
 }
 
+// deliveryTimeout bounds one delivery attempt.
+const deliveryTimeout = time.Minute
+
 func (w *Worker) deliverOne(ctx context.Context, m store.Message) {
+	// An attempt ends well before the message's lease does: past it,
+	// another worker may claim the message and deliver it again. What is
+	// left of the lease after the batch's earlier deliveries is too short:
+	// leave the message to the next claim.
+	left := m.LeaseUntil.Sub(w.now()) - w.cfg.LeaseTTL/5
+	if left < time.Second {
+		return
+	}
 	ch, err := w.store.GetChannel(ctx, m.ChannelID)
 	if err != nil {
 		return // deleted meanwhile: the message went with it
 	}
-	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	dctx, cancel := context.WithTimeout(ctx, min(deliveryTimeout, left))
 	detail, err := w.send.deliver.Deliver(dctx, ch, m)
 	cancel()
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -134,10 +134,12 @@ func (s *Server) start(nc net.Conn) {
 	}
 	if why != "" {
 		s.mu.Unlock()
-		nc.Close()
+		// Counted before the close, so a client that sees the close also
+		// sees the count (metrics scraped right after are exact).
 		if f := s.Events.Rejected; f != nil && why != "closing" {
 			f(why)
 		}
+		nc.Close()
 		return
 	}
 	c := &conn{s: s, nc: nc, ip: ip}

@@ -75,7 +75,22 @@ type Maintenance interface {
 	Backup(ctx context.Context, path string) error
 	// SchemaVersion is the applied migration version.
 	SchemaVersion(ctx context.Context) (int64, error)
+	// Backlog tells what waits in the shared queues at now (health and
+	// metrics of the worker).
+	Backlog(ctx context.Context) (Backlog, error)
 	Close() error
+}
+
+// Backlog is what waits for a worker: domains whose scan is due and that
+// no live lease holds (ClaimDueDomains would take them), and outbox
+// messages due for an attempt on an enabled channel and not leased
+// (ClaimMessages would take them), each with the due time of the oldest
+// (zero when none waits). How late that one is, is the queue's lag.
+type Backlog struct {
+	DueDomains    int
+	OldestDomain  time.Time
+	DueMessages   int
+	OldestMessage time.Time
 }
 
 // UTC returns t in UTC, truncated to the store's precision (microseconds),

@@ -112,7 +112,9 @@ func TestQuirksStoredWhole(t *testing.T) {
 	// A-7: the summary says 1 failure, the details 2: 1 is the total and a
 	// note says they disagree.
 	a7 := body(rep("a7", zoned, fmt.Sprintf(pol, ""), `,"failure-details":[{"result-type":"validation-failure","receiving-mx-hostname":"mx1.example.test","failed-session-count":2}]`))
-	_ = a7
+	if p := a7.Stored.Report.Policies[0]; p.Failed != 0 || p.DetailsFailed != 2 || !a7.Stored.Report.HasNote(tlsrpt.NoteTotalsDisagree) {
+		t.Errorf("A-7, no failure in the summary, 2 in the details: %+v", p)
+	}
 	a7b := body(strings.Replace(rep("a7b", zoned, fmt.Sprintf(pol, ""), `,"failure-details":[{"result-type":"validation-failure","receiving-mx-hostname":"mx1.example.test","failed-session-count":2}]`),
 		`"total-failure-session-count":0`, `"total-failure-session-count":1`, 1))
 	if p := a7b.Stored.Report.Policies[0]; p.Failed != 1 || p.DetailsFailed != 2 || !a7b.Stored.Report.HasNote(tlsrpt.NoteTotalsDisagree) {

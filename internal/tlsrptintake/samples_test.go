@@ -39,8 +39,9 @@ func content(t *testing.T, r *tlsrpt.Report) string {
 }
 
 // TestSamplesThroughChannels ingests every file of ../shared/tlsrpt-samples
-// through the channels it fits — .eml through the SMTP listener and the
-// file import, .json and .json.gz through HTTPS POST and the file import —
+// through the channels it fits — .eml through the SMTP listener, an IMAP
+// mailbox and the file import, .json and .json.gz through HTTPS POST and
+// the file import —
 // and checks that the stored report has the numbers the file holds, and
 // that files holding the same report are one stored report with a receipt
 // per arrival (a conflict only where the content differs).
@@ -51,6 +52,8 @@ func TestSamplesThroughChannels(t *testing.T) {
 	w.in.Configured = nil // every domain: the samples are about many
 	addr, tc, _ := smtpWorld(t, w, SMTPConfig{MessagesPerMinute: -1})
 	u := httpsServer(t, &HTTPHandler{Intake: w.in, PerMinute: -1})
+	mbox := lab.NewIMAP(t, lab.IMAPOptions{})
+	mails := 0
 
 	type arrival struct {
 		file    string
@@ -94,6 +97,9 @@ func TestSamplesThroughChannels(t *testing.T) {
 				if err != nil || len(rs) != 1 {
 					t.Fatalf("file import: %v %+v", err, rs)
 				}
+				mbox.Deliver(t, "INBOX", string(raw)) // pulled below, all in one round
+				mails++
+				receipts[k]++
 			} else {
 				req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(raw))
 				req.Header.Set("Content-Type", "application/tlsrpt+gzip")
@@ -116,6 +122,9 @@ func TestSamplesThroughChannels(t *testing.T) {
 	}
 	if n < 50 {
 		t.Fatalf("only %d sample files", n)
+	}
+	if st, err := puller(mbox, w, false, "").Round(ctx(t)); err != nil || st.Found != mails || st.Processed != mails {
+		t.Fatalf("IMAP round over %d sample mails: %+v %v", mails, st, err)
 	}
 
 	all, _, err := w.db.ListTLSRPTReports(ctx(t), store.TLSRPTQuery{Limit: 10000})

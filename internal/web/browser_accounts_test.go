@@ -39,7 +39,7 @@ func TestBrowserAccount(t *testing.T) {
 	// The mail's link, opened in the browser: a button, then confirmed.
 	b.do(ctx, chromedp.Navigate(h.srv.URL+h.link(addr)), chromedp.WaitVisible(chromedp.CSS(`form.account button`)))
 	b.checkA11y(ctx, "confirm address")
-	b.do(ctx, chromedp.Click(chromedp.CSS(`form.account button`)), chromedp.WaitVisible(chromedp.CSS(`a[href="/login"]`)))
+	b.do(ctx, chromedp.Click(chromedp.CSS(`form.account button`)), chromedp.WaitVisible(chromedp.CSS(`main a[href="/login"]`)))
 	if msg := b.text(ctx, "h1"); msg != "Address confirmed" {
 		t.Fatalf("after confirming: %q", msg)
 	}

@@ -50,6 +50,10 @@ type Dialect struct {
 	// transaction (PostgreSQL: " FOR UPDATE"); SQLite's writer holds the
 	// whole database already.
 	ForUpdate string
+	// IndexedBy, if set, names the index a query must read a table by
+	// (SQLite: INDEXED BY, where the planner would rather sort a range
+	// than read a whole index in order).
+	IndexedBy func(index string) string
 	// IsUnique reports whether err is a uniqueness violation.
 	IsUnique func(error) bool
 	// Backup writes a consistent copy of the database at source to path
@@ -72,7 +76,8 @@ var SQLite = Dialect{
 		}
 		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
-	Backup: backupSQLite,
+	Backup:    backupSQLite,
+	IndexedBy: func(index string) string { return " INDEXED BY " + index },
 }
 
 // backupSQLite runs VACUUM INTO, which reads one snapshot (a read

@@ -187,8 +187,11 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		// Version 5 names the organisation in the day rows (the
 		// migration fills it in for rows of version 4).
 		sums := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "example.com", time.Time{}, time.Time{}))
+		// Version 7 marks each report's first day row (the distinct
+		// reports of a window are counted with it).
 		if len(sums.Types) != 2 || sums.Types[0].ByOrganization["google.com"].Failed != 3 || len(sums.Reporters) != 1 ||
-			sums.Reporters[0].Organization != "google.com" || sums.Reporters[0].Sessions != 103 || sums.Reports != 1 {
+			sums.Reporters[0].Organization != "google.com" || sums.Reporters[0].Sessions != 103 || sums.Reports != 1 ||
+			sums.Reporters[0].Reports != 1 || sums.Types[0].Reports != 1 || sums.Types[1].Reports != 1 {
 			t.Fatalf("fixture TLS-RPT sums = %+v", sums)
 		}
 		if v >= 5 {

@@ -218,3 +218,62 @@ func testMissedRun(t *testing.T, h Harness) {
 		t.Fatalf("at the next slot %d claims, want 1", len(got))
 	}
 }
+
+// Backlog counts what the next claims would take, and the oldest due
+// time: leased rows (live leases) are not waiting, expired ones are;
+// future rows, delivered messages and disabled channels are not counted.
+func testBacklog(t *testing.T, h Harness) {
+	s, c, _ := open(t, h)
+	if b := must[store.Backlog](t)(s.Backlog(ctx(t))); b != (store.Backlog{}) {
+		t.Fatalf("empty store backlog = %+v", b)
+	}
+	u := newUser(t, s, "backlog@example.test")
+	t0 := c.Now()
+	a := must[store.Domain](t)(s.AddDomain(ctx(t), store.NewDomain{UserID: u.ID, Name: "a.example", NextScanAt: t0.Add(-time.Hour)}))
+	must[store.Domain](t)(s.AddDomain(ctx(t), store.NewDomain{UserID: u.ID, Name: "b.example", NextScanAt: t0.Add(-time.Minute)}))
+	must[store.Domain](t)(s.AddDomain(ctx(t), store.NewDomain{UserID: u.ID, Name: "c.example", NextScanAt: t0.Add(time.Hour)}))
+	ch := must[store.Channel](t)(s.CreateChannel(ctx(t), store.NewChannel{UserID: u.ID, Kind: store.ChannelWebhook, Target: "https://h.example/"}))
+	off := must[store.Channel](t)(s.CreateChannel(ctx(t), store.NewChannel{UserID: u.ID, Kind: store.ChannelWebhook, Target: "https://off.example/"}))
+	check(t, s.SetChannelDisabled(ctx(t), u.ID, off.ID, true))
+	must[[]store.MessageID](t)(s.Enqueue(ctx(t),
+		store.NewMessage{ChannelID: ch.ID, Kind: "test", Payload: []byte("1")},
+		store.NewMessage{ChannelID: ch.ID, Kind: "test", Payload: []byte("later"), NotBefore: t0.Add(time.Hour)},
+		store.NewMessage{ChannelID: off.ID, Kind: "test", Payload: []byte("off")}))
+	c.Advance(30 * time.Second)
+	must[[]store.MessageID](t)(s.Enqueue(ctx(t), store.NewMessage{ChannelID: ch.ID, Kind: "test", Payload: []byte("2")}))
+
+	b := must[store.Backlog](t)(s.Backlog(ctx(t)))
+	if b.DueDomains != 2 || b.DueMessages != 2 {
+		t.Fatalf("backlog = %+v; want 2 due domains and 2 due messages", b)
+	}
+	sameTime(t, "OldestDomain", b.OldestDomain, t0.Add(-time.Hour))
+	sameTime(t, "OldestMessage", b.OldestMessage, t0)
+
+	// Claimed: no longer waiting. The claim takes the oldest first.
+	got := must[[]store.ClaimedDomain](t)(s.ClaimDueDomains(ctx(t), "w", 1, time.Minute))
+	if len(got) != 1 || got[0].ID != a.ID {
+		t.Fatalf("claim = %+v", got)
+	}
+	msgs := must[[]store.Message](t)(s.ClaimMessages(ctx(t), "w", 1, time.Minute))
+	b = must[store.Backlog](t)(s.Backlog(ctx(t)))
+	if b.DueDomains != 1 || b.DueMessages != 1 {
+		t.Fatalf("backlog after claims = %+v; want 1 and 1", b)
+	}
+	sameTime(t, "OldestDomain", b.OldestDomain, t0.Add(-time.Minute))
+	sameTime(t, "OldestMessage", b.OldestMessage, t0.Add(30*time.Second))
+	// Their leases run out (the worker died): waiting again.
+	c.Advance(time.Minute)
+	b = must[store.Backlog](t)(s.Backlog(ctx(t)))
+	if b.DueDomains != 2 || b.DueMessages != 2 {
+		t.Fatalf("backlog after the leases expired = %+v; want 2 and 2", b)
+	}
+	sameTime(t, "OldestDomain", b.OldestDomain, t0.Add(-time.Hour))
+	// Delivered: gone from the queue.
+	msgs = must[[]store.Message](t)(s.ClaimMessages(ctx(t), "v", 10, time.Minute))
+	for _, m := range msgs {
+		check(t, s.MarkDelivered(ctx(t), m.ID, "v", "HTTP 204"))
+	}
+	if b = must[store.Backlog](t)(s.Backlog(ctx(t))); b.DueMessages != 0 || !b.OldestMessage.IsZero() {
+		t.Fatalf("backlog after delivery = %+v", b)
+	}
+}

@@ -65,6 +65,7 @@ func Run(t *testing.T, h Harness) {
 		{"LeaseExclusivity", testLeaseExclusivity},
 		{"LeaseExpiryAndRescue", testLeaseRescue},
 		{"MissedRunRunsOnce", testMissedRun},
+		{"Backlog", testBacklog},
 		{"RescanRequest", testRescanRequest},
 		{"AlertState", testAlertState},
 		{"ChannelDigest", testChannelDigest},

@@ -304,20 +304,30 @@ func testTLSRPTSummary(t *testing.T, h Harness) {
 	counted = append(counted, promoted)
 
 	from, to := day0.AddDate(0, 0, 5), day0.AddDate(0, 0, 15)
-	wantSums := func() *tlsrptagg.Sums {
+	wantSumsIn := func(from, to time.Time) *tlsrptagg.Sums {
 		t.Helper()
+		out := func(d time.Time) bool { return !from.IsZero() && d.Before(from) || !to.IsZero() && !d.Before(to) }
 		all := tlsrptagg.Aggregate(counted)
-		all.Rows = slices.DeleteFunc(all.Rows, func(r tlsrptagg.Row) bool { return r.Day.Before(from) || !r.Day.Before(to) })
-		all.DomainRows = slices.DeleteFunc(all.DomainRows, func(r tlsrptagg.DomainRow) bool { return r.Day.Before(from) || !r.Day.Before(to) })
+		all.Rows = slices.DeleteFunc(all.Rows, func(r tlsrptagg.Row) bool { return out(r.Day) })
+		all.DomainRows = slices.DeleteFunc(all.DomainRows, func(r tlsrptagg.DomainRow) bool { return out(r.Day) })
 		return all.Sums("sum.example")
 	}
+	wantSums := func() *tlsrptagg.Sums { t.Helper(); return wantSumsIn(from, to) }
 	// The store's sums (TLSRPTSums, in the database's query language)
 	// are the reference sums of the same reports: conflicts, ignored and
 	// held reports stay out, sts and tlsa are never added (B-1), the
-	// week is split over its days (B-3).
+	// week is split over its days (B-3), and cut by the window it counts
+	// as one report.
 	sums := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "sum.example", from, to))
 	if a, b := sumsText(t, sums), sumsText(t, wantSums()); a != b {
 		t.Fatalf("store sums differ from Aggregate:\n%s\nwant\n%s", a, b)
+	}
+	// Long windows (a store may read them another way) and no window.
+	for _, w := range [][2]time.Time{{from, from.AddDate(1, 0, 0)}, {day0.AddDate(0, 0, 6), day0.AddDate(0, 6, 0)}, {}, {from, time.Time{}}} {
+		got := must[*tlsrptagg.Sums](t)(s.TLSRPTSums(ctx(t), "sum.example", w[0], w[1]))
+		if a, b := sumsText(t, got), sumsText(t, wantSumsIn(w[0], w[1])); a != b {
+			t.Fatalf("store sums from %s to %s differ from Aggregate:\n%s\nwant\n%s", w[0], w[1], a, b)
+		}
 	}
 	if len(sums.Types) != 2 || sums.Types[0].Type != tlsrpt.PolicySTS || sums.Types[1].Type != tlsrpt.PolicyTLSA ||
 		sums.Types[0].Successful != 2*10*100+15+5*14+100 || sums.Types[0].ByOrganization["forger.example"].Failed != 0 ||
