@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,10 @@ import (
 // BULK_DOMAINS, BULK_PARALLEL, BULK_SMALL, BULK_LARGE, BULK_LOW_DOMAINS,
 // BULK_LOW_PARALLEL, NAIVE_SEQ and NAIVE_PAR change the sizes (0 skips a
 // run: BULK_SMALL, BULK_LARGE, BULK_LOW_DOMAINS, NAIVE_SEQ, NAIVE_PAR).
+// BULK_PROFILE=DIR writes a CPU profile of each run to DIR: mailtls's
+// (--cpuprofile) as mailtls-N-P.pprof and the lab's (this process, from
+// the start of mailtls to its exit) as lab-N-P.pprof, for N domains at
+// --parallel P, and keeps the records there as out-N-P.jsonl.
 const (
 	bulkLatency = 50 * time.Millisecond
 	// bulkCriticalPath: with the shared MX host's address, TLSA answer and
@@ -238,17 +243,38 @@ func bulkBenchRun(b *testing.B, bin string, n, parallel int, after func(*lab.Pop
 		common = append(common, "--connect-to", c)
 	}
 	out := filepath.Join(dir, "out.jsonl")
+	if profDir := os.Getenv("BULK_PROFILE"); profDir != "" {
+		out = filepath.Join(profDir, fmt.Sprintf("out-%d-%d.jsonl", n, parallel))
+	}
 	// --dns-rate 0: the lab resolver is local; the default cap for public
 	// resolvers (1,000 queries a second) would otherwise be the bound.
 	summary := filepath.Join(dir, "summary.json")
 	args := append([]string{"check", "-f", list, "-o", out, "--summary", summary, "--parallel", fmt.Sprint(parallel), "--quiet", "--dns-rate", "0"}, common...)
+	profDir := os.Getenv("BULK_PROFILE")
+	var labProf *os.File
+	if profDir != "" {
+		name := fmt.Sprintf("%d-%d.pprof", n, parallel)
+		args = append(args, "--cpuprofile", filepath.Join(profDir, "mailtls-"+name))
+		if labProf, err = os.Create(filepath.Join(profDir, "lab-"+name)); err != nil {
+			return r, err
+		}
+		defer labProf.Close()
+	}
 	cmd := exec.Command(bin, args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	runtime.GC() // the population's garbage is not the run's
+	if labProf != nil {
+		if err := pprof.StartCPUProfile(labProf); err != nil {
+			return r, fmt.Errorf("BULK_PROFILE: %v", err)
+		}
+	}
 	labBefore, machineBefore := selfCPU(), machineCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
+		if labProf != nil {
+			pprof.StopCPUProfile()
+		}
 		return r, err
 	}
 	stopWatch := watchRSS(cmd.Process.Pid, out, start, &r)
@@ -257,6 +283,9 @@ func bulkBenchRun(b *testing.B, bin string, n, parallel int, after func(*lab.Pop
 	stopWatch()
 	r.cpuLab = selfCPU() - labBefore
 	machine := machineCPU()
+	if labProf != nil {
+		pprof.StopCPUProfile()
+	}
 	// Exit 3: some policies could not be determined (counted below).
 	if code := cmd.ProcessState.ExitCode(); err != nil && code != 0 && code != 1 && code != 3 {
 		return r, fmt.Errorf("bulk run of %d domains: %v\n%s", n, err, errb.String())

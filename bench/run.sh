@@ -14,9 +14,10 @@ out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|Dashbo
 # BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage (bursts of
 # 10,000 scans), BenchmarkReportsIngest (100,000 reports per channel) and
 # BenchmarkBulk (mailtls check -f over lists of 2,500 to 20,000 domains and
-# the naive baseline, about 15 minutes) and BenchmarkScale (rescans by 1, 2
-# and 3 worker instances on one PostgreSQL and the API beside them, about
-# 4 minutes; MAILTLS_TEST_POSTGRES) do a fixed amount of work, once.
+# the naive baseline, 3 to 6 minutes on two cores) and BenchmarkScale
+# (rescans by 1, 2 and 3 worker instances on one PostgreSQL and the API
+# beside them, about 4 minutes; MAILTLS_TEST_POSTGRES) do a fixed amount of
+# work, once.
 for fixed in Store Monitor DashboardPage ReportsIngest Bulk Scale; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
     more=$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1) || { echo "$more"; exit 1; }
@@ -129,22 +130,22 @@ END {
     if (nu > 0) printf "  %d naive scans ended with an undetermined policy\n", nu
   }
   if (scl["domains"] != "") {
-    printf "saved domains rescanned by worker instances (serve --roles worker, in one process) on one PostgreSQL (MAILTLS_TEST_POSTGRES):\n"
+    printf "saved domains rescanned by mailtls serve --roles worker processes on one PostgreSQL (MAILTLS_TEST_POSTGRES):\n"
     printf "  %d lab domains, %d ms per DNS answer and TCP accept, at most %d rescans at once per instance (the default); %d cores\n", scl["domains"], scl["ms-latency"], scl["scans-per-instance"], scl["machine-cores"]
     r1 = scl["domains/h-1"]
     for (n=1; ("domains/h-" n) in scl; n++) {
       k = "-" n; r = scl["domains/h" k]
       printf "  %d instance(s): %.0f domains/h = %.2fx one instance (%.0f%% of linear); a rescan takes %.0f ms (mean), the slots are %.0f%% busy\n", n, r, r/r1, 100*r/(n*r1), scl["ms-rescan" k], 100*scl["x-bound" k]
-      cpu = scl["cpu-ms/rescan" k]; pg = scl["pg-cpu-ms/rescan" k]
-      printf "    CPU per rescan: %.1f ms (instances and lab servers) + %.1f ms (PostgreSQL backends); used %.2f cores, other processes %.2f, steal %.2f", cpu, pg, scl["cores" k], scl["others-cores" k], scl["steal-cores" k]
-      if (cpu+pg > 0) printf "; %d cores of its own would allow %.0f rescans/h (%.0f instances at this rate)", scl["machine-cores"], 3600000*scl["machine-cores"]/(cpu+pg), 3600000*scl["machine-cores"]/(cpu+pg)/(r/n)
+      cpu = scl["cpu-ms/rescan" k]; lab = scl["lab-cpu-ms/rescan" k]; pg = scl["pg-cpu-ms/rescan" k]
+      printf "    CPU per rescan: %.1f ms (the instances) + %.1f ms (PostgreSQL backends) + %.1f ms (the lab servers); used %.2f cores, other processes %.2f, steal %.2f\n", cpu, pg, lab, scl["cores" k], scl["others-cores" k], scl["steal-cores" k]
+      if (cpu+pg > 0) printf "    %d cores to themselves would allow %.0f rescans/h (%.1f instances at this rate; PostgreSQL alone %.0f/h)", scl["machine-cores"], 3600000*scl["machine-cores"]/(cpu+pg), 3600000*scl["machine-cores"]/(cpu+pg)/(r/n), 3600000*scl["machine-cores"]/pg
       printf "\n    database per rescan: %.1f transactions, %.0f tuples returned, %.0f fetched, %.1f inserted, %.1f updated, %.2f deleted; %.0f blocks hit, %.2f read; %.0f bytes of growth\n", scl["xact/rescan" k], scl["tup-returned/rescan" k], scl["tup-fetched/rescan" k], scl["tup-inserted/rescan" k], scl["tup-updated/rescan" k], scl["tup-deleted/rescan" k], scl["blks-hit/rescan" k], scl["blks-read/rescan" k], scl["db-bytes/rescan" k]
     }
     printf "  API through a web instance at %d requests/s (GET /api/v1/domains of all %d domains, and GET /api/v1/domains/{id}, in turn):\n", scl["api-req/s"], scl["domains"]
-    printf "    workers idle: p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests\n", scl["api-p50-ms-idle"], scl["api-p95-ms-idle"], scl["api-list-p95-ms-idle"], scl["api-max-ms-idle"], scl["api-requests-idle"]
+    printf "    workers idle: p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests; %.1f ms of CPU in the web process a request, PostgreSQL %.3f cores\n", scl["api-p50-ms-idle"], scl["api-p95-ms-idle"], scl["api-list-p95-ms-idle"], scl["api-max-ms-idle"], scl["api-requests-idle"], scl["web-cpu-ms/request-idle"], scl["pg-cores-idle"]
     printf "    %d instances rescanning (%.0f domains/h, %.2f cores): p50 %.1f ms, p95 %.1f ms (the list alone p95 %.1f ms), max %.1f ms, %d requests", n-1, scl["domains/h-busy"], scl["cores-busy"], scl["api-p50-ms-busy"], scl["api-p95-ms-busy"], scl["api-list-p95-ms-busy"], scl["api-max-ms-busy"], scl["api-requests-busy"]
     if (scl["api-p95-ms-idle"] > 0) printf "; p95 %.2fx idle", scl["api-p95-ms-busy"]/scl["api-p95-ms-idle"]
-    printf "\n"
+    printf "\n      %.1f ms of CPU in the web process a request; PostgreSQL %.3f cores (rescans and API)\n", scl["web-cpu-ms/request-busy"], scl["pg-cores-busy"]
   }
   if (wr != "") {
     printf "web checker: 100 clients start a scan through the API at once, follow its events, open the result (50 ms per DNS answer and TCP connection):\n"

@@ -2,10 +2,10 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,42 +19,46 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mailtls/mailtls/internal/account"
-	"github.com/mailtls/mailtls/internal/daemon"
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
 // The scaling benchmark (issue 15): saved domains rescanned by 1, 2 and 3
-// worker instances (`serve --roles worker`) sharing one PostgreSQL (the
-// server of MAILTLS_TEST_POSTGRES, a database of its own), and the API's
-// latency at a fixed request rate through a web instance while they
-// work, beside the same with the workers idle.
+// built `mailtls serve --roles worker` processes sharing one PostgreSQL
+// (the server of MAILTLS_TEST_POSTGRES, a database of its own), and the
+// API's latency at a fixed request rate through a `--roles web` process
+// while they work, beside the same with the workers idle.
 //
 // The rescans are real scans of lab domains (DNS, the policy fetch over
 // HTTPS, STARTTLS probes of the MX) with latency injected on every DNS
-// answer and TCP accept, as on the internet, and each instance scans at
-// most monitor.DefaultScans (4) domains at once, its default: a worker is
+// answer and TCP accept, as on the internet (250 ms: a rescan then takes
+// about a second, as one of a real domain does), and each instance scans
+// at most 4 domains at once (web.worker.scans, its default): a worker is
 // latency-bound, so what adding instances shows is how they coordinate
 // through the database (claims with leases, the scans stored), not how
 // fast this machine's cores are.
 //
-// The instances run in this process (daemon.Run, each with its own
-// configuration, store connection pool and lease owner), beside the lab's
-// servers: the web scanner of a built `mailtls serve` has no setting that
-// points it at the lab's addresses and CA, on purpose (docs/config.md).
-// Their CPU time is this process's (both ends of every handshake); the
-// database's is read from its backend processes (/proc).
+// The processes reach the lab as they would the internet, without dial
+// rules: the lab's DNS and HTTPS servers listen on ports 53 and 443 of a
+// loopback address (lab.StartWellKnown), the MX servers on port 25 of
+// addresses of their own, and the lab's CA is their system roots
+// (SSL_CERT_FILE); binding those ports needs root. The CPU time of the
+// instances (each process's, from /proc), of the lab (this process: the
+// servers' side of every handshake, the API client) and of the database's
+// backends serving the benchmark's database (/proc) are measured apart.
 //
 // What the database does per rescan comes from its own statistics
 // (pg_stat_database of the benchmark's database: transactions, tuples,
 // blocks), read with every instance stopped, so that each backend has
-// flushed its counters.
+// flushed its counters. (Not pg_stat_statements, which would name the
+// queries: it must be in shared_preload_libraries, a restart of the
+// server, which a benchmark sharing the tests' server does not do.)
 //
-// SCALE_DOMAINS (300), SCALE_INSTANCES (3), SCALE_LATENCY_MS (250),
-// SCALE_API_RATE (requests per second, 20) and SCALE_API_IDLE_S (10)
-// change the sizes. It ignores b.N: run it with -benchtime 1x (bench/run.sh
-// does).
+// SCALE_DOMAINS (300), SCALE_INSTANCES (3), SCALE_SCANS (per instance,
+// 4), SCALE_LATENCY_MS (250), SCALE_API_RATE (requests per second, 20) and
+// SCALE_API_IDLE_S (10) change the sizes. It ignores b.N: run it with
+// -benchtime 1x (bench/run.sh does).
 func BenchmarkScale(b *testing.B) {
 	e := newScaleEnv(b)
 	ctx := context.Background()
@@ -68,26 +72,38 @@ func BenchmarkScale(b *testing.B) {
 	for n := 1; n <= e.maxInst; n++ {
 		r := e.round(ctx, n, nil)
 		rounds = append(rounds, r)
-		b.Logf("%d instance(s): %.0f domains/h, %.0f ms a rescan (mean), x%.2f the slots' bound, %.1f ms CPU (process) + %.1f ms (PostgreSQL) a rescan; others %.2f cores, steal %.2f",
-			n, r.perHour(), r.meanMS, r.perHour()/r.bound(), r.cpuMS(), r.pgCPUMS(), r.othersCores(), r.stealCores())
+		b.Logf("%d instance(s): %.0f domains/h, %.0f ms a rescan (mean), x%.2f the slots' bound, CPU a rescan %.1f ms (instances) + %.1f ms (lab) + %.1f ms (PostgreSQL); others %.2f cores, steal %.2f",
+			n, r.perHour(), r.meanMS, r.perHour()/r.bound(), ms(r.cpu, r.domains), ms(r.labCPU, r.domains), ms(r.pgCPU, r.domains), r.othersCores(), r.stealCores())
 	}
 
 	// The API at a fixed rate through a web instance: the workers idle,
 	// then while the most instances rescan every domain.
-	web, addrs := e.start(ctx, "web")
-	base := "http://" + addrs["web"][0]
+	web := e.start(1, "web")[0]
+	base := "http://" + web.Addr("web")
 	e.checkAPI(ctx, base)
+	// The web process's CPU and the database backends' during the load:
+	// what a request costs where.
+	admin := e.connect(ctx, e.admin)
+	defer admin.Close(ctx)
+	pg := &pgBackends{base: map[int]time.Duration{}, last: map[int]time.Duration{}}
+	pg.sample(ctx, admin, e.dbName, true)
+	web0, _ := procCPU(web.Pid())
+	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, time.Duration(envInt("SCALE_API_IDLE_S", 10))*time.Second)
 	idle := apiLoad(actx, base, e.token, e.ids, e.apiRate)
 	cancel()
+	idleWall := time.Since(start)
+	pg.sample(ctx, admin, e.dbName, false)
+	web1, _ := procCPU(web.Pid())
 	busy := e.round(ctx, e.maxInst, func(ctx context.Context) []apiSample { return apiLoad(ctx, base, e.token, e.ids, e.apiRate) })
-	if err := web(); err != nil {
+	web2, _ := procCPU(web.Pid())
+	if err := web.Stop(time.Minute); err != nil {
 		b.Fatalf("stopping the web instance: %v", err)
 	}
 	b.StopTimer()
 	for _, s := range [][]apiSample{idle, busy.api} {
 		if err := apiFailed(s); err != nil {
-			b.Fatalf("%v\n%s", err, e.logs)
+			b.Fatal(err)
 		}
 	}
 
@@ -97,8 +113,9 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(r.perHour(), "domains/h"+sfx)
 		b.ReportMetric(r.meanMS, "ms-rescan"+sfx)
 		b.ReportMetric(r.perHour()/r.bound(), "x-bound"+sfx)
-		b.ReportMetric(r.cpuMS(), "cpu-ms/rescan"+sfx)
-		b.ReportMetric(r.pgCPUMS(), "pg-cpu-ms/rescan"+sfx)
+		b.ReportMetric(ms(r.cpu, r.domains), "cpu-ms/rescan"+sfx)
+		b.ReportMetric(ms(r.labCPU, r.domains), "lab-cpu-ms/rescan"+sfx)
+		b.ReportMetric(ms(r.pgCPU, r.domains), "pg-cpu-ms/rescan"+sfx)
 		b.ReportMetric(r.othersCores(), "others-cores"+sfx)
 		b.ReportMetric(r.stealCores(), "steal-cores"+sfx)
 		b.ReportMetric(r.cores(), "cores"+sfx)
@@ -117,7 +134,7 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(float64(r.again), "scanned-twice"+sfx)
 	}
 	b.ReportMetric(float64(e.domains), "domains")
-	b.ReportMetric(float64(monitorScans), "scans-per-instance")
+	b.ReportMetric(float64(e.scans), "scans-per-instance")
 	b.ReportMetric(float64(e.latency.Milliseconds()), "ms-latency")
 	b.ReportMetric(float64(runtime.NumCPU()), "machine-cores")
 	b.ReportMetric(e.apiRate, "api-req/s")
@@ -134,52 +151,55 @@ func BenchmarkScale(b *testing.B) {
 	}
 	b.ReportMetric(busy.perHour(), "domains/h-busy")
 	b.ReportMetric(busy.cores(), "cores-busy")
+	b.ReportMetric(ms(web1-web0, len(idle)), "web-cpu-ms/request-idle")
+	b.ReportMetric(ms(web2-web1, len(busy.api)), "web-cpu-ms/request-busy")
+	b.ReportMetric(pg.total().Seconds()/idleWall.Seconds(), "pg-cores-idle")
+	b.ReportMetric(busy.pgCPU.Seconds()/busy.wall.Seconds(), "pg-cores-busy")
 	b.ReportMetric(0, "ns/op")
 }
 
-// monitorScans is how many domains a worker instance scans at once: the
-// default (monitor.DefaultScans), which the configuration does not change.
-const monitorScans = 4
-
 type scaleEnv struct {
-	b                *testing.B
-	l                *lab.Lab
-	url, dbName      string
-	admin            string // the server's URL, for the statistics (its own database: they do not count themselves)
-	dir, cfgPath     string
-	logs             *lab.LogBuffer
-	domains, maxInst int
-	latency          time.Duration
-	apiRate          float64
-	token            string
-	ids              []store.DomainID
+	b                       *testing.B
+	l                       *lab.Lab
+	url, dbName             string
+	admin                   string // the server's URL, for the statistics (its own database: they do not count themselves)
+	bin, cfgPath, rootPEM   string
+	domains, maxInst, scans int
+	latency                 time.Duration
+	apiRate                 float64
+	token                   string
+	ids                     []store.DomainID
 }
 
 func newScaleEnv(b *testing.B) *scaleEnv {
-	e := &scaleEnv{b: b, domains: envInt("SCALE_DOMAINS", 300), maxInst: envInt("SCALE_INSTANCES", 3),
-		latency: time.Duration(envInt("SCALE_LATENCY_MS", 250)) * time.Millisecond, apiRate: float64(envInt("SCALE_API_RATE", 20)),
-		logs: &lab.LogBuffer{}}
+	e := &scaleEnv{b: b, domains: envInt("SCALE_DOMAINS", 300), maxInst: envInt("SCALE_INSTANCES", 3), scans: envInt("SCALE_SCANS", 4),
+		latency: time.Duration(envInt("SCALE_LATENCY_MS", 250)) * time.Millisecond, apiRate: float64(envInt("SCALE_API_RATE", 20))}
 	if testing.Short() {
 		e.domains = min(e.domains, 60)
 	}
 	e.url = lab.NewPostgresDB(b)
 	e.admin = os.Getenv(lab.PostgresEnv)
-	e.dbName = strings.TrimPrefix(mustParseURLPath(b, e.url), "/")
-	l, err := lab.Start()
+	cfg, err := pgx.ParseConfig(e.url)
 	if err != nil {
 		b.Fatal(err)
+	}
+	e.dbName = cfg.Database
+	dir := b.TempDir()
+	if e.bin, err = lab.BuildMailtls(dir); err != nil {
+		b.Fatal(err)
+	}
+	l, err := lab.StartWellKnown()
+	if err != nil {
+		b.Fatalf("%v (ports 53 and 443 need root)", err)
 	}
 	b.Cleanup(l.Close)
 	e.l = l
-	p, err := l.Populate(lab.PopulationOptions{Domains: e.domains, Kinds: []string{lab.KindEnforce, lab.KindTesting}})
-	if err != nil {
+	if e.rootPEM, err = l.CA.WriteRootPEM(dir); err != nil {
 		b.Fatal(err)
 	}
+	names := scalePopulation(b, l, e.domains, 5)
 	l.DNS.SetLatency(e.latency)
 	l.HTTPS.SetAcceptLatency(e.latency)
-	for _, s := range p.SharedMX {
-		s.SetAcceptLatency(e.latency)
-	}
 
 	// The store: one account (an MSP) with every domain, due now, and an
 	// API token.
@@ -201,17 +221,16 @@ func newScaleEnv(b *testing.B) *scaleEnv {
 	if e.token, _, err = acc.CreateToken(ctx, u.ID, "bench", []store.Scope{store.ScopeRead}); err != nil {
 		b.Fatal(err)
 	}
-	for _, d := range p.Domains {
-		sd, err := db.AddDomain(ctx, store.NewDomain{UserID: u.ID, Name: d.Name, NextScanAt: time.Now()})
+	for _, name := range names {
+		sd, err := db.AddDomain(ctx, store.NewDomain{UserID: u.ID, Name: name, NextScanAt: time.Now()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		e.ids = append(e.ids, sd.ID)
 	}
 
-	e.dir = b.TempDir()
-	e.cfgPath = filepath.Join(e.dir, "mailtls.yaml")
-	cfg := fmt.Sprintf(`log: {level: warn}
+	e.cfgPath = filepath.Join(dir, "mailtls.yaml")
+	conf := fmt.Sprintf(`log: {level: info}
 web:
   listen: ["127.0.0.1:0"]
   public_url: https://check.example.test
@@ -219,66 +238,88 @@ web:
     resolvers: [%q]
     ehlo: checker.example.test
     allow_networks: ["127.0.0.0/8"]
+  worker: {scans: %d}
 store: %q
-`, l.DNS.Addr(), e.url)
-	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+`, l.DNS.Addr(), e.scans, e.url)
+	if err := os.WriteFile(e.cfgPath, []byte(conf), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	return e
 }
 
-func mustParseURLPath(b *testing.B, u string) string {
-	cfg, err := pgx.ParseConfig(u)
-	if err != nil {
+// scalePopulation adds n domains (d00000.scale.test, …) to a lab started
+// with StartWellKnown: each has an MTA-STS record, a TLS-RPT record, a
+// policy (enforce and testing in turn) on the lab's HTTPS server, and an
+// MX host among shared SMTP servers with STARTTLS, each on port 25 of a
+// loopback address of its own, with the lab's latency on every accept.
+func scalePopulation(b *testing.B, l *lab.Lab, n, shared int) []string {
+	const sfx = "scale.test"
+	if err := l.DNS.Add(fmt.Sprintf("%s. 3600 IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300", sfx, sfx, sfx)); err != nil {
 		b.Fatal(err)
 	}
-	return cfg.Database
+	l.DNS.SetNegativeSOA(true)
+	latency := time.Duration(envInt("SCALE_LATENCY_MS", 250)) * time.Millisecond
+	for i := range shared {
+		host := fmt.Sprintf("mx%d.%s", i+1, sfx)
+		cert, err := l.CA.Issue(lab.LeafOptions{DNSNames: []string{host}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var s *lab.SMTPServer
+		ip, err := lab.FreeLoopback(func(ip netip.Addr) error {
+			var err error
+			s, err = lab.StartSMTP(lab.SMTPOptions{Name: host, Cert: cert, Addr: lab.AddrPort(ip, 25)}, l.CA)
+			return err
+		})
+		if err != nil {
+			b.Fatalf("%v (port 25 needs root)", err)
+		}
+		b.Cleanup(func() { s.Close() })
+		s.SetAcceptLatency(latency)
+		if err := l.DNS.Add(fmt.Sprintf("%s. 300 IN A %s", host, ip)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	httpsIP := netip.MustParseAddrPort(l.HTTPS.Addr()).Addr()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("d%05d.%s", i, sfx)
+		mx := fmt.Sprintf("mx%d.%s", i%shared+1, sfx)
+		if err := l.DNS.Add(fmt.Sprintf("%s. 300 IN MX 10 %s.", name, mx),
+			fmt.Sprintf(`_mta-sts.%s. 300 IN TXT "v=STSv1; id=20261201"`, name),
+			fmt.Sprintf(`_smtp._tls.%s. 300 IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@%s"`, name, name),
+			fmt.Sprintf("mta-sts.%s. 300 IN A %s", name, httpsIP)); err != nil {
+			b.Fatal(err)
+		}
+		mode := []string{"enforce", "testing"}[i%2]
+		cert, err := l.CA.Issue(lab.LeafOptions{DNSNames: []string{"mta-sts." + name}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.HTTPS.Host("mta-sts."+name, cert, lab.Static(http.StatusOK, "text/plain",
+			fmt.Sprintf("version: STSv1\r\nmode: %s\r\nmx: *.%s\r\nmax_age: 604800\r\n", mode, sfx)))
+		names = append(names, name)
+	}
+	return names
 }
 
-// start runs an instance with the roles given (serve --roles), pointed at
-// the lab; stop ends it and returns Run's error.
-func (e *scaleEnv) start(ctx context.Context, roles ...string) (stop func() error, addrs map[string][]string) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	ready := make(chan map[string][]string, 1)
-	go func() {
-		done <- daemon.Run(ctx, daemon.Options{ConfigPath: e.cfgPath, Stderr: e.logs, Roles: roles, WatchInterval: -1,
-			WebNet: e.l.Net(), WebRoots: e.l.CA.Pool(), MonitorPoll: 200 * time.Millisecond,
-			Getenv: func(k string) string {
-				if k == "STATE_DIRECTORY" {
-					return e.dir
-				}
-				return ""
-			},
-			Ready: func(a map[string][]string) { ready <- a }})
-	}()
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		cancel()
-		e.b.Fatalf("serve --roles %v stopped at start: %v\n%s", roles, err, e.logs)
-	case <-time.After(60 * time.Second):
-		cancel()
-		e.b.Fatalf("serve --roles %v did not start\n%s", roles, e.logs)
-	}
-	return func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(60 * time.Second):
-			return errors.New("serve did not stop")
-		}
-	}, addrs
+// start runs n `mailtls serve` processes with the roles given, at once.
+func (e *scaleEnv) start(n int, roles ...string) []*lab.Serve {
+	return lab.StartServes(e.b, n, func(i int) lab.ServeOptions {
+		return lab.ServeOptions{Binary: e.bin, Config: e.cfgPath, Roles: roles, Env: []string{"SSL_CERT_FILE=" + e.rootPEM},
+			Name: fmt.Sprintf("%s %d", strings.Join(roles, ","), i+1)}
+	})
 }
 
 // scaleRound is one round: every domain rescanned once.
 type scaleRound struct {
 	instances      int
+	scans          int           // per instance
 	span           time.Duration // from the first scan created to the last finished (the database's clock)
 	meanMS         float64       // a rescan's mean time, created to finished (scan, judgement, storing)
 	wall           time.Duration // from the instances' start to the last scan found finished
-	cpu, pgCPU     time.Duration // this process's CPU time (instances and lab), the database backends'
+	cpu, labCPU    time.Duration // the instances' CPU time, and this process's (the lab, the API client, the polls)
+	pgCPU          time.Duration // the database backends'
 	others, steal  time.Duration
 	domains, polls int // domains: the scans stored (the rescans)
 	again          int // domains scanned twice: their own slot came during the round
@@ -291,15 +332,13 @@ func (r scaleRound) perHour() float64 { return float64(r.domains) / r.span.Hours
 // bound is what the scan slots allow at the measured time a rescan takes:
 // every instance's slots always busy.
 func (r scaleRound) bound() float64 {
-	return float64(r.instances*monitorScans) / (r.meanMS / 1000) * 3600
+	return float64(r.instances*r.scans) / (r.meanMS / 1000) * 3600
 }
-func (r scaleRound) cpuMS() float64 {
-	return float64(r.cpu.Microseconds()) / 1000 / float64(r.domains)
-}
-func (r scaleRound) pgCPUMS() float64 {
-	return float64(r.pgCPU.Microseconds()) / 1000 / float64(r.domains)
-}
-func (r scaleRound) cores() float64       { return (r.cpu + r.pgCPU).Seconds() / r.wall.Seconds() }
+
+// ms is the milliseconds of d per one of n.
+func ms(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+
+func (r scaleRound) cores() float64       { return (r.cpu + r.labCPU + r.pgCPU).Seconds() / r.wall.Seconds() }
 func (r scaleRound) othersCores() float64 { return r.others.Seconds() / r.wall.Seconds() }
 func (r scaleRound) stealCores() float64  { return r.steal.Seconds() / r.wall.Seconds() }
 
@@ -309,7 +348,7 @@ func (r scaleRound) stealCores() float64  { return r.steal.Seconds() / r.wall.Se
 // from the instances' start until the last scan is stored.
 func (e *scaleEnv) round(ctx context.Context, n int, load func(context.Context) []apiSample) (r scaleRound) {
 	b := e.b
-	r.instances, r.domains = n, e.domains
+	r.instances, r.scans, r.domains = n, e.scans, e.domains
 	conn := e.connect(ctx, e.url)
 	var baseID int64
 	if _, err := conn.Exec(ctx, "UPDATE domains SET next_scan_at = 0"); err != nil {
@@ -332,10 +371,12 @@ func (e *scaleEnv) round(ctx context.Context, n int, load func(context.Context) 
 	cpu0, m0 := selfCPU(), machineCPU()
 	start := time.Now()
 
-	var stops []func() error
-	for range n {
-		stop, _ := e.start(ctx, "worker")
-		stops = append(stops, stop)
+	workers := e.start(n, "worker")
+	// Each instance's CPU time from when it serves (its start is not a
+	// rescan's; the scans it began meanwhile were waiting on the network).
+	base := make([]time.Duration, n)
+	for i, w := range workers {
+		base[i], _ = procCPU(w.Pid())
 	}
 	lctx, stopLoad := context.WithCancel(ctx)
 	loaded := make(chan []apiSample, 1)
@@ -368,7 +409,7 @@ func (e *scaleEnv) round(ctx context.Context, n int, load func(context.Context) 
 	created, remaining, running := int64(0), int64(-1), int64(-1)
 	for remaining != 0 || running != 0 {
 		if time.Now().After(deadline) {
-			b.Fatalf("round with %d instance(s): %d scans created, %d domains left, %d running after 10 min\n%s", n, created, remaining, running, e.logs)
+			b.Fatalf("round with %d instance(s): %d scans created, %d domains left, %d running after 10 min", n, created, remaining, running)
 		}
 		time.Sleep(250 * time.Millisecond)
 		r.polls++
@@ -393,16 +434,23 @@ func (e *scaleEnv) round(ctx context.Context, n int, load func(context.Context) 
 	stopSampling()
 	<-sampled
 	pg.sample(ctx, admin, e.dbName, false)
-	r.cpu = selfCPU() - cpu0
+	for i, w := range workers {
+		t, ok := procCPU(w.Pid())
+		if !ok {
+			b.Fatalf("%s: no CPU time in /proc (it exited?)\n%s", w.Name(), w.Logs())
+		}
+		r.cpu += t - base[i]
+	}
+	r.labCPU = selfCPU() - cpu0
 	r.pgCPU = pg.total()
 	if m1 := machineCPU(); m0.ok && m1.ok {
-		r.others = max(m1.busy-m0.busy-r.cpu-r.pgCPU, 0)
+		r.others = max(m1.busy-m0.busy-r.cpu-r.labCPU-r.pgCPU, 0)
 		r.steal = m1.steal - m0.steal
 	}
 	poll.Close(ctx)
-	for _, stop := range stops {
-		if err := stop(); err != nil {
-			b.Fatalf("stopping a worker instance: %v\n%s", err, e.logs)
+	for _, w := range workers {
+		if err := w.Stop(time.Minute); err != nil {
+			b.Fatalf("stopping %s: %v\n%s", w.Name(), err, w.Logs())
 		}
 	}
 	if measured {
@@ -428,8 +476,8 @@ func (e *scaleEnv) round(ctx context.Context, n int, load func(context.Context) 
 		b.Fatal(err)
 	}
 	if distinct != e.domains || done != total || overlapping != 0 {
-		b.Fatalf("round with %d instance(s): %d scans of %d domains (want all %d), %d done, %d pairs of scans of one domain overlapping\n%s",
-			n, total, distinct, e.domains, done, overlapping, e.logs)
+		b.Fatalf("round with %d instance(s): %d scans of %d domains (want all %d), %d done, %d pairs of scans of one domain overlapping",
+			n, total, distinct, e.domains, done, overlapping)
 	}
 	r.domains, r.again = total, total-distinct
 	r.meanMS /= 1000 // microseconds
@@ -472,7 +520,7 @@ func (e *scaleEnv) waitQuiet(ctx context.Context, admin *pgx.Conn) {
 func (e *scaleEnv) checkAPI(ctx context.Context, base string) {
 	s := apiGet(ctx, base+"/api/v1/domains", e.token)
 	if s.err != nil || s.status != 200 || s.body < e.domains*100 {
-		e.b.Fatalf("GET /api/v1/domains: %d, %d bytes, %v\n%s", s.status, s.body, s.err, e.logs)
+		e.b.Fatalf("GET /api/v1/domains: %d, %d bytes, %v", s.status, s.body, s.err)
 	}
 }
 

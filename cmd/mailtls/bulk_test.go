@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -873,4 +875,47 @@ func TestBulkProgress(t *testing.T) {
 			t.Errorf("want a progress line redrawn in place, then the summary; got:\n%q", screen)
 		}
 	})
+}
+
+// TestCheckCPUProfile: --cpuprofile writes a CPU profile of the run that
+// go tool pprof reads (gzip-compressed, the sample type "cpu" in
+// nanoseconds), for a list and for domains on the command line; a path that
+// cannot be written is a usage error before anything is scanned.
+func TestCheckCPUProfile(t *testing.T) {
+	_, p, args := popLab(t, lab.PopulationOptions{Domains: 6})
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"list", []string{"-f", writeList(t, p)}},
+		{"domains", []string{p.Domains[0].Name, p.Domains[1].Name}},
+	} {
+		prof := filepath.Join(dir, c.name+".pprof")
+		r := run(t, append(append(slices.Clone(args), c.args...), "--cpuprofile", prof)...)
+		if r.code == ExitUsage {
+			t.Fatalf("%s: exit %d\n%s", c.name, r.code, r.stderr)
+		}
+		b, err := os.ReadFile(prof)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: the profile is not gzip-compressed: %v", c.name, err)
+		}
+		raw, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, want := range []string{"cpu", "nanoseconds"} {
+			if !bytes.Contains(raw, []byte(want)) {
+				t.Errorf("%s: the profile has no %q: not a CPU profile", c.name, want)
+			}
+		}
+	}
+	r := run(t, append(slices.Clone(args), "--cpuprofile", filepath.Join(dir, "missing", "x.pprof"), p.Domains[0].Name)...)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--cpuprofile") || r.stdout != "" {
+		t.Errorf("unwritable --cpuprofile: exit %d, stdout %q, stderr %q; want exit 2, a message and no report", r.code, r.stdout, r.stderr)
+	}
 }

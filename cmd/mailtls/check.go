@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -157,6 +158,7 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 		smtpWait time.Duration
 		ehlo     string
 		maxMX    int
+		cpuProf  string
 		bf       bulkFlags
 	)
 	nc.register(fs)
@@ -169,9 +171,22 @@ func runCheck(ctx context.Context, args []string, env Env) int {
 	fs.DurationVar(&smtpWait, "smtp-timeout", 0, "time limit for each SMTP phase (connect, banner, command, TLS handshake); default 10s each, 20s for the banner")
 	fs.IntVar(&maxMX, "max-mx", scan.DefaultMaxMX, "look up and probe the `N` most preferred MX hosts; every MX host is still matched against the policy")
 	fs.StringVar(&ehlo, "ehlo", "", "the `NAME` to send in EHLO (default: the address literal of the local end, e.g. [192.0.2.1])")
+	fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the run to `FILE` (for go tool pprof)")
 	inputs, code, ok := parseInterleaved(fs, args, env)
 	if !ok {
 		return code
+	}
+	if cpuProf != "" {
+		stop, err := startCPUProfile(cpuProf)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "mailtls check: --cpuprofile: %v\n", err)
+			return ExitUsage
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintf(env.Stderr, "mailtls check: --cpuprofile: %v\n", err)
+			}
+		}()
 	}
 	if jsonOut {
 		format = "json"
@@ -322,6 +337,22 @@ func (o scanOptions) build(env Env) (*scan.Scanner, *resolve.Client, error) {
 			ConnectTimeout: o.smtpWait, BannerTimeout: o.smtpWait, CommandTimeout: o.smtpWait, HandshakeTimeout: o.smtpWait}
 	}
 	return scanner, res, nil
+}
+
+// startCPUProfile profiles the CPU into path until stop is called.
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // flagSet reports whether the flag name was given.

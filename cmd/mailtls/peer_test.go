@@ -270,7 +270,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 	cfg := filepath.Join(dir, "mailtls.yaml")
 	peerConfig(t, cfg, httpsAddr, filepath.Join(dir, "storage"), domains, certs)
 	s := startServe(t, cfg)
-	if got := s.addrs["host-https"]; got != httpsAddr {
+	if got := s.Addr("host-https"); got != httpsAddr {
 		t.Fatalf("host-https listens on %q, want %s\n%s", got, httpsAddr, s.Logs())
 	}
 	ids := peerIDs(t, cfg)
@@ -334,7 +334,7 @@ func TestPeerPostfixMTASTSResolver(t *testing.T) {
 	domains[0] = peerDomain{name: "alpha.test", mode: "testing", mx: []string{"mx1.alpha.test", "mx2.alpha.test", "*.mail.alpha.test"}, maxAge: 1209600, want: 1209600}
 	peerConfig(t, cfg, httpsAddr, filepath.Join(dir, "storage"), domains, certs)
 	reloads := strings.Count(s.Logs(), "configuration reloaded")
-	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := s.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -66,9 +66,9 @@ func TestResolveServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServe(t, cfg)
-	admin := s.addrs["admin"]
-	if admin == "" || s.addrs["resolver"] == "" {
-		t.Fatalf("listeners %v\n%s", s.addrs, s.Logs())
+	admin := s.Addr("admin")
+	if admin == "" || s.Addr("resolver") == "" {
+		t.Fatalf("listeners: admin %q, resolver %q\n%s", admin, s.Addr("resolver"), s.Logs())
 	}
 	ask := func() resolver.Explanation {
 		t.Helper()

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,7 +97,7 @@ reports:
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: l.CA.Pool()},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, s.addrs["host-https"])
+			return (&net.Dialer{}).DialContext(ctx, network, s.Addr("host-https"))
 		}}}
 	resp, err := hc.Post("https://mta-sts.served.test/tlsrpt", "application/tlsrpt+gzip", bytes.NewReader(gz))
 	if err != nil {
@@ -110,7 +109,7 @@ reports:
 	}
 
 	// SMTP with STARTTLS, verified against the host's certificate.
-	c, err := smtp.Dial(s.addrs["reports-smtp"])
+	c, err := smtp.Dial(s.Addr("reports-smtp"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,14 +196,7 @@ reports:
 		t.Errorf("summary: %d sessions, %d failed; want 93 and 3", sum.Sessions, sum.Failed)
 	}
 
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, s.Logs())
-		}
-		s.done <- nil // for the cleanup
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit after SIGTERM")
+	if err := s.Stop(20 * time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, s.Logs())
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -149,11 +148,7 @@ func TestServeSharedCertificatesHolderKilled(t *testing.T) {
 	if !strings.Contains(f.servers[0].Logs(), "identifier=mta-sts."+d) {
 		t.Fatalf("the first instance is not the one obtaining %s:\n%s", d, f.servers[0].Logs())
 	}
-	if err := f.servers[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitErr := <-f.servers[0].done
-	f.servers[0].done <- waitErr // for startServe's cleanup
+	f.servers[0].Kill()
 	killed := time.Now()
 	ordersAtKill := f.acme.Orders()
 	f.l.DNS.Clear("mta-sts."+d, dns.TypeANY)
@@ -207,7 +202,7 @@ type sharedHosts struct {
 	ports   []int // http-01, tls-alpn-01
 	ips     []netip.Addr
 	doms    []string
-	servers []*server
+	servers []*lab.Serve
 }
 
 // newSharedHosts starts the instances, the first one first; before runs
@@ -291,9 +286,7 @@ func (f *sharedHosts) serial(ip netip.Addr, d string) (string, error) {
 // metrics returns the /metrics page of instance i.
 func (f *sharedHosts) metrics(t *testing.T, i int) string {
 	t.Helper()
-	f.servers[i].mu.Lock()
-	addr := f.servers[i].addrs["admin"]
-	f.servers[i].mu.Unlock()
+	addr := f.servers[i].Addr("admin")
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,65 +19,11 @@ import (
 	"github.com/mailtls/mailtls/internal/lab"
 )
 
-// server is a `mailtls serve` process.
-type server struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	logs  strings.Builder
-	addrs map[string]string // first address by listener
-	done  chan error
-}
-
-func (s *server) Logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.String()
-}
-
-var listeningRe = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
-
-// startServe runs `mailtls serve --config cfg` and waits until it listens.
-func startServe(t *testing.T, cfg string) *server {
+// startServe runs `mailtls serve --config cfg` (the binary under test)
+// and waits until it serves.
+func startServe(t *testing.T, cfg string) *lab.Serve {
 	t.Helper()
-	s := &server{cmd: exec.Command(binary, "serve", "--config", cfg), addrs: map[string]string{}, done: make(chan error, 1)}
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.logs.WriteString(line + "\n")
-			if m := listeningRe.FindStringSubmatch(line); m != nil && s.addrs[m[1]] == "" {
-				s.addrs[m[1]] = m[2]
-			}
-			s.mu.Unlock()
-			if strings.Contains(line, "mailtls serve started") {
-				once.Do(func() { close(started) })
-			}
-		}
-		s.done <- s.cmd.Wait()
-	}()
-	select {
-	case <-started:
-	case err := <-s.done:
-		t.Fatalf("serve exited at start: %v\n%s", err, s.Logs())
-	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
-		t.Fatalf("serve did not start\n%s", s.Logs())
-	}
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.done
-	})
-	return s
+	return lab.StartServe(t, lab.ServeOptions{Binary: binary, Config: cfg})
 }
 
 // servedLab is a lab with two identical domains, one whose policy the
@@ -147,7 +89,7 @@ func TestServeEndToEnd(t *testing.T) {
 		"mta-sts.served.test. 3600 IN CNAME policies.host.test.",
 		"policies.host.test. 300 IN A "+addr.String(),
 		`_mta-sts.lab.test. 300 IN TXT "v=STSv1; id=`+id+`"`)
-	if err := l.MapAddr(s.addrs["host-https"], addr, 443); err != nil {
+	if err := l.MapAddr(s.Addr("host-https"), addr, 443); err != nil {
 		t.Fatal(err)
 	}
 	l.MustPolicyHost(t, "lab.test", lab.PolicyHostOptions{Body: "version: STSv1\r\nmode: enforce\r\nmx: mx1.lab.test\r\nmax_age: 604800\r\n"})
@@ -193,7 +135,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// A changed policy, reloaded by SIGHUP, gets a new id; DNS is now stale.
 	data, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(data), "mode: enforce", "mode: testing", 1)), 0o600)
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	s.Signal(syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(s.Logs(), "configuration reloaded") {
 		if time.Now().After(deadline) {
@@ -214,15 +156,8 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// SIGTERM: a clean stop, exit 0.
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, s.Logs())
-		}
-		s.done <- nil // for the cleanup
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit after SIGTERM")
+	if err := s.Stop(20 * time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, s.Logs())
 	}
 }
 

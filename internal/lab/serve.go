@@ -247,6 +247,9 @@ func (s *Serve) Kill() {
 	<-s.done
 }
 
+// Signal sends sig to the process (SIGHUP: reload the configuration).
+func (s *Serve) Signal(sig os.Signal) error { return s.cmd.Process.Signal(sig) }
+
 // Stop ends the process with SIGTERM (a graceful stop) and waits up to
 // timeout for it to exit, then kills it. It returns the exit error (nil
 // for status 0).

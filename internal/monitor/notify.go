@@ -225,9 +225,10 @@ func (w *Worker) notify(ctx context.Context) {
 }
 
 // DeliverDue claims up to a batch of due messages and delivers them; it
-// returns how many it claimed.
+// returns how many it claimed. A batch is what one lease covers when
+// every delivery takes its whole time (at least one, at most 20).
 func (w *Worker) DeliverDue(ctx context.Context) (int, error) {
-	const batch = 20
+	batch := min(20, max(1, int((w.cfg.LeaseTTL-w.cfg.LeaseTTL/5)/deliveryTimeout)))
 	msgs, err := w.store.ClaimMessages(ctx, w.owner, batch, w.cfg.LeaseTTL)
 	if err != nil {
 		return 0, err
