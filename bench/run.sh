@@ -14,9 +14,10 @@ out=$(go test -run '^$' -bench "$pattern" -skip '^Benchmark(Store|Monitor|Dashbo
 # BenchmarkStore, BenchmarkMonitor and BenchmarkDashboardPage (bursts of
 # 10,000 scans), BenchmarkReportsIngest (100,000 reports per channel) and
 # BenchmarkBulk (mailtls check -f over lists of 2,500 to 20,000 domains and
-# the naive baseline, about 15 minutes) and BenchmarkScale (rescans by 1, 2
-# and 3 worker instances on one PostgreSQL and the API beside them, about
-# 4 minutes; MAILTLS_TEST_POSTGRES) do a fixed amount of work, once.
+# the naive baseline, 3 to 6 minutes on two cores) and BenchmarkScale
+# (rescans by 1, 2 and 3 worker instances on one PostgreSQL and the API
+# beside them, about 4 minutes; MAILTLS_TEST_POSTGRES) do a fixed amount of
+# work, once.
 for fixed in Store Monitor DashboardPage ReportsIngest Bulk Scale; do
   if echo "Benchmark$fixed" | grep -qE "$pattern"; then
     more=$(go test -run '^$' -bench "^Benchmark$fixed\$" -benchtime 1x -count 1 -timeout 60m ./bench/ 2>&1) || { echo "$more"; exit 1; }
