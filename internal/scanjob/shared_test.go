@@ -309,7 +309,7 @@ func TestSharedInterrupted(t *testing.T) {
 			clock := lab.NewClock(time.Now().UTC().Truncate(time.Second))
 			// The dead instance's scan as it left it: running, two events.
 			if _, err := sa.BeginAnonScan(t.Context(), store.AnonScan{ID: newID(), Domain: "dead.test", SMTP: true, State: "running",
-				Owner: "dead", Heartbeat: clock.Now(), Created: clock.Now(), Started: clock.Now()}); err != nil {
+				Owner: "dead", Heartbeat: clock.Now(), Created: clock.Now(), Started: clock.Now()}, store.AnonLimits{}); err != nil {
 				t.Fatal(err)
 			}
 			row, err := sa.RecentAnonScan(t.Context(), "dead.test", true, time.Time{})
