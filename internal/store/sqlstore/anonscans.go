@@ -205,25 +205,22 @@ func (a *AnonScans) BeginAnonScan(ctx context.Context, s store.AnonScan, lim sto
 				ON CONFLICT (client) DO UPDATE SET tat = anonscan_clients.tat RETURNING tat`, client, now).Scan(&tat); err != nil {
 				return err
 			}
-			// Joining a live scan is free: no limit applies.
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM anonscan_jobs WHERE domain = $1 AND smtp = $2 AND final = 0`,
-				s.Domain, b2i(s.SMTP)).Scan(&n); err != nil {
+			// Joining a live scan is free: no limit applies. (Both counts
+			// in one round trip.)
+			var live, mine int
+			if err := tx.QueryRowContext(ctx, `SELECT
+				(SELECT COUNT(*) FROM anonscan_jobs WHERE domain = $1 AND smtp = $2 AND final = 0),
+				(SELECT COUNT(*) FROM anonscan_jobs WHERE client = $3 AND final = 0)`,
+				s.Domain, b2i(s.SMTP), client).Scan(&live, &mine); err != nil {
 				return err
 			}
-			if n > 0 {
+			if live > 0 {
 				other = true
 				return errRollback
 			}
-			if lim.Concurrent > 0 {
-				if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM anonscan_jobs WHERE client = $1 AND final = 0`,
-					client).Scan(&n); err != nil {
-					return err
-				}
-				if n >= lim.Concurrent {
-					refused = true
-					return &store.AnonLimitError{Limit: "concurrent"}
-				}
+			if lim.Concurrent > 0 && mine >= lim.Concurrent {
+				refused = true
+				return &store.AnonLimitError{Limit: "concurrent"}
 			}
 			if lim.Rate > 0 {
 				// The bucket as a theoretical arrival time (GCRA): a scan
