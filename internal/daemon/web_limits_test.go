@@ -43,7 +43,7 @@ func TestWebLimitsAcrossInstances(t *testing.T) {
 		})})
 	}
 	for _, e := range []*env{a, b} {
-		e.writeWebConfig("  limits: {scans_per_minute: 3, scan_burst: 3, concurrent_per_client: 2}\nstore: " + dbURL + "\n")
+		e.writeWebConfig("  limits: {scans_per_minute: 1, scan_burst: 3, concurrent_per_client: 2}\nstore: " + dbURL + "\n")
 		e.start(Options{WebNet: a.l.Net(), WebRoots: a.l.CA.Pool()})
 	}
 	base := map[*env]string{a: "http://" + a.addrs["web"][0], b: "http://" + b.addrs["web"][0]}
@@ -101,20 +101,20 @@ func TestWebLimitsAcrossInstances(t *testing.T) {
 	open()
 	wait(a, g1.id)
 	wait(a, g2.id)
-	// The rate: 3 a minute, at most 3 at once; two were started, the
+	// The rate: 1 a minute, at most 3 at once; two were started, the
 	// refusals and the join cost nothing.
 	if got := submit(b, "g3.test"); got.status != 202 {
 		t.Fatalf("the burst's third scan: %+v", got)
 	}
-	// The next one is due 20s after the first (less the time the scans
+	// The next one is due 60s after the first (less the time the scans
 	// took): Retry-After says when, in whole seconds rounded up.
 	for _, e := range []*env{a, b} {
 		got := submit(e, "g4.test")
 		var n int
 		fmt.Sscanf(got.message, "too many scans from your address; retry in %d seconds", &n)
-		if got.status != 429 || n < 1 || n > 20 || got.message != fmt.Sprintf("too many scans from your address; retry in %d seconds", n) ||
+		if got.status != 429 || n < 1 || n > 60 || got.message != fmt.Sprintf("too many scans from your address; retry in %d seconds", n) ||
 			(got.retryAfter != fmt.Sprint(n) && got.retryAfter != fmt.Sprint(n+1)) {
-			t.Fatalf("a fourth scan within the minute: %+v; want 429, retry in at most 20 seconds", got)
+			t.Fatalf("a fourth scan within the minute: %+v; want 429, retry in at most 60 seconds", got)
 		}
 	}
 	// Each instance counted its own refusals.
