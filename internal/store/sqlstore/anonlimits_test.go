@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -85,25 +86,39 @@ func TestAnonClientKeys(t *testing.T) {
 }
 
 // TestAnonClientColumnAdded: anonymous scans' tables made by a version
-// without limits get the client column when an instance opens them.
+// without limits get the client column when an instance opens them. Both
+// engines.
 func TestAnonClientColumnAdded(t *testing.T) {
-	db, _ := openTemp(t, nil)
-	ctx := t.Context()
-	if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE anonscan_jobs (id TEXT PRIMARY KEY, domain TEXT NOT NULL, smtp INTEGER NOT NULL,
-		state TEXT NOT NULL, final INTEGER NOT NULL, owner TEXT NOT NULL, heartbeat BIGINT NOT NULL, created BIGINT NOT NULL,
-		started BIGINT, finished BIGINT, expires BIGINT, error TEXT NOT NULL DEFAULT '', record TEXT)`); err != nil {
-		t.Fatal(err)
-	}
-	a, err := db.AnonScans(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
-	if _, err := a.BeginAnonScan(ctx, store.AnonScan{ID: "k1", Domain: "k.test", State: "queued", Owner: "A", Heartbeat: t0, Created: t0},
-		store.AnonLimits{Client: "192.0.2.1", Concurrent: 1, Now: t0}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.AnonScans(ctx); err != nil { // and again: nothing to add
-		t.Fatal(err)
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			var db *DB
+			if engine == "sqlite" {
+				db, _ = openTemp(t, nil)
+			} else {
+				db = openPostgres(t, lab.NewPostgresDB(t), nil)
+			}
+			ctx := t.Context()
+			if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE anonscan_jobs (id TEXT PRIMARY KEY, domain TEXT NOT NULL, smtp INTEGER NOT NULL,
+				state TEXT NOT NULL, final INTEGER NOT NULL, owner TEXT NOT NULL, heartbeat BIGINT NOT NULL, created BIGINT NOT NULL,
+				started BIGINT, finished BIGINT, expires BIGINT, error TEXT NOT NULL DEFAULT '', record TEXT)`); err != nil {
+				t.Fatal(err)
+			}
+			a, err := db.AnonScans(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+			lim := store.AnonLimits{Client: "192.0.2.1", Concurrent: 1, Now: t0}
+			if _, err := a.BeginAnonScan(ctx, store.AnonScan{ID: "k1", Domain: "k.test", State: "queued", Owner: "A", Heartbeat: t0, Created: t0}, lim); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.AnonScans(ctx); err != nil { // and again: nothing to add
+				t.Fatal(err)
+			}
+			var le *store.AnonLimitError
+			if _, err := a.BeginAnonScan(ctx, store.AnonScan{ID: "k2", Domain: "k2.test", State: "queued", Owner: "A", Heartbeat: t0, Created: t0}, lim); !errors.As(err, &le) {
+				t.Fatalf("second live scan of a client limited to one: %v", err)
+			}
+		})
 	}
 }

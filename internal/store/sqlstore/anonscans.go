@@ -117,21 +117,21 @@ func (db *DB) AnonScans(ctx context.Context) (*AnonScans, error) {
 }
 
 // anonClientColumn adds the client column to a table made by a version
-// without it, then its index.
+// without it, then its index. (The column is looked up first: on
+// PostgreSQL, ALTER TABLE would lock the table at every start.)
 func (db *DB) anonClientColumn(ctx context.Context) error {
+	q := `SELECT COUNT(*) FROM pragma_table_info('anonscan_jobs') WHERE name = 'client'`
 	if db.pool != nil {
-		if _, err := db.w.ExecContext(ctx, `ALTER TABLE anonscan_jobs ADD COLUMN IF NOT EXISTS client TEXT NOT NULL DEFAULT ''`); err != nil {
+		q = `SELECT COUNT(*) FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = 'anonscan_jobs' AND column_name = 'client'`
+	}
+	var n int
+	if err := db.w.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if _, err := db.w.ExecContext(ctx, `ALTER TABLE anonscan_jobs ADD COLUMN client TEXT NOT NULL DEFAULT ''`); err != nil {
 			return err
-		}
-	} else {
-		var n int
-		if err := db.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('anonscan_jobs') WHERE name = 'client'`).Scan(&n); err != nil {
-			return err
-		}
-		if n == 0 {
-			if _, err := db.w.ExecContext(ctx, `ALTER TABLE anonscan_jobs ADD COLUMN client TEXT NOT NULL DEFAULT ''`); err != nil {
-				return err
-			}
 		}
 	}
 	_, err := db.w.ExecContext(ctx, anonClientIndex)
@@ -195,6 +195,9 @@ func nrec(b []byte) any {
 // take turns; SQLite has one writer at a time anyway.
 func (a *AnonScans) BeginAnonScan(ctx context.Context, s store.AnonScan, lim store.AnonLimits) (*store.AnonScan, error) {
 	limited := lim.Rate > 0 || lim.Concurrent > 0
+	if lim.Now.IsZero() {
+		lim.Now = time.Now()
+	}
 	var other, refused bool
 	err := a.db.tx(ctx, func(tx *sql.Tx) error {
 		client, now := "", lim.Now.UTC().UnixMicro()
