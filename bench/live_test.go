@@ -12,6 +12,7 @@ import (
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/scan"
 	"github.com/mailtls/mailtls/internal/scanjob"
+	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 )
 
@@ -108,5 +109,54 @@ func BenchmarkLiveProgress(b *testing.B) {
 	b.ReportMetric(pct(remote, 0.5), "notify-p50-ms")
 	b.ReportMetric(pct(remote, 0.95), "notify-p95-ms")
 	b.ReportMetric(pct(local, 0.5), "local-p50-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkAnonAdmit: what the per-client limits shared by instances add
+// to filing a new anonymous scan on PostgreSQL (docs/scaling.md, "Limits
+// per client"). Each operation files one scan without limits and one with
+// them (rate, burst and concurrency, none reached; clients in turn over
+// 1,000), alternating, and the two are set side by side.
+func BenchmarkAnonAdmit(b *testing.B) {
+	url := lab.NewPostgresDB(b)
+	ctx := context.Background()
+	db, err := sqlstore.OpenPostgres(ctx, url, sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	as, err := db.AnonScans(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	file := func(i int, lim store.AnonLimits) time.Duration {
+		start := time.Now()
+		s := store.AnonScan{ID: fmt.Sprintf("%t%d", lim.Client != "", i), Domain: fmt.Sprintf("%t%d.test", lim.Client != "", i),
+			State: "queued", Owner: "A", Heartbeat: now, Created: now}
+		if _, err := as.BeginAnonScan(ctx, s, lim); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var plain, limited []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		lim := store.AnonLimits{Client: fmt.Sprintf("192.0.2.%d/%d", i%250, i%4), Rate: 1e6, Burst: 1 << 20,
+			Concurrent: 1 << 20, Now: now.Add(time.Duration(i) * time.Microsecond)}
+		if i%2 == 0 {
+			plain = append(plain, file(i, store.AnonLimits{}))
+			limited = append(limited, file(i, lim))
+		} else {
+			limited = append(limited, file(i, lim))
+			plain = append(plain, file(i, store.AnonLimits{}))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(plain)
+	slices.Sort(limited)
+	p50 := func(d []time.Duration) float64 { return float64(d[len(d)/2]) / float64(time.Millisecond) }
+	b.ReportMetric(p50(plain), "plain-p50-ms")
+	b.ReportMetric(p50(limited), "limited-p50-ms")
 	b.ReportMetric(0, "ns/op")
 }

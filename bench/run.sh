@@ -43,6 +43,7 @@ echo "$out" | awk -v pool="${WEB_POOL:-4}" -v bdom="${BULK_DOMAINS:-10000}" -v b
 /^BenchmarkReportsYear\/readiness/             { for (i=1;i<=NF;i++) { if ($(i+1)=="ms/query") yv=$i; if ($(i+1)=="cpu-ms/query") yvc=$i } }
 /^BenchmarkReportsIngest\/file-import/ { for (i=1;i<=NF;i++) { if ($(i+1)=="reports/s") if_=$i; if ($(i+1)=="db-bytes/report") idb=$i; if ($(i+1)=="gzip-bytes/report") igz=$i; if ($(i+1)=="reports") in_=$i } }
 /^BenchmarkReportsIngest\/https-post/  { for (i=1;i<=NF;i++) if ($(i+1)=="reports/s") ih=$i }
+/^BenchmarkAnonAdmit/ { for (i=1;i<=NF;i++) { if ($(i+1)=="plain-p50-ms") ap=$i; if ($(i+1)=="limited-p50-ms") al=$i } }
 /^BenchmarkLiveProgress/ { for (i=1;i<=NF;i++) { if ($(i+1)=="notify-p50-ms") lp50=$i; if ($(i+1)=="notify-p95-ms") lp95=$i; if ($(i+1)=="local-p50-ms") ll50=$i } }
 /^BenchmarkSchedule/ { for (i=1;i<=NF;i++) { if ($(i+1)=="x-busiest-10min") sb=$i; if ($(i+1)=="x-quietest-10min") sq=$i } }
 /spread-hours/ { sub(/.*spread-hours /, ""); nh=split($0, hrs, " ") }
@@ -77,6 +78,12 @@ END {
     printf "live scan progress across instances (PostgreSQL NOTIFY; MAILTLS_TEST_POSTGRES), one event from the scan to a watcher:\n"
     printf "  on another instance: p50 %s ms, p95 %s ms; on the scanning instance p50 %s ms", lp50, lp95, ll50
     if (ll50 > 0) printf " (%.0fx)", lp50/ll50
+    printf "\n"
+  }
+  if (ap != "") {
+    printf "filing a new anonymous scan on PostgreSQL (MAILTLS_TEST_POSTGRES), p50:\n"
+    printf "  without limits %s ms, with the per-client limits shared by instances %s ms", ap, al
+    if (ap > 0) printf " (%.2fx)", al/ap
     printf "\n"
   }
   if (sb != "") {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/mailtls/mailtls/internal/store"
 )
 
@@ -27,8 +29,12 @@ const (
 func (m *Manager) begin(ctx context.Context, j *Job, now time.Time) (*store.AnonScan, error) {
 	row := store.AnonScan{ID: j.id, Domain: j.req.Domain, SMTP: j.req.SMTP, State: string(Queued), Owner: m.cfg.Instance,
 		Heartbeat: now.UTC(), Created: j.created}
+	lim := store.AnonLimits{Client: j.req.Client, Burst: m.cfg.PerClientBurst, Concurrent: m.cfg.PerClientConcurrent, Now: now}
+	if m.cfg.PerClientRate > 0 && m.cfg.PerClientRate != rate.Inf {
+		lim.Rate = float64(m.cfg.PerClientRate)
+	}
 	for range 2 {
-		old, err := m.shared.s.BeginAnonScan(ctx, row)
+		old, err := m.shared.s.BeginAnonScan(ctx, row, lim)
 		if err == nil {
 			return nil, nil
 		}

@@ -267,18 +267,20 @@ func (m *Manager) Submit(ctx context.Context, req Request) (*Job, Outcome, error
 			return finishedJob(rec), Reused, nil
 		}
 	}
+	// With a shared store the store counts the client's scans on every
+	// instance (in begin); otherwise this instance's count is the count.
 	c := m.clientLocked(req.Client, now)
-	if m.cfg.PerClientConcurrent > 0 && c.active >= m.cfg.PerClientConcurrent {
-		m.metrics.Requests.WithLabelValues("refused_concurrent").Inc()
-		return nil, "", &LimitError{Limit: "concurrent", RetryAfter: 10 * time.Second}
-	}
 	var res *rate.Reservation
-	if c.lim != nil {
-		res = c.lim.ReserveN(now, 1)
-		if d := res.DelayFrom(now); !res.OK() || d > 0 {
-			res.CancelAt(now)
-			m.metrics.Requests.WithLabelValues("refused_rate").Inc()
-			return nil, "", &LimitError{Limit: "rate", RetryAfter: max(d, time.Second)}
+	if m.shared == nil {
+		if m.cfg.PerClientConcurrent > 0 && c.active >= m.cfg.PerClientConcurrent {
+			return nil, "", m.refused(&LimitError{Limit: "concurrent"})
+		}
+		if c.lim != nil {
+			res = c.lim.ReserveN(now, 1)
+			if d := res.DelayFrom(now); !res.OK() || d > 0 {
+				res.CancelAt(now)
+				return nil, "", m.refused(&LimitError{Limit: "rate", RetryAfter: d})
+			}
 		}
 	}
 	if len(m.queue) >= cap(m.queue) {
@@ -294,10 +296,9 @@ func (m *Manager) Submit(ctx context.Context, req Request) (*Job, Outcome, error
 		// the store's one live scan per domain and options joins a
 		// request to a scan running elsewhere.
 		other, err := m.begin(ctx, j, now)
-		if err != nil || other != nil {
-			if res != nil {
-				res.CancelAt(now)
-			}
+		var le *store.AnonLimitError
+		if errors.As(err, &le) {
+			return nil, "", m.refused(&LimitError{Limit: le.Limit, RetryAfter: le.RetryAfter})
 		}
 		if err != nil {
 			m.log.Warn("could not file a scan in the shared store", "error", err)
@@ -319,6 +320,19 @@ func (m *Manager) Submit(ctx context.Context, req Request) (*Job, Outcome, error
 	m.metrics.Requests.WithLabelValues(string(Started)).Inc()
 	m.metrics.Queued.Set(float64(len(m.queue)))
 	return j, Started, nil
+}
+
+// refused counts a refusal by a per-client limit and returns it, with the
+// time a client should wait: until the rate admits a scan (at least a
+// second), or 10s for one of its scans to finish.
+func (m *Manager) refused(e *LimitError) error {
+	m.metrics.Requests.WithLabelValues("refused_" + e.Limit).Inc()
+	if e.Limit == "concurrent" {
+		e.RetryAfter = 10 * time.Second
+	} else {
+		e.RetryAfter = max(e.RetryAfter, time.Second)
+	}
+	return e
 }
 
 // clientLocked returns the limits of a client; m.mu is held.

@@ -2,6 +2,7 @@ package scanjob
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/time/rate"
 
 	"github.com/mailtls/mailtls/internal/lab"
 	"github.com/mailtls/mailtls/internal/report"
@@ -309,7 +311,7 @@ func TestSharedInterrupted(t *testing.T) {
 			clock := lab.NewClock(time.Now().UTC().Truncate(time.Second))
 			// The dead instance's scan as it left it: running, two events.
 			if _, err := sa.BeginAnonScan(t.Context(), store.AnonScan{ID: newID(), Domain: "dead.test", SMTP: true, State: "running",
-				Owner: "dead", Heartbeat: clock.Now(), Created: clock.Now(), Started: clock.Now()}); err != nil {
+				Owner: "dead", Heartbeat: clock.Now(), Created: clock.Now(), Started: clock.Now()}, store.AnonLimits{}); err != nil {
 				t.Fatal(err)
 			}
 			row, err := sa.RecentAnonScan(t.Context(), "dead.test", true, time.Time{})
@@ -394,6 +396,77 @@ func TestSharedHeartbeat(t *testing.T) {
 			st.release(t)
 			if s := wait(t, jb); s.State != Done {
 				t.Fatalf("B's final state %s", s.State)
+			}
+		})
+	}
+}
+
+// TestSharedLimits: with a shared store, a client's limits hold across
+// the instances it reaches (docs/scaling.md, "Limits per client"), with
+// the same refusals as on one instance: concurrent (retry in 10s) while
+// its scans run anywhere, then the rate with the exact wait.
+func TestSharedLimits(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			sa, sb := sharedStores(t, engine)
+			clock := lab.NewClock(time.Now().UTC().Truncate(time.Second))
+			cfg := Config{PerClientRate: rate.Every(time.Minute), PerClientBurst: 2, PerClientConcurrent: 2, Reuse: -1,
+				Poll: 50 * time.Millisecond, Now: clock.Now}
+			stA, stB := newStepper(0), newStepper(0)
+			cfg.Instance = "A"
+			a := New(cfg, stA.scan, NewShared(sa), nil, nil)
+			closeOnCleanup(t, a)
+			cfg.Instance = "B"
+			b := New(cfg, stB.scan, NewShared(sb), nil, nil)
+			closeOnCleanup(t, b)
+			ctx := t.Context()
+			submit := func(m *Manager, domain string) (*Job, error) {
+				j, _, err := m.Submit(ctx, Request{Domain: domain, SMTP: true, Client: "192.0.2.1"})
+				return j, err
+			}
+			refusal := func(err error, limit string, retry time.Duration) {
+				t.Helper()
+				var le *LimitError
+				if !errors.As(err, &le) || le.Limit != limit || le.RetryAfter != retry {
+					t.Fatalf("got %v; want the %s limit, retry in %s", err, limit, retry)
+				}
+			}
+			j1, err := submit(a, "d1.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			j2, err := submit(b, "d2.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// One scan runs on each instance: neither admits a third.
+			_, err = submit(a, "d3.test")
+			refusal(err, "concurrent", 10*time.Second)
+			_, err = submit(b, "d3.test")
+			refusal(err, "concurrent", 10*time.Second)
+			stA.release(t)
+			stB.release(t)
+			for _, j := range []*Job{j1, j2} {
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				s := j.Wait(wctx, 0)
+				for !s.State.Final() && wctx.Err() == nil {
+					s = j.Wait(wctx, len(s.Events))
+				}
+				cancel()
+				if s.State != Done {
+					t.Fatalf("scan %s: %s", j.ID(), s.State)
+				}
+			}
+			// Both places are free; the burst of 2 is spent, on two
+			// instances: a minute to the next scan.
+			_, err = submit(b, "d3.test")
+			refusal(err, "rate", time.Minute)
+			clock.Add(45 * time.Second)
+			_, err = submit(a, "d3.test")
+			refusal(err, "rate", 15*time.Second)
+			clock.Add(15 * time.Second)
+			if _, err := submit(a, "d3.test"); err != nil {
+				t.Fatalf("a minute on: %v", err)
 			}
 		})
 	}

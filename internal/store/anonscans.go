@@ -46,11 +46,41 @@ type AnonNotice struct {
 // notifications (SQLite): readers poll instead.
 var ErrNoListen = errors.New("store: this engine has no notifications; poll")
 
+// AnonLimits are the per-client limits a new anonymous scan is admitted
+// under, held across every instance of the store (docs/scaling.md, "Limits
+// per client"). The zero value admits every scan.
+type AnonLimits struct {
+	// Client is the client's key (web.ClientKey: an IPv4 address or an
+	// IPv6 /64). The store keeps only a keyed hash of it, and only while
+	// the client's scans are live and its rate is being counted.
+	Client string
+	// Rate and Burst: new scans per second, at most Burst at once (a token
+	// bucket; Rate <= 0: no limit).
+	Rate  float64
+	Burst int
+	// Concurrent bounds the client's live scans (<= 0: no limit).
+	Concurrent int
+	Now        time.Time // the clock of the rate
+}
+
+// AnonLimitError is BeginAnonScan's refusal of a client over a limit.
+type AnonLimitError struct {
+	Limit      string        // "rate" or "concurrent"
+	RetryAfter time.Duration // rate: when the next scan is admitted
+}
+
+func (e *AnonLimitError) Error() string { return "store: client over its " + e.Limit + " limit" }
+
 // AnonScans keeps anonymous scans shared by instances.
 type AnonScans interface {
-	// BeginAnonScan files a live scan. If a live scan of the same domain
-	// and options exists, it returns that one and ErrConflict.
-	BeginAnonScan(ctx context.Context, s AnonScan) (*AnonScan, error)
+	// BeginAnonScan files a live scan, if the client is within its limits.
+	// If a live scan of the same domain and options exists, it returns
+	// that one and ErrConflict, whatever the limits (joining is free); a
+	// client over a limit gets an *AnonLimitError and nothing is filed or
+	// counted. An admitted scan counts against the rate and, while live,
+	// against Concurrent. The check and the filing are atomic across
+	// instances.
+	BeginAnonScan(ctx context.Context, s AnonScan, lim AnonLimits) (*AnonScan, error)
 	// SetAnonState moves a live scan to a live state and signals it.
 	SetAnonState(ctx context.Context, id, state string, started time.Time) error
 	// AddAnonEvent files event seq of a live scan and signals it.
@@ -75,7 +105,8 @@ type AnonScans interface {
 	// to expire at expires, signals them and returns how many.
 	InterruptAnonScans(ctx context.Context, staleBefore, now, expires time.Time, reason string) (int, error)
 	// DeleteExpiredAnonScans deletes the final scans that expire at or
-	// before now, with their events, and returns how many.
+	// before now, with their events, and returns how many. It also forgets
+	// the rate of clients whose bucket is full again at now.
 	DeleteExpiredAnonScans(ctx context.Context, now time.Time) (int, error)
 	// ListenAnonScans calls f for every signal until ctx ends or the
 	// connection fails (it returns the error); ErrNoListen without

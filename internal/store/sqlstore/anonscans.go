@@ -1,8 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,7 +37,8 @@ CREATE TABLE IF NOT EXISTS anonscan_jobs (
 	finished  BIGINT,
 	expires   BIGINT,
 	error     TEXT NOT NULL DEFAULT '',
-	record    TEXT
+	record    TEXT,
+	client    TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS anonscan_jobs_live ON anonscan_jobs(domain, smtp) WHERE final = 0;
 CREATE INDEX IF NOT EXISTS anonscan_jobs_recent ON anonscan_jobs(domain, smtp, finished) WHERE state = 'done';
@@ -43,7 +49,20 @@ CREATE TABLE IF NOT EXISTS anonscan_events (
 	body    TEXT NOT NULL,
 	written BIGINT NOT NULL,
 	PRIMARY KEY (job, seq)
-);`
+);
+CREATE TABLE IF NOT EXISTS anonscan_clients (
+	client TEXT PRIMARY KEY,
+	tat    BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS anonscan_clients_tat ON anonscan_clients(tat);
+CREATE TABLE IF NOT EXISTS anonscan_secret (
+	id     INTEGER PRIMARY KEY,
+	secret TEXT NOT NULL
+)`
+
+// anonClientIndex counts a client's live scans; it is made after the
+// client column is added to a table of an older version.
+const anonClientIndex = `CREATE INDEX IF NOT EXISTS anonscan_jobs_client ON anonscan_jobs(client) WHERE final = 0`
 
 // anonPrefix starts the names of the anonymous scans' tables.
 const anonPrefix = "anonscan_"
@@ -54,7 +73,12 @@ const anonPrefix = "anonscan_"
 const anonChannel = "mailtls_anonscans"
 
 // AnonScans is the store's store.AnonScans.
-type AnonScans struct{ db *DB }
+type AnonScans struct {
+	db *DB
+	// secret keys the hash of client keys; it is the same for every
+	// instance of the database (made by the first).
+	secret []byte
+}
 
 var _ store.AnonScans = (*AnonScans)(nil)
 
@@ -76,7 +100,52 @@ func (db *DB) AnonScans(ctx context.Context) (*AnonScans, error) {
 			return nil, fmt.Errorf("sqlstore: anonymous scans: %w", err)
 		}
 	}
-	return &AnonScans{db: db}, nil
+	if err := db.anonClientColumn(ctx); err != nil {
+		return nil, fmt.Errorf("sqlstore: anonymous scans: %w", err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	if _, err := db.w.ExecContext(ctx, `INSERT INTO anonscan_secret (id, secret) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`,
+		hex.EncodeToString(b)); err != nil {
+		return nil, fmt.Errorf("sqlstore: anonymous scans: %w", err)
+	}
+	var secret string
+	if err := db.w.QueryRowContext(ctx, `SELECT secret FROM anonscan_secret WHERE id = 1`).Scan(&secret); err != nil {
+		return nil, fmt.Errorf("sqlstore: anonymous scans: %w", err)
+	}
+	return &AnonScans{db: db, secret: []byte(secret)}, nil
+}
+
+// anonClientColumn adds the client column to a table made by a version
+// without it, then its index. (The column is looked up first: on
+// PostgreSQL, ALTER TABLE would lock the table at every start.)
+func (db *DB) anonClientColumn(ctx context.Context) error {
+	q := `SELECT COUNT(*) FROM pragma_table_info('anonscan_jobs') WHERE name = 'client'`
+	if db.pool != nil {
+		q = `SELECT COUNT(*) FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = 'anonscan_jobs' AND column_name = 'client'`
+	}
+	var n int
+	if err := db.w.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if _, err := db.w.ExecContext(ctx, `ALTER TABLE anonscan_jobs ADD COLUMN client TEXT NOT NULL DEFAULT ''`); err != nil {
+			return err
+		}
+	}
+	_, err := db.w.ExecContext(ctx, anonClientIndex)
+	return err
+}
+
+// clientHash is what the store keeps of a client key: not the address,
+// but an HMAC of it under the database's secret, so that the rows do not
+// show it to a casual reader (one who has the whole database, secret
+// included, can still test guessed addresses against it).
+func (a *AnonScans) clientHash(key string) string {
+	m := hmac.New(sha256.New, a.secret)
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // notify signals a change inside tx (PostgreSQL delivers it at commit, so
@@ -120,17 +189,78 @@ func nrec(b []byte) any {
 	return string(b)
 }
 
-// BeginAnonScan implements store.AnonScans.
-func (a *AnonScans) BeginAnonScan(ctx context.Context, s store.AnonScan) (*store.AnonScan, error) {
-	_, err := a.db.w.ExecContext(ctx, `INSERT INTO anonscan_jobs (`+anonCols+`)
-		VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, NULL, NULL, '', NULL)`,
-		s.ID, s.Domain, b2i(s.SMTP), s.State, s.Owner, tv(s.Heartbeat), tv(s.Created), tv(s.Started))
-	if err == nil {
+// BeginAnonScan implements store.AnonScans. With limits, the client's
+// rate row is written first: on PostgreSQL it stays locked until the
+// transaction ends, so that two instances admitting scans of one client
+// take turns; SQLite has one writer at a time anyway.
+func (a *AnonScans) BeginAnonScan(ctx context.Context, s store.AnonScan, lim store.AnonLimits) (*store.AnonScan, error) {
+	limited := lim.Rate > 0 || lim.Concurrent > 0
+	if lim.Now.IsZero() {
+		lim.Now = time.Now()
+	}
+	var other, refused bool
+	err := a.db.tx(ctx, func(tx *sql.Tx) error {
+		client, now := "", lim.Now.UTC().UnixMicro()
+		var tat int64
+		if limited {
+			client = a.clientHash(lim.Client)
+			if err := tx.QueryRowContext(ctx, `INSERT INTO anonscan_clients (client, tat) VALUES ($1, $2)
+				ON CONFLICT (client) DO UPDATE SET tat = anonscan_clients.tat RETURNING tat`, client, now).Scan(&tat); err != nil {
+				return err
+			}
+			// Joining a live scan is free: no limit applies. (Both counts
+			// in one round trip.)
+			var live, mine int
+			if err := tx.QueryRowContext(ctx, `SELECT
+				(SELECT COUNT(*) FROM anonscan_jobs WHERE domain = $1 AND smtp = $2 AND final = 0),
+				(SELECT COUNT(*) FROM anonscan_jobs WHERE client = $3 AND final = 0)`,
+				s.Domain, b2i(s.SMTP), client).Scan(&live, &mine); err != nil {
+				return err
+			}
+			if live > 0 {
+				other = true
+				return errRollback
+			}
+			if lim.Concurrent > 0 && mine >= lim.Concurrent {
+				refused = true
+				return &store.AnonLimitError{Limit: "concurrent"}
+			}
+			if lim.Rate > 0 {
+				// The bucket as a theoretical arrival time (GCRA): a scan
+				// is admitted while tat, moved one interval on, stays within
+				// burst intervals of now; tat <= now is a full bucket.
+				interval := int64(1e6 / lim.Rate)
+				next := max(tat, now) + interval
+				if over := next - now - int64(max(lim.Burst, 1))*interval; over > 0 {
+					refused = true
+					return &store.AnonLimitError{Limit: "rate", RetryAfter: time.Duration(over) * time.Microsecond}
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE anonscan_clients SET tat = $2 WHERE client = $1`, client, next); err != nil {
+					return err
+				}
+			}
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO anonscan_jobs (`+anonCols+`, client)
+			VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8, NULL, NULL, '', NULL, $9) ON CONFLICT DO NOTHING`,
+			s.ID, s.Domain, b2i(s.SMTP), s.State, s.Owner, tv(s.Heartbeat), tv(s.Created), tv(s.Started), client)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			other = true // filed meanwhile by another client's request
+			return cmp.Or(err, errRollback)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
 		return &s, nil
-	}
-	if err = a.db.wrap(err); !errors.Is(err, store.ErrConflict) {
+	case refused:
 		return nil, err
+	case !other:
+		return nil, a.db.wrap(err)
 	}
+	err = fmt.Errorf("%w: a live scan of %s", store.ErrConflict, s.Domain)
 	old, gerr := scanAnon(a.db.w.QueryRowContext(ctx, `SELECT `+anonCols+` FROM anonscan_jobs
 		WHERE domain = $1 AND smtp = $2 AND final = 0`, s.Domain, b2i(s.SMTP)))
 	if gerr != nil {
@@ -139,6 +269,9 @@ func (a *AnonScans) BeginAnonScan(ctx context.Context, s store.AnonScan) (*store
 	}
 	return old, err
 }
+
+// errRollback ends a transaction that found what it needed to know.
+var errRollback = errors.New("sqlstore: rolled back")
 
 // SetAnonState implements store.AnonScans.
 func (a *AnonScans) SetAnonState(ctx context.Context, id, state string, started time.Time) error {
@@ -171,7 +304,7 @@ func (a *AnonScans) FinishAnonScan(ctx context.Context, s store.AnonScan) error 
 	return a.db.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO anonscan_jobs (`+anonCols+`)
 			VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)
-			ON CONFLICT (id) DO UPDATE SET state = excluded.state, final = 1, started = excluded.started,
+			ON CONFLICT (id) DO UPDATE SET state = excluded.state, final = 1, client = '', started = excluded.started,
 				finished = excluded.finished, expires = excluded.expires, error = excluded.error, record = excluded.record`,
 			s.ID, s.Domain, b2i(s.SMTP), s.State, s.Owner, tv(s.Heartbeat), tv(s.Created), tv(s.Started),
 			tv(s.Finished), tv(s.Expires), s.Error, nrec(s.Record)); err != nil {
@@ -237,7 +370,7 @@ func (a *AnonScans) HeartbeatAnonScans(ctx context.Context, owner string, ids []
 func (a *AnonScans) InterruptAnonScans(ctx context.Context, staleBefore, now, expires time.Time, reason string) (int, error) {
 	n := 0
 	err := a.db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE anonscan_jobs SET state = 'failed', final = 1, finished = $2, expires = $3, error = $4
+		rows, err := tx.QueryContext(ctx, `UPDATE anonscan_jobs SET state = 'failed', final = 1, client = '', finished = $2, expires = $3, error = $4
 			WHERE final = 0 AND heartbeat < $1 RETURNING id`, tv(staleBefore), tv(now), tv(expires), reason)
 		if err != nil {
 			return err
@@ -272,6 +405,10 @@ func (a *AnonScans) DeleteExpiredAnonScans(ctx context.Context, now time.Time) (
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM anonscan_jobs WHERE final = 1 AND expires <= $1`, tv(now))
 		if err != nil {
+			return err
+		}
+		// A full bucket is no different from none.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM anonscan_clients WHERE tat <= $1`, tv(now)); err != nil {
 			return err
 		}
 		n, err = res.RowsAffected()

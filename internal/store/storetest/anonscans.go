@@ -24,6 +24,9 @@ func RunAnonScans(t *testing.T, open OpenAnon) {
 	t.Run("Interrupt", func(t *testing.T) { testAnonInterrupt(t, open) })
 	t.Run("Expiry", func(t *testing.T) { testAnonExpiry(t, open) })
 	t.Run("Listen", func(t *testing.T) { testAnonListen(t, open) })
+	t.Run("LimitRate", func(t *testing.T) { testAnonLimitRate(t, open) })
+	t.Run("LimitConcurrent", func(t *testing.T) { testAnonLimitConcurrent(t, open) })
+	t.Run("LimitRace", func(t *testing.T) { testAnonLimitRace(t, open) })
 }
 
 var anonT0 = time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
@@ -35,16 +38,16 @@ func anonLive(id, domain string, smtp bool, owner string) store.AnonScan {
 func testAnonLiveAndFinal(t *testing.T, open OpenAnon) {
 	ctx := t.Context()
 	a, b := open(t)
-	if _, err := a.BeginAnonScan(ctx, anonLive("id1", "example.test", true, "A")); err != nil {
+	if _, err := a.BeginAnonScan(ctx, anonLive("id1", "example.test", true, "A"), store.AnonLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	// One live scan per domain and options, whichever instance asks: the
 	// second is told which one runs.
-	old, err := b.BeginAnonScan(ctx, anonLive("id2", "example.test", true, "B"))
+	old, err := b.BeginAnonScan(ctx, anonLive("id2", "example.test", true, "B"), store.AnonLimits{})
 	if !errors.Is(err, store.ErrConflict) || old == nil || old.ID != "id1" || old.Owner != "A" {
 		t.Fatalf("second live scan: %+v, %v; want id1 and ErrConflict", old, err)
 	}
-	if _, err := b.BeginAnonScan(ctx, anonLive("id3", "example.test", false, "B")); err != nil {
+	if _, err := b.BeginAnonScan(ctx, anonLive("id3", "example.test", false, "B"), store.AnonLimits{}); err != nil {
 		t.Fatalf("other options: %v", err)
 	}
 	if err := a.SetAnonState(ctx, "id1", "running", anonT0.Add(time.Second)); err != nil {
@@ -71,7 +74,7 @@ func testAnonLiveAndFinal(t *testing.T, open OpenAnon) {
 		t.Fatalf("a final scan took a live state: %v", err)
 	}
 	// Final, it no longer holds the domain.
-	if _, err := b.BeginAnonScan(ctx, anonLive("id4", "example.test", true, "B")); err != nil {
+	if _, err := b.BeginAnonScan(ctx, anonLive("id4", "example.test", true, "B"), store.AnonLimits{}); err != nil {
 		t.Fatalf("new scan after the final one: %v", err)
 	}
 	// Reuse: the newest done scan since a time, of these options only.
@@ -105,7 +108,7 @@ func testAnonLiveAndFinal(t *testing.T, open OpenAnon) {
 func testAnonEvents(t *testing.T, open OpenAnon) {
 	ctx := t.Context()
 	a, b := open(t)
-	if _, err := a.BeginAnonScan(ctx, anonLive("ev", "example.test", true, "A")); err != nil {
+	if _, err := a.BeginAnonScan(ctx, anonLive("ev", "example.test", true, "A"), store.AnonLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 5; i++ {
@@ -131,7 +134,7 @@ func testAnonInterrupt(t *testing.T, open OpenAnon) {
 	ctx := t.Context()
 	a, b := open(t)
 	for _, s := range []store.AnonScan{anonLive("dead", "a.test", true, "A"), anonLive("alive", "b.test", true, "B")} {
-		if _, err := a.BeginAnonScan(ctx, s); err != nil {
+		if _, err := a.BeginAnonScan(ctx, s, store.AnonLimits{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -160,7 +163,7 @@ func testAnonExpiry(t *testing.T, open OpenAnon) {
 	a, _ := open(t)
 	for i, exp := range []time.Duration{time.Minute, time.Hour} {
 		id := fmt.Sprintf("f%d", i)
-		if _, err := a.BeginAnonScan(ctx, anonLive(id, fmt.Sprintf("d%d.test", i), true, "A")); err != nil {
+		if _, err := a.BeginAnonScan(ctx, anonLive(id, fmt.Sprintf("d%d.test", i), true, "A"), store.AnonLimits{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.AddAnonEvent(ctx, id, store.AnonEvent{Seq: 1, Body: []byte(`{}`), Written: anonT0}); err != nil {
@@ -171,7 +174,7 @@ func testAnonExpiry(t *testing.T, open OpenAnon) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.BeginAnonScan(ctx, anonLive("live", "live.test", true, "A")); err != nil {
+	if _, err := a.BeginAnonScan(ctx, anonLive("live", "live.test", true, "A"), store.AnonLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := a.DeleteExpiredAnonScans(ctx, anonT0.Add(time.Minute))
@@ -216,7 +219,7 @@ func testAnonListen(t *testing.T, open OpenAnon) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("not listening after 30s")
 	}
-	if _, err := a.BeginAnonScan(ctx, anonLive("ln", "example.test", true, "A")); err != nil {
+	if _, err := a.BeginAnonScan(ctx, anonLive("ln", "example.test", true, "A"), store.AnonLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.SetAnonState(ctx, "ln", "running", anonT0); err != nil {
@@ -238,6 +241,161 @@ func testAnonListen(t *testing.T, open OpenAnon) {
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("no notice (want %+v)", want)
+		}
+	}
+}
+
+// limited returns BeginAnonScan's limit error, failing on any other
+// outcome.
+func limited(t *testing.T, s *store.AnonScan, err error) *store.AnonLimitError {
+	t.Helper()
+	var le *store.AnonLimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("admitted over the limit: %+v, %v", s, err)
+	}
+	return le
+}
+
+// testAnonLimitRate: scans_per_minute with its burst holds across
+// instances; a refusal files and counts nothing; joining is free.
+func testAnonLimitRate(t *testing.T, open OpenAnon) {
+	ctx := t.Context()
+	a, b := open(t)
+	now := anonT0
+	lim := func(client string) store.AnonLimits {
+		return store.AnonLimits{Client: client, Rate: 10.0 / 60, Burst: 2, Now: now}
+	}
+	inst := []store.AnonScans{a, b}
+	for i := range 2 { // the burst, one scan on each instance
+		if _, err := inst[i].BeginAnonScan(ctx, anonLive(fmt.Sprintf("r%d", i), fmt.Sprintf("r%d.test", i), true, "A"), lim("192.0.2.1")); err != nil {
+			t.Fatalf("scan %d of the burst: %v", i, err)
+		}
+	}
+	s, err := a.BeginAnonScan(ctx, anonLive("r2", "r2.test", true, "A"), lim("192.0.2.1"))
+	if le := limited(t, s, err); le.Limit != "rate" || le.RetryAfter != 6*time.Second {
+		t.Fatalf("refusal %+v; want rate, retry in 6s (one scan every 6s)", le)
+	}
+	if _, err := b.GetAnonScan(ctx, "r2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused scan was filed: %v", err)
+	}
+	// Another client has its own bucket.
+	if _, err := b.BeginAnonScan(ctx, anonLive("o1", "o1.test", true, "B"), lim("2001:db8::/64")); err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+	// Joining a live scan costs nothing, even over the limit.
+	old, err := b.BeginAnonScan(ctx, anonLive("j", "r0.test", true, "B"), lim("192.0.2.1"))
+	if !errors.Is(err, store.ErrConflict) || old == nil || old.ID != "r0" {
+		t.Fatalf("join over the limit: %+v, %v; want r0 and ErrConflict", old, err)
+	}
+	// The refusals spent nothing: one scan is due 6s on, not later.
+	now = anonT0.Add(5 * time.Second)
+	s, err = b.BeginAnonScan(ctx, anonLive("r3", "r3.test", true, "B"), lim("192.0.2.1"))
+	if le := limited(t, s, err); le.RetryAfter != time.Second {
+		t.Fatalf("refusal %+v; want retry in 1s", le)
+	}
+	now = anonT0.Add(6 * time.Second)
+	if _, err := b.BeginAnonScan(ctx, anonLive("r4", "r4.test", true, "B"), lim("192.0.2.1")); err != nil {
+		t.Fatalf("a scan after the interval: %v", err)
+	}
+	s, err = a.BeginAnonScan(ctx, anonLive("r5", "r5.test", true, "A"), lim("192.0.2.1"))
+	limited(t, s, err)
+	// The janitor forgets buckets that are full again; a forgotten bucket
+	// is a full one.
+	if _, err := a.DeleteExpiredAnonScans(ctx, anonT0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	now = anonT0.Add(time.Hour)
+	for i := range 2 {
+		if _, err := inst[i].BeginAnonScan(ctx, anonLive(fmt.Sprintf("f%d", i), fmt.Sprintf("f%d.test", i), true, "A"), lim("192.0.2.1")); err != nil {
+			t.Fatalf("scan %d of a new burst: %v", i, err)
+		}
+	}
+	s, err = a.BeginAnonScan(ctx, anonLive("f2", "f2.test", true, "A"), lim("192.0.2.1"))
+	limited(t, s, err)
+}
+
+// testAnonLimitConcurrent: concurrent_per_client counts the client's live
+// scans on every instance; a final or interrupted scan no longer counts.
+func testAnonLimitConcurrent(t *testing.T, open OpenAnon) {
+	ctx := t.Context()
+	a, b := open(t)
+	lim := store.AnonLimits{Client: "192.0.2.7", Concurrent: 2, Now: anonT0}
+	if _, err := a.BeginAnonScan(ctx, anonLive("c1", "c1.test", true, "A"), lim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.BeginAnonScan(ctx, anonLive("c2", "c2.test", true, "B"), lim); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.BeginAnonScan(ctx, anonLive("c3", "c3.test", true, "A"), lim)
+	if le := limited(t, s, err); le.Limit != "concurrent" {
+		t.Fatalf("refusal %+v; want concurrent", le)
+	}
+	other := lim
+	other.Client = "192.0.2.8"
+	if _, err := a.BeginAnonScan(ctx, anonLive("o", "o.test", true, "A"), other); err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+	if err := a.FinishAnonScan(ctx, store.AnonScan{ID: "c1", Domain: "c1.test", SMTP: true, State: "done", Final: true, Owner: "A",
+		Created: anonT0, Finished: anonT0, Expires: anonT0.Add(time.Hour), Record: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.BeginAnonScan(ctx, anonLive("c4", "c4.test", true, "B"), lim); err != nil {
+		t.Fatalf("after one finished: %v", err)
+	}
+	s, err = b.BeginAnonScan(ctx, anonLive("c5", "c5.test", true, "B"), lim)
+	limited(t, s, err)
+	// B's scans go stale (its instance died): interrupted, they free the
+	// client's places.
+	if err := a.HeartbeatAnonScans(ctx, "A", []string{"o"}, anonT0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	now := anonT0.Add(time.Minute)
+	if n, err := a.InterruptAnonScans(ctx, now.Add(-30*time.Second), now, now.Add(time.Hour), "interrupted"); err != nil || n != 2 {
+		t.Fatalf("interrupted %d, %v; want 2", n, err)
+	}
+	for i := range 2 {
+		if _, err := a.BeginAnonScan(ctx, anonLive(fmt.Sprintf("n%d", i), fmt.Sprintf("n%d.test", i), true, "A"), lim); err != nil {
+			t.Fatalf("after the interruption, scan %d: %v", i, err)
+		}
+	}
+}
+
+// testAnonLimitRace: one client's requests arriving at two instances at
+// once are admitted up to the limits, never beyond.
+func testAnonLimitRace(t *testing.T, open OpenAnon) {
+	ctx := t.Context()
+	a, b := open(t)
+	for _, c := range []struct {
+		name string
+		lim  store.AnonLimits
+		want int
+	}{
+		{"concurrent", store.AnonLimits{Client: "192.0.2.9", Concurrent: 3, Now: anonT0}, 3},
+		{"rate", store.AnonLimits{Client: "192.0.2.10", Rate: 1.0 / 60, Burst: 4, Now: anonT0}, 4},
+	} {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		admitted, refused := 0, 0
+		for i := range 12 {
+			st := []store.AnonScans{a, b}[i%2]
+			wg.Go(func() {
+				_, err := st.BeginAnonScan(ctx, anonLive(fmt.Sprintf("%s%d", c.name, i), fmt.Sprintf("%s%d.test", c.name, i), true, "A"), c.lim)
+				var le *store.AnonLimitError
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					admitted++
+				case errors.As(err, &le):
+					refused++
+				default:
+					t.Errorf("%s %d: %v", c.name, i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if admitted != c.want || refused != 12-c.want {
+			t.Errorf("%s: %d admitted, %d refused; want %d and %d", c.name, admitted, refused, c.want, 12-c.want)
 		}
 	}
 }
