@@ -173,6 +173,11 @@ func (j *Job) addRemote(evs []storedEvent) []storedEvent {
 		added = append(added, e)
 	}
 	if len(added) > 0 {
+		// Only a running scan writes events: a watcher woken by one never
+		// sees the job still queued, whichever read of the row comes first.
+		if j.state == Queued {
+			j.state, j.started = Running, added[0].written
+		}
 		j.broadcastLocked()
 	}
 	return added
@@ -182,7 +187,8 @@ func (j *Job) addRemote(evs []storedEvent) []storedEvent {
 func (j *Job) setRemoteState(s State, started time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.state.Final() || s.Final() || s == j.state && started.Equal(j.started) {
+	if j.state.Final() || s.Final() || s == j.state && started.Equal(j.started) ||
+		s == Queued && j.state == Running { // a row read before the scan began, applied late
 		return
 	}
 	j.state, j.started = s, started
