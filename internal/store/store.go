@@ -54,6 +54,7 @@ type Store interface {
 	Tokens
 	OneTimeTokens
 	Domains
+	Verifications
 	Scans
 	ScanEvents
 	Leases

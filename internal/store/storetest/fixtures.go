@@ -101,6 +101,13 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	ign := sampleTLSRPT("forger.example", "f1", "ignored.example", fixtureTime.Add(-32*time.Hour), 1)
 	_, _, err = s.AddTLSRPTReport(ctx(t), store.NewTLSRPTReport{Report: ign, Ignore: "no valid DKIM signature", Receipt: store.ReportReceipt{Channel: "smtp", DKIM: "none"}})
 	check(t, err)
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 8 {
+		return
+	}
+	// Schema version 8: domain verification by DNS.
+	v := must[store.DomainVerification](t)(s.StartVerification(ctx(t), a.ID, d.ID, "fixturetoken"))
+	v.VerifiedAt, v.CheckedAt = c.Now(), c.Now()
+	check(t, s.SaveVerification(ctx(t), v))
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -117,6 +124,16 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 	}
 	if tok := must[store.APIToken](t)(s.UseAPIToken(ctx(t), sha256.Sum256([]byte("mtls_fixture_token")))); tok.Name != "fixture" || !tok.Has(store.ScopeScan) {
 		t.Fatalf("fixture token = %+v", tok)
+	}
+	// Version 8 adds a verified domain; before, none is verified.
+	dom := must[store.Domain](t)(s.FindDomain(ctx(t), a.ID, "example.com"))
+	ver, err := s.Verification(ctx(t), dom.ID)
+	if v >= 8 {
+		if err != nil || ver.Token != "fixturetoken" || !ver.Verified() || ver.Name != "example.com" || ver.UserID != a.ID {
+			t.Fatalf("fixture verification = %+v, %v", ver, err)
+		}
+	} else {
+		wantErr(t, "verification before version 8", err, store.ErrNotFound)
 	}
 	// Version 3 adds a third scan (A after A after B).
 	scanCount, prevGrade := 2, "B"

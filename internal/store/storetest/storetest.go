@@ -78,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"TLSRPTList", testTLSRPTList},
 		{"TLSRPTRetention", testTLSRPTRetention},
 		{"TLSRPTSummary", testTLSRPTSummary},
+		{"Verifications", testVerifications},
 		{"CascadingDelete", testCascade},
 		{"Retention", testRetention},
 		{"MigrateFromEmpty", testMigrateEmpty},
