@@ -16,8 +16,8 @@ import (
 	"github.com/mailtls/mailtls/internal/diff/difftest"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/report"
-	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 	"github.com/mailtls/mailtls/internal/store/storetest"
 )

@@ -359,4 +359,24 @@ func TestBrowserReportsPage(t *testing.T) {
 	b.do(ctx, chromedp.Navigate(f.h.srv.URL+f.page), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
 	b.shot(ctx, "reports")
 	b.checkA11y(ctx, "reports page")
+
+	// Carl saved the same name without verifying it: his reports page is
+	// the verification page, with the record to publish.
+	d, err := f.st.AddDomain(t.Context(), store.NewDomain{UserID: f.carl, Name: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: "session", Value: "carl", URL: f.h.srv.URL})
+		return err
+	}))
+	b.do(ctx, chromedp.Navigate(f.h.srv.URL+fmt.Sprintf("/domains/%d/reports", d.ID)), chromedp.WaitVisible(chromedp.CSS("table.record")))
+	b.shot(ctx, "reports-verify")
+	b.checkA11y(ctx, "verification page")
+	// "Verify now" without the record: the page says it was not found.
+	b.submit(ctx, `form[action$="/verify"] button`, "table.record")
+	if text := b.text(ctx, "main"); !strings.Contains(text, "Not found.") {
+		t.Errorf("after Verify now without the record: %s", text)
+	}
+	b.checkA11y(ctx, "verification page after a check")
 }
