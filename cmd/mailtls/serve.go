@@ -17,6 +17,7 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 const serveUsage = `Usage: mailtls serve [--config FILE] [--roles ROLE,...]
@@ -46,8 +47,10 @@ serve records prints the DNS records each hosted domain must publish: the
 _mta-sts TXT record with the id of the policy the server serves, and the
 CNAME (host.public_name) or A/AAAA records (host.public_addresses) of its
 policy host. Unless --no-check, it looks them up and says which are missing
-or stale. Exit status: 0 when every domain is published and current, 1 when
-one needs attention, 2 on a usage or configuration error.
+or stale. With store: set, the ids and MX sets are read from the store,
+where every host instance on it shares them. Exit status: 0 when every
+domain is published and current, 1 when one needs attention, 2 on a usage
+or configuration error (or a store that cannot be opened).
 
 Flags:
 `
@@ -155,7 +158,18 @@ func runServeRecords(ctx context.Context, args []string, env Env) int {
 		}
 		res = &resolve.Client{Servers: servers}
 	}
-	recs, err := daemon.Records(ctx, cfg.Host, res)
+	var st store.HostPolicies
+	if daemon.SharedHostState(cfg) {
+		// The ids every host instance shares (docs/scaling.md).
+		db, err := openStoreAt(ctx, cfg.Store, env)
+		if err != nil {
+			fmt.Fprintln(env.Stderr, "mailtls serve records: store", err)
+			return ExitUsage
+		}
+		defer db.Close()
+		st = db
+	}
+	recs, err := daemon.Records(ctx, cfg.Host, st, res)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "mailtls serve records:", err)
 		return ExitUsage

@@ -225,7 +225,7 @@ func TestServeAndReload(t *testing.T) {
 		!strings.Contains(m, "mailtls_dns_panics_total 0") {
 		t.Errorf("metrics lack the host figures:\n%s", m)
 	}
-	recs, err := Records(context.Background(), mustHost(t, e.cfgPath), nil)
+	recs, err := Records(context.Background(), mustHost(t, e.cfgPath), nil, nil)
 	if err != nil || len(recs) != 2 || recs[0].ID == "" {
 		t.Fatalf("records after start: %v %+v", err, recs)
 	}
@@ -247,7 +247,7 @@ func TestServeAndReload(t *testing.T) {
 	if got := e.policy(c, "c.test"); !strings.Contains(got, "mx: mx1.c.test") {
 		t.Errorf("an added domain answers %q", got)
 	}
-	recs, _ = Records(context.Background(), mustHost(t, e.cfgPath), nil)
+	recs, _ = Records(context.Background(), mustHost(t, e.cfgPath), nil, nil)
 	if recs[0].Domain != "a.test" || recs[0].ID == idA || recs[0].ID == "" {
 		t.Errorf("a changed policy needs a new id (STS-HOST-4): %q then %q", idA, recs[0].ID)
 	}
@@ -391,7 +391,7 @@ func TestRecords(t *testing.T) {
 	e := newEnv(t)
 	e.writeConfig("", e.domainYAML("a.test", "testing", "mx1.a.test"), e.domainYAML("b.test", "testing", "mx1.b.test"), e.domainYAML("c.test", "testing", "mx1.c.test"), e.domainYAML("d.test", "testing", "mx1.d.test"), e.domainYAML("e.test", "testing", "mx1.e.test"))
 	h := mustHost(t, e.cfgPath)
-	recs, err := Records(context.Background(), h, nil)
+	recs, err := Records(context.Background(), h, nil, nil)
 	if err != nil || recs[0].Pending == "" || recs[0].ID != "" {
 		t.Fatalf("before the server ran, no id exists: %v %+v", err, recs[0])
 	}
@@ -407,7 +407,7 @@ func TestRecords(t *testing.T) {
 		`_mta-sts.e.test. 300 IN TXT "v=STSv1; id=`+id+`"`, `_mta-sts.e.test. 300 IN TXT "v=STSv1; id=bad id!"`,
 		"mta-sts.e.test. 300 IN CNAME mta-sts.host.test.")
 	e.l.DNS.SetRcode("_mta-sts.d.test", dns.TypeTXT, dns.RcodeServerFailure)
-	recs, err = Records(context.Background(), h, res)
+	recs, err = Records(context.Background(), h, nil, res)
 	if err != nil {
 		t.Fatal(err)
 	}

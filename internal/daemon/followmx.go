@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -16,6 +17,7 @@ import (
 	"github.com/mailtls/mailtls/internal/mtasts"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 // Resolver is the DNS lookup the MX watcher needs (resolve.Client, or a
@@ -35,15 +37,56 @@ type mxState struct {
 // sets. A lookup that fails for a temporary reason never changes a served
 // policy: the last known set stays (and is kept on disk, so a restart
 // while DNS is down still serves it). "Temporary is not absent."
+//
+// With a store (sharedHostState), the sets are shared by every host
+// instance: an instance writes a set to the store when its own lookups saw
+// it change (seen), and serves the sets the store holds (known), read
+// after each round of lookups. So an instance whose resolver still caches
+// the old set neither serves nor writes it back once another has seen the
+// new one.
 type mxWatcher struct {
-	log  *slog.Logger
-	res  Resolver
-	path string // "" keeps the sets in memory only
-	now  func() time.Time
-	obs  func(result string)
+	log    *slog.Logger
+	res    Resolver
+	path   string             // "" keeps the sets in memory only
+	shared store.HostPolicies // nil: the sets are this instance's own
+	now    func() time.Time
+	obs    func(result string)
 
 	mu    sync.Mutex
-	known map[string]mxState
+	known map[string]mxState // served
+	seen  map[string]mxState // this instance's last lookups (shared only)
+}
+
+// newSharedMXWatcher starts from the sets in the store.
+func newSharedMXWatcher(ctx context.Context, log *slog.Logger, res Resolver, st store.HostPolicies, now func() time.Time, obs func(string)) (*mxWatcher, error) {
+	w := &mxWatcher{log: log, res: res, shared: st, now: now, obs: obs, known: map[string]mxState{}, seen: map[string]mxState{}}
+	if _, err := w.sync(ctx); err != nil {
+		return nil, fmt.Errorf("follow_mx: reading the MX sets from the store: %w", err)
+	}
+	w.seen = maps.Clone(w.known)
+	return w, nil
+}
+
+// sync serves the sets the store holds and reports whether one changed. A
+// store that cannot be read leaves the last known sets.
+func (w *mxWatcher) sync(ctx context.Context) (changed bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ps, err := w.shared.ListHostPolicies(ctx)
+	if err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range ps {
+		old, had := w.known[p.Domain]
+		if p.MXPatterns == nil || (had && slices.Equal(old.Patterns, p.MXPatterns)) {
+			continue
+		}
+		w.known[p.Domain] = mxState{Hosts: p.MXHosts, Patterns: p.MXPatterns, Checked: p.MXChecked}
+		changed = true
+	}
+	return changed, nil
 }
 
 func newMXWatcher(log *slog.Logger, res Resolver, path string, now func() time.Time, obs func(string)) (*mxWatcher, error) {
@@ -107,6 +150,14 @@ func (w *mxWatcher) Refresh(ctx context.Context, domains []string) (changed bool
 		}()
 	}
 	wg.Wait()
+	if w.shared != nil {
+		// What another instance saw counts as much as this one's.
+		changed, err := w.sync(ctx)
+		if err != nil {
+			w.log.Warn("follow_mx: could not read the shared MX sets; serving the last known ones", "error", err)
+		}
+		return changed
+	}
 	if changed {
 		if err := w.save(); err != nil {
 			w.log.Warn("follow_mx: could not save the MX sets", "error", err)
@@ -147,14 +198,33 @@ func (w *mxWatcher) refreshOne(ctx context.Context, d string) bool {
 	w.obs("ok")
 	sort.Strings(hosts)
 	patterns := mtasts.SuggestPatterns(hosts)
+	st := mxState{Hosts: hosts, Patterns: patterns, Checked: w.now().UTC()}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	old, had := w.known[d]
-	w.known[d] = mxState{Hosts: hosts, Patterns: patterns, Checked: w.now().UTC()}
+	view := w.known
+	if w.shared != nil {
+		view = w.seen
+	}
+	old, had := view[d]
+	view[d] = st
+	w.mu.Unlock()
 	if had && slices.Equal(old.Patterns, patterns) {
 		return false
 	}
 	w.log.Info("follow_mx: MX set changed; the policy follows", "domain", d, "mx", strings.Join(hosts, " "), "patterns", strings.Join(patterns, " "))
+	if w.shared != nil {
+		if err := w.shared.SetMXSet(ctx, d, hosts, patterns, st.Checked); err != nil {
+			// Seen again at the next lookup, and written then.
+			w.log.Warn("follow_mx: could not store the new MX set; trying again at the next lookup", "domain", d, "error", err)
+			w.mu.Lock()
+			if had {
+				w.seen[d] = old
+			} else {
+				delete(w.seen, d)
+			}
+			w.mu.Unlock()
+			return false
+		}
+	}
 	return true
 }
 

@@ -34,7 +34,7 @@ const (
 type hostRole struct {
 	d     *Daemon
 	srv   *policyhost.Server
-	ids   *policyhost.IDStore
+	ids   policyhost.IDAssigner
 	mx    *mxWatcher
 	certs certManager
 	stop  context.CancelFunc
@@ -63,19 +63,29 @@ const certCheckInterval = time.Hour
 // cannot be served is a *ConfigError, as a bad file is.
 func startHost(ctx context.Context, d *Daemon, c *config.Config) (role, error) {
 	h := c.Host
-	ids, err := policyhost.OpenIDStore(filepath.Join(h.Storage, IDsFile))
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	res := d.opts.Resolver
 	if res == nil {
 		if res, err = newResolver(h.Resolvers, d.opts.ResolvConf); err != nil && followsMX(h) {
 			return nil, err
 		}
 	}
-	mxw, err := newMXWatcher(d.log, res, filepath.Join(h.Storage, FollowMXFile), d.opts.Now, func(result string) {
-		d.mxLookups.WithLabelValues(result).Inc()
-	})
+	obs := func(result string) { d.mxLookups.WithLabelValues(result).Inc() }
+	var ids policyhost.IDAssigner
+	var mxw *mxWatcher
+	if sharedHostState(c) && d.store != nil {
+		// Shared by every host instance on the store (docs/scaling.md).
+		if err := importHostFiles(ctx, d.log, d.store, h.Storage); err != nil {
+			return nil, err
+		}
+		ids = storeIDs{ctx: ctx, st: d.store}
+		mxw, err = newSharedMXWatcher(ctx, d.log, res, d.store, d.opts.Now, obs)
+	} else {
+		if ids, err = policyhost.OpenIDStore(filepath.Join(h.Storage, IDsFile)); err != nil {
+			return nil, err
+		}
+		mxw, err = newMXWatcher(d.log, res, filepath.Join(h.Storage, FollowMXFile), d.opts.Now, obs)
+	}
 	if err != nil {
 		return nil, err
 	}

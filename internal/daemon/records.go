@@ -17,6 +17,7 @@ import (
 	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/policyhost"
 	"github.com/mailtls/mailtls/internal/resolve"
+	"github.com/mailtls/mailtls/internal/store"
 )
 
 // DomainRecords is what one hosted domain must publish, and whether DNS
@@ -55,15 +56,41 @@ func (r *DomainRecords) OK() bool {
 // host.public_name) or A/AAAA records (host.public_addresses) of its policy
 // host. It reads the server's state and never changes it: an id exists only
 // once a server has loaded the configuration. With res, it also looks the
-// records up and reports stale or missing ones.
-func Records(ctx context.Context, h *config.Host, res Resolver) ([]*DomainRecords, error) {
-	ids, err := policyhost.OpenIDStore(filepath.Join(h.Storage, IDsFile))
-	if err != nil {
-		return nil, err
-	}
-	mxw, err := newMXWatcher(discardLogger(), nil, filepath.Join(h.Storage, FollowMXFile), time.Now, func(string) {})
-	if err != nil {
-		return nil, err
+// records up and reports stale or missing ones. With st (the store, when
+// the configuration sets store:, StoreForRecords) the ids and MX sets are
+// the ones every host instance shares; otherwise those of host.storage.
+func Records(ctx context.Context, h *config.Host, st store.HostPolicies, res Resolver) ([]*DomainRecords, error) {
+	var lookup func(domain string) (id, hash string, ok bool, err error)
+	var mx policyhost.MXSource
+	if st != nil {
+		lctx, cancel := context.WithTimeout(ctx, hostStateTimeout)
+		ps, err := st.ListHostPolicies(lctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("reading the policy ids from the store: %w", err)
+		}
+		byDomain := make(map[string]store.HostPolicy, len(ps))
+		for _, p := range ps {
+			byDomain[p.Domain] = p
+		}
+		lookup = func(d string) (string, string, bool, error) {
+			p, ok := byDomain[d]
+			return p.PolicyID, p.BodyHash, ok && p.PolicyID != "", nil
+		}
+		mx = func(d string) ([]string, bool) {
+			p := byDomain[d]
+			return p.MXPatterns, len(p.MXPatterns) > 0
+		}
+	} else {
+		ids, err := policyhost.OpenIDStore(filepath.Join(h.Storage, IDsFile))
+		if err != nil {
+			return nil, err
+		}
+		mxw, err := newMXWatcher(discardLogger(), nil, filepath.Join(h.Storage, FollowMXFile), time.Now, func(string) {})
+		if err != nil {
+			return nil, err
+		}
+		lookup, mx = ids.Lookup, mxw.Patterns
 	}
 	names := make([]string, 0, len(h.Domains))
 	for d := range h.Domains {
@@ -75,11 +102,12 @@ func Records(ctx context.Context, h *config.Host, res Resolver) ([]*DomainRecord
 		dc := h.Domains[d]
 		r := &DomainRecords{Domain: d, Mode: dc.Mode}
 		out[i] = r
-		pol, known := dc.ServedPolicy(d, mxw.Patterns)
+		pol, known := dc.ServedPolicy(d, mx)
 		var id, hash string
 		var ok bool
 		if known {
-			if id, hash, ok, err = ids.Lookup(d); err != nil {
+			var err error
+			if id, hash, ok, err = lookup(d); err != nil {
 				return nil, err
 			}
 		}
@@ -168,5 +196,9 @@ func checkPublished(ctx context.Context, h *config.Host, res Resolver, r *Domain
 		}
 	}
 }
+
+// SharedHostState reports whether the host role of c keeps its policy ids
+// in the store, which `mailtls serve records` must then read.
+func SharedHostState(c *config.Config) bool { return sharedHostState(c) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -15,9 +15,10 @@ import (
 )
 
 // needsStore reports whether a role that keeps data (accounts, saved
-// domains, TLS-RPT reports) runs.
+// domains, TLS-RPT reports; the policy host's ids with store: set) runs.
 func (d *Daemon) needsStore(c *config.Config) bool {
-	return d.roleOn("web", c) || d.roleOn("worker", c) || d.roleOn("reports", c)
+	return d.roleOn("web", c) || d.roleOn("worker", c) || d.roleOn("reports", c) ||
+		(d.roleOn("host", c) && sharedHostState(c))
 }
 
 // StorePath is the database of a configuration: store (a file or a

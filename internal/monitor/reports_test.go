@@ -33,10 +33,17 @@ func withMX3(at time.Time) *report.Document {
 // addReport stores a counted report of org about example.com for day.
 func (e *env) addReport(org string, day time.Time, failedOnMX3 int64) {
 	e.t.Helper()
+	e.addReportOn(org, day, "mx3.example.com", failedOnMX3)
+}
+
+// addReportOn stores a counted report of org about example.com for day,
+// with failed validation failures on mx.
+func (e *env) addReportOn(org string, day time.Time, mx string, failed int64) {
+	e.t.Helper()
 	p := tlsrpt.Policy{Type: tlsrpt.PolicySTS, Domain: "example.com", MXPatterns: []string{"mx1.example.com", "mx2.example.com"}, Successful: 500}
-	if failedOnMX3 > 0 {
-		p.Failed, p.DetailsFailed = failedOnMX3, failedOnMX3
-		p.Failures = []tlsrpt.FailureDetail{{ResultType: tlsrpt.ValidationFailure, ReceivingMXHostname: "mx3.example.com", SendingMTAIP: "203.0.113.5", FailedSessions: failedOnMX3}}
+	if failed > 0 {
+		p.Failed, p.DetailsFailed = failed, failed
+		p.Failures = []tlsrpt.FailureDetail{{ResultType: tlsrpt.ValidationFailure, ReceivingMXHostname: mx, SendingMTAIP: "203.0.113.5", FailedSessions: failed}}
 	}
 	r := &tlsrpt.Report{OrganizationName: org, ReportID: org + day.Format(time.DateOnly), Start: day, End: day.Add(24*time.Hour - time.Second), Policies: []tlsrpt.Policy{p}}
 	if _, _, err := e.st.AddTLSRPTReport(e.t.Context(), store.NewTLSRPTReport{Report: r, Receipt: store.ReportReceipt{Channel: "https"}}); err != nil {
@@ -172,6 +179,64 @@ func TestReportAlerts(t *testing.T) {
 	}
 	if !slices.Contains(open, "reports-blocking-failure@mx3.example.com") || slices.Contains(open, "reports-reporter-silent@microsoft.com") {
 		t.Fatalf("open problems %v", open)
+	}
+}
+
+// TestReportRateAlert: a failure rate above the domain's own baseline is
+// told through the outbox once, and resolved once the rate falls back,
+// for failures that are not blocking (a covered, healthy MX: a sender's
+// validation failures the scan cannot reproduce, mox #237).
+func TestReportRateAlert(t *testing.T) {
+	e := newEnv(t)
+	w := e.worker("w1", func(c *monitor.Config) { c.Alerts.RemindEvery = -1 })
+	e.scans.set("example.com", difftest.Healthy(t0))
+	d := e.save("example.com", difftest.Healthy(t0))
+	e.publish(d, true)
+	first := tlsrptagg.Day(e.toSlot(d.ID))
+	for ago := 30; ago >= 1; ago-- {
+		for _, org := range []string{"google.com", "microsoft.com"} {
+			e.addReportOn(org, first.AddDate(0, 0, -ago), "mx1.example.com", 1) // a baseline of 0.2%
+		}
+	}
+	day := func(n int, fail int64) []string {
+		t.Helper()
+		if n > 0 {
+			e.toSlot(d.ID)
+		}
+		if y := tlsrptagg.Day(e.clock.Now()).AddDate(0, 0, -1); n > 0 {
+			e.addReportOn("google.com", y, "mx1.example.com", fail)
+			e.addReportOn("microsoft.com", y, "mx1.example.com", 1)
+		}
+		if got := e.runDue(w); got != 1 {
+			t.Fatalf("day %d: %d scans", n, got)
+		}
+		e.deliver(w)
+		var out []string
+		for _, m := range e.deliv.take() {
+			for _, ev := range events(m.n) {
+				if strings.Contains(ev, "reports-") {
+					out = append(out, ev)
+				}
+			}
+		}
+		return out
+	}
+	if got := day(0, 0); len(got) != 0 {
+		t.Fatalf("day 0, at the baseline: %v", got)
+	}
+	if got := day(1, 200); !slices.Equal(got, []string{"opened reports-failure-rate@sts"}) {
+		t.Fatalf("day 1, 200 failures: %v", got)
+	}
+	if got := day(2, 150); len(got) != 0 {
+		t.Fatalf("day 2, still high: %v", got)
+	}
+	for n := 3; n <= 4; n++ {
+		if got := day(n, 1); len(got) != 0 {
+			t.Fatalf("day %d: %v", n, got)
+		}
+	}
+	if got := day(5, 1); !slices.Equal(got, []string{"resolved reports-failure-rate@sts"}) {
+		t.Fatalf("day 5, back at the baseline: %v", got)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -170,10 +171,18 @@ type Domain struct {
 	CertPEM, KeyPEM []byte
 }
 
-// Build makes the Sites for domains. Policy ids come from the id store:
-// an id changes exactly when a domain's policy body changes. Every static
+// IDAssigner gives each domain's policy body its id: the same id while the
+// body stays the same, a new one when it changes (RFC 8461 §3.1,
+// STS-HOST-4). IDStore keeps them in a file; with a store, the daemon keeps
+// them in the database shared by every host instance.
+type IDAssigner interface {
+	Assign(bodies map[string][]byte, now time.Time) (map[string]string, error)
+}
+
+// Build makes the Sites for domains. Policy ids come from ids: an id
+// changes exactly when a domain's policy body changes. Every static
 // certificate that cannot be served is reported at once (*CertError).
-func Build(domains []Domain, cacheControl string, ids *IDStore, now time.Time) (*Sites, error) {
+func Build(domains []Domain, cacheControl string, ids IDAssigner, now time.Time) (*Sites, error) {
 	sites := &Sites{byHost: make(map[string]*Site, len(domains)), CacheControl: cacheControl}
 	bodies := make(map[string][]byte, len(domains))
 	var certErrs []error
@@ -212,10 +221,11 @@ func Build(domains []Domain, cacheControl string, ids *IDStore, now time.Time) (
 type IDStore struct {
 	path string // "" keeps the ids in memory only
 	mu   sync.Mutex
-	mem  map[string]idEntry
+	mem  map[string]IDEntry
 }
 
-type idEntry struct {
+// IDEntry is one domain's body hash and id.
+type IDEntry struct {
 	Hash string `json:"sha256"`
 	ID   string `json:"id"`
 }
@@ -223,7 +233,7 @@ type idEntry struct {
 // OpenIDStore opens the store at path (a missing file is an empty store; a
 // damaged one is an error). An empty path keeps ids in memory.
 func OpenIDStore(path string) (*IDStore, error) {
-	s := &IDStore{path: path, mem: map[string]idEntry{}}
+	s := &IDStore{path: path, mem: map[string]IDEntry{}}
 	if path == "" {
 		return s, nil
 	}
@@ -233,8 +243,8 @@ func OpenIDStore(path string) (*IDStore, error) {
 	return s, nil
 }
 
-func (s *IDStore) read() (map[string]idEntry, error) {
-	entries := map[string]idEntry{}
+func (s *IDStore) read() (map[string]IDEntry, error) {
+	entries := map[string]IDEntry{}
 	data, err := os.ReadFile(s.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -280,7 +290,7 @@ func (s *IDStore) Assign(bodies map[string][]byte, now time.Time) (map[string]st
 		h := HashBody(body)
 		e, ok := entries[d]
 		if !ok || e.Hash != h || !mtasts.ValidID(e.ID) {
-			e = idEntry{Hash: h, ID: mtasts.NewID(now, e.ID)}
+			e = IDEntry{Hash: h, ID: mtasts.NewID(now, e.ID)}
 			entries[d] = e
 			changed = true
 		}
@@ -290,6 +300,16 @@ func (s *IDStore) Assign(bodies map[string][]byte, now time.Time) (map[string]st
 		return out, nil
 	}
 	return out, s.write(entries)
+}
+
+// Entries returns every domain's hash and id.
+func (s *IDStore) Entries() (map[string]IDEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path == "" {
+		return maps.Clone(s.mem), nil
+	}
+	return s.read()
 }
 
 // Lookup returns the stored id and body hash of a domain, without
@@ -308,7 +328,7 @@ func (s *IDStore) Lookup(domain string) (id, hash string, ok bool, err error) {
 }
 
 // write replaces the file.
-func (s *IDStore) write(entries map[string]idEntry) error {
+func (s *IDStore) write(entries map[string]IDEntry) error {
 	data, err := json.MarshalIndent(entries, "", "  ")
 	if err != nil {
 		return err

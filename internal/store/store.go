@@ -1,7 +1,8 @@
 // Package store is what `mailtls serve` keeps: accounts, sessions, API
 // tokens, saved domains and their schedule, scans with their history,
 // progress events, leases, the alert outbox, share links, alert channels and
-// TLS-RPT reports (RFC 8460).
+// TLS-RPT reports (RFC 8460), and the policy ids and MX sets of the policy
+// host.
 //
 // The package holds the domain types and small interfaces named by use;
 // internal/store/sqlstore implements them on SQLite (and, with a dialect,
@@ -62,6 +63,7 @@ type Store interface {
 	Shares
 	Channels
 	TLSRPT
+	HostPolicies
 	Maintenance
 }
 

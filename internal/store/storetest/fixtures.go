@@ -104,7 +104,13 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	if must[int64](t)(s.SchemaVersion(ctx(t))) < 8 {
 		return
 	}
-	// Schema version 8: domain verification by DNS.
+	// Schema version 8: the policy host's ids and MX sets.
+	check(t, s.SetMXSet(ctx(t), "example.com", []string{"mx1.example.com"}, []string{"mx1.example.com"}, fixtureTime))
+	must[map[string]string](t)(s.AssignPolicyIDs(ctx(t), map[string]string{"example.com": "fixture-hash"}, func(string) string { return "20260101000000" }))
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 9 {
+		return
+	}
+	// Schema version 9: domain verification by DNS.
 	v := must[store.DomainVerification](t)(s.StartVerification(ctx(t), a.ID, d.ID, "fixturetoken"))
 	v.VerifiedAt, v.CheckedAt = c.Now(), c.Now()
 	check(t, s.SaveVerification(ctx(t), v))
@@ -125,15 +131,15 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 	if tok := must[store.APIToken](t)(s.UseAPIToken(ctx(t), sha256.Sum256([]byte("mtls_fixture_token")))); tok.Name != "fixture" || !tok.Has(store.ScopeScan) {
 		t.Fatalf("fixture token = %+v", tok)
 	}
-	// Version 8 adds a verified domain; before, none is verified.
+	// Version 9 adds a verified domain; before, none is verified.
 	dom := must[store.Domain](t)(s.FindDomain(ctx(t), a.ID, "example.com"))
 	ver, err := s.Verification(ctx(t), dom.ID)
-	if v >= 8 {
+	if v >= 9 {
 		if err != nil || ver.Token != "fixturetoken" || !ver.Verified() || ver.Name != "example.com" || ver.UserID != a.ID {
 			t.Fatalf("fixture verification = %+v, %v", ver, err)
 		}
 	} else {
-		wantErr(t, "verification before version 8", err, store.ErrNotFound)
+		wantErr(t, "verification before version 9", err, store.ErrNotFound)
 	}
 	// Version 3 adds a third scan (A after A after B).
 	scanCount, prevGrade := 2, "B"
@@ -230,6 +236,12 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 		sameSummary(t, s, a.ID, rows[0])
 		if l := must[[]store.Channel](t)(s.ListDigestChannels(ctx(t), 7)); len(l) != 1 || l[0].ID != chans[0].ID {
 			t.Fatalf("fixture digest channels = %+v", l)
+		}
+	}
+	if v >= 8 {
+		p := must[store.HostPolicy](t)(s.HostPolicy(ctx(t), "example.com"))
+		if p.PolicyID != "20260101000000" || p.BodyHash != "fixture-hash" || len(p.MXPatterns) != 1 || p.MXPatterns[0] != "mx1.example.com" {
+			t.Fatalf("fixture host policy = %+v", p)
 		}
 	}
 	// New rows get new ids next to the old ones.

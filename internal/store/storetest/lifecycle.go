@@ -55,8 +55,9 @@ func counts(t *testing.T, h Harness, db *sql.DB) map[string]int {
 
 // unowned are the tables no account owns: named leases, and TLS-RPT
 // reports, which belong to a domain name whoever saved it (`mailtls
-// reports delete DOMAIN` deletes them with DeleteTLSRPTDomain).
-var unowned = map[string]bool{"leases": true, "tlsrpt_reports": true, "tlsrpt_policies": true, "tlsrpt_receipts": true,
+// reports delete DOMAIN` deletes them with DeleteTLSRPTDomain), and the
+// policy host's state, which belongs to the host configuration.
+var unowned = map[string]bool{"leases": true, "host_policies": true, "tlsrpt_reports": true, "tlsrpt_policies": true, "tlsrpt_receipts": true,
 	"tlsrpt_days": true, "tlsrpt_day_failures": true, "tlsrpt_day_domains": true, "tlsrpt_overrides": true}
 
 // Deleting an account deletes every row it owns and nothing else.

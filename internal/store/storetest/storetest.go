@@ -78,6 +78,8 @@ func Run(t *testing.T, h Harness) {
 		{"TLSRPTList", testTLSRPTList},
 		{"TLSRPTRetention", testTLSRPTRetention},
 		{"TLSRPTSummary", testTLSRPTSummary},
+		{"HostPolicies", testHostPolicies},
+		{"HostPolicyIDsConverge", testHostPolicyIDsConverge},
 		{"Verifications", testVerifications},
 		{"CascadingDelete", testCascade},
 		{"Retention", testRetention},
