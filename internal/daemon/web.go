@@ -171,7 +171,7 @@ func startWeb(ctx context.Context, d *Daemon, cfg *config.Config) (role, error) 
 		// "Rescan now" wakes this process's worker; a worker in another
 		// instance finds the request at its next look at the store.
 		ws.Monitor = &web.Monitoring{Store: d.store, Users: ws, Now: d.opts.Now, BaseURL: c.PublicURL,
-			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...), Poke: d.pokeWorker}
+			WebhookGuard: dial.NewGuardPorts(dial.WebhookPorts, allow...), Poke: d.pokeWorker, Resolver: so.Resolver}
 	}
 	// The handler is made once ws is complete: the TLS-RPT intake in
 	// front, and ACME's HTTP-01 answers in front of that.

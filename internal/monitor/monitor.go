@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mailtls/mailtls/internal/domainverify"
 	"log/slog"
 	"os"
 	"sync"
@@ -128,10 +129,12 @@ type Worker struct {
 	cfg   Config
 	store store.Store
 	scan  ScanFunc
-	send  *sender
-	now   func() time.Time
-	log   *slog.Logger
-	owner string
+	// resolver rechecks domain verifications (nil: not rechecked).
+	resolver domainverify.Resolver
+	send     *sender
+	now      func() time.Time
+	log      *slog.Logger
+	owner    string
 
 	pokeScheduler chan struct{}
 	pokeNotifier  chan struct{}
@@ -190,6 +193,10 @@ type Options struct {
 	// Owner names this worker in leases (default: host name, process id
 	// and a random suffix).
 	Owner string
+	// Resolver looks the domain verification records up again at each
+	// scan (docs/accounts.md, "Verifying a domain"); nil: they are not
+	// looked at, and a verification neither starts nor lapses here.
+	Resolver domainverify.Resolver
 }
 
 // New makes a worker.
@@ -216,7 +223,7 @@ func New(cfg Config, o Options) (*Worker, error) {
 		rand.Read(b[:])
 		o.Owner = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	w := &Worker{cfg: cfg, store: o.Store, scan: o.Scan, now: o.Now, log: o.Log, owner: o.Owner,
+	w := &Worker{cfg: cfg, store: o.Store, scan: o.Scan, now: o.Now, log: o.Log, owner: o.Owner, resolver: o.Resolver,
 		pokeScheduler: make(chan struct{}, 1), pokeNotifier: make(chan struct{}, 1), running: map[store.DomainID]bool{}}
 	if o.Deliver != nil {
 		w.send = &sender{deliver: o.Deliver}

@@ -16,6 +16,7 @@ import (
 	"github.com/mailtls/mailtls/internal/diff/difftest"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/report"
+	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/store/sqlstore"
 	"github.com/mailtls/mailtls/internal/store/storetest"
@@ -34,6 +35,8 @@ type env struct {
 	ch    store.Channel
 	scans *scripted
 	deliv *recorder
+	// dns answers the domain verification lookups (NXDOMAIN unless set).
+	dns *resolve.Fake
 }
 
 func newEnv(t *testing.T) *env {
@@ -55,7 +58,8 @@ func newEnv(t *testing.T) *env {
 	if err := st.MarkChannelVerified(t.Context(), ch.ID); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, clock: clock, st: st, user: u, ch: ch, scans: &scripted{docs: map[string]*report.Document{}}, deliv: &recorder{}}
+	return &env{t: t, clock: clock, st: st, user: u, ch: ch, scans: &scripted{docs: map[string]*report.Document{}}, deliv: &recorder{},
+		dns: resolve.NewFake()}
 }
 
 func (e *env) worker(owner string, mod ...func(*monitor.Config)) *monitor.Worker {
@@ -64,7 +68,7 @@ func (e *env) worker(owner string, mod ...func(*monitor.Config)) *monitor.Worker
 	for _, m := range mod {
 		m(&cfg)
 	}
-	w, err := monitor.New(cfg, monitor.Options{Store: e.st, Scan: e.scans.scan, Deliver: e.deliv, Now: e.clock.Now, Owner: owner})
+	w, err := monitor.New(cfg, monitor.Options{Store: e.st, Scan: e.scans.scan, Deliver: e.deliv, Now: e.clock.Now, Owner: owner, Resolver: e.dns})
 	if err != nil {
 		e.t.Fatal(err)
 	}

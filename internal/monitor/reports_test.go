@@ -9,8 +9,10 @@ import (
 
 	"github.com/mailtls/mailtls/internal/alert"
 	"github.com/mailtls/mailtls/internal/diff/difftest"
+	"github.com/mailtls/mailtls/internal/domainverify"
 	"github.com/mailtls/mailtls/internal/monitor"
 	"github.com/mailtls/mailtls/internal/report"
+	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store"
 	"github.com/mailtls/mailtls/internal/tlsrpt"
 	"github.com/mailtls/mailtls/internal/tlsrptagg"
@@ -49,6 +51,22 @@ func (e *env) addReportOn(org string, day time.Time, mx string, failed int64) {
 	}
 }
 
+// publish makes the account's verification token of d and publishes it
+// (or, with ok false, takes it away), as the account does in its DNS:
+// the worker finds it at the domain's next scan.
+func (e *env) publish(d store.Domain, ok bool) {
+	e.t.Helper()
+	v, err := e.st.StartVerification(e.t.Context(), d.UserID, d.ID, domainverify.NewToken())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a := &resolve.Answer{Name: domainverify.Name(d.Name), Type: "TXT", Status: resolve.StatusNXDomain}
+	if ok {
+		a.Status, a.Records = resolve.StatusOK, []resolve.Record{{Name: a.Name, Type: "TXT", Text: []string{domainverify.Value(v.Token)}}}
+	}
+	e.dns.Add(a)
+}
+
 // TestReportAlerts: what the TLS-RPT reports show is told through the
 // outbox like the scan's findings: a first blocking failure once (not
 // again the next day, tlsrpt-landscape.md §5.2 D-1), a reporter silent
@@ -59,6 +77,7 @@ func TestReportAlerts(t *testing.T) {
 	w := e.worker("w1", func(c *monitor.Config) { c.Alerts.RemindEvery = -1 })
 	e.scans.set("example.com", withMX3(t0))
 	d := e.save("example.com", withMX3(t0))
+	e.publish(d, true)
 	first := tlsrptagg.Day(e.toSlot(d.ID))
 	// 30 days of clean daily reports from two organisations.
 	for ago := 30; ago >= 1; ago-- {
@@ -172,6 +191,7 @@ func TestReportRateAlert(t *testing.T) {
 	w := e.worker("w1", func(c *monitor.Config) { c.Alerts.RemindEvery = -1 })
 	e.scans.set("example.com", difftest.Healthy(t0))
 	d := e.save("example.com", difftest.Healthy(t0))
+	e.publish(d, true)
 	first := tlsrptagg.Day(e.toSlot(d.ID))
 	for ago := 30; ago >= 1; ago-- {
 		for _, org := range []string{"google.com", "microsoft.com"} {
@@ -217,5 +237,97 @@ func TestReportRateAlert(t *testing.T) {
 	}
 	if got := day(5, 1); !slices.Equal(got, []string{"resolved reports-failure-rate@sts"}) {
 		t.Fatalf("day 5, back at the baseline: %v", got)
+	}
+}
+
+// TestReportAlertsNeedVerifiedDomain: a domain's reports are private, so
+// nothing of them reaches an account (no finding in its scans, no alert)
+// until it has published its verification record; the record is looked
+// up again at each daily scan: a SERVFAIL changes nothing, a record gone
+// for domainverify.Lapse ends the verification and the report alerts.
+func TestReportAlertsNeedVerifiedDomain(t *testing.T) {
+	e := newEnv(t)
+	w := e.worker("w1", func(c *monitor.Config) { c.Alerts.RemindEvery = -1 })
+	e.scans.set("example.com", withMX3(t0))
+	d := e.save("example.com", withMX3(t0))
+	first := tlsrptagg.Day(e.toSlot(d.ID))
+	for ago := 30; ago >= 1; ago-- {
+		e.addReport("google.com", first.AddDate(0, 0, -ago), 0)
+		e.addReport("microsoft.com", first.AddDate(0, 0, -ago), 0)
+	}
+	// Each day a blocking failure on mx3 is reported.
+	day := func(n int) (told []string, leaked bool) {
+		t.Helper()
+		if n > 0 {
+			e.toSlot(d.ID)
+		}
+		y := tlsrptagg.Day(e.clock.Now()).AddDate(0, 0, -1)
+		e.addReport("google.com", y, 7)
+		e.addReport("microsoft.com", y, 0)
+		if got := e.runDue(w); got != 1 {
+			t.Fatalf("day %d: %d scans", n, got)
+		}
+		e.deliver(w)
+		for _, m := range e.deliv.take() {
+			for _, ev := range events(m.n) {
+				if strings.Contains(ev, "reports-") {
+					told = append(told, ev)
+				}
+			}
+		}
+		scans, _, err := e.st.ListScans(t.Context(), d.ID, "", 1)
+		if err != nil || len(scans) != 1 {
+			t.Fatalf("day %d: scans %v %v", n, scans, err)
+		}
+		raw, err := e.st.ScanReport(t.Context(), scans[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return told, strings.Contains(string(raw), "reports-blocking-failure")
+	}
+	verified := func() bool {
+		v, err := e.st.Verification(t.Context(), d.ID)
+		return err == nil && v.Verified()
+	}
+
+	if ev, leaked := day(0); len(ev) != 0 || leaked {
+		t.Fatalf("never asked to verify: alerts %v, in the scan %v", ev, leaked)
+	}
+	// A token made but not published (NXDOMAIN).
+	e.publish(d, false)
+	if ev, leaked := day(1); len(ev) != 0 || leaked || verified() {
+		t.Fatalf("token not published: alerts %v, in the scan %v, verified %v", ev, leaked, verified())
+	}
+	// Published: the daily scan finds the record, and the failure is told.
+	e.publish(d, true)
+	if ev, leaked := day(2); !slices.Equal(ev, []string{"opened reports-blocking-failure@mx3.example.com"}) || !leaked || !verified() {
+		t.Fatalf("published: alerts %v, in the scan %v, verified %v", ev, leaked, verified())
+	}
+	// A SERVFAIL is no absence: still verified, the failure still in the scan.
+	e.dns.Add(&resolve.Answer{Name: domainverify.Name(d.Name), Type: "TXT", Status: resolve.StatusServFail})
+	if _, leaked := day(3); !leaked || !verified() {
+		t.Fatalf("SERVFAIL: in the scan %v, verified %v", leaked, verified())
+	}
+	if v, _ := e.st.Verification(t.Context(), d.ID); !v.MissingSince.IsZero() {
+		t.Fatalf("a SERVFAIL started the absence: %+v", v)
+	}
+	// The record is removed: verified for Lapse more, then not.
+	e.publish(d, false)
+	gone := e.clock.Now()
+	n := 4
+	for ; verified(); n++ {
+		_, leaked := day(n)
+		if verified() != leaked {
+			t.Fatalf("day %d: verified %v but reports in the scan %v", n, verified(), leaked)
+		}
+		if n > 20 {
+			t.Fatal("the verification never lapsed")
+		}
+	}
+	if since := e.clock.Now().Sub(gone); since < domainverify.Lapse || since > domainverify.Lapse+48*time.Hour {
+		t.Fatalf("lapsed %v after the record went, want about %v", since, domainverify.Lapse)
+	}
+	if ev, leaked := day(n); len(ev) != 0 || leaked {
+		t.Fatalf("lapsed: alerts %v, in the scan %v", ev, leaked)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mailtls/mailtls/internal/domainverify"
 	"sync"
 	"time"
 
@@ -308,10 +309,19 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 	decided := decisionTime(c.NextScanAt, now)
 	// What the domain's TLS-RPT reports show, judged like the scan's
 	// findings (transitions only, resolved notices, reminders).
-	fromReports, blind, err := w.reportFindings(ctx, c.Name, doc, state, decided)
-	if err != nil {
-		w.log.Warn("TLS-RPT reports could not be judged", "domain", c.Name, "error", err)
-		blind = true
+	// The reports are private: judged only for an account that verified
+	// the domain by DNS (docs/accounts.md, "Verifying a domain").
+	// Otherwise nothing of them goes into the scan or an alert, and what
+	// they showed while it was verified stays as it was (held), neither
+	// told again nor resolved by reports that were not looked at.
+	var fromReports []report.Finding
+	blind := true
+	if w.verified(ctx, c.Domain) {
+		fromReports, blind, err = w.reportFindings(ctx, c.Name, doc, state, decided)
+		if err != nil {
+			w.log.Warn("TLS-RPT reports could not be judged", "domain", c.Name, "error", err)
+			blind = true
+		}
 	}
 	doc.Findings = append(doc.Findings, fromReports...)
 	raw, err := json.Marshal(doc)
@@ -410,4 +420,36 @@ func Current(doc *report.Document, now time.Time) tlsrptagg.Current {
 		cur.Scan = tlsrptagg.FromCheck(check.Evaluate(doc.Evidence, now), now)
 	}
 	return cur
+}
+
+// verified looks the domain's verification record up again (the daily
+// recheck: found keeps it, absent for domainverify.Lapse ends it, a
+// failed lookup changes nothing) and reports whether the account has a
+// verified domain. A store error counts as not verified: private data
+// is not sent on a guess.
+func (w *Worker) verified(ctx context.Context, d store.Domain) bool {
+	v, err := w.store.Verification(ctx, d.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		w.log.Warn("reading the domain verification failed", "domain", d.Name, "error", err)
+		return false
+	}
+	if w.resolver == nil {
+		return v.Verified()
+	}
+	o, a := domainverify.Check(ctx, w.resolver, d.Name, v.Token)
+	if o == domainverify.Unknown {
+		w.log.Info("the domain verification record could not be looked up; unchanged", "domain", d.Name, "status", a.Status)
+		return v.Verified()
+	}
+	nv := domainverify.Apply(v, o, w.now())
+	if err := w.store.SaveVerification(ctx, nv); err != nil {
+		w.log.Warn("storing the domain verification failed", "domain", d.Name, "error", err)
+	}
+	if v.Verified() && !nv.Verified() {
+		w.log.Info("domain verification lapsed: the record has been missing", "domain", d.Name, "since", nv.MissingSince)
+	}
+	return nv.Verified()
 }

@@ -52,7 +52,7 @@ func NewServe(cfg Config, o ServeOptions) (*Worker, error) {
 		return nil, errors.New("monitor: no scanner")
 	}
 	cfg.Scheduler, cfg.Notifier, cfg.Janitor, cfg.Digest = true, true, true, true
-	return New(cfg, Options{Store: o.Store, Scan: NewScanFunc(o.Scanner, o.Now), Now: o.Now, Log: o.Log,
+	return New(cfg, Options{Store: o.Store, Scan: NewScanFunc(o.Scanner, o.Now), Now: o.Now, Log: o.Log, Resolver: o.Scanner.Resolver,
 		Deliver: Channels{Mail: o.Mail, Webhook: o.Webhook, MessageIDHost: o.MessageIDHost, Now: o.Now}})
 }
 

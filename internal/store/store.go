@@ -55,6 +55,7 @@ type Store interface {
 	Tokens
 	OneTimeTokens
 	Domains
+	Verifications
 	Scans
 	ScanEvents
 	Leases

@@ -107,7 +107,7 @@ var templates = func() map[string]*template.Template {
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
 	for _, page := range []string{"home", "progress", "result", "error", "unsubscribe", "dashboard", "domain", "savedscan", "diff",
-		"signup", "verify", "login", "reset", "resetconfirm", "message", "settings", "shares", "shared", "channels", "channel", "confirmaddress", "reports"} {
+		"signup", "verify", "login", "reset", "resetconfirm", "message", "settings", "shares", "shared", "channels", "channel", "confirmaddress", "reports", "verifydomain"} {
 		t := template.Must(base.Clone())
 		out[page] = template.Must(t.ParseFS(templateFS, "templates/"+page+".html"))
 	}

@@ -118,6 +118,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	store := scanjob.NewMemoryStore()
 	jobs := scanjob.New(cfg, NewScanFunc(sc, nil), store, nil, nil)
 	w := &Server{Jobs: jobs, TLS: o.tls, EHLOName: "checker.example.test", Heartbeat: 200 * time.Millisecond, Monitor: o.monitor}
+	if w.Monitor != nil && w.Monitor.Resolver == nil {
+		// Domain verification looks its records up in the lab too.
+		w.Monitor.Resolver = sc.Resolver
+	}
 	hs := &harness{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hs.mu.Lock()
@@ -155,7 +159,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		w.Accounts, w.Store, w.Now, w.SessionLifetime, w.SessionIdleTimeout = hs.accounts, db, clock.Now, o.lifetime, o.idle
 		if w.Monitor == nil {
 			// The pages of saved domains, with this server's users.
-			w.Monitor = &Monitoring{Store: db, Users: w, Now: clock.Now}
+			w.Monitor = &Monitoring{Store: db, Users: w, Now: clock.Now, Resolver: sc.Resolver}
 		}
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

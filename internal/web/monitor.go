@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mailtls/mailtls/internal/domainverify"
 	"io"
 	"net/http"
 	"strconv"
@@ -43,6 +44,9 @@ type Monitoring struct {
 	// without either, alerts go to the account's own address only).
 	Confirmer AddressConfirmer
 	Now       func() time.Time
+	// Resolver looks up the TXT records that verify domains (nil: a
+	// check answers "could not check").
+	Resolver domainverify.Resolver
 }
 
 // Users authenticates requests. APIUser reads the Authorization: Bearer
@@ -97,6 +101,8 @@ func (s *Server) routesMonitor(mux *http.ServeMux) {
 	api("GET /api/v1/domains/{id}/diff", store.ScopeRead, m.getDiff)
 	api("POST /api/v1/domains/{id}/rescan", store.ScopeScan, m.rescan)
 	api("PUT /api/v1/domains/{id}/mute", store.ScopeManage, m.mute)
+	api("GET /api/v1/domains/{id}/verification", store.ScopeRead, m.getVerification)
+	api("POST /api/v1/domains/{id}/verification", store.ScopeManage, m.checkVerificationAPI)
 	s.routesChannels(api)
 	api("GET /api/v1/shares", store.ScopeRead, m.listShares)
 	api("POST /api/v1/domains/{id}/scans/{scan}/shares", store.ScopeManage, m.addShare)

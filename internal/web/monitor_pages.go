@@ -59,6 +59,7 @@ func (s *Server) routesMonitorPages(mux *http.ServeMux) {
 		mux.HandleFunc("POST /channels/confirm", s.confirmAddressSubmit)
 	}
 	s.routesReportsPages(page)
+	s.routesVerifyPages(page)
 }
 
 // dashboardRow is one saved domain on the dashboard.

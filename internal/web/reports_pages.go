@@ -268,7 +268,7 @@ type reportsView struct {
 
 func (s *Server) reportsPage(w http.ResponseWriter, r *http.Request, user store.UserID) {
 	d, ok := s.pageDomain(w, r, user)
-	if !ok {
+	if !ok || !s.reportsAllowed(w, r, d, false) {
 		return
 	}
 	days, ok := reportDaysParam(r)
@@ -301,7 +301,7 @@ type ReportsExport struct {
 
 func (s *Server) exportData(w http.ResponseWriter, r *http.Request, user store.UserID) (store.Domain, *reportsData, bool) {
 	d, ok := s.pageDomain(w, r, user)
-	if !ok {
+	if !ok || !s.reportsAllowed(w, r, d, true) {
 		return d, nil, false
 	}
 	days, ok := reportDaysParam(r)
@@ -422,7 +422,7 @@ func (s *Server) reportsCSV(w http.ResponseWriter, r *http.Request, user store.U
 // policy for the domain is served.
 func (s *Server) rawReport(w http.ResponseWriter, r *http.Request, user store.UserID) {
 	d, ok := s.pageDomain(w, r, user)
-	if !ok {
+	if !ok || !s.reportsAllowed(w, r, d, true) {
 		return
 	}
 	id, err := strconv.ParseInt(r.PathValue("report"), 10, 64)

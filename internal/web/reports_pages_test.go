@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,7 @@ type reportsFixture struct {
 	asAnn  []string
 	asBob  []string
 	failMX string
+	carl   store.UserID // a third account, with no domain
 }
 
 func newReportsFixture(t *testing.T) *reportsFixture {
@@ -67,8 +69,10 @@ func newReportsFixture(t *testing.T) *reportsFixture {
 	t.Cleanup(func() { st.Close() })
 	ann, _ := st.CreateUser(t.Context(), "ann@example.test", "x")
 	bob, _ := st.CreateUser(t.Context(), "bob@example.test", "x")
-	f := &reportsFixture{st: st, clock: clock, asAnn: []string{"Cookie", "session=ann"}, asBob: []string{"Cookie", "session=bob"}, failMX: "mx1.example.com"}
-	f.h = newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, nil}, "bob": {bob.ID, nil}}, Now: clock.Now}})
+	carl, _ := st.CreateUser(t.Context(), "carl@example.test", "x")
+	f := &reportsFixture{carl: carl.ID, st: st, clock: clock, asAnn: []string{"Cookie", "session=ann"}, asBob: []string{"Cookie", "session=bob"}, failMX: "mx1.example.com"}
+	f.h = newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, nil}, "bob": {bob.ID, nil},
+		"carl": {carl.ID, nil}, "carl-api": {carl.ID, []store.Scope{store.ScopeRead, store.ScopeManage}}, "bob-api": {bob.ID, []store.Scope{store.ScopeRead, store.ScopeManage}}}, Now: clock.Now}})
 	f.d, _ = st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
 	st.AddDomain(t.Context(), store.NewDomain{UserID: bob.ID, Name: "bob.example"})
 	doc := difftest.Healthy(clock.Now())
@@ -104,7 +108,34 @@ func newReportsFixture(t *testing.T) *reportsFixture {
 	f.other = add(dailyReport("google.com", "bob.example", "mx.bob.example", today.AddDate(0, 0, -2), 10, 0), false).ID
 	held := dailyReport("microsoft.com", "example.com", f.failMX, today.AddDate(0, 0, -1), 10, 0)
 	add(held, true)
+	// Ann proves she controls example.com, as a user does.
+	verifyDomain(t, f.h, f.d, f.asAnn)
 	return f
+}
+
+// verifyDomain publishes the TXT record the verification page of d shows
+// in the lab DNS and presses "Verify now" as the account of as.
+func verifyDomain(t *testing.T, h *harness, d store.Domain, as []string) {
+	t.Helper()
+	name, value := verifyRecord(t, h, d, as)
+	h.lab.DNS.MustAdd(t, fmt.Sprintf("%s. 300 IN TXT %q", name, value))
+	r := h.do("POST", fmt.Sprintf("/domains/%d/verify", d.ID), "application/x-www-form-urlencoded", "", as...)
+	if r.StatusCode != 200 || !strings.Contains(string(r.body), "The record was found.") {
+		t.Fatalf("verifying %s: %d\n%s", d.Name, r.StatusCode, r.body)
+	}
+}
+
+var recordRE = regexp.MustCompile(`<th scope="row">Name</th><td><code>([^<]+)</code>.*?<th scope="row">Value</th><td><code>([^<]+)</code>`)
+
+// verifyRecord reads the record to publish from the verification page.
+func verifyRecord(t *testing.T, h *harness, d store.Domain, as []string) (name, value string) {
+	t.Helper()
+	r := h.do("GET", fmt.Sprintf("/domains/%d/verify", d.ID), "", "", as...)
+	m := recordRE.FindStringSubmatch(strings.ReplaceAll(string(r.body), "\n", " "))
+	if r.StatusCode != 200 || m == nil {
+		t.Fatalf("verification page of %s: %d\n%s", d.Name, r.StatusCode, r.body)
+	}
+	return html.UnescapeString(m[1]), html.UnescapeString(m[2])
 }
 
 // TestReportsPage: a saved domain's TLS-RPT page shows the verdict, the
@@ -328,4 +359,24 @@ func TestBrowserReportsPage(t *testing.T) {
 	b.do(ctx, chromedp.Navigate(f.h.srv.URL+f.page), chromedp.WaitVisible(chromedp.CSS("svg.chart")))
 	b.shot(ctx, "reports")
 	b.checkA11y(ctx, "reports page")
+
+	// Carl saved the same name without verifying it: his reports page is
+	// the verification page, with the record to publish.
+	d, err := f.st.AddDomain(t.Context(), store.NewDomain{UserID: f.carl, Name: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do(ctx, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: "session", Value: "carl", URL: f.h.srv.URL})
+		return err
+	}))
+	b.do(ctx, chromedp.Navigate(f.h.srv.URL+fmt.Sprintf("/domains/%d/reports", d.ID)), chromedp.WaitVisible(chromedp.CSS("table.record")))
+	b.shot(ctx, "reports-verify")
+	b.checkA11y(ctx, "verification page")
+	// "Verify now" without the record: the page says it was not found.
+	b.submit(ctx, `form[action$="/verify"] button`, "table.record")
+	if text := b.text(ctx, "main"); !strings.Contains(text, "Not found.") {
+		t.Errorf("after Verify now without the record: %s", text)
+	}
+	b.checkA11y(ctx, "verification page after a check")
 }

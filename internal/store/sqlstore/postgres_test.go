@@ -119,7 +119,7 @@ func TestPostgresConcurrentMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tables) != 22 {
+	if len(tables) != 23 {
 		t.Fatalf("%d tables: %s", len(tables), strings.Join(tables, ", "))
 	}
 }

@@ -107,6 +107,13 @@ func populateFixture(t *testing.T, s store.Store, c *Clock) {
 	// Schema version 8: the policy host's ids and MX sets.
 	check(t, s.SetMXSet(ctx(t), "example.com", []string{"mx1.example.com"}, []string{"mx1.example.com"}, fixtureTime))
 	must[map[string]string](t)(s.AssignPolicyIDs(ctx(t), map[string]string{"example.com": "fixture-hash"}, func(string) string { return "20260101000000" }))
+	if must[int64](t)(s.SchemaVersion(ctx(t))) < 9 {
+		return
+	}
+	// Schema version 9: domain verification by DNS.
+	v := must[store.DomainVerification](t)(s.StartVerification(ctx(t), a.ID, d.ID, "fixturetoken"))
+	v.VerifiedAt, v.CheckedAt = c.Now(), c.Now()
+	check(t, s.SaveVerification(ctx(t), v))
 }
 
 // verifyFixture reads a fixture of schema version v, upgraded to the
@@ -123,6 +130,16 @@ func verifyFixture(t *testing.T, s store.Store, c *Clock, v int64) {
 	}
 	if tok := must[store.APIToken](t)(s.UseAPIToken(ctx(t), sha256.Sum256([]byte("mtls_fixture_token")))); tok.Name != "fixture" || !tok.Has(store.ScopeScan) {
 		t.Fatalf("fixture token = %+v", tok)
+	}
+	// Version 9 adds a verified domain; before, none is verified.
+	dom := must[store.Domain](t)(s.FindDomain(ctx(t), a.ID, "example.com"))
+	ver, err := s.Verification(ctx(t), dom.ID)
+	if v >= 9 {
+		if err != nil || ver.Token != "fixturetoken" || !ver.Verified() || ver.Name != "example.com" || ver.UserID != a.ID {
+			t.Fatalf("fixture verification = %+v, %v", ver, err)
+		}
+	} else {
+		wantErr(t, "verification before version 9", err, store.ErrNotFound)
 	}
 	// Version 3 adds a third scan (A after A after B).
 	scanCount, prevGrade := 2, "B"

@@ -22,6 +22,7 @@ func populate(t *testing.T, s store.Store, c *Clock, email string) store.User {
 		Hash: sha256.Sum256([]byte("token-" + email)), Scopes: []store.Scope{store.ScopeRead}}))
 	check(t, s.CreateOneTimeToken(ctx(t), store.PurposeVerifyEmail, sha256.Sum256([]byte("verify-"+email)), u.ID, email, time.Hour))
 	d := newDomain(t, s, u.ID, "example.com")
+	must[store.DomainVerification](t)(s.StartVerification(ctx(t), u.ID, d.ID, "token-"+email))
 	sc := doneScan(t, s, d.ID, "B", store.Finding{ID: "tlsrpt-missing", Severity: "warning", Component: "tls-rpt", Subject: "_smtp._tls.example.com", Message: "none"})
 	must[store.ScanEvent](t)(s.AppendScanEvent(ctx(t), sc.ID, "done", []byte(`{}`)))
 	must[store.Share](t)(s.CreateShare(ctx(t), u.ID, sc.ID, time.Hour))

@@ -80,6 +80,7 @@ func Run(t *testing.T, h Harness) {
 		{"TLSRPTSummary", testTLSRPTSummary},
 		{"HostPolicies", testHostPolicies},
 		{"HostPolicyIDsConverge", testHostPolicyIDsConverge},
+		{"Verifications", testVerifications},
 		{"CascadingDelete", testCascade},
 		{"Retention", testRetention},
 		{"MigrateFromEmpty", testMigrateEmpty},
