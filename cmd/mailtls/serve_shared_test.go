@@ -211,16 +211,7 @@ func newSharedHosts(t *testing.T, n int, before func(f *sharedHosts)) *sharedHos
 	t.Helper()
 	f := &sharedHosts{db: lab.NewPostgresDB(t), l: lab.New(t), ports: lab.FreePorts(t, 2)}
 	for range 2 {
-		ip, err := lab.FreeLoopback(func(ip netip.Addr) error {
-			for _, p := range f.ports {
-				ln, err := net.Listen("tcp", lab.AddrPort(ip, p))
-				if err != nil {
-					return err
-				}
-				ln.Close()
-			}
-			return nil
-		})
+		ip, err := lab.FreeLoopbackPorts(f.ports...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,16 +21,7 @@ func TestStoreMigrateCertificates(t *testing.T) {
 	db := lab.NewPostgresDB(t)
 	l := lab.New(t)
 	ports := lab.FreePorts(t, 2) // http-01, tls-alpn-01
-	ip, err := lab.FreeLoopback(func(ip netip.Addr) error {
-		for _, p := range ports {
-			ln, err := net.Listen("tcp", lab.AddrPort(ip, p))
-			if err != nil {
-				return err
-			}
-			ln.Close()
-		}
-		return nil
-	})
+	ip, err := lab.FreeLoopbackPorts(ports...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -41,6 +42,23 @@ func FreeLoopback(start func(ip netip.Addr) error) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("lab: no free loopback address in %d attempts: %w", loopbackAttempts, err)
+}
+
+// FreeLoopbackPorts returns a random loopback address on which every one
+// of ports can be listened on now (each is tried and closed again), for a
+// server the test starts later on those fixed ports of one address (an
+// ACME client's HTTP-01 and TLS-ALPN-01 listeners).
+func FreeLoopbackPorts(ports ...int) (netip.Addr, error) {
+	return FreeLoopback(func(ip netip.Addr) error {
+		for _, p := range ports {
+			ln, err := net.Listen("tcp", AddrPort(ip, p))
+			if err != nil {
+				return err
+			}
+			ln.Close()
+		}
+		return nil
+	})
 }
 
 // AddrPort joins ip and port as "ip:port".
