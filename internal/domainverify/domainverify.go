@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mailtls/mailtls/internal/resolve"
 	"github.com/mailtls/mailtls/internal/store"
 )
@@ -75,15 +73,15 @@ const (
 func Check(ctx context.Context, r Resolver, domain, token string) (Outcome, *resolve.Answer) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	a := r.Lookup(ctx, Name(domain), dns.TypeTXT)
+	a := r.Lookup(ctx, Name(domain), resolve.TypeTXT)
 	if a.Status.Temporary() || (!a.Status.Absent() && a.Status != resolve.StatusOK) {
 		return Unknown, a
 	}
 	want := Value(token)
-	for _, rec := range a.Records {
-		// A TXT record's strings are one text (RFC 7208 §3.3 does the
-		// same for SPF): a long value may be split by the publisher.
-		if rec.Type == "TXT" && strings.TrimSpace(strings.Join(rec.Text, "")) == want {
+	// A TXT record's strings are one text (Answer.TXT joins them): a long
+	// value may be split by the publisher.
+	for _, txt := range a.TXT() {
+		if strings.TrimSpace(txt) == want {
 			return Found, a
 		}
 	}
