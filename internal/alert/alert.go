@@ -124,6 +124,10 @@ type Input struct {
 	// Held lists the components the scan could not see (Classify): their
 	// open problems are not resolved by this scan.
 	Held map[string]bool
+	// Withheld lists components whose open problems are held and not
+	// reminded either: the account may no longer see what they say (the
+	// TLS-RPT reports of a domain whose verification lapsed).
+	Withheld map[string]bool
 	// Baseline, when the state has none yet, is the scan the user saved
 	// the domain from (its problems are known to the user), BaselineScan
 	// its id; nil takes this scan as the baseline.
@@ -225,7 +229,7 @@ func Decide(in Input) Output {
 			switch {
 			case pr.Status == Pending:
 				// A transient problem that went away: never told.
-			case in.Held[pr.Component]:
+			case in.Held[pr.Component] || in.Withheld[pr.Component]:
 				kept = append(kept, pr) // the scan could not see it
 			default:
 				pr.Resolved = in.Now
@@ -276,7 +280,7 @@ func Decide(in Input) Output {
 	if p.RemindEvery > 0 && !in.Muted && in.Now.Sub(st.Reminded) >= p.RemindEvery {
 		var remind []Event
 		for i, pr := range st.Problems {
-			if pr.Status == Open && !pr.Told.IsZero() && in.Now.Sub(pr.Told) >= p.RemindEvery {
+			if pr.Status == Open && !pr.Told.IsZero() && in.Now.Sub(pr.Told) >= p.RemindEvery && !in.Withheld[pr.Component] {
 				st.Problems[i].Told = in.Now
 				remind = append(remind, Event{Kind: Reminder, Problem: st.Problems[i]})
 			}

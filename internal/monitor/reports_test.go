@@ -331,3 +331,86 @@ func TestReportAlertsNeedVerifiedDomain(t *testing.T) {
 		t.Fatalf("lapsed: alerts %v, in the scan %v", ev, leaked)
 	}
 }
+
+// TestLapsedVerificationStopsReportReminders: once a verification has
+// lapsed, what the reports showed stays held on the domain (neither
+// resolved nor told again, docs/accounts.md "Verifying a domain"): the
+// daily reminder, which repeats a problem's message (MX host, counts),
+// leaves the held report problems out.
+func TestLapsedVerificationStopsReportReminders(t *testing.T) {
+	e := newEnv(t)
+	w := e.worker("w1") // reminders at their default, daily
+	e.scans.set("example.com", withMX3(t0))
+	d := e.save("example.com", withMX3(t0))
+	first := tlsrptagg.Day(e.toSlot(d.ID))
+	for ago := 30; ago >= 1; ago-- {
+		e.addReport("google.com", first.AddDate(0, 0, -ago), 0)
+		e.addReport("microsoft.com", first.AddDate(0, 0, -ago), 0)
+	}
+	e.publish(d, true)
+	day := func(n int) (told []string) {
+		t.Helper()
+		if n > 0 {
+			e.toSlot(d.ID)
+		}
+		y := tlsrptagg.Day(e.clock.Now()).AddDate(0, 0, -1)
+		e.addReport("google.com", y, 7)
+		e.addReport("microsoft.com", y, 0)
+		if got := e.runDue(w); got != 1 {
+			t.Fatalf("day %d: %d scans", n, got)
+		}
+		e.deliver(w)
+		for _, m := range e.deliv.take() {
+			told = append(told, events(m.n)...)
+		}
+		return told
+	}
+	has := func(evs []string, ev string) bool { return slices.Contains(evs, ev) }
+	const blocking = "reports-blocking-failure@mx3.example.com"
+	// The first scan is the baseline (what the user saw when saving).
+	if ev := day(0); len(ev) != 0 {
+		t.Fatalf("baseline: %v", ev)
+	}
+	if ev := day(1); !has(ev, "opened "+blocking) {
+		t.Fatalf("verified: %v", ev)
+	}
+	if ev := day(2); !has(ev, "reminder "+blocking) {
+		t.Fatalf("verified, a day later: no reminder in %v", ev)
+	}
+	e.publish(d, false)
+	verified := func() bool {
+		v, err := e.st.Verification(t.Context(), d.ID)
+		return err == nil && v.Verified()
+	}
+	n := 3
+	for ; verified(); n++ {
+		day(n)
+		if n > 20 {
+			t.Fatal("the verification never lapsed")
+		}
+	}
+	for end := n + 3; n < end; n++ {
+		ev := day(n)
+		for _, s := range ev {
+			if strings.Contains(s, "reports-") {
+				t.Fatalf("day %d, lapsed: the reports are told again: %v", n, ev)
+			}
+		}
+	}
+	// Held, not resolved: the problem stays open on the domain.
+	dom, err := e.st.GetDomain(t.Context(), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := alert.Unmarshal(dom.AlertState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for _, p := range st.Open() {
+		held = held || p.ID == "reports-blocking-failure"
+	}
+	if !held {
+		t.Fatalf("lapsed: the report problem was resolved, want held: %+v", st.Open())
+	}
+}

@@ -316,7 +316,8 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 	// told again nor resolved by reports that were not looked at.
 	var fromReports []report.Finding
 	blind := true
-	if w.verified(ctx, c.Domain) {
+	verified := w.verified(ctx, c.Domain)
+	if verified {
 		fromReports, blind, err = w.reportFindings(ctx, c.Name, doc, state, decided)
 		if err != nil {
 			w.log.Warn("TLS-RPT reports could not be judged", "domain", c.Name, "error", err)
@@ -335,6 +336,12 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 		// No report covers the last days: what the report rules found
 		// before is not resolved by reports that are missing.
 		in.Held[string(finding.ComponentReports)] = true
+	}
+	if !verified {
+		// Not reminded either: a reminder repeats the problem's message
+		// (MX hosts, counts from the reports) to an account that may no
+		// longer control the domain.
+		in.Withheld = map[string]bool{string(finding.ComponentReports): true}
 	}
 	if !state.Baselined && prev != nil {
 		// The scan the domain was saved from (or the last one before
