@@ -380,7 +380,20 @@ func (s *Server) savedScanJSON(w http.ResponseWriter, r *http.Request, user stor
 
 // writeReport sends the scan's stored JSON report as a download.
 func (s *Server) writeReport(w http.ResponseWriter, r *http.Request, d store.Domain, sc store.Scan) {
+	s.writeReportAs(w, r, d, sc, nil)
+}
+
+// writeReportAs is writeReport with the document passed through edit
+// first (when not nil).
+func (s *Server) writeReportAs(w http.ResponseWriter, r *http.Request, d store.Domain, sc store.Scan, edit func([]byte) ([]byte, error)) {
 	raw, err := s.Monitor.Store.ScanReport(r.Context(), sc.ID)
+	if err == nil && edit != nil {
+		if raw, err = edit(raw); err != nil {
+			s.Log.Error("a stored scan report could not be read", "scan", sc.ID, "error", err)
+			s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The stored report could not be read.")
+			return
+		}
+	}
 	if err != nil {
 		msg := "This scan has no stored report."
 		if errors.Is(err, store.ErrPruned) {

@@ -1,14 +1,17 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/mailtls/mailtls/internal/finding"
+	"github.com/mailtls/mailtls/internal/report"
 	"github.com/mailtls/mailtls/internal/store"
 )
 
@@ -217,6 +220,9 @@ type sharedView struct {
 	Rules     bool // the rules changed since the scan
 	Catalog   string
 	ReportURL string
+	// Withheld counts the findings from the domain's TLS-RPT reports
+	// left out (privateFinding).
+	Withheld int
 }
 
 // sharedScan loads the live share of the path and its scan; a revoked,
@@ -259,8 +265,43 @@ func (s *Server) sharedPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The shared scan could not be read; please try again.")
 		return
 	}
-	v.Findings, v.Pruned = side.findings, side.pruned
+	v.Pruned = side.pruned
+	for _, f := range side.findings {
+		if !privateFinding(f.Finding) {
+			v.Findings = append(v.Findings, f)
+			continue
+		}
+		v.Withheld++
+		switch f.Severity {
+		case "error":
+			v.Scan.Errors--
+		case "warning":
+			v.Scan.Warnings--
+		}
+	}
 	s.render(w, r, http.StatusOK, "shared", &v)
+}
+
+// privateFinding: f comes from the domain's TLS-RPT reports, which only
+// an account that verified the domain may see (docs/accounts.md,
+// "Verifying a domain"). A share link is opened by anyone holding it,
+// without an account, and outlives the verification; it shows the scan's
+// public findings only.
+func privateFinding(f report.Finding) bool { return f.Component == string(finding.ComponentReports) }
+
+// publicReport is a stored scan document without its private findings
+// (the bytes unchanged when it has none).
+func publicReport(raw []byte) ([]byte, error) {
+	var doc report.Document
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	n := len(doc.Findings)
+	doc.Findings = slices.DeleteFunc(doc.Findings, privateFinding)
+	if len(doc.Findings) == n {
+		return raw, nil
+	}
+	return json.Marshal(&doc)
 }
 
 func (s *Server) sharedJSON(w http.ResponseWriter, r *http.Request) {
@@ -273,7 +314,7 @@ func (s *Server) sharedJSON(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "Something failed", "The shared scan could not be read; please try again.")
 		return
 	}
-	s.writeReport(w, r, d, sc)
+	s.writeReportAs(w, r, d, sc, publicReport)
 }
 
 // The API.

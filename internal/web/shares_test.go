@@ -212,3 +212,54 @@ func TestSharesAPI(t *testing.T) {
 		t.Errorf("revoking twice: %d", r.StatusCode)
 	}
 }
+
+// TestShareWithholdsReportFindings: the findings monitoring drew from the
+// domain's TLS-RPT reports (failing MX hosts, sending addresses, counts,
+// reporters) are private to accounts that verified the domain
+// (docs/accounts.md, "Verifying a domain"); a share link, opened without
+// an account, shows the scan's public findings only, on the page, in its
+// counts and in the JSON download, while the owner still sees them all.
+func TestShareWithholdsReportFindings(t *testing.T) {
+	h := newHarness(t, harnessOptions{accounts: true})
+	h.signUp("ann@example.test")
+	a := h.logIn("ann@example.test", testPassword)
+	ann, err := h.db.GetUserByEmail(t.Context(), "ann@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := h.db.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
+	doc := difftest.Healthy(h.clock.Now())
+	difftest.AddFinding(doc, "mx-not-covered", "error", "mx", "mx3.example.com", "mx3 is not covered")
+	const private = "7 failed sessions from 203.0.113.5 reported by google.com"
+	difftest.AddFinding(doc, "reports-blocking-failure", "error", "tls-rpt-reports", "mx3.example.com", private)
+	sc := saveScan(t, h.db, d.ID, doc)
+	scanPage := fmt.Sprintf("/domains/%d/scans/%d", d.ID, sc.ID)
+	if p := string(a.get(scanPage).body); !strings.Contains(p, private) {
+		t.Fatalf("the owner's page lacks the report finding:\n%s", truncate([]byte(p)))
+	}
+	if r := a.post(scanPage+"/share", "csrf", a.csrf(), "days", "7"); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("share: %d", r.StatusCode)
+	}
+	m := shareLinkRE.FindStringSubmatch(string(a.get(scanPage).body))
+	if m == nil {
+		t.Fatal("no share link")
+	}
+	page := string(h.do("GET", "/s/"+m[1], "", "").body)
+	if strings.Contains(page, private) || strings.Contains(page, "203.0.113.5") {
+		t.Errorf("the shared page shows a report finding:\n%s", page)
+	}
+	if !strings.Contains(page, "mx3 is not covered") || !strings.Contains(page, "1 errors") || !strings.Contains(page, "1 finding from the domain's TLS-RPT reports is not shown") {
+		t.Errorf("the shared page: want the public finding, its count and the note:\n%s", page)
+	}
+	r := h.do("GET", "/s/"+m[1]+"/report.json", "", "")
+	var shared report.Document
+	if r.StatusCode != 200 || json.Unmarshal(r.body, &shared) != nil {
+		t.Fatalf("shared report: %d", r.StatusCode)
+	}
+	if strings.Contains(string(r.body), "reports-blocking-failure") || len(shared.Findings) != len(doc.Findings)-1 || shared.Evidence == nil {
+		t.Errorf("shared report.json: %d findings (want %d), report finding in it: %v", len(shared.Findings), len(doc.Findings)-1, strings.Contains(string(r.body), "reports-blocking-failure"))
+	}
+	if own := a.get(scanPage + "/report.json"); !strings.Contains(string(own.body), private) {
+		t.Errorf("the owner's report.json lacks the report finding")
+	}
+}
