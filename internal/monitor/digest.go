@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailtls/mailtls/internal/alert"
+	"github.com/mailtls/mailtls/internal/finding"
 	"github.com/mailtls/mailtls/internal/store"
 )
 
@@ -90,11 +91,19 @@ func (w *Worker) digestDomains(ctx context.Context, user store.UserID, now time.
 		}
 		st, err := alert.Unmarshal(r.AlertState)
 		if err == nil {
+			// What the reports showed is held while the domain is not
+			// verified (a lapse), and not told again (scan.go, judge).
+			told := func(p alert.Problem) bool { return true }
+			if !w.verifiedNow(ctx, r.ID, r.Name) {
+				told = func(p alert.Problem) bool { return p.Component != string(finding.ComponentReports) }
+			}
 			for _, p := range st.Open() {
-				dd.Open = append(dd.Open, toEvent(alert.Event{Kind: alert.Reminder, Problem: p}))
+				if told(p) {
+					dd.Open = append(dd.Open, toEvent(alert.Event{Kind: alert.Reminder, Problem: p}))
+				}
 			}
 			for _, p := range st.Resolved {
-				if now.Sub(p.Resolved) <= 24*time.Hour {
+				if now.Sub(p.Resolved) <= 24*time.Hour && told(p) {
 					dd.Resolved = append(dd.Resolved, toEvent(alert.Event{Kind: alert.Resolved, Problem: p}))
 				}
 			}

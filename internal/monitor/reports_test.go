@@ -335,8 +335,8 @@ func TestReportAlertsNeedVerifiedDomain(t *testing.T) {
 // TestLapsedVerificationStopsReportReminders: once a verification has
 // lapsed, what the reports showed stays held on the domain (neither
 // resolved nor told again, docs/accounts.md "Verifying a domain"): the
-// daily reminder, which repeats a problem's message (MX host, counts),
-// leaves the held report problems out.
+// daily reminder and the daily digest, which repeat a problem's message
+// (MX host, counts), leave the held report problems out.
 func TestLapsedVerificationStopsReportReminders(t *testing.T) {
 	e := newEnv(t)
 	w := e.worker("w1") // reminders at their default, daily
@@ -377,6 +377,37 @@ func TestLapsedVerificationStopsReportReminders(t *testing.T) {
 	if ev := day(2); !has(ev, "reminder "+blocking) {
 		t.Fatalf("verified, a day later: no reminder in %v", ev)
 	}
+	// The daily digest lists the open problems: the report's too while
+	// verified.
+	digest, err := e.st.CreateChannel(t.Context(), store.NewChannel{UserID: e.user.ID, Kind: store.ChannelEmail, Target: "digest@example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st.MarkChannelVerified(t.Context(), digest.ID)
+	digestOpen := func() (open []string) {
+		t.Helper()
+		if err := e.st.SetChannelDigest(t.Context(), e.user.ID, digest.ID, true, e.clock.Now().UTC().Hour()); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := w.QueueDigests(t.Context()); err != nil || n != 1 {
+			t.Fatalf("digests: %d %v", n, err)
+		}
+		e.deliver(w)
+		for _, m := range e.deliv.take() {
+			if m.n.Type != monitor.TypeDigest {
+				continue
+			}
+			for _, dd := range m.n.Domains {
+				for _, ev := range dd.Open {
+					open = append(open, ev.Finding.ID+"@"+ev.Finding.Subject)
+				}
+			}
+		}
+		return open
+	}
+	if open := digestOpen(); !has(open, blocking) {
+		t.Fatalf("verified: the digest lacks the report problem: %v", open)
+	}
 	e.publish(d, false)
 	verified := func() bool {
 		v, err := e.st.Verification(t.Context(), d.ID)
@@ -396,6 +427,9 @@ func TestLapsedVerificationStopsReportReminders(t *testing.T) {
 				t.Fatalf("day %d, lapsed: the reports are told again: %v", n, ev)
 			}
 		}
+	}
+	if open := digestOpen(); slices.ContainsFunc(open, func(s string) bool { return strings.HasPrefix(s, "reports-") }) {
+		t.Fatalf("lapsed: the digest tells the report problem again: %v", open)
 	}
 	// Held, not resolved: the problem stays open on the domain.
 	dom, err := e.st.GetDomain(t.Context(), d.ID)

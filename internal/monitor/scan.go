@@ -429,6 +429,16 @@ func Current(doc *report.Document, now time.Time) tlsrptagg.Current {
 	return cur
 }
 
+// verifiedNow is the domain's stored verification state (no lookup): a
+// store failure counts as not verified.
+func (w *Worker) verifiedNow(ctx context.Context, id store.DomainID, name string) bool {
+	v, err := w.store.Verification(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		w.log.Warn("reading the domain verification failed", "domain", name, "error", err)
+	}
+	return err == nil && v.Verified()
+}
+
 // verified looks the domain's verification record up again (the daily
 // recheck: found keeps it, absent for domainverify.Lapse ends it, a
 // failed lookup changes nothing) and reports whether the account has a
