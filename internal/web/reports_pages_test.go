@@ -72,7 +72,8 @@ func newReportsFixture(t *testing.T) *reportsFixture {
 	carl, _ := st.CreateUser(t.Context(), "carl@example.test", "x")
 	f := &reportsFixture{carl: carl.ID, st: st, clock: clock, asAnn: []string{"Cookie", "session=ann"}, asBob: []string{"Cookie", "session=bob"}, failMX: "mx1.example.com"}
 	f.h = newHarness(t, harnessOptions{monitor: &Monitoring{Store: st, Users: tokenUsers{"ann": {ann.ID, nil}, "bob": {bob.ID, nil},
-		"carl": {carl.ID, nil}, "carl-api": {carl.ID, []store.Scope{store.ScopeRead, store.ScopeManage}}, "bob-api": {bob.ID, []store.Scope{store.ScopeRead, store.ScopeManage}}}, Now: clock.Now}})
+		"carl": {carl.ID, nil}, "carl-api": {carl.ID, []store.Scope{store.ScopeRead, store.ScopeManage}}, "bob-api": {bob.ID, []store.Scope{store.ScopeRead, store.ScopeManage}},
+		"carl-read": {carl.ID, []store.Scope{store.ScopeRead}}, "carl-scan": {carl.ID, []store.Scope{store.ScopeScan}}}, Now: clock.Now}})
 	f.d, _ = st.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
 	st.AddDomain(t.Context(), store.NewDomain{UserID: bob.ID, Name: "bob.example"})
 	doc := difftest.Healthy(clock.Now())

@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -108,11 +109,57 @@ func TestReportsNeedVerifiedDomain(t *testing.T) {
 	if gr.StatusCode != 200 || !strings.Contains(string(gr.body), `"verified":true`) {
 		t.Errorf("API state: %d %s", gr.StatusCode, gr.body)
 	}
+	// Scopes: read shows the record and the state, only manage checks.
+	if r := f.h.do("GET", fmt.Sprintf("/api/v1/domains/%d/verification", d.ID), "", "", "Authorization", "Bearer carl-read"); r.StatusCode != 200 {
+		t.Errorf("GET with a read token: %d", r.StatusCode)
+	}
+	for _, tok := range []string{"carl-read", "carl-scan"} {
+		if r := f.h.do("POST", fmt.Sprintf("/api/v1/domains/%d/verification", d.ID), "", "", "Authorization", "Bearer "+tok); r.StatusCode != 403 {
+			t.Errorf("POST with %s: %d, want 403", tok, r.StatusCode)
+		}
+		if r := f.h.do("GET", fmt.Sprintf("/api/v1/domains/%d/verification", d.ID), "", "", "Authorization", "Bearer "+tok); tok == "carl-scan" && r.StatusCode != 403 {
+			t.Errorf("GET with %s: %d, want 403", tok, r.StatusCode)
+		}
+	}
 	// Another account cannot read or check Carl's verification.
 	if r := f.h.do("GET", fmt.Sprintf("/api/v1/domains/%d/verification", d.ID), "", "", "Authorization", "Bearer bob-api"); r.StatusCode != 404 {
 		t.Errorf("Bob reads Carl's verification: %d", r.StatusCode)
 	}
 	if r := f.h.do("POST", fmt.Sprintf("/domains/%d/verify", d.ID), "application/x-www-form-urlencoded", "", f.asBob...); r.StatusCode != 404 {
 		t.Errorf("Bob checks Carl's verification: %d", r.StatusCode)
+	}
+}
+
+// TestVerifyFormNeedsCSRF: the "Verify now" form, like every account
+// form, needs the session's CSRF token and a same-origin post; a refused
+// post looks nothing up and stores nothing.
+func TestVerifyFormNeedsCSRF(t *testing.T) {
+	h := newHarness(t, harnessOptions{accounts: true})
+	h.signUp("ann@example.test")
+	a := h.logIn("ann@example.test", testPassword)
+	ann, err := h.db.GetUserByEmail(t.Context(), "ann@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := h.db.AddDomain(t.Context(), store.NewDomain{UserID: ann.ID, Name: "example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := fmt.Sprintf("/domains/%d/verify", d.ID)
+	if r := a.get(form); r.StatusCode != 200 || !strings.Contains(string(r.body), `name="csrf"`) {
+		t.Fatalf("verify page: %d, a form without the CSRF token", r.StatusCode)
+	}
+	before, _ := h.db.Verification(t.Context(), d.ID)
+	if r := a.post(form); r.StatusCode != http.StatusForbidden {
+		t.Errorf("without the CSRF token: %d", r.StatusCode)
+	}
+	if r := a.do("POST", form, map[string][]string{"csrf": {a.csrf()}}, "Sec-Fetch-Site", "cross-site"); r.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site: %d", r.StatusCode)
+	}
+	if after, _ := h.db.Verification(t.Context(), d.ID); after != before {
+		t.Errorf("a refused form changed the verification: %+v → %+v", before, after)
+	}
+	if r := a.post(form, "csrf", a.csrf()); r.StatusCode != 200 || !strings.Contains(string(r.body), "Not found") && !strings.Contains(string(r.body), "Could not check") {
+		t.Errorf("with the token: %d\n%s", r.StatusCode, truncate(r.body))
 	}
 }
