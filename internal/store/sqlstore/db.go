@@ -317,10 +317,33 @@ func Versions(d Dialect) ([]int64, error) {
 func (db *DB) SQL() *sql.DB { return db.w }
 
 // Close closes the pools.
+// closeWait bounds how long Close waits for connections still in use.
+const closeWait = 5 * time.Second
+
 func (db *DB) Close() error {
 	err := db.w.Close()
 	if db.r != db.w {
 		err = errors.Join(err, db.r.Close())
+	}
+	// database/sql closes a connection still in use (a transaction whose
+	// context ended is rolled back by a goroutine of its own) only when it
+	// is released, after Close has returned. Wait for those, briefly, so
+	// that a closed store is closed: SQLite folds its write-ahead log into
+	// the file when the last connection goes.
+	closed := false
+	for deadline := time.Now().Add(closeWait); !closed && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		closed = db.w.Stats().OpenConnections+db.r.Stats().OpenConnections == 0
+	}
+	// Two connections closing at the same moment can each leave the
+	// checkpoint to the other, and the log stays. One connection opened
+	// and closed alone is the last one, and folds it.
+	if closed && db.d.Name == SQLite.Name && db.path != "" {
+		if _, statErr := os.Stat(db.path + "-wal"); statErr == nil {
+			if last, openErr := sql.Open("sqlite", dsn(db.path, false)); openErr == nil {
+				last.Ping()
+				last.Close()
+			}
+		}
 	}
 	if db.pool != nil {
 		db.pool.Close()
