@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 
 	"github.com/mailtls/mailtls/internal/store"
 )
@@ -48,6 +49,12 @@ func newCSRF() string { return rand.Text() + rand.Text() }
 // everywhere" and account deletion.
 func (s *Server) newSessions() *scs.SessionManager {
 	sm := scs.New()
+	// scs.New starts an in-memory store with a cleanup goroutine of its
+	// own; ours replaces it, so stop that goroutine (one per web role
+	// started, reloads included, would otherwise stay).
+	if m, ok := sm.Store.(*memstore.MemStore); ok {
+		m.StopCleanup()
+	}
 	sm.Store = store.SCSStore{Sessions: s.Store, UserOf: sessionUserOf(sm.Codec)}
 	sm.IdleTimeout = s.SessionIdleTimeout
 	if sm.IdleTimeout <= 0 {
