@@ -26,11 +26,13 @@ type Scan struct {
 	Findings []report.Finding
 	// Doc is the full document; nil for a scan kept as a summary.
 	Doc *report.Document
+	// NotRead: components whose findings this scan did not judge.
+	NotRead []report.NotRead
 }
 
 // FromDocument is the side of a diff for a full document.
 func FromDocument(d *report.Document) Scan {
-	s := Scan{Findings: d.Findings, Doc: d}
+	s := Scan{Findings: d.Findings, Doc: d, NotRead: d.NotRead}
 	if d.Grade != nil {
 		s.Grade = *d.Grade
 	}
@@ -39,10 +41,13 @@ func FromDocument(d *report.Document) Scan {
 
 // Diff is what changed from scan A (older) to scan B (newer).
 type Diff struct {
-	Added     []report.Finding `json:"added"`     // in B, not in A
-	Removed   []report.Finding `json:"removed"`   // in A, not in B
-	Sustained []Sustained      `json:"sustained"` // in both (by ID and subject)
-	Grade     GradeChange      `json:"grade"`
+	Added   []report.Finding `json:"added"`   // in B, not in A
+	Removed []report.Finding `json:"removed"` // in A, not in B, which judged them
+	// NotCompared: in A, of a component B did not read (B.NotRead), so
+	// not known to be gone; never counted as fixed.
+	NotCompared []report.Finding `json:"not_compared,omitempty"`
+	Sustained   []Sustained      `json:"sustained"` // in both (by ID and subject)
+	Grade       GradeChange      `json:"grade"`
 	// Policy is nil when neither scan has an effective policy, or one of
 	// them was reduced to a summary.
 	Policy *PolicyChange `json:"policy"`
@@ -164,6 +169,7 @@ type TLSAChange struct {
 func Compare(a, b Scan) Diff {
 	d := Diff{Grade: GradeChange{From: a.Grade, To: b.Grade}}
 	d.Added, d.Removed, d.Sustained = findings(a.Findings, b.Findings)
+	d.Removed, d.NotCompared = unread(d.Removed, b.NotRead)
 	if a.Doc == nil || b.Doc == nil {
 		d.Limited = "the full report of a scan was removed by retention: only the grade and the findings are compared"
 		return d
@@ -207,6 +213,24 @@ func findings(a, b []report.Finding) (added, removed []report.Finding, sustained
 		}
 	}
 	return added, removed, sustained
+}
+
+// unread moves the removed findings of a component the newer scan did not
+// read from removed to notCompared: a report never claims a problem fixed
+// that it did not look at.
+func unread(removed []report.Finding, notRead []report.NotRead) (gone, notCompared []report.Finding) {
+	skipped := map[string]bool{}
+	for _, n := range notRead {
+		skipped[n.Component] = true
+	}
+	for _, f := range removed {
+		if skipped[f.Component] {
+			notCompared = append(notCompared, f)
+		} else {
+			gone = append(gone, f)
+		}
+	}
+	return gone, notCompared
 }
 
 func policy(a, b *report.Policy) *PolicyChange {

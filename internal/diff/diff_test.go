@@ -43,6 +43,28 @@ func TestFindings(t *testing.T) {
 	}
 }
 
+// A finding of a component the newer scan did not read (its TLS-RPT
+// reports, for a domain not verified) is not compared, never "gone"; one
+// of a component it read is gone as before.
+func TestNotReadIsNotGone(t *testing.T) {
+	a, b := difftest.Healthy(t0), difftest.Healthy(t0.Add(24*time.Hour))
+	difftest.AddFinding(a, "tlsrpt-reports-mx-failing", "error", "tls-rpt-reports", "mx1.example.com", "failing")
+	difftest.AddFinding(a, "tlsrpt-missing", "warning", "tls-rpt", "", "gone")
+	b.NotRead = []report.NotRead{{Component: "tls-rpt-reports", Reason: "not verified"}}
+	d := diff.Compare(diff.FromDocument(a), diff.FromDocument(b))
+	if got := keys(d.Removed); !slices.Equal(got, []string{"tlsrpt-missing@"}) {
+		t.Errorf("removed %v", got)
+	}
+	if got := keys(d.NotCompared); !slices.Equal(got, []string{"tlsrpt-reports-mx-failing@mx1.example.com"}) {
+		t.Errorf("not compared %v", got)
+	}
+	// The newer scan read the reports and found nothing: gone.
+	b.NotRead = nil
+	if d := diff.Compare(diff.FromDocument(a), diff.FromDocument(b)); len(d.Removed) != 2 || len(d.NotCompared) != 0 {
+		t.Errorf("with the reports read: removed %v, not compared %v", keys(d.Removed), keys(d.NotCompared))
+	}
+}
+
 func TestGrade(t *testing.T) {
 	for _, c := range []struct {
 		from, to          string

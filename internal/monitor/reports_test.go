@@ -1,6 +1,7 @@
 package monitor_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -289,6 +290,23 @@ func TestReportAlertsNeedVerifiedDomain(t *testing.T) {
 		v, err := e.st.Verification(t.Context(), d.ID)
 		return err == nil && v.Verified()
 	}
+	// notRead: the last scan's document says it did not read the reports
+	// (so a diff does not call their problems fixed).
+	notRead := func() bool {
+		scans, _, err := e.st.ListScans(t.Context(), d.ID, "", 1)
+		if err != nil || len(scans) != 1 {
+			t.Fatalf("scans %v %v", scans, err)
+		}
+		raw, err := e.st.ScanReport(t.Context(), scans[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc report.Document
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(doc.NotRead, func(n report.NotRead) bool { return n.Component == "tls-rpt-reports" })
+	}
 
 	if ev, leaked := day(0); len(ev) != 0 || leaked {
 		t.Fatalf("never asked to verify: alerts %v, in the scan %v", ev, leaked)
@@ -298,10 +316,16 @@ func TestReportAlertsNeedVerifiedDomain(t *testing.T) {
 	if ev, leaked := day(1); len(ev) != 0 || leaked || verified() {
 		t.Fatalf("token not published: alerts %v, in the scan %v, verified %v", ev, leaked, verified())
 	}
+	if !notRead() {
+		t.Fatal("the scan of a domain not verified does not say it did not read the reports")
+	}
 	// Published: the daily scan finds the record, and the failure is told.
 	e.publish(d, true)
 	if ev, leaked := day(2); !slices.Equal(ev, []string{"opened reports-blocking-failure@mx3.example.com"}) || !leaked || !verified() {
 		t.Fatalf("published: alerts %v, in the scan %v, verified %v", ev, leaked, verified())
+	}
+	if notRead() {
+		t.Fatal("the scan that read the reports says it did not")
 	}
 	// A SERVFAIL is no absence: still verified, the failure still in the scan.
 	e.dns.Add(&resolve.Answer{Name: domainverify.Name(d.Name), Type: "TXT", Status: resolve.StatusServFail})

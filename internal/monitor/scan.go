@@ -284,6 +284,20 @@ func LoadScan(ctx context.Context, st store.Scans, s store.Scan) (*diff.Scan, er
 	return nil, err
 }
 
+// reportsNotRead says why a scan did not judge the domain's TLS-RPT
+// reports, or "" when it did.
+func reportsNotRead(verified, blind bool, err error) string {
+	switch {
+	case !verified:
+		return `the account has not verified the domain (docs/accounts.md, "Verifying a domain")`
+	case err != nil:
+		return "the reports could not be read from the store"
+	case blind:
+		return "no TLS-RPT report covers the last days"
+	}
+	return ""
+}
+
 // judge adds the history findings to the document, decides the alerts and
 // makes the result to store.
 func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan, doc *report.Document) (store.ScanResult, error) {
@@ -321,10 +335,15 @@ func (w *Worker) judge(ctx context.Context, c store.ClaimedDomain, sc store.Scan
 		fromReports, blind, err = w.reportFindings(ctx, c.Name, doc, state, decided)
 		if err != nil {
 			w.log.Warn("TLS-RPT reports could not be judged", "domain", c.Name, "error", err)
-			blind = true
 		}
 	}
 	doc.Findings = append(doc.Findings, fromReports...)
+	// Said in the document, so that a diff never calls the report
+	// problems of an earlier scan fixed when this one did not look.
+	if why := reportsNotRead(verified, blind, err); why != "" {
+		doc.NotRead = append(doc.NotRead, report.NotRead{Component: string(finding.ComponentReports), Reason: why})
+		blind = true
+	}
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return store.ScanResult{}, err

@@ -23,25 +23,36 @@ const SchemaVersion = 1
 
 // Document is the JSON form of one scanned domain.
 type Document struct {
-	SchemaVersion int                `json:"schema_version"`
-	Domain        string             `json:"domain"`
-	Input         string             `json:"input,omitempty"`
-	Line          int                `json:"line,omitempty"` // the input line (mailtls check -f)
-	Notes         []string           `json:"notes,omitempty"`
-	ScannedAt     string             `json:"scanned_at"`
-	DurationMS    float64            `json:"duration_ms"`
-	Grade         *string            `json:"grade"` // null when the scan could not determine the policy
-	GradeReasons  []string           `json:"grade_reasons"`
-	PolicyStatus  string             `json:"policy_status"`
-	PolicyReason  string             `json:"policy_reason"`
-	Policy        *Policy            `json:"policy"`
-	MX            []MX               `json:"mx"`
-	TLSRPT        *TLSRPT            `json:"tlsrpt"`
-	Senders       []Sender           `json:"senders,omitempty"`
-	Findings      []Finding          `json:"findings"`
-	Fixes         []Fix              `json:"fixes"`
-	Evidence      *scan.Observations `json:"evidence,omitempty"`
-	Error         string             `json:"error,omitempty"`
+	SchemaVersion int       `json:"schema_version"`
+	Domain        string    `json:"domain"`
+	Input         string    `json:"input,omitempty"`
+	Line          int       `json:"line,omitempty"` // the input line (mailtls check -f)
+	Notes         []string  `json:"notes,omitempty"`
+	ScannedAt     string    `json:"scanned_at"`
+	DurationMS    float64   `json:"duration_ms"`
+	Grade         *string   `json:"grade"` // null when the scan could not determine the policy
+	GradeReasons  []string  `json:"grade_reasons"`
+	PolicyStatus  string    `json:"policy_status"`
+	PolicyReason  string    `json:"policy_reason"`
+	Policy        *Policy   `json:"policy"`
+	MX            []MX      `json:"mx"`
+	TLSRPT        *TLSRPT   `json:"tlsrpt"`
+	Senders       []Sender  `json:"senders,omitempty"`
+	Findings      []Finding `json:"findings"`
+	// NotRead names the finding components whose evidence this scan did
+	// not read, with why (monitoring: the TLS-RPT reports of a domain not
+	// verified, or with no recent report): their findings are unknown
+	// here, not gone.
+	NotRead  []NotRead          `json:"not_read,omitempty"`
+	Fixes    []Fix              `json:"fixes"`
+	Evidence *scan.Observations `json:"evidence,omitempty"`
+	Error    string             `json:"error,omitempty"`
+}
+
+// NotRead is a component of findings a scan did not judge.
+type NotRead struct {
+	Component string `json:"component"`
+	Reason    string `json:"reason"`
 }
 
 // Policy is the effective policy.

@@ -262,6 +262,24 @@ func TestMonitoringAPI(t *testing.T) {
 		t.Errorf("unmute: %d %s", r.StatusCode, r.body)
 	}
 
+	// A scan that did not read the TLS-RPT reports (not_read) does not make
+	// the earlier scan's report problems "removed": they are not compared.
+	withReports := difftest.Healthy(clock.Now())
+	difftest.AddFinding(withReports, "reports-blocking-failure", "error", "tls-rpt-reports", "mx3.example.com", "failing")
+	s3 := saveScan(t, st, store.DomainID(dom.ID), withReports)
+	blind := difftest.Healthy(clock.Now())
+	blind.NotRead = []report.NotRead{{Component: "tls-rpt-reports", Reason: "not verified"}}
+	s4 := saveScan(t, st, store.DomainID(dom.ID), blind)
+	r = h.do("GET", fmt.Sprintf("%s/diff?from=%d&to=%d", path, s3.ID, s4.ID), "", "", auth("ann-read")...)
+	var nd struct {
+		Removed     []report.Finding `json:"removed"`
+		NotCompared []report.Finding `json:"not_compared"`
+	}
+	json.Unmarshal(r.body, &nd)
+	if r.StatusCode != 200 || len(nd.Removed) != 0 || len(nd.NotCompared) != 1 || nd.NotCompared[0].ID != "reports-blocking-failure" {
+		t.Errorf("diff to a scan that did not read the reports: %d %s", r.StatusCode, truncate(r.body))
+	}
+
 	// Delete: gone with its history.
 	if r := h.do("DELETE", path, "", "", auth("ann")...); r.StatusCode != 204 {
 		t.Errorf("delete: %d", r.StatusCode)
@@ -269,6 +287,7 @@ func TestMonitoringAPI(t *testing.T) {
 	if r := h.do("GET", path, "", "", auth("ann")...); r.StatusCode != 404 {
 		t.Errorf("after delete: %d", r.StatusCode)
 	}
+
 }
 
 // TestUnsubscribe: the one-click unsubscribe of RFC 8058 works as a
