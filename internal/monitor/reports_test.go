@@ -100,19 +100,7 @@ func TestReportAlerts(t *testing.T) {
 		if script != nil {
 			script(today.AddDate(0, 0, -1))
 		}
-		if got := e.runDue(w); got != 1 {
-			t.Fatalf("day %d: %d scans", n, got)
-		}
-		e.deliver(w)
-		var out []string
-		for _, m := range e.deliv.take() {
-			for _, ev := range events(m.n) {
-				if strings.Contains(ev, "reports-") {
-					out = append(out, ev)
-				}
-			}
-		}
-		return out
+		return e.scanDay(w, n, "reports-")
 	}
 	both := func(fail int64) func(time.Time) {
 		return func(y time.Time) {
@@ -208,19 +196,7 @@ func TestReportRateAlert(t *testing.T) {
 			e.addReportOn("google.com", y, "mx1.example.com", fail)
 			e.addReportOn("microsoft.com", y, "mx1.example.com", 1)
 		}
-		if got := e.runDue(w); got != 1 {
-			t.Fatalf("day %d: %d scans", n, got)
-		}
-		e.deliver(w)
-		var out []string
-		for _, m := range e.deliv.take() {
-			for _, ev := range events(m.n) {
-				if strings.Contains(ev, "reports-") {
-					out = append(out, ev)
-				}
-			}
-		}
-		return out
+		return e.scanDay(w, n, "reports-")
 	}
 	if got := day(0, 0); len(got) != 0 {
 		t.Fatalf("day 0, at the baseline: %v", got)
@@ -265,17 +241,7 @@ func TestReportAlertsNeedVerifiedDomain(t *testing.T) {
 		y := tlsrptagg.Day(e.clock.Now()).AddDate(0, 0, -1)
 		e.addReport("google.com", y, 7)
 		e.addReport("microsoft.com", y, 0)
-		if got := e.runDue(w); got != 1 {
-			t.Fatalf("day %d: %d scans", n, got)
-		}
-		e.deliver(w)
-		for _, m := range e.deliv.take() {
-			for _, ev := range events(m.n) {
-				if strings.Contains(ev, "reports-") {
-					told = append(told, ev)
-				}
-			}
-		}
+		told = append(told, e.scanDay(w, n, "reports-")...)
 		scans, _, err := e.st.ListScans(t.Context(), d.ID, "", 1)
 		if err != nil || len(scans) != 1 {
 			t.Fatalf("day %d: scans %v %v", n, scans, err)
@@ -380,13 +346,7 @@ func TestLapsedVerificationStopsReportReminders(t *testing.T) {
 		y := tlsrptagg.Day(e.clock.Now()).AddDate(0, 0, -1)
 		e.addReport("google.com", y, 7)
 		e.addReport("microsoft.com", y, 0)
-		if got := e.runDue(w); got != 1 {
-			t.Fatalf("day %d: %d scans", n, got)
-		}
-		e.deliver(w)
-		for _, m := range e.deliv.take() {
-			told = append(told, events(m.n)...)
-		}
+		told = append(told, e.scanDay(w, n, "")...)
 		return told
 	}
 	has := func(evs []string, ev string) bool { return slices.Contains(evs, ev) }
@@ -471,4 +431,23 @@ func TestLapsedVerificationStopsReportReminders(t *testing.T) {
 	if !held {
 		t.Fatalf("lapsed: the report problem was resolved, want held: %+v", st.Open())
 	}
+}
+
+// scanDay runs the one scan due on day n, delivers the outbox and returns
+// the events delivered that contain filter ("" for all of them).
+func (e *env) scanDay(w *monitor.Worker, n int, filter string) []string {
+	e.t.Helper()
+	if got := e.runDue(w); got != 1 {
+		e.t.Fatalf("day %d: %d scans", n, got)
+	}
+	e.deliver(w)
+	var out []string
+	for _, m := range e.deliv.take() {
+		for _, ev := range events(m.n) {
+			if strings.Contains(ev, filter) {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out
 }
